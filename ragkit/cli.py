@@ -1,0 +1,240 @@
+"""Command-line interface: `python -m ragkit ingest | search | stats | delete | tag`.
+
+With ``--json`` stdout carries exactly one JSON document; progress and messages go to
+stderr. Exit status: 0 = everything done, 3 = done but some inputs were rejected,
+1 = failure (one line on stderr, no traceback), 2 = bad command-line usage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Callable, Sequence
+
+from .config import Settings
+from .errors import RagkitError
+from .records import SOURCES
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _scrub(text: str, settings: Settings | None) -> str:
+    for secret in (settings.secret_values() if settings else []):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _open_library(settings: Settings):
+    from .library import Library
+    return Library.open(settings)
+
+
+def _warn_random(library) -> None:
+    """Load the model now (ingest and search need it) and say loudly if it is untrained."""
+    if library.embedder.random_weights:
+        _err("warning: the CLIP model has RANDOM weights (RAGKIT_CLIP_PRETRAINED="
+             f"{library.settings.clip_pretrained}); similarities are meaningless. "
+             "Use a real pretrained tag or checkpoint for real search.")
+
+
+class _Progress:
+    """A tqdm bar on a terminal; silence when stderr is piped (logs stay readable)."""
+    def __init__(self, enabled: bool) -> None:
+        self._bar = None
+        self._enabled = enabled
+
+    def __call__(self, progress) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None:
+            from tqdm import tqdm
+            self._bar = tqdm(total=progress.total, unit="img", file=sys.stderr, dynamic_ncols=True)
+        self._bar.set_postfix(added=progress.added, dup=progress.duplicates, rejected=progress.rejected)
+        self._bar.update(progress.done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def cmd_ingest(args, settings: Settings) -> int:
+    library = _open_library(settings)
+    _warn_random(library)
+    bar = _Progress(sys.stderr.isatty() and not args.quiet)
+    try:
+        report = library.ingest_paths(args.paths, tags=args.tag, on_progress=bar,
+                                      batch_size=args.batch_size, workers=args.workers)
+    finally:
+        bar.close()
+    for rejected in report.rejected:
+        _err(f"rejected: {rejected.path}: {rejected.reason}")
+    rate = len(report.added) / report.seconds if report.seconds and report.added else 0.0
+    _err(f"added {len(report.added)}, duplicates {len(report.duplicates)}, rejected {len(report.rejected)} "
+         f"in {report.seconds:.1f}s ({rate:.1f} images/s)")
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def cmd_search(args, settings: Settings) -> int:
+    library = _open_library(settings)
+    _warn_random(library)
+    filters = {"tags": args.tag, "source": args.source, "min_score": args.min_score}
+    if args.image:
+        try:
+            data = open(args.image, "rb").read()
+        except OSError as exc:
+            raise RagkitError(f"Cannot read {args.image}: {exc.strerror or exc}") from None
+        hits = library.search_image(data, args.k, **filters)
+    elif args.similar:
+        hits = library.search_similar(args.similar, args.k, **filters)
+    else:
+        hits = library.search_text(args.text or "", args.k, **filters)
+    if args.json:
+        print(json.dumps({"query": args.text or args.image or args.similar,
+                          "hits": [hit.to_dict() for hit in hits]}, ensure_ascii=False))
+        return EXIT_OK
+    if not hits:
+        _err("no matches" + (" (the library is empty: run `python -m ragkit ingest FOLDER`)"
+                             if library.count() == 0 else ""))
+        return EXIT_OK
+    print(f"{'#':>2}  {'score':>6}  {'sha256':<12}  {'source':<9}  filename  [tags]")
+    for rank, hit in enumerate(hits, 1):
+        asset = hit.asset
+        tags = f"  [{', '.join(asset.tags)}]" if asset.tags else ""
+        print(f"{rank:>2}  {hit.score:6.3f}  {asset.sha256[:12]}  {asset.source:<9}  {asset.filename}{tags}")
+        if asset.prompt:
+            print(f"{'':>34}prompt: {asset.prompt[:100]}")
+    return EXIT_OK
+
+
+def cmd_stats(args, settings: Settings) -> int:
+    library = _open_library(settings)
+    stats = library.stats()
+    if args.json:
+        print(json.dumps(stats.to_dict(), ensure_ascii=False))
+        return EXIT_OK
+    print(f"assets     {stats.assets}")
+    print(f"generated  {stats.generated}")
+    print(f"model      {stats.model}{'  (RANDOM WEIGHTS: demo/test only)' if stats.random_weights else ''}")
+    print(f"database   {stats.db_uri}  (collection {stats.collection})")
+    print(f"files      {stats.data_dir}")
+    return EXIT_OK
+
+
+def cmd_delete(args, settings: Settings) -> int:
+    library = _open_library(settings)
+    from .filters import validate_sha256
+    ids = [validate_sha256(s) for s in args.sha256]
+    missing = [s for s in ids if library.store.get(s) is None]
+    deleted = library.delete([s for s in ids if s not in missing])
+    for sha in missing:
+        _err(f"not found: {sha}")
+    if args.json:
+        print(json.dumps({"deleted": deleted, "not_found": missing}))
+    else:
+        _err(f"deleted {deleted} asset(s)")
+    return EXIT_OK if not missing else EXIT_PARTIAL
+
+
+def cmd_tag(args, settings: Settings) -> int:
+    library = _open_library(settings)
+    asset = library.update_tags(args.sha256, add=args.add, remove=args.remove)
+    if args.json:
+        print(json.dumps(asset.to_dict(), ensure_ascii=False))
+    else:
+        print(", ".join(asset.tags) or "(no tags)")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ragkit",
+        description="ragkit: search your image library by description, and generate promo images from it.",
+        epilog="Exit status: 0 ok, 3 some inputs rejected (the rest done), 1 failure, 2 usage error. "
+               "Settings come from RAGKIT_* environment variables (see README).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = commands.add_parser("ingest", help="add image files or folders (recursive) to the library")
+    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument("--tag", action="append", default=[], help="tag every added image (repeatable)")
+    ingest.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
+    ingest.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
+    ingest.add_argument("--quiet", action="store_true", help="no progress bar")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    search = commands.add_parser("search", help="find images by text, by an example image, or similar to an asset")
+    search.add_argument("text", nargs="?", help="what you are looking for")
+    search.add_argument("--image", metavar="FILE", help="search by an example image instead of text")
+    search.add_argument("--similar", metavar="SHA256", help="images similar to an asset in the library")
+    search.add_argument("-k", type=int, default=6, help="number of hits (default 6)")
+    search.add_argument("--tag", action="append", default=[], help="only assets with this tag (repeatable)")
+    search.add_argument("--source", choices=SOURCES, help="only uploaded or only generated assets")
+    search.add_argument("--min-score", type=float, default=None, help="drop hits below this cosine similarity")
+    search.set_defaults(handler=cmd_search)
+
+    stats = commands.add_parser("stats", help="library size, model and database")
+    stats.set_defaults(handler=cmd_stats)
+
+    delete = commands.add_parser("delete", help="remove assets (row, original and thumbnail)")
+    delete.add_argument("sha256", nargs="+")
+    delete.set_defaults(handler=cmd_delete)
+
+    tag = commands.add_parser("tag", help="add or remove tags of an asset")
+    tag.add_argument("sha256")
+    tag.add_argument("--add", action="append", default=[], metavar="TAG")
+    tag.add_argument("--remove", action="append", default=[], metavar="TAG")
+    tag.set_defaults(handler=cmd_tag)
+
+    for sub in (ingest, search, stats, delete, tag):
+        sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    _register_extra_commands(commands)
+    return parser
+
+
+# Later commands (generate, doctor, export, import) register themselves here.
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def _register_extra_commands(commands) -> None:
+    for register in EXTRA_COMMANDS:
+        register(commands)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "search" and sum(bool(x) for x in (args.text, args.image, args.similar)) != 1:
+        parser.error("search takes exactly one of: TEXT, --image FILE, --similar SHA256")
+    debug = os.environ.get("RAGKIT_DEBUG") == "1"
+    logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from .store import quiet_milvus_logging
+    if not debug:
+        quiet_milvus_logging()
+        logging.getLogger().setLevel(logging.ERROR)  # open_clip warns through the root logger
+    settings = None
+    try:
+        settings = Settings.load()
+        return args.handler(args, settings)
+    except RagkitError as exc:
+        _err(f"error: {_scrub(str(exc), settings)}")
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        _err("interrupted: what was finished is saved; run the same command again to complete it")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
+        if debug:
+            raise
+        _err(f"error: unexpected {type(exc).__name__}: {_scrub(str(exc), settings)[:500]} "
+             "(set RAGKIT_DEBUG=1 for details)")
+        return EXIT_FAILURE

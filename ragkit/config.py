@@ -1,0 +1,133 @@
+"""Settings: one frozen object, read from the environment and `.streamlit/secrets.toml`.
+
+Every setting is an environment variable (``RAGKIT_*``, ``GEMINI_API_KEY``). The same
+names may be written as top-level keys in ``.streamlit/secrets.toml`` (in the working
+directory, then ``~/.streamlit/secrets.toml``); the environment wins over the file so
+that a deployment can override a checked-in default without editing it.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ConfigError
+
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
+DEFAULT_GEMINI_MODEL = "gemini-2.5-flash-image"
+
+# (setting name, environment variable, default, meaning) -- also rendered into the README table.
+SETTINGS_TABLE: tuple[tuple[str, str, str, str], ...] = (
+    ("data_dir", "RAGKIT_DATA_DIR", "./data", "where originals, thumbnails and the embedded DB live"),
+    ("milvus_uri", "RAGKIT_MILVUS_URI", "$RAGKIT_DATA_DIR/ragkit.db", "Milvus Lite file, or http://host:19530 for a server"),
+    ("milvus_token", "RAGKIT_MILVUS_TOKEN", "", "user:password or API key for a Milvus server"),
+    ("clip_model", "RAGKIT_CLIP_MODEL", DEFAULT_CLIP_MODEL, "open_clip architecture name"),
+    ("clip_pretrained", "RAGKIT_CLIP_PRETRAINED", DEFAULT_CLIP_PRETRAINED, "open_clip pretrained tag, path to a checkpoint, or none"),
+    ("device", "RAGKIT_DEVICE", "auto", "auto, cpu, cuda or mps"),
+    ("gemini_api_key", "GEMINI_API_KEY", "", "Gemini API key (GOOGLE_API_KEY also works)"),
+    ("gemini_model", "RAGKIT_GEMINI_MODEL", DEFAULT_GEMINI_MODEL, "default image model for the Studio"),
+    ("gemini_base_url", "RAGKIT_GEMINI_BASE_URL", "", "override the Gemini API endpoint (proxies, tests)"),
+    ("max_image_pixels", "RAGKIT_MAX_IMAGE_PIXELS", "150000000", "larger images are rejected as decompression bombs"),
+)
+
+_SECRET_FIELDS = {"milvus_token", "gemini_api_key"}
+
+
+def _secrets_files(cwd: Path) -> list[Path]:
+    return [cwd / ".streamlit" / "secrets.toml", Path.home() / ".streamlit" / "secrets.toml"]
+
+
+def read_secrets_file(paths: list[Path]) -> dict[str, str]:
+    """Merge top-level string keys of the given TOML files; earlier files win."""
+    merged: dict[str, str] = {}
+    for path in reversed(paths):
+        if not path.is_file():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"Cannot read {path}: {exc}. Fix the TOML syntax or remove the file.") from None
+        merged.update({k: str(v) for k, v in data.items() if isinstance(v, (str, int, float))})
+    return merged
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("data")
+    milvus_uri: str = ""
+    milvus_token: str = field(default="", repr=False)
+    clip_model: str = DEFAULT_CLIP_MODEL
+    clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
+    device: str = "auto"
+    gemini_api_key: str = field(default="", repr=False)
+    gemini_model: str = DEFAULT_GEMINI_MODEL
+    gemini_base_url: str = ""
+    max_image_pixels: int = 150_000_000
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+             secrets_files: list[Path] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        cwd = Path.cwd() if cwd is None else cwd
+        secrets = read_secrets_file(secrets_files if secrets_files is not None else _secrets_files(cwd))
+
+        def get(name: str, default: str = "") -> str:
+            value = env.get(name)
+            if value is None or value == "":
+                value = secrets.get(name, default)
+            return value.strip()
+
+        data_dir = Path(get("RAGKIT_DATA_DIR", "data")).expanduser()
+        if not data_dir.is_absolute():
+            data_dir = cwd / data_dir
+        milvus_uri = get("RAGKIT_MILVUS_URI") or str(data_dir / "ragkit.db")
+        device = get("RAGKIT_DEVICE", "auto").lower()
+        if device not in {"auto", "cpu", "cuda", "mps"} and not device.startswith("cuda:"):
+            raise ConfigError(f"RAGKIT_DEVICE={device!r} is not one of auto, cpu, cuda, mps.")
+        try:
+            max_pixels = int(get("RAGKIT_MAX_IMAGE_PIXELS", "150000000"))
+        except ValueError:
+            raise ConfigError("RAGKIT_MAX_IMAGE_PIXELS must be a whole number of pixels.") from None
+        return cls(
+            data_dir=data_dir,
+            milvus_uri=milvus_uri,
+            milvus_token=get("RAGKIT_MILVUS_TOKEN"),
+            clip_model=get("RAGKIT_CLIP_MODEL", DEFAULT_CLIP_MODEL),
+            clip_pretrained=get("RAGKIT_CLIP_PRETRAINED", DEFAULT_CLIP_PRETRAINED),
+            device=device,
+            gemini_api_key=get("GEMINI_API_KEY") or get("GOOGLE_API_KEY"),
+            gemini_model=get("RAGKIT_GEMINI_MODEL", DEFAULT_GEMINI_MODEL),
+            gemini_base_url=get("RAGKIT_GEMINI_BASE_URL"),
+            max_image_pixels=max_pixels,
+        )
+
+    @property
+    def is_embedded_db(self) -> bool:
+        """True for a Milvus Lite file, False for a server URI."""
+        return not self.milvus_uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+
+    @property
+    def milvus_uri_display(self) -> str:
+        """The DB URI with any credentials removed, safe to show on a page or in logs."""
+        return redact_uri(self.milvus_uri)
+
+    def secret_values(self) -> list[str]:
+        """Values that must never be shown (used to scrub messages)."""
+        return [getattr(self, f.name) for f in fields(self) if f.name in _SECRET_FIELDS and getattr(self, f.name)]
+
+
+def redact_uri(uri: str) -> str:
+    """Drop user:password@ from a URL; plain paths are returned unchanged."""
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

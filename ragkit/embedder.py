@@ -1,0 +1,203 @@
+"""The embedding model behind a narrow interface: images -> vectors, texts -> vectors.
+
+Wraps open_clip. Vectors are L2-normalised float32, so cosine similarity is a dot
+product. The rest of ragkit never knows which architecture or weights run here; it
+only sees ``dim`` and ``model_id`` (which names the collection the vectors live in).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .config import Settings
+from .errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS = "none"
+# Checkpoints written by `make_random_checkpoint` carry this key so that every surface
+# can say loudly that the model is not a real one, even when loaded from a file.
+RANDOM_MARKER_KEY = "ragkit_random_weights"
+RANDOM_SEED = 0
+_CONFIG_DIR = Path(__file__).with_name("model_configs")
+_configs_registered = False
+
+
+def _register_bundled_configs() -> None:
+    """Make ragkit's own small architectures (e.g. ``ragkit-tiny``) known to open_clip."""
+    global _configs_registered
+    if not _configs_registered:
+        import open_clip
+        open_clip.add_model_config(_CONFIG_DIR)
+        _configs_registered = True
+
+
+def resolve_device(requested: str) -> str:
+    import torch
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _checkpoint_is_random(path: str) -> bool:
+    if path.endswith((".safetensors", ".npz", ".npy")):
+        return False
+    import torch
+    try:
+        # mmap keeps this cheap even for a 600 MB checkpoint: only the dict keys are read.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - any format we can't peek into is simply not ours
+        return False
+    return isinstance(checkpoint, dict) and bool(checkpoint.get(RANDOM_MARKER_KEY, False))
+
+
+def _is_checkpoint_path(pretrained: str) -> bool:
+    return os.path.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors", ".npz"))
+
+
+def weights_are_random(pretrained: str) -> bool:
+    """True for `none` and for checkpoints saved by make_random_checkpoint (cheap: no model load)."""
+    if pretrained.lower() == RANDOM_WEIGHTS:
+        return True
+    return _is_checkpoint_path(pretrained) and os.path.isfile(pretrained) and _checkpoint_is_random(pretrained)
+
+
+def model_identity(model_name: str, pretrained: str) -> str:
+    """A stable name for 'these weights on this architecture' (independent of file location)."""
+    if pretrained.lower() == RANDOM_WEIGHTS:
+        return f"{model_name}/random-seed{RANDOM_SEED}"
+    if _is_checkpoint_path(pretrained):
+        return f"{model_name}/file:{Path(pretrained).name}"
+    return f"{model_name}/{pretrained}"
+
+
+def collection_name_for(model_id: str) -> str:
+    """Milvus collection names allow [A-Za-z0-9_]; keep it readable and unique per model."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", model_id.split("/")[0]).strip("_")[:40]
+    digest = hashlib.sha1(model_id.encode()).hexdigest()[:10]
+    return f"ragkit_{slug}_{digest}"
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    model_name: str
+    pretrained: str
+    model_id: str
+    dim: int
+    device: str
+    random_weights: bool
+
+
+class ClipEmbedder:
+    """An open_clip model loaded once; thread-safe encode calls."""
+
+    def __init__(self, model_name: str, pretrained: str, device: str = "auto") -> None:
+        _register_bundled_configs()
+        import open_clip
+        import torch
+
+        self.device = resolve_device(device)
+        self.model_name = model_name
+        self.pretrained = pretrained
+        self.model_id = model_identity(model_name, pretrained)
+        if model_name not in open_clip.list_models():
+            raise ModelUnavailableError(
+                f"Unknown CLIP architecture {model_name!r}. Set RAGKIT_CLIP_MODEL to an open_clip "
+                "model name such as ViT-B-32 (python -c 'import open_clip; print(open_clip.list_models())').")
+        if _is_checkpoint_path(pretrained) and not os.path.isfile(pretrained):
+            raise ModelUnavailableError(
+                f"RAGKIT_CLIP_PRETRAINED points at {pretrained}, which is not a file. "
+                "Give the path of an open_clip checkpoint (.pt/.bin/.safetensors).")
+        self.random_weights = weights_are_random(pretrained)
+        # A fixed seed makes random weights identical in every process (the CLI that
+        # ingested and the app that searches must build the same model).
+        torch.manual_seed(RANDOM_SEED)
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=None if pretrained.lower() == RANDOM_WEIGHTS else pretrained,
+                device=self.device)
+        except RuntimeError as exc:
+            if "download" in str(exc).lower() or "not a known tag" in str(exc):
+                raise ModelUnavailableError(
+                    f"Cannot load the {model_name} weights {pretrained!r}: {exc}. Without network access, "
+                    "download the checkpoint on a machine that has it (e.g. open_clip_pytorch_model.bin from "
+                    f"the model's Hugging Face page) and set RAGKIT_CLIP_PRETRAINED=/path/to/that/file.") from None
+            raise ModelUnavailableError(f"Cannot load CLIP model {model_name} with {pretrained!r}: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise ModelUnavailableError(
+                f"Cannot load CLIP weights {pretrained!r} for {model_name}: {exc}. Check that the file is an "
+                "open_clip checkpoint for this architecture (RAGKIT_CLIP_MODEL).") from None
+        model.eval()
+        self._model = model
+        self._preprocess = preprocess
+        self._tokenizer = open_clip.get_tokenizer(model_name)
+        self._lock = threading.Lock()
+        self.image_size = int(getattr(model.visual, "image_size", (224, 224))[0]
+                              if isinstance(getattr(model.visual, "image_size", 224), (tuple, list))
+                              else getattr(model.visual, "image_size", 224))
+        with torch.inference_mode():
+            probe = model.encode_text(self._tokenizer(["probe"]).to(self.device))
+        self.dim = int(probe.shape[-1])
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "ClipEmbedder":
+        return cls(settings.clip_model, settings.clip_pretrained, settings.device)
+
+    def describe(self) -> ModelDescription:
+        return ModelDescription(self.model_name, self.pretrained, self.model_id, self.dim,
+                                self.device, self.random_weights)
+
+    @property
+    def collection_name(self) -> str:
+        return collection_name_for(self.model_id)
+
+    def preprocess(self, image) -> "torch.Tensor":  # noqa: F821 - torch imported lazily
+        """PIL RGB image -> model input tensor (runs in ingest worker threads)."""
+        return self._preprocess(image)
+
+    def embed_tensors(self, batch) -> np.ndarray:
+        import torch
+        with self._lock, torch.inference_mode():
+            features = self._model.encode_image(batch.to(self.device))
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+        return features.cpu().numpy().astype(np.float32, copy=False)
+
+    def embed_images(self, images: Sequence) -> np.ndarray:
+        import torch
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.embed_tensors(torch.stack([self.preprocess(img) for img in images]))
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock, torch.inference_mode():
+            tokens = self._tokenizer(list(texts)).to(self.device)
+            features = self._model.encode_text(tokens)
+            features = torch.nn.functional.normalize(features.float(), dim=-1)
+        return features.cpu().numpy().astype(np.float32, copy=False)
+
+
+def make_random_checkpoint(model_name: str, path: Path) -> Path:
+    """Save a deterministic random-weight checkpoint, marked as such (tests, benchmarks, demos)."""
+    _register_bundled_configs()
+    import open_clip
+    import torch
+    torch.manual_seed(RANDOM_SEED)
+    model = open_clip.create_model(model_name, pretrained=None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": model.state_dict(), RANDOM_MARKER_KEY: True}, path)
+    return path

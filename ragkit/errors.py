@@ -1,0 +1,83 @@
+"""One exception family for everything a person using ragkit can act on.
+
+Every message says what went wrong *and* what to do next. Pages show them with
+``st.error``; the CLI prints them on one line and exits non-zero. Messages never
+contain secrets (API keys, DB tokens).
+"""
+from __future__ import annotations
+
+
+class RagkitError(Exception):
+    """Base class: a problem with a message meant for a person, not a traceback."""
+
+
+class ConfigError(RagkitError):
+    """A setting is missing or malformed."""
+
+
+class ModelUnavailableError(RagkitError):
+    """The CLIP model or its weights cannot be loaded."""
+
+
+class StoreError(RagkitError):
+    """The vector database refused or failed an operation."""
+
+
+class StoreLockedError(StoreError):
+    """A Milvus Lite file is already open in another process."""
+
+
+class ModelMismatchError(StoreError):
+    """The collection was built with a different embedding model."""
+
+
+class InvalidInputError(RagkitError):
+    """User input (a filter value, a tag, an id) is not acceptable."""
+
+
+class InvalidImageError(RagkitError):
+    """A file is not an image ragkit can use; the message is the reason."""
+
+
+class AssetNotFoundError(RagkitError):
+    """No asset with that id exists in the library."""
+
+
+class GenerationError(RagkitError):
+    """Image generation failed. Subclasses say why."""
+
+
+class MissingApiKeyError(GenerationError):
+    pass
+
+
+class InvalidApiKeyError(GenerationError):
+    pass
+
+
+class QuotaExceededError(GenerationError):
+    pass
+
+
+class GenerationServerError(GenerationError):
+    pass
+
+
+class GenerationTimeoutError(GenerationError):
+    pass
+
+
+class PromptBlockedError(GenerationError):
+    pass
+
+
+class SafetyStopError(GenerationError):
+    pass
+
+
+class NoImageReturnedError(GenerationError):
+    pass
+
+
+class TooManyReferencesError(GenerationError):
+    pass

@@ -1,0 +1,217 @@
+"""The library: one object the CLI and the pages use, tying settings, store, blobs and model together.
+
+Opening a library is cheap (no model load): the collection is named and sized from the
+model's config. The CLIP model is loaded on first use (search, ingest) and then kept.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .blobs import BlobStore
+from .config import Settings
+from .embedder import ClipEmbedder, collection_name_for, model_identity, weights_are_random
+from .errors import AssetNotFoundError, ModelUnavailableError
+from .images import EXTENSION_BY_MIME
+from .ingest import (IngestPipeline, IngestProgress, Provenance, Upload, collect_sources,
+                     embed_query_image)
+from .records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, Page, SearchHit
+from .store import AssetStore, connect
+
+
+def embedding_dim(model_name: str) -> int:
+    """The vector size of an open_clip architecture, read from its config (no weights loaded).
+
+    The JSON configs are read straight from disk when possible: importing open_clip pulls in
+    torch (seconds), which `stats`, `tag` and `delete` should not pay for.
+    """
+    import importlib.util
+    import json
+    spec = importlib.util.find_spec("open_clip")
+    folders = [Path(__file__).with_name("model_configs")]
+    if spec and spec.submodule_search_locations:
+        folders += [Path(p) / "model_configs" for p in spec.submodule_search_locations]
+    for folder in folders:
+        candidate = folder / f"{model_name}.json"
+        if candidate.is_file():
+            return int(json.loads(candidate.read_text())["embed_dim"])
+    from .embedder import _register_bundled_configs
+    _register_bundled_configs()
+    import open_clip
+    config = open_clip.get_model_config(model_name)
+    if not config or "embed_dim" not in config:
+        raise ModelUnavailableError(
+            f"Unknown CLIP architecture {model_name!r}. Set RAGKIT_CLIP_MODEL to an open_clip model "
+            "name such as ViT-B-32.")
+    return int(config["embed_dim"])
+
+
+@dataclass(frozen=True)
+class LibraryStats:
+    assets: int
+    generated: int
+    model: str
+    random_weights: bool
+    db_uri: str
+    collection: str
+    data_dir: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Library:
+    def __init__(self, settings: Settings, embedder: ClipEmbedder | None = None,
+                 index: dict | None = None) -> None:
+        self.settings = settings
+        self.model_id = model_identity(settings.clip_model, settings.clip_pretrained)
+        self.dim = embedder.dim if embedder else embedding_dim(settings.clip_model)
+        self._client = connect(settings.milvus_uri, settings.milvus_token)
+        self.store = AssetStore(self._client, collection_name_for(self.model_id), self.dim,
+                                self.model_id, index=index)
+        self.blobs = BlobStore(settings.data_dir)
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, **kwargs) -> "Library":
+        return cls(settings or Settings.load(), **kwargs)
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception:  # noqa: BLE001 - closing twice or after a server went away is harmless
+            pass
+
+    # --- the model --------------------------------------------------------------------------
+    @property
+    def embedder(self) -> ClipEmbedder:
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = ClipEmbedder.from_settings(self.settings)
+            return self._embedder
+
+    @property
+    def random_weights(self) -> bool:
+        """True when results come from an untrained model (demo/test), which every page must say."""
+        if self._embedder is not None:
+            return self._embedder.random_weights
+        return weights_are_random(self.settings.clip_pretrained)
+
+    # --- adding images ----------------------------------------------------------------------
+    def _pipeline(self, **kwargs) -> IngestPipeline:
+        return IngestPipeline(self.store, self.blobs, self.embedder,
+                              max_pixels=self.settings.max_image_pixels, **kwargs)
+
+    def ingest_paths(self, paths: Iterable[str | Path], *, tags: Iterable[str] = (),
+                     on_progress=None, **pipeline_options) -> IngestReport:
+        files, missing = collect_sources(paths)
+        return self._pipeline(**pipeline_options).run(files, tags=tags, on_progress=on_progress,
+                                                      pre_rejected=missing)
+
+    def ingest_uploads(self, uploads: Sequence[Upload], *, tags: Iterable[str] = (),
+                       on_progress=None) -> IngestReport:
+        return self._pipeline().run(list(uploads), tags=tags, on_progress=on_progress)
+
+    def save_generated(self, data: bytes, mime: str, provenance: Provenance, *,
+                       tags: Iterable[str] = (), name: str | None = None) -> Asset:
+        """Store a generated image like any upload, with source 'generated' and its provenance."""
+        extension = EXTENSION_BY_MIME.get(mime, ".png")
+        filename = name or f"generated-{provenance.model}{extension}"
+        report = self._pipeline().run([Upload(filename, data)], tags=tags, source=SOURCE_GENERATED,
+                                      provenance=provenance)
+        if report.rejected:
+            from .errors import InvalidImageError
+            raise InvalidImageError(f"The generated image could not be saved: {report.rejected[0].reason}")
+        if report.duplicates:
+            existing = self.store.get(report.duplicates[0][1])
+            if existing is None:
+                raise AssetNotFoundError("The generated image vanished while it was being saved; try again.")
+            return existing
+        return report.added[0][1]
+
+    # --- finding images ---------------------------------------------------------------------
+    def search_text(self, text: str, k: int = 6, **filters) -> list[SearchHit]:
+        from .errors import InvalidInputError
+        if not text.strip():
+            raise InvalidInputError("Type what you are looking for, e.g. 'red silk cape with gold trim'.")
+        vector = self.embedder.embed_texts([text.strip()])[0]
+        return self.store.search(vector, k, **filters)
+
+    def search_image(self, data: bytes, k: int = 6, **filters) -> list[SearchHit]:
+        vector = embed_query_image(data, self.embedder, self.settings.max_image_pixels)
+        return self.store.search(vector, k, **filters)
+
+    def search_similar(self, sha256: str, k: int = 6, include_self: bool = False, **filters) -> list[SearchHit]:
+        vector = self.store.get_vector(sha256)
+        hits = self.store.search(vector, k + (0 if include_self else 1), **filters)
+        if not include_self:
+            hits = [h for h in hits if h.asset.sha256 != sha256][:k]
+        return hits
+
+    def search_vector(self, vector: np.ndarray, k: int = 6, **filters) -> list[SearchHit]:
+        return self.store.search(vector, k, **filters)
+
+    # --- browsing and editing ---------------------------------------------------------------
+    def page(self, offset: int = 0, limit: int = 24, **filters) -> Page:
+        return self.store.page(offset, limit, **filters)
+
+    def get(self, sha256: str) -> Asset:
+        asset = self.store.get(sha256)
+        if asset is None:
+            raise AssetNotFoundError(f"No asset {sha256[:12]}… in the library (was it deleted?).")
+        return asset
+
+    def get_many(self, sha256s: Sequence[str]) -> list[Asset]:
+        return self.store.get_many(sha256s)
+
+    def count(self, **filters) -> int:
+        return self.store.count(**filters)
+
+    def all_tags(self) -> list[tuple[str, int]]:
+        return self.store.all_tags()
+
+    def update_tags(self, sha256: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Asset:
+        return self.store.update_tags(sha256, add, remove)
+
+    def delete(self, sha256s: Iterable[str]) -> int:
+        """Delete rows first, then files: a crash in between leaves orphan files (harmless, and
+        `doctor --repair` removes them), never a row whose image is gone."""
+        ids = list(sha256s)
+        deleted = self.store.delete(ids)
+        for sha in ids:
+            self.blobs.delete(sha)
+        return deleted
+
+    def thumbnail_bytes(self, sha256: str) -> bytes:
+        try:
+            return self.blobs.read_thumbnail(sha256)
+        except FileNotFoundError:
+            raise AssetNotFoundError(
+                f"The thumbnail of {sha256[:12]}… is missing; run `python -m ragkit doctor --repair`.") from None
+
+    def original_bytes(self, sha256: str) -> bytes:
+        try:
+            return self.blobs.read_original(sha256)
+        except FileNotFoundError:
+            raise AssetNotFoundError(
+                f"The original of {sha256[:12]}… is missing from {self.blobs.originals_dir}.") from None
+
+    def stats(self) -> LibraryStats:
+        return LibraryStats(
+            assets=self.store.count(),
+            generated=self.store.count(source=SOURCE_GENERATED),
+            model=self.model_id,
+            random_weights=self.random_weights,
+            db_uri=self.settings.milvus_uri_display,
+            collection=self.store.collection,
+            data_dir=str(self.settings.data_dir),
+        )
+
+
+__all__ = ["Library", "LibraryStats", "Upload", "Provenance", "IngestProgress", "SOURCE_UPLOAD",
+           "SOURCE_GENERATED", "embedding_dim"]

@@ -1,0 +1,90 @@
+"""Records that cross layers: what the store returns and the pages show."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+SOURCE_UPLOAD = "upload"
+SOURCE_GENERATED = "generated"
+SOURCES = (SOURCE_UPLOAD, SOURCE_GENERATED)
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One image in the library. Its identity is the SHA-256 of the original's bytes."""
+    sha256: str
+    filename: str
+    mime: str
+    width: int
+    height: int
+    size_bytes: int
+    tags: tuple[str, ...] = ()
+    source: str = SOURCE_UPLOAD
+    created_at: int = 0  # unix epoch milliseconds
+    prompt: str = ""     # provenance of generated assets
+    model: str = ""
+    reference_ids: tuple[str, ...] = ()
+
+    @property
+    def is_generated(self) -> bool:
+        return self.source == SOURCE_GENERATED
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromtimestamp(self.created_at / 1000, tz=timezone.utc)
+
+    def to_dict(self) -> dict:
+        return {
+            "sha256": self.sha256, "filename": self.filename, "mime": self.mime,
+            "width": self.width, "height": self.height, "size_bytes": self.size_bytes,
+            "tags": list(self.tags), "source": self.source,
+            "created_at": self.created.isoformat(timespec="seconds"),
+            "prompt": self.prompt, "model": self.model, "reference_ids": list(self.reference_ids),
+        }
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    asset: Asset
+    score: float  # cosine similarity in [-1, 1]; higher is more similar
+
+    def to_dict(self) -> dict:
+        return {**self.asset.to_dict(), "score": round(self.score, 6)}
+
+
+@dataclass(frozen=True)
+class Page:
+    assets: list[Asset]
+    total: int       # matching assets across all pages
+    offset: int
+    limit: int
+
+    @property
+    def page_count(self) -> int:
+        return max(1, -(-self.total // self.limit)) if self.limit else 1
+
+
+@dataclass
+class Rejected:
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    added: list[tuple[str, Asset]] = field(default_factory=list)  # (path/name, asset)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path/name, sha256)
+    rejected: list[Rejected] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def to_dict(self) -> dict:
+        return {
+            "added": [{"path": p, **a.to_dict()} for p, a in self.added],
+            "duplicates": [{"path": p, "sha256": s} for p, s in self.duplicates],
+            "rejected": [{"path": r.path, "reason": r.reason} for r in self.rejected],
+            "seconds": round(self.seconds, 3),
+        }

@@ -1,0 +1,117 @@
+"""Shared fixtures: a tiny real open_clip model from a checkpoint file, real Milvus Lite in temp dirs."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ragkit.config import Settings
+from ragkit.embedder import ClipEmbedder, make_random_checkpoint
+from ragkit.library import Library
+
+from tests.images_factory import jpeg_bytes
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = "ragkit-tiny"
+
+try:  # the Gemini fake server and its fixture (tests/fake_gemini.py)
+    from tests.fake_gemini import fake_gemini  # noqa: F401
+except ImportError:  # pragma: no cover - only while that module is being written
+    pass
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """Random weights for a tiny open_clip architecture, saved like a real checkpoint file."""
+    return make_random_checkpoint(TINY_MODEL, tmp_path_factory.mktemp("model") / "ragkit-tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tiny_checkpoint) -> ClipEmbedder:
+    return ClipEmbedder(TINY_MODEL, str(tiny_checkpoint), "cpu")
+
+
+def make_env(data_dir: Path, checkpoint: Path, **extra: str) -> dict[str, str]:
+    return {"RAGKIT_DATA_DIR": str(data_dir), "RAGKIT_CLIP_MODEL": TINY_MODEL,
+            "RAGKIT_CLIP_PRETRAINED": str(checkpoint), "RAGKIT_DEVICE": "cpu", **extra}
+
+
+@pytest.fixture
+def ragkit_env(tmp_path, tiny_checkpoint) -> dict[str, str]:
+    """Environment variables for a fresh library in tmp_path (for subprocesses)."""
+    return make_env(tmp_path / "data", tiny_checkpoint)
+
+
+@pytest.fixture
+def settings(tmp_path, ragkit_env) -> Settings:
+    return Settings.load(env=ragkit_env, cwd=tmp_path, secrets_files=[])
+
+
+@pytest.fixture
+def library(settings, tiny_embedder):
+    lib = Library.open(settings, embedder=tiny_embedder)
+    yield lib
+    lib.close()
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """Eight distinct JPEGs in a nested folder."""
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(8):
+        target = folder / ("sub" if i % 2 else "") / f"photo_{i}.jpg"
+        target.write_bytes(jpeg_bytes(i))
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@pytest.fixture
+def milvus_server(tmp_path):
+    """A real `milvus-lite server` on 127.0.0.1 and a free port; yields its http URI."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("milvus-lite")
+    process = subprocess.Popen([str(exe), "server", "--data-dir", str(tmp_path / "milvus-server"),
+                                "--host", "127.0.0.1", "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, process=process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120,
+            input_bytes: bytes | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m ragkit ...` in a subprocess like a user would."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGKIT_", "GEMINI_", "GOOGLE_"))}
+    full_env.update(env)
+    full_env["PYTHONPATH"] = str(REPO)
+    return subprocess.run([sys.executable, "-m", "ragkit", *args], env=full_env, cwd=cwd,
+                          capture_output=True, timeout=timeout, input=input_bytes)

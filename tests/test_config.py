@@ -1,0 +1,49 @@
+from pathlib import Path
+
+import pytest
+
+from ragkit.config import Settings, redact_uri
+from ragkit.errors import ConfigError
+
+
+def test_defaults_put_everything_under_data(tmp_path):
+    settings = Settings.load(env={}, cwd=tmp_path, secrets_files=[])
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.milvus_uri == str(tmp_path / "data" / "ragkit.db")
+    assert settings.is_embedded_db
+    assert settings.clip_model == "ViT-B-32" and settings.clip_pretrained == "laion2b_s34b_b79k"
+    assert settings.gemini_model == "gemini-2.5-flash-image"
+
+
+def test_environment_wins_over_secrets_file(tmp_path):
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('GEMINI_API_KEY = "from-file"\nRAGKIT_CLIP_MODEL = "RN50"\nRAGKIT_DATA_DIR = "lib"\n')
+    settings = Settings.load(env={"RAGKIT_CLIP_MODEL": "ViT-L-14"}, cwd=tmp_path, secrets_files=[secrets])
+    assert settings.clip_model == "ViT-L-14"
+    assert settings.gemini_api_key == "from-file"
+    assert settings.data_dir == tmp_path / "lib"
+
+
+def test_google_api_key_is_accepted_and_never_in_repr(tmp_path):
+    settings = Settings.load(env={"GOOGLE_API_KEY": "sekrit-123", "RAGKIT_MILVUS_TOKEN": "root:pw"},
+                             cwd=tmp_path, secrets_files=[])
+    assert settings.gemini_api_key == "sekrit-123"
+    assert "sekrit-123" not in repr(settings) and "root:pw" not in repr(settings)
+    assert set(settings.secret_values()) == {"sekrit-123", "root:pw"}
+
+
+def test_server_uri_is_shown_without_credentials(tmp_path):
+    settings = Settings.load(env={"RAGKIT_MILVUS_URI": "http://admin:hunter2@milvus.lan:19530"},
+                             cwd=tmp_path, secrets_files=[])
+    assert not settings.is_embedded_db
+    assert settings.milvus_uri_display == "http://milvus.lan:19530"
+    assert redact_uri("/data/ragkit.db") == "/data/ragkit.db"
+
+
+def test_bad_values_give_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="RAGKIT_DEVICE"):
+        Settings.load(env={"RAGKIT_DEVICE": "tpu"}, cwd=tmp_path, secrets_files=[])
+    broken = tmp_path / "secrets.toml"
+    broken.write_text("GEMINI_API_KEY = ")
+    with pytest.raises(ConfigError, match="TOML"):
+        Settings.load(env={}, cwd=tmp_path, secrets_files=[broken])

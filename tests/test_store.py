@@ -1,0 +1,120 @@
+"""The asset store on real Milvus (Lite in-process, and `milvus-lite server`)."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from ragkit.config import Settings
+from ragkit.errors import ModelMismatchError, StoreLockedError
+from ragkit.library import Library
+from ragkit.records import Asset
+from ragkit.store import AssetStore, connect
+
+
+def _random_assets(n: int, dim: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    assets = [Asset(sha256=f"{i:064x}", filename=f"img{i}.jpg", mime="image/jpeg", width=10, height=10,
+                    size_bytes=100, tags=("even",) if i % 2 == 0 else ("odd",),
+                    source="generated" if i % 5 == 0 else "upload", created_at=1_000 + i,
+                    prompt=f"prompt {i}" if i % 5 == 0 else "")
+              for i in range(n)]
+    return assets, vectors
+
+
+def test_search_equals_brute_force_top_k(library):
+    assets, vectors = _random_assets(400, library.dim)
+    library.store.upsert(assets, vectors)
+    library.store.flush()
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        query = rng.standard_normal(library.dim).astype(np.float32)
+        query /= np.linalg.norm(query)
+        expected = np.argsort(-(vectors @ query))[:10]
+        hits = library.store.search(query, k=10)
+        assert [h.asset.sha256 for h in hits] == [assets[i].sha256 for i in expected]
+        np.testing.assert_allclose([h.score for h in hits], (vectors @ query)[expected], atol=1e-4)
+
+
+def test_filters_and_min_score(library):
+    assets, vectors = _random_assets(60, library.dim)
+    library.store.upsert(assets, vectors)
+    query = vectors[10]
+    hits = library.store.search(query, k=60, tags=["EVEN"], source="generated")
+    assert hits and all(h.asset.sha256 in {a.sha256 for a in assets[::10]} for h in hits)
+    assert hits[0].asset.sha256 == assets[10].sha256 and hits[0].asset.prompt == "prompt 10"
+    assert all(h.score >= 0.5 for h in library.store.search(query, k=60, min_score=0.5))
+    assert len(library.store.search(query, k=60, min_score=0.5)) == 1
+
+
+def test_pages_newest_first_with_total(library):
+    assets, vectors = _random_assets(50, library.dim)
+    library.store.upsert(assets, vectors)
+    first = library.store.page(0, 24)
+    assert first.total == 50 and first.page_count == 3
+    assert [a.created_at for a in first.assets] == list(range(1049, 1025, -1))
+    last = library.store.page(48, 24)
+    assert [a.sha256 for a in last.assets] == [assets[1].sha256, assets[0].sha256]
+    odd = library.store.page(0, 100, tags=["odd"])
+    assert odd.total == 25 and all("odd" in a.tags for a in odd.assets)
+    assert library.store.count(source="generated") == 10
+    assert library.store.count() == 50
+
+
+def test_update_tags_and_delete(library):
+    assets, vectors = _random_assets(5, library.dim)
+    library.store.upsert(assets, vectors)
+    updated = library.store.update_tags(assets[1].sha256, add=["Hero Shot", "  summer  "], remove=["odd"])
+    assert updated.tags == ("hero shot", "summer")
+    assert library.store.get(assets[1].sha256).tags == ("hero shot", "summer")
+    np.testing.assert_allclose(library.store.get_vector(assets[1].sha256), vectors[1], atol=1e-6)
+    assert dict(library.all_tags())["summer"] == 1
+    assert library.store.delete([assets[1].sha256]) == 1
+    assert library.store.get(assets[1].sha256) is None
+    assert library.count() == 4
+
+
+def test_model_mismatch_is_caught(library):
+    client = library._client
+    with pytest.raises(ModelMismatchError, match="configured model"):
+        AssetStore(client, library.store.collection, library.dim * 2, "other-model/x")
+
+
+def test_second_process_on_the_same_lite_file_gets_a_clear_message(library, ragkit_env, tmp_path):
+    library.store.count()
+    script = textwrap.dedent(f"""
+        from ragkit.store import connect
+        from ragkit.errors import StoreLockedError
+        try:
+            connect({library.settings.milvus_uri!r})
+        except StoreLockedError as exc:
+            print("LOCKED", exc)
+        else:
+            print("OPENED")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         cwd=str(tmp_path), env={"PYTHONPATH": str(__import__("tests.conftest").conftest.REPO)})
+    assert "LOCKED" in out.stdout, out.stdout + out.stderr
+    assert "milvus-lite server" in out.stdout and "Stop that process" in out.stdout
+    assert "Traceback" not in out.stderr
+
+
+def test_server_uri_works_the_same(milvus_server, tmp_path, tiny_checkpoint, tiny_embedder):
+    env = {"RAGKIT_DATA_DIR": str(tmp_path / "files"), "RAGKIT_MILVUS_URI": milvus_server,
+           "RAGKIT_CLIP_MODEL": "ragkit-tiny", "RAGKIT_CLIP_PRETRAINED": str(tiny_checkpoint)}
+    settings = Settings.load(env=env, cwd=tmp_path, secrets_files=[])
+    first = Library.open(settings, embedder=tiny_embedder)
+    second = Library.open(settings, embedder=tiny_embedder)  # two clients share one server
+    try:
+        assets, vectors = _random_assets(30, first.dim)
+        first.store.upsert(assets, vectors)
+        assert second.count() == 30
+        hits = second.store.search(vectors[3], k=3)
+        assert hits[0].asset.sha256 == assets[3].sha256 and hits[0].score == pytest.approx(1.0, abs=1e-4)
+        assert second.page(0, 5).assets[0].sha256 == assets[-1].sha256
+    finally:
+        first.close()
+        second.close()
