@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from .config import Settings
 from .errors import RagkitError
@@ -156,6 +156,56 @@ def cmd_tag(args, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args, settings: Settings) -> int:
+    from . import doctor
+    library = _open_library(settings)
+    report = doctor.repair(library) if args.repair else doctor.check(library)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        print(f"rows {report.rows}, original files {report.files}")
+        problems = [("rows whose original is missing", report.rows_without_original),
+                    ("rows whose thumbnail is missing", report.rows_without_thumbnail),
+                    ("files without a row", report.files_without_row),
+                    ("unfinished writes", report.temp_files)]
+        for label, items in problems:
+            if items:
+                print(f"{label}: {len(items)}")
+        for action in report.actions:
+            print(f"repaired: {action}")
+        if report.healthy:
+            print("healthy: files and database agree")
+        elif not args.repair:
+            print("run `python -m ragkit doctor --repair` to fix these")
+    return EXIT_OK if report.healthy or args.repair else EXIT_PARTIAL
+
+
+def cmd_export(args, settings: Settings) -> int:
+    from .portable import export_library
+    library = _open_library(settings)
+    report = export_library(library, args.out, tags=args.tag, source=args.source)
+    for sha in report.missing:
+        _err(f"missing original, not exported: {sha} (run `python -m ragkit doctor`)")
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        _err(f"exported {report.assets} asset(s) to {report.path} ({report.bytes / 2**20:.1f} MiB)")
+    return EXIT_OK if not report.missing else EXIT_PARTIAL
+
+
+def cmd_import(args, settings: Settings) -> int:
+    from .portable import import_library
+    library = _open_library(settings)
+    _warn_random(library)
+    report = import_library(library, args.archive)
+    for rejected in report.rejected:
+        _err(f"rejected: {rejected.path}: {rejected.reason}")
+    _err(f"imported {len(report.added)}, duplicates {len(report.duplicates)}, rejected {len(report.rejected)}")
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ragkit",
@@ -195,19 +245,25 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("--remove", action="append", default=[], metavar="TAG")
     tag.set_defaults(handler=cmd_tag)
 
-    for sub in (ingest, search, stats, delete, tag):
+    doctor = commands.add_parser("doctor", help="check that database rows and files agree (and --repair)")
+    doctor.add_argument("--repair", action="store_true",
+                        help="fix what it finds: adopt orphan files, drop rows whose original is gone, "
+                             "rebuild missing thumbnails, remove unfinished writes")
+    doctor.set_defaults(handler=cmd_doctor)
+
+    export = commands.add_parser("export", help="write originals + metadata.json to a zip you can take away")
+    export.add_argument("--out", required=True, metavar="FILE.zip")
+    export.add_argument("--tag", action="append", default=[], help="only assets with this tag (repeatable)")
+    export.add_argument("--source", choices=SOURCES, help="only uploaded or only generated assets")
+    export.set_defaults(handler=cmd_export)
+
+    import_ = commands.add_parser("import", help="bring back an export (tags and provenance included)")
+    import_.add_argument("archive", metavar="FILE.zip")
+    import_.set_defaults(handler=cmd_import)
+
+    for sub in (ingest, search, stats, delete, tag, doctor, export, import_):
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    _register_extra_commands(commands)
     return parser
-
-
-# Later commands (generate, doctor, export, import) register themselves here.
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
-
-
-def _register_extra_commands(commands) -> None:
-    for register in EXTRA_COMMANDS:
-        register(commands)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,9 +42,17 @@ ProgressCallback = Callable[["IngestProgress"], None]
 
 @dataclass(frozen=True)
 class Upload:
-    """An in-memory file, e.g. from the browser. ``name`` is untrusted user text."""
+    """An in-memory file, e.g. from the browser. ``name`` is untrusted user text.
+
+    The optional fields carry per-file metadata (import of an export, recovery); when
+    unset, the values given to the whole ingest run apply.
+    """
     name: str
     data: bytes
+    tags: tuple[str, ...] = ()
+    source: str | None = None
+    provenance: "Provenance | None" = None
+    created_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class _Loaded:
     filename: str    # safe display name stored on the asset
     data: bytes
     sha256: str
+    upload: Upload | None = None  # per-file metadata, when the input carried any
 
 
 @dataclass
@@ -134,7 +143,8 @@ def _load(source: Source) -> _Loaded | Rejected:
         return Rejected(label, f"file is {len(data) / 2**20:.0f} MiB; the limit is {MAX_FILE_BYTES // 2**20} MiB")
     if not data:
         return Rejected(label, "empty file")
-    return _Loaded(label, filename, data, hashlib.sha256(data).hexdigest())
+    upload = source if isinstance(source, Upload) else None
+    return _Loaded(label, filename, data, hashlib.sha256(data).hexdigest(), upload)
 
 
 class _Clock:
@@ -171,10 +181,15 @@ class IngestPipeline:
             tensor = self.embedder.preprocess(decoded.image)
         except InvalidImageError as exc:
             return Rejected(loaded.label, str(exc))
+        upload = loaded.upload
+        if upload is not None:
+            tags = normalise_tags([*tags, *upload.tags])
+            source = upload.source or source
+            provenance = upload.provenance or provenance
         asset = Asset(
             sha256=loaded.sha256, filename=loaded.filename, mime=decoded.mime,
             width=decoded.width, height=decoded.height, size_bytes=len(loaded.data),
-            tags=tags, source=source, created_at=0,
+            tags=tags, source=source, created_at=(upload.created_at or 0) if upload else 0,
             prompt=provenance.prompt if provenance else "",
             model=provenance.model if provenance else "",
             reference_ids=provenance.reference_ids if provenance else (),
@@ -227,7 +242,8 @@ class IngestPipeline:
             assets = []
             for prepared in batch:
                 self.blobs.put(prepared.asset.sha256, prepared.loaded.data, prepared.thumbnail)
-                assets.append(Asset(**{**prepared.asset.__dict__, "created_at": _clock.next()}))
+                created_at = prepared.asset.created_at or _clock.next()  # imports keep their date
+                assets.append(Asset(**{**prepared.asset.__dict__, "created_at": created_at}))
             self.store.upsert(assets, vectors)
             report.added.extend((p.loaded.label, a) for p, a in zip(batch, assets))
             done += len(batch)

@@ -179,13 +179,13 @@ class Library:
         return self.store.update_tags(sha256, add, remove)
 
     def delete(self, sha256s: Iterable[str]) -> int:
-        """Delete rows first, then files: a crash in between leaves orphan files (harmless, and
-        `doctor --repair` removes them), never a row whose image is gone."""
+        """Delete files first, then rows. A crash in between leaves a row without its original,
+        which `doctor --repair` finishes deleting; so an orphan *file* always means an
+        interrupted ingest, and doctor can safely adopt it instead of guessing."""
         ids = list(sha256s)
-        deleted = self.store.delete(ids)
         for sha in ids:
             self.blobs.delete(sha)
-        return deleted
+        return self.store.delete(ids)
 
     def thumbnail_bytes(self, sha256: str) -> bytes:
         try:

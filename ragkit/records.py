@@ -38,7 +38,7 @@ class Asset:
             "sha256": self.sha256, "filename": self.filename, "mime": self.mime,
             "width": self.width, "height": self.height, "size_bytes": self.size_bytes,
             "tags": list(self.tags), "source": self.source,
-            "created_at": self.created.isoformat(timespec="seconds"),
+            "created_at": self.created.isoformat(timespec="milliseconds"),
             "prompt": self.prompt, "model": self.model, "reference_ids": list(self.reference_ids),
         }
 
