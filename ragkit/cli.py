@@ -277,7 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .store import quiet_milvus_logging
     if not debug:
         quiet_milvus_logging()
-        logging.getLogger().setLevel(logging.ERROR)  # open_clip warns through the root logger
+        # open_clip and huggingface_hub log through their own and the root logger; the CLI
+        # reports every failure itself, once, as one line.
+        logging.getLogger().setLevel(logging.CRITICAL)
+        logging.getLogger("huggingface_hub").setLevel(logging.CRITICAL)
     settings = None
     try:
         settings = Settings.load()

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,40 @@ def collection_name_for(model_id: str) -> str:
     return f"ragkit_{slug}_{digest}"
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Can we reach the model hub? Answered in seconds, instead of the minute of retries
+    huggingface_hub spends before giving up on an air-gapped machine."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # a proxy decides; let the download try
+    from urllib.parse import urlsplit
+    host = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _offline_checkpoint(model_name: str, tag: str) -> tuple[str, dict]:
+    """The cached checkpoint of a pretrained tag, for when the hub can't be reached."""
+    import open_clip
+    from huggingface_hub import try_to_load_from_cache
+    cfg = open_clip.get_pretrained_cfg(model_name, tag) or {}
+    repo, filename = os.path.split(cfg.get("hf_hub", ""))
+    candidates = [f for f in (filename, "open_clip_model.safetensors", "open_clip_pytorch_model.bin") if f]
+    for candidate in dict.fromkeys(candidates):
+        cached = try_to_load_from_cache(repo, candidate) if repo else None
+        if isinstance(cached, str):
+            return cached, cfg
+    raise ModelUnavailableError(
+        f"Cannot download the {model_name} weights {tag!r}: the model hub is not reachable from this "
+        "machine and they are not in the local cache. Download the checkpoint where there is network "
+        f"(e.g. open_clip_pytorch_model.bin from https://huggingface.co/{repo or '<model repo>'}), copy it "
+        "here and set RAGKIT_CLIP_PRETRAINED=/path/to/that/file.")
+
+
 @dataclass(frozen=True)
 class ModelDescription:
     model_name: str
@@ -123,11 +158,18 @@ class ClipEmbedder:
         self.random_weights = weights_are_random(pretrained)
         # A fixed seed makes random weights identical in every process (the CLI that
         # ingested and the app that searches must build the same model).
+        load_from: str | None = None if pretrained.lower() == RANDOM_WEIGHTS else pretrained
+        preprocess_overrides: dict = {}
+        if load_from and not _is_checkpoint_path(load_from) and open_clip.get_pretrained_cfg(model_name, load_from) \
+                and not _hub_reachable():
+            load_from, tag_cfg = _offline_checkpoint(model_name, load_from)
+            # Loading by path skips the tag's preprocessing settings; pass them on explicitly.
+            preprocess_overrides = {f"image_{k}": tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode")
+                                    if tag_cfg.get(k) is not None}
         torch.manual_seed(RANDOM_SEED)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=None if pretrained.lower() == RANDOM_WEIGHTS else pretrained,
-                device=self.device)
+                model_name, pretrained=load_from, device=self.device, **preprocess_overrides)
         except RuntimeError as exc:
             if "download" in str(exc).lower() or "not a known tag" in str(exc):
                 raise ModelUnavailableError(

@@ -72,3 +72,12 @@ def test_errors_are_one_line_with_distinct_codes(tmp_path, ragkit_env):
     all_bad.write_bytes(jpeg_bytes(1)[:100])
     rejected = run_cli(["ingest", str(all_bad), "--json"], ragkit_env, tmp_path)
     assert rejected.returncode == 3 and json.loads(rejected.stdout)["added"] == []
+
+
+def test_unreachable_model_hub_fails_fast_with_the_fix(tmp_path, ragkit_env):
+    env = {**ragkit_env, "RAGKIT_CLIP_MODEL": "ViT-B-32", "RAGKIT_CLIP_PRETRAINED": "laion2b_s34b_b79k",
+           "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-cache")}
+    out = run_cli(["search", "a golden watch"], env, tmp_path, timeout=60)
+    assert out.returncode == 1
+    assert b"RAGKIT_CLIP_PRETRAINED=/path/to/that/file" in out.stderr
+    assert b"Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
