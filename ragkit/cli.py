@@ -206,6 +206,42 @@ def cmd_import(args, settings: Settings) -> int:
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
+def cmd_generate(args, settings: Settings) -> int:
+    from pathlib import Path
+
+    from .generate import ImageGenerator
+    from .images import EXTENSION_BY_MIME
+    from .studio import load_references, save_generated_image
+    generator = ImageGenerator.from_settings(settings)  # no key -> a clear error before anything loads
+    library = _open_library(settings)
+    references = load_references(library, args.ref)
+    _err(f"generating {args.n} image(s) with {args.model or settings.gemini_model} "
+         f"from {len(references)} reference(s)…")
+    generation = generator.generate(args.brief, references, model=args.model, aspect_ratio=args.aspect,
+                                    variations=args.n)
+    for warning in generation.warnings:
+        _err(f"warning: {warning}")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = []
+    stamp = __import__("time").strftime("%Y%m%d-%H%M%S")
+    for index, image in enumerate(generation.images, 1):
+        path = out_dir / f"ragkit-{stamp}-{index}{EXTENSION_BY_MIME.get(image.mime, '.png')}"
+        path.write_bytes(image.data)
+        entry = {"path": str(path), "mime": image.mime}
+        if args.save:
+            entry["sha256"] = save_generated_image(library, generation, image, tags=args.tag).sha256
+        images.append(entry)
+        _err(f"wrote {path}" + (f" (saved to library as {entry['sha256'][:12]})" if args.save else ""))
+    if args.json:
+        print(json.dumps({"images": images, "text": generation.text, "model": generation.model,
+                          "usage": generation.usage, "seconds": round(generation.seconds, 2),
+                          "warnings": generation.warnings}, ensure_ascii=False))
+    elif generation.text:
+        print(generation.text)
+    return EXIT_OK if not generation.warnings else EXIT_PARTIAL
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ragkit",
@@ -261,7 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("archive", metavar="FILE.zip")
     import_.set_defaults(handler=cmd_import)
 
-    for sub in (ingest, search, stats, delete, tag, doctor, export, import_):
+    generate = commands.add_parser("generate", help="Nano Banana: brief + reference assets -> new images")
+    generate.add_argument("brief", help="what to make, e.g. 'a model wearing these on the beach'")
+    generate.add_argument("--ref", action="append", default=[], metavar="SHA256",
+                          help="a library asset to use as reference (repeatable)")
+    generate.add_argument("--model", default=None,
+                          help="gemini-2.5-flash-image (Nano Banana, default) or gemini-3-pro-image-preview (Pro)")
+    generate.add_argument("--aspect", default=None, help="aspect ratio, e.g. 1:1, 16:9, 9:16")
+    generate.add_argument("-n", type=int, default=1, choices=range(1, 9), metavar="N",
+                          help="number of variations, 1-8 (requested concurrently)")
+    generate.add_argument("--save", action="store_true", help="also save the images into the library")
+    generate.add_argument("--tag", action="append", default=[], help="tags for saved images (repeatable)")
+    generate.add_argument("--out", default="out", metavar="DIR", help="where image files are written (default out/)")
+    generate.set_defaults(handler=cmd_generate)
+
+    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate):
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return parser
 

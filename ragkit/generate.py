@@ -1,0 +1,540 @@
+"""Nano Banana through google-genai: a brief plus reference images -> new images.
+
+One ``ImageGenerator`` owns one ``genai.Client`` (connection pool reused across
+calls). Every failure leaves this module as a typed ``GenerationError`` whose message
+says what to do next, and no message, log line or repr ever contains the API key.
+
+Verified against google-genai 3.4.0 (see the Studio notes in the README):
+* ``HttpOptions.timeout`` is in milliseconds; a timeout surfaces as the transport's
+  ``TimeoutException`` (httpx2 by default, httpx if that backend is chosen), raw.
+* Connection failures surface as the transport's ``ConnectError``, raw.
+* HTTP errors surface as ``google.genai.errors.ClientError`` (4xx) / ``ServerError``
+  (5xx), both ``APIError`` with ``.code``, ``.status``, ``.message``, ``.details``.
+* The SDK only retries when ``retry_options`` is set; we pin ``attempts=1`` anyway
+  and run our own bounded, logged retry so the count in messages is the truth.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import re
+import time
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import DEFAULT_GEMINI_MODEL, redact_uri
+from .errors import (
+    GenerationError,
+    GenerationServerError,
+    GenerationTimeoutError,
+    InvalidApiKeyError,
+    InvalidImageError,
+    MissingApiKeyError,
+    NoImageReturnedError,
+    PromptBlockedError,
+    QuotaExceededError,
+    SafetyStopError,
+    TooManyReferencesError,
+)
+from .images import to_rgb
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = DEFAULT_GEMINI_MODEL
+DEFAULT_ENDPOINT = "https://generativelanguage.googleapis.com"
+API_VERSION = "v1beta"  # the image models' documented endpoint; the SDK's own default is v1
+MAX_VARIATIONS = 8
+MAX_BACKOFF_S = 60.0
+REFERENCE_MAX_SIDE = 1536
+ACCEPTED_REFERENCE_MIMES = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
+
+# ----------------------------------------------------------------------------- models
+ASPECT_RATIOS: tuple[str, ...] = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    label: str
+    max_references: int
+    aspect_ratios: tuple[str, ...]
+
+
+# Limits from Google's Nano Banana docs: 2.5 Flash Image "works best with up to 3
+# images as input"; 3 Pro Image accepts up to 14 reference images.
+MODELS: dict[str, ModelInfo] = {
+    "gemini-2.5-flash-image": ModelInfo("gemini-2.5-flash-image", "Nano Banana", 3, ASPECT_RATIOS),
+    "gemini-3-pro-image-preview": ModelInfo("gemini-3-pro-image-preview", "Nano Banana Pro", 14, ASPECT_RATIOS),
+}
+
+
+def model_info(model_id: str) -> ModelInfo:
+    """Known limits for a model id; a conservative default for ids we don't know."""
+    bare = model_id.removeprefix("models/")
+    return MODELS.get(bare) or ModelInfo(bare, bare, 3, ASPECT_RATIOS)
+
+
+# ----------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class ReferenceImage:
+    data: bytes
+    mime: str
+    sha256: str | None = None  # the library asset this came from (provenance)
+
+    def __repr__(self) -> str:  # never dump megabytes of bytes into a log
+        return f"ReferenceImage(mime={self.mime!r}, bytes={len(self.data)}, sha256={self.sha256!r})"
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    data: bytes
+    mime: str
+
+    def __repr__(self) -> str:
+        return f"GeneratedImage(mime={self.mime!r}, bytes={len(self.data)})"
+
+
+@dataclass
+class Generation:
+    prompt: str
+    model: str
+    images: list[GeneratedImage]
+    text: str
+    reference_ids: list[str]
+    aspect_ratio: str | None
+    usage: dict[str, int]  # prompt_tokens, output_tokens, total_tokens (summed over variations)
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Answer:
+    """What one request produced."""
+    images: list[GeneratedImage]
+    text: str
+    usage: dict[str, int]
+    warnings: list[str]
+
+
+# ----------------------------------------------------------------------------- transport errors
+def _transport_classes(name: str) -> tuple[type[BaseException], ...]:
+    """The named exception class from every HTTP backend google-genai may use (httpx2, httpx)."""
+    found: list[type[BaseException]] = []
+    for module_name in ("httpx2", "httpx"):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
+
+
+_TIMEOUT_ERRORS = _transport_classes("TimeoutException") + (TimeoutError,)
+_CONNECT_ERRORS = _transport_classes("ConnectError") + (ConnectionRefusedError,)
+_TRANSPORT_ERRORS = _transport_classes("TransportError")  # disconnects, protocol errors
+
+_SAFETY_FINISH = frozenset({"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBITED_CONTENT",
+                            "BLOCKLIST", "SPII", "RECITATION", "IMAGE_RECITATION", "MODEL_ARMOR"})
+_KEY_REJECTED = re.compile(r"API[ _]key (not valid|invalid|expired)|API_KEY_INVALID", re.IGNORECASE)
+
+
+class _Retryable(Exception):
+    """Internal: a failure worth another attempt, carrying the error to raise if we give up."""
+
+    def __init__(self, final: Callable[[int, float], GenerationError], delay_hint_s: float | None = None):
+        super().__init__("retryable")
+        self.final = final  # (retries done, seconds spent) -> the error for the user
+        self.delay_hint_s = delay_hint_s
+
+
+class _Secret:
+    """Holds the key so that repr(), str() and vars() dumps show *** instead."""
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+
+# ----------------------------------------------------------------------------- generator
+class ImageGenerator:
+    """Sends a brief and reference images to a Nano Banana model and returns the images."""
+
+    def __init__(self, api_key: str, *, model: str = DEFAULT_MODEL, base_url: str | None = None,
+                 timeout_s: float = 120, max_retries: int = 3, backoff_s: float = 2.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        key = (api_key or "").strip()
+        if not key:
+            raise MissingApiKeyError(_MISSING_KEY_MESSAGE)
+        self._key = _Secret(key)
+        self.model = model
+        self.base_url = base_url or None
+        self.timeout_s = float(timeout_s)
+        self.max_retries = max(0, int(max_retries))
+        self.backoff_s = float(backoff_s)
+        self._sleep = sleep
+        self._client = self._make_client()
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "ImageGenerator":
+        """Build from ragkit Settings; raises MissingApiKeyError when no key is configured."""
+        if not getattr(settings, "gemini_api_key", ""):
+            raise MissingApiKeyError(_MISSING_KEY_MESSAGE)
+        return cls(settings.gemini_api_key, model=settings.gemini_model or DEFAULT_MODEL,
+                   base_url=settings.gemini_base_url or None)
+
+    def __repr__(self) -> str:
+        return (f"ImageGenerator(model={self.model!r}, endpoint={self.endpoint!r}, "
+                f"timeout_s={self.timeout_s:g}, max_retries={self.max_retries}, api_key='***')")
+
+    @property
+    def endpoint(self) -> str:
+        """Where requests go, safe to display (credentials in the URL removed)."""
+        return redact_uri(self.base_url or DEFAULT_ENDPOINT)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "ImageGenerator":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _make_client(self) -> genai.Client:
+        options = types.HttpOptions(
+            base_url=self.base_url,
+            api_version=API_VERSION,
+            timeout=max(1, round(self.timeout_s * 1000)),  # milliseconds
+            retry_options=types.HttpRetryOptions(attempts=1),  # we retry ourselves, with a count we report
+        )
+        try:
+            # vertexai=False: ignore GOOGLE_GENAI_USE_VERTEXAI; this is an AI Studio key.
+            return genai.Client(api_key=self._key.value, vertexai=False, http_options=options)
+        except ValueError as exc:
+            raise GenerationError(self._scrub(f"Cannot set up the Gemini client: {exc}")) from None
+
+    # -- public
+    def generate(self, brief: str, references: Sequence[ReferenceImage] = (), *, model: str | None = None,
+                 aspect_ratio: str | None = None, variations: int = 1,
+                 on_progress: Callable[[int, int], None] | None = None) -> Generation:
+        """Generate `variations` images for one brief (one request each, run concurrently).
+
+        on_progress(done, total) is called from the calling thread (Streamlit widgets
+        only work there): once with (0, total), then after each request finishes.
+        """
+        started = time.monotonic()
+        info = model_info(model or self.model)
+        prompt = self._validate(brief, references, info, aspect_ratio, variations)
+        contents: list[Any] = [prompt, *(types.Part.from_bytes(data=r.data, mime_type=r.mime) for r in references)]
+        config = types.GenerateContentConfig(
+            response_modalities=["TEXT", "IMAGE"],
+            image_config=types.ImageConfig(aspect_ratio=aspect_ratio) if aspect_ratio else None,
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),  # no tools here
+        )
+        outcomes = self._run_variations(lambda: self._generate_one(info, contents, config), variations, on_progress)
+        return self._combine(outcomes, prompt, info, references, aspect_ratio, started)
+
+    # -- validation (before any network call)
+    @staticmethod
+    def _validate(brief: str, references: Sequence[ReferenceImage], info: ModelInfo,
+                  aspect_ratio: str | None, variations: int) -> str:
+        prompt = (brief or "").strip()
+        if not prompt:
+            raise GenerationError("The brief is empty. Describe the image you want (subject, setting, "
+                                  "style, mood) before generating.")
+        if len(references) > info.max_references:
+            raise TooManyReferencesError(
+                f"{info.label} takes at most {info.max_references} reference images, and {len(references)} are "
+                f"selected. Remove {len(references) - info.max_references} from the tray"
+                + (" or switch to Nano Banana Pro (up to 14)." if info.max_references < 14 else "."))
+        for ref in references:
+            if ref.mime not in ACCEPTED_REFERENCE_MIMES:
+                raise GenerationError(f"A reference image is {ref.mime}, which Gemini does not accept "
+                                      "(PNG, JPEG, WebP, HEIC, HEIF). Pass it through prepare_reference() first.")
+        if aspect_ratio and info.id in MODELS and aspect_ratio not in info.aspect_ratios:
+            raise GenerationError(f"{info.label} does not offer aspect ratio {aspect_ratio}; "
+                                  f"choose one of {', '.join(info.aspect_ratios)}.")
+        if not 1 <= variations <= MAX_VARIATIONS:
+            raise GenerationError(f"Ask for between 1 and {MAX_VARIATIONS} variations (got {variations}).")
+        return prompt
+
+    # -- concurrency
+    def _run_variations(self, task: Callable[[], _Answer], n: int,
+                        on_progress: Callable[[int, int], None] | None) -> list[_Answer | GenerationError]:
+        """Run `task` n times concurrently; results (answer or typed error) in request order."""
+        progress = on_progress or (lambda done, total: None)
+        progress(0, n)
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="nano-banana") as pool:
+            futures: list[Future[_Answer]] = [pool.submit(task) for _ in range(n)]
+            for done, _ in enumerate(as_completed(futures), start=1):
+                progress(done, n)
+        outcomes: list[_Answer | GenerationError] = []
+        for future in futures:
+            exc = future.exception()
+            if exc is None:
+                outcomes.append(future.result())
+            elif isinstance(exc, GenerationError):
+                outcomes.append(exc)
+            else:
+                raise exc  # a bug in our own code: don't dress it up as a generation failure
+        return outcomes
+
+    def _combine(self, outcomes: list[_Answer | GenerationError], prompt: str, info: ModelInfo,
+                 references: Sequence[ReferenceImage], aspect_ratio: str | None, started: float) -> Generation:
+        answers = [o for o in outcomes if isinstance(o, _Answer)]
+        failures = [(i, o) for i, o in enumerate(outcomes, start=1) if isinstance(o, GenerationError)]
+        if not answers:
+            raise failures[0][1]  # all failed: the first typed error says why
+        notes = [w for a in answers for w in a.warnings]
+        for index, error in failures:
+            note = self._scrub(f"{len(failures)} of {len(outcomes)} variations failed "
+                               f"(variation {index}): {error}")
+            log.warning("%s", note)
+            notes.append(note)
+        usage = {k: sum(a.usage[k] for a in answers) for k in ("prompt_tokens", "output_tokens", "total_tokens")}
+        return Generation(
+            prompt=prompt, model=info.id,
+            images=[img for a in answers for img in a.images],
+            text="\n\n".join(a.text for a in answers if a.text),
+            reference_ids=[r.sha256 or hashlib.sha256(r.data).hexdigest() for r in references],
+            aspect_ratio=aspect_ratio, usage=usage,
+            seconds=time.monotonic() - started, warnings=notes,
+        )
+
+    # -- one request, with bounded retry
+    def _generate_one(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig) -> _Answer:
+        started = time.monotonic()
+        retries = 0
+        while True:
+            try:
+                response = self._call(info, contents, config)
+            except _Retryable as failure:
+                if retries >= self.max_retries:
+                    raise failure.final(retries, time.monotonic() - started) from None
+                delay = min(MAX_BACKOFF_S, max(self.backoff_s * 2 ** retries, failure.delay_hint_s or 0.0))
+                retries += 1
+                log.info("Gemini busy or rate-limited; retry %d of %d in %.1f s", retries, self.max_retries, delay)
+                self._sleep(delay)
+                continue
+            try:
+                return _read_response(response, info)
+            except GenerationError as exc:  # refusal texts come from the server: scrub them too
+                raise type(exc)(self._scrub(str(exc))) from None
+
+    def _call(self, info: ModelInfo, contents: list[Any],
+              config: types.GenerateContentConfig) -> types.GenerateContentResponse:
+        """One SDK call; every SDK/transport failure becomes a GenerationError or _Retryable."""
+        try:
+            return self._client.models.generate_content(model=info.id, contents=contents, config=config)
+        except genai_errors.APIError as exc:
+            raise self._http_error(exc, info) from None
+        except _TIMEOUT_ERRORS:
+            raise GenerationTimeoutError(
+                f"{info.label} did not answer within {self.timeout_s:g} s. Image generation can be slow under "
+                "load: try again, use fewer reference images, or raise the timeout.") from None
+        except _CONNECT_ERRORS as exc:
+            raise GenerationServerError(self._scrub(
+                f"Cannot reach the Gemini endpoint {self.endpoint} ({_reason(exc)}). Check the network "
+                "connection and proxy settings, or RAGKIT_GEMINI_BASE_URL if you set one.")) from None
+        except _TRANSPORT_ERRORS as exc:
+            message = self._scrub(f"The connection to {self.endpoint} failed mid-request ({_reason(exc)})")
+            raise _Retryable(lambda n, s: GenerationServerError(
+                f"{message}; {_retried(n)}. Try again in a minute.")) from None
+        except (genai_errors.UnknownApiResponseError, json.JSONDecodeError):  # the SDK raises either
+            raise GenerationServerError(
+                f"{self.endpoint} answered with something that is not Gemini JSON. If you set "
+                "RAGKIT_GEMINI_BASE_URL, check that it points at a Gemini-compatible API.") from None
+        except Exception as exc:  # anything else the SDK raises (e.g. an answer it cannot parse)
+            raise GenerationError(self._scrub(
+                f"The Gemini client failed unexpectedly ({type(exc).__name__}: {_reason(exc)}). "
+                "Try again; if it keeps happening, report it with the brief you used.")) from None
+
+    def _http_error(self, exc: genai_errors.APIError, info: ModelInfo) -> Exception:
+        """Map an HTTP error answer to the typed error (or a retry) a person can act on."""
+        code = int(exc.code or 0)
+        status = exc.status or ""
+        detail = self._scrub(f"{code} {status}: {exc.message or 'no message'}".replace(" :", ":"))
+        if code in (401, 403) or (code == 400 and _KEY_REJECTED.search(f"{exc.message} {exc.details}")):
+            return InvalidApiKeyError(
+                f"Gemini rejected the API key ({detail}). Check GEMINI_API_KEY in the environment or in "
+                f".streamlit/secrets.toml, and that the key is allowed to use {info.label}; create a key at "
+                "https://aistudio.google.com/apikey.")
+        if code == 429:
+            hint = _retry_delay_s(exc.details)
+            return _Retryable(lambda n, s: QuotaExceededError(
+                f"Gemini quota or rate limit reached for {info.label} ({detail}); {_retried(n, s)}. Wait a "
+                "minute and try again, ask for fewer variations, or check your plan's limits at "
+                "https://ai.google.dev/gemini-api/docs/rate-limits."), hint)
+        if code >= 500 or code == 408:
+            return _Retryable(lambda n, s: GenerationServerError(
+                f"Gemini had a server problem ({detail}); {_retried(n, s)}. The service may be overloaded: "
+                "try again in a few minutes."))
+        hint = f" Check the model name ({info.id}, set by RAGKIT_GEMINI_MODEL)." if code == 404 else ""
+        return GenerationError(f"Gemini rejected the request ({detail}).{hint}")
+
+    def _scrub(self, text: str) -> str:
+        """Last line of defence: the key never leaves this module inside a message."""
+        return text.replace(self._key.value, "***") if self._key.value else text
+
+
+_MISSING_KEY_MESSAGE = (
+    "No Gemini API key is configured. Set GEMINI_API_KEY in the environment "
+    "(export GEMINI_API_KEY=your-key) or add the line GEMINI_API_KEY = \"your-key\" to "
+    ".streamlit/secrets.toml, then restart ragkit. Get a key at https://aistudio.google.com/apikey.")
+
+
+def _retried(n: int, seconds: float | None = None) -> str:
+    if n == 0:
+        return "did not retry"
+    spent = f" over {seconds:.0f} s" if seconds and seconds >= 1 else ""
+    return f"retried {n} time{'s' if n != 1 else ''}{spent}"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
+
+
+def _retry_delay_s(details: Any) -> float | None:
+    """The server's google.rpc.RetryInfo retryDelay ("37s") in seconds, if it sent one."""
+    error = details.get("error", details) if isinstance(details, dict) else {}
+    for item in error.get("details", []) if isinstance(error, dict) else []:
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("RetryInfo"):
+            match = re.fullmatch(r"\s*([\d.]+)s\s*", str(item.get("retryDelay", "")))
+            if match:
+                return float(match[1])
+    return None
+
+
+# ----------------------------------------------------------------------------- responses
+def _enum_name(value: Any) -> str:
+    """FinishReason / BlockedReason as a plain name (unknown values come through as strings)."""
+    return str(getattr(value, "value", value) or "")
+
+
+def _read_response(response: types.GenerateContentResponse, info: ModelInfo) -> _Answer:
+    """Images, text and usage from one answer, or the typed error for a refusal / no image."""
+    feedback = response.prompt_feedback
+    if feedback and feedback.block_reason:
+        reason = _enum_name(feedback.block_reason)
+        extra = f" {feedback.block_reason_message}" if feedback.block_reason_message else ""
+        raise PromptBlockedError(f"Gemini blocked the brief before generating anything (reason: {reason}).{extra} "
+                                 "Rephrase the brief or use different reference images.")
+    candidate = response.candidates[0] if response.candidates else None
+    parts = (candidate.content.parts or []) if candidate and candidate.content else []
+    visible = [p for p in parts if not p.thought]  # Pro "thinks" in text and draft images first
+    images = [GeneratedImage(p.inline_data.data, p.inline_data.mime_type or "image/png")
+              for p in visible if p.inline_data and p.inline_data.data]
+    text = "".join(p.text for p in visible if p.text).strip()
+    finish = _enum_name(candidate.finish_reason) if candidate else ""
+    finish_message = (candidate.finish_message or "") if candidate else ""
+    notes: list[str] = []
+    if finish in _SAFETY_FINISH:
+        if not images:
+            extra = f": {finish_message}" if finish_message else ""
+            raise SafetyStopError(f"{info.label} stopped for safety reasons (finish reason: {finish}{extra}). "
+                                  "Rephrase the brief or try different reference images.")
+        notes.append(f"{info.label} flagged part of the output ({finish}); some images may be missing.")
+    if not images:
+        raise NoImageReturnedError(_no_image_message(info, text, finish))
+    return _Answer(images, text, _usage(response.usage_metadata), notes)
+
+
+def _no_image_message(info: ModelInfo, text: str, finish: str) -> str:
+    if text:
+        shown = text if len(text) <= 600 else text[:600] + "..."
+        return (f"{info.label} answered with text but no image: \"{shown}\" Rephrase the brief so it clearly "
+                "asks for a picture, or try again.")
+    why = f" (finish reason: {finish})" if finish and finish != "STOP" else ""
+    return f"{info.label} returned no image{why}. Try again, or rephrase the brief."
+
+
+def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> dict[str, int]:
+    prompt = (meta.prompt_token_count or 0) if meta else 0
+    output = (meta.candidates_token_count or 0) if meta else 0
+    total = (meta.total_token_count or 0) if meta else 0
+    return {"prompt_tokens": prompt, "output_tokens": output, "total_tokens": total or prompt + output}
+
+
+# ----------------------------------------------------------------------------- references
+def prepare_reference(data: bytes, mime: str | None = None, sha256: str | None = None,
+                      max_side: int = REFERENCE_MAX_SIDE) -> ReferenceImage:
+    """Make an image fit to send: upright, long side <= max_side, in a format Gemini accepts.
+
+    Small, upright PNG/JPEG/WebP files pass through byte for byte. Everything else is
+    re-encoded: PNG when it has real transparency, else JPEG quality 90. `mime` is only
+    a fallback; the bytes decide. Raises InvalidImageError for data that isn't an image.
+    """
+    if not data:
+        raise InvalidImageError("the reference image is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = img.format or ""
+            orientation = img.getexif().get(0x0112, 1)
+            too_big = max(img.size) > max_side
+            passthrough_mime = _PASSTHROUGH.get(fmt)
+            if too_big and fmt == "JPEG":
+                # Decode big JPEGs at a reduced scale: a 24 MP photo costs a fraction of a full decode.
+                img.draft("CMYK" if img.mode == "CMYK" else "RGB", _fit(img.size, max_side))
+            img.load()  # a full decode also rejects truncated files before we send them
+            if passthrough_mime and not too_big and orientation == 1 and not getattr(img, "is_animated", False):
+                return ReferenceImage(data=data, mime=passthrough_mime, sha256=sha256)
+            img = ImageOps.exif_transpose(img) or img
+            if max(img.size) > max_side:
+                img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            encoded, out_mime = _encode(img)
+    except InvalidImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidImageError("the reference image is too large to decode safely (possible decompression "
+                                "bomb)") from None
+    except UnidentifiedImageError:
+        raise InvalidImageError(f"the reference is not an image Pillow can read"
+                                f"{f' (declared {mime})' if mime else ''}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidImageError(f"the reference image is corrupt or truncated ({exc})") from None
+    return ReferenceImage(data=encoded, mime=out_mime, sha256=sha256)
+
+
+_PASSTHROUGH = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    scale = max_side / max(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    """True only when some pixel is actually see-through (an opaque RGBA gets JPEG)."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return False
+    return img.getchannel("A").getextrema()[0] < 255
+
+
+def _encode(img: Image.Image) -> tuple[bytes, str]:
+    buffer = io.BytesIO()
+    if _has_alpha(img):
+        img.convert("RGBA").save(buffer, format="PNG", optimize=True)
+        return buffer.getvalue(), "image/png"
+    to_rgb(img).save(buffer, format="JPEG", quality=90, optimize=True)  # CMYK, 16-bit, palette ...
+    return buffer.getvalue(), "image/jpeg"

@@ -1,0 +1,435 @@
+"""A local stand-in for the Gemini REST API, so the real google-genai client can be tested.
+
+It answers ``POST /{version}/models/{model}:generateContent`` the way Gemini does
+(camelCase JSON, base64 ``inlineData``), records every request for assertions, and
+replies from a per-test queue of scripted answers. With an empty queue it returns a
+real PNG: a gradient whose colours depend on the brief and whose shape follows the
+requested aspect ratio, so the same brief always gives the same picture.
+
+Three ways to use it::
+
+    with FakeGemini() as fake:                      # context manager
+        fake.enqueue(error_reply(429), image_reply())
+        ImageGenerator("k", base_url=fake.url).generate("a red bicycle")
+        fake.requests[0].texts                      # what the client sent
+
+    def test_x(fake_gemini): ...                    # pytest fixture (below)
+
+    python -m tests.fake_gemini --port 8765          # standalone, for the UI / e2e tests
+    RAGKIT_GEMINI_BASE_URL=http://127.0.0.1:8765 GEMINI_API_KEY=anything streamlit run app.py
+
+In the standalone server nothing is queued, so a brief can ask for a failure by
+containing a tag (handy to see how the Studio page shows each error):
+``[fake:blocked]`` ``[fake:safety]`` ``[fake:image-safety]`` ``[fake:text]``
+``[fake:invalid-key]`` ``[fake:403]`` ``[fake:429]`` ``[fake:500]`` ``[fake:503]``
+``[fake:slow=SECONDS]``.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import colorsys
+import hashlib
+import io
+import json
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterator
+
+from PIL import Image
+
+API_KEY_PLACEHOLDER = "{api_key}"  # in an error message: replaced by the key the client sent
+_PATH = re.compile(r"^/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^/:]+):generateContent$")
+_TAG = re.compile(r"\[fake:(?P<name>[a-z0-9-]+)(?:=(?P<arg>[0-9.]+))?\]")
+
+
+# --------------------------------------------------------------------------- replies
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer: an HTTP status, a JSON body, and an optional delay first."""
+    status: int = 200
+    body: dict[str, Any] | str | None = None  # None: the default image answer; str: sent as raw text/html
+    delay_s: float = 0.0
+
+
+def make_png(brief: str = "", aspect_ratio: str | None = None, long_side: int = 96) -> bytes:
+    """A deterministic gradient PNG: colours from a hash of the brief, shape from the ratio."""
+    digest = hashlib.sha256(brief.encode("utf-8")).digest()
+    width, height = _size_for_ratio(aspect_ratio, long_side)
+    start = colorsys.hsv_to_rgb(digest[0] / 255, 0.8, 0.95)
+    end = colorsys.hsv_to_rgb(digest[1] / 255, 0.9, 0.45)
+    image = Image.new("RGB", (width, height))
+    pixels = image.load()
+    for x in range(width):
+        for y in range(height):
+            t = (x + y) / max(1, width + height - 2)
+            pixels[x, y] = tuple(int(255 * (a + (b - a) * t)) for a, b in zip(start, end))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _size_for_ratio(aspect_ratio: str | None, long_side: int) -> tuple[int, int]:
+    match = re.fullmatch(r"(\d+):(\d+)", aspect_ratio or "")
+    if not match:
+        return long_side, long_side
+    w, h = int(match[1]), int(match[2])
+    if w >= h:
+        return long_side, max(1, round(long_side * h / w))
+    return max(1, round(long_side * w / h)), long_side
+
+
+def _usage(prompt: int = 12, output: int = 1290) -> dict[str, int]:
+    return {"promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output}
+
+
+def image_reply(text: str = "Here is your image.", png: bytes | None = None, *,
+                mime: str = "image/png", usage: dict[str, int] | None = None,
+                thought: bool = False) -> Reply:
+    """A successful answer: a text part and an inline image (a real PNG unless png= is given).
+
+    thought=True adds a leading "thought" text part and a thought image first, as
+    Nano Banana Pro does while it thinks; clients must skip both.
+    """
+    data = png if png is not None else make_png(text)
+    parts: list[dict[str, Any]] = []
+    if thought:
+        parts.append({"text": "Planning the composition...", "thought": True})
+        parts.append({"inlineData": {"mimeType": "image/png", "data": _b64(make_png("draft"))}, "thought": True})
+    if text:
+        parts.append({"text": text})
+    parts.append({"inlineData": {"mimeType": mime, "data": _b64(data)}})
+    return Reply(200, _candidate(parts, "STOP", usage or _usage()))
+
+
+def text_reply(text: str = "I can't draw that, but here is a description instead.") -> Reply:
+    """The model answered in words only (finish STOP, no image)."""
+    return Reply(200, _candidate([{"text": text}], "STOP", _usage(output=40)))
+
+
+def blocked_reply(reason: str = "SAFETY", message: str | None = None) -> Reply:
+    """The prompt was refused before generation: promptFeedback.blockReason, no candidates."""
+    feedback: dict[str, Any] = {"blockReason": reason}
+    if message:
+        feedback["blockReasonMessage"] = message
+    return Reply(200, {"promptFeedback": feedback, "usageMetadata": _usage(output=0),
+                       "modelVersion": "fake"})
+
+
+def finish_reply(reason: str = "IMAGE_SAFETY", text: str | None = None,
+                 finish_message: str | None = None) -> Reply:
+    """A candidate stopped for `reason` (SAFETY, IMAGE_SAFETY, PROHIBITED_CONTENT ...) without an image."""
+    parts = [{"text": text}] if text else []
+    body = _candidate(parts, reason, _usage(output=0))
+    if finish_message:
+        body["candidates"][0]["finishMessage"] = finish_message
+    if not parts:
+        body["candidates"][0].pop("content")  # what Gemini sends: no content at all
+    return Reply(200, body)
+
+
+_ERROR_DEFAULTS: dict[int, tuple[str, str]] = {
+    400: ("INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."),
+    401: ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
+    403: ("PERMISSION_DENIED", "Method doesn't allow unregistered callers (callers without "
+                               "established identity). Please use API Key or other form of API consumer identity to call this API."),
+    404: ("NOT_FOUND", "models/nope is not found for API version v1beta, or is not supported for generateContent."),
+    429: ("RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details."),
+    500: ("INTERNAL", "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"),
+    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+}
+
+
+def error_reply(code: int, message: str | None = None, status: str | None = None,
+                *, retry_delay_s: int | None = None) -> Reply:
+    """An error body in Google's format with the matching HTTP status.
+
+    Defaults give realistic messages: 400 is the invalid-API-key answer, 429 says
+    RESOURCE_EXHAUSTED. retry_delay_s adds a google.rpc.RetryInfo detail, as Gemini does on 429.
+    """
+    default_status, default_message = _ERROR_DEFAULTS.get(code, ("UNKNOWN", f"HTTP {code}"))
+    error: dict[str, Any] = {"code": code, "message": message or default_message,
+                             "status": status or default_status}
+    details: list[dict[str, Any]] = []
+    if code == 400 and message is None:
+        details.append({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}})
+    if retry_delay_s is not None:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_delay_s}s"})
+    if details:
+        error["details"] = details
+    return Reply(code, {"error": error})
+
+
+def slow_reply(delay_s: float, then: Reply | None = None) -> Reply:
+    """Wait delay_s seconds before answering (with `then`, default an image) -- for timeouts."""
+    base = then or Reply()
+    return Reply(base.status, base.body, delay_s)
+
+
+def _candidate(parts: list[dict[str, Any]], finish: str, usage: dict[str, int]) -> dict[str, Any]:
+    return {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}],
+            "usageMetadata": usage, "modelVersion": "fake", "responseId": "fake-response"}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    """Standard or URL-safe base64, padded or not: google-genai (via pydantic) sends URL-safe,
+    and the real API accepts both."""
+    text = text.replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+# --------------------------------------------------------------------------- requests
+@dataclass(frozen=True)
+class RecordedRequest:
+    """What a client sent, plus convenience views of the Gemini request body."""
+    method: str
+    path: str
+    headers: dict[str, str]  # keys lower-cased
+    body: dict[str, Any]
+
+    @property
+    def model(self) -> str | None:
+        match = _PATH.match(self.path.split("?", 1)[0])
+        return match["model"] if match else None
+
+    @property
+    def api_version(self) -> str | None:
+        match = _PATH.match(self.path.split("?", 1)[0])
+        return match["version"] if match else None
+
+    def parts(self) -> Iterator[dict[str, Any]]:
+        for content in self.body.get("contents", []):
+            yield from content.get("parts", [])
+
+    def _inline(self) -> Iterator[dict[str, Any]]:
+        # Proto JSON accepts camelCase and snake_case; google-genai 3.x sends
+        # {"inlineData": {"mime_type": ..., "data": ...}}, so accept both spellings.
+        for part in self.parts():
+            blob = part.get("inlineData", part.get("inline_data"))
+            if isinstance(blob, dict):
+                yield blob
+
+    @property
+    def texts(self) -> list[str]:
+        return [p["text"] for p in self.parts() if "text" in p]
+
+    @property
+    def brief(self) -> str:
+        return " ".join(self.texts)
+
+    @property
+    def images(self) -> list[tuple[str, bytes]]:
+        """(mime type, decoded bytes) of every inline image, in order."""
+        return [(blob.get("mimeType", blob.get("mime_type", "")), _b64decode(blob.get("data", "")))
+                for blob in self._inline()]
+
+    @property
+    def generation_config(self) -> dict[str, Any]:
+        return self.body.get("generationConfig", {})
+
+    @property
+    def response_modalities(self) -> list[str]:
+        return self.generation_config.get("responseModalities", [])
+
+    @property
+    def aspect_ratio(self) -> str | None:
+        return self.generation_config.get("imageConfig", {}).get("aspectRatio")
+
+
+# --------------------------------------------------------------------------- server
+class FakeGemini:
+    """A threaded HTTP server on 127.0.0.1 speaking enough of the Gemini REST API."""
+
+    def __init__(self, port: int = 0, *, tags: bool = True) -> None:
+        self._port = port
+        self.tags = tags  # honour [fake:...] tags in briefs when nothing is queued
+        self.requests: list[RecordedRequest] = []
+        self.default: Reply | Callable[[RecordedRequest], Reply] | None = None
+        self._queue: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- scripting
+    def enqueue(self, *replies: Reply) -> "FakeGemini":
+        """Answer the next requests with these replies, in order; then fall back to the default."""
+        with self._lock:
+            self._queue.extend(replies)
+        return self
+
+    def always(self, reply: Reply | Callable[[RecordedRequest], Reply]) -> "FakeGemini":
+        """Answer every request (once the queue is empty) with this reply or function."""
+        self.default = reply
+        return self
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+        self.default = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeGemini is not running; call start() or use it as a context manager")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # -- lifecycle
+    def start(self) -> "FakeGemini":
+        handler = type("_BoundHandler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
+        self._server.daemon_threads = True  # a slow reply must never block shutdown
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-gemini", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes handlers sleeping in a slow reply
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "FakeGemini":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- used by the handler
+    def _record_and_choose(self, request: RecordedRequest) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            if self._queue:
+                return self._queue.popleft()
+        if callable(self.default):
+            return self.default(request)
+        if self.default is not None:
+            return self.default
+        return (self.tags and _reply_for_tags(request.brief)) or Reply()
+
+    def _default_image_body(self, request: RecordedRequest) -> dict[str, Any]:
+        png = make_png(request.brief, request.aspect_ratio)
+        return image_reply(f"Generated for: {request.brief[:80]}", png).body or {}
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep, but wake early when the server stops; True if the server is stopping."""
+        return self._stopping.wait(seconds)
+
+
+def _reply_for_tags(brief: str) -> Reply | None:
+    """Scripted failures for the standalone server, chosen by a [fake:...] tag in the brief."""
+    match = _TAG.search(brief)
+    if not match:
+        return None
+    name, arg = match["name"], match["arg"]
+    simple: dict[str, Callable[[], Reply]] = {
+        "blocked": lambda: blocked_reply("SAFETY"),
+        "safety": lambda: finish_reply("SAFETY"),
+        "image-safety": lambda: finish_reply("IMAGE_SAFETY"),
+        "text": lambda: text_reply(),
+        "invalid-key": lambda: error_reply(400),
+        "403": lambda: error_reply(403), "429": lambda: error_reply(429),
+        "500": lambda: error_reply(500), "503": lambda: error_reply(503),
+    }
+    if name == "slow":
+        return slow_reply(float(arg or 30))
+    return simple[name]() if name in simple else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeGemini  # set on the per-server subclass
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real API; the SDK reuses connections
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self._send(400, {"error": {"code": 400, "message": "Invalid JSON payload received.",
+                                       "status": "INVALID_ARGUMENT"}})
+            return
+        request = RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        if not _PATH.match(self.path.split("?", 1)[0]):
+            self._send(404, {"error": {"code": 404, "message": f"Unknown path {self.path}", "status": "NOT_FOUND"}})
+            return
+        reply = self.fake._record_and_choose(request)
+        if reply.delay_s and self.fake._sleep(reply.delay_s):
+            return  # server is shutting down
+        body_out = reply.body if reply.body is not None else self.fake._default_image_body(request)
+        self._send(reply.status, _with_key(body_out, request.headers.get("x-goog-api-key", "")))
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._send(404, {"error": {"code": 404, "message": "Only generateContent is faked.", "status": "NOT_FOUND"}})
+
+    def _send(self, status: int, body: dict[str, Any] | str) -> None:
+        raw_text = isinstance(body, str)  # e.g. a proxy's HTML error page
+        data = (body if raw_text else json.dumps(body)).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=UTF-8" if raw_text else "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test); nothing left to tell it
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # keep test output clean; requests are recorded instead
+
+
+def _with_key(body: dict[str, Any] | str, key: str) -> dict[str, Any] | str:
+    """Echo the caller's key into an error message that asks for it (tests key scrubbing)."""
+    if isinstance(body, str):
+        return body.replace(API_KEY_PLACEHOLDER, key)
+    error = body.get("error")
+    if isinstance(error, dict) and API_KEY_PLACEHOLDER in str(error.get("message", "")):
+        error = {**error, "message": error["message"].replace(API_KEY_PLACEHOLDER, key)}
+        return {**body, "error": error}
+    return body
+
+
+# --------------------------------------------------------------------------- pytest
+try:
+    import pytest
+except ImportError:  # the standalone server does not need pytest
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+    @pytest.fixture
+    def fake_gemini() -> Iterator[FakeGemini]:
+        """A running FakeGemini on a free loopback port, stopped after the test."""
+        with FakeGemini(tags=False) as server:
+            yield server
+
+
+# --------------------------------------------------------------------------- standalone
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run a fake Gemini API on 127.0.0.1 for manual testing.")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args(argv)
+    server = FakeGemini(args.port).start()
+    print(f"Fake Gemini listening on {server.url}  (Ctrl-C to stop)")
+    print(f"  RAGKIT_GEMINI_BASE_URL={server.url} GEMINI_API_KEY=fake-key streamlit run app.py")
+    print("  Put [fake:429], [fake:blocked], [fake:safety], [fake:text], [fake:slow=30] ... in a brief to see errors.")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
