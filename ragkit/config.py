@@ -32,6 +32,8 @@ SETTINGS_TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("gemini_model", "RAGKIT_GEMINI_MODEL", DEFAULT_GEMINI_MODEL, "default image model for the Studio"),
     ("gemini_base_url", "RAGKIT_GEMINI_BASE_URL", "", "override the Gemini API endpoint (proxies, tests)"),
     ("max_image_pixels", "RAGKIT_MAX_IMAGE_PIXELS", "150000000", "larger images are rejected as decompression bombs"),
+    ("require_login", "RAGKIT_REQUIRE_LOGIN", "false", "true: visitors must sign in (Streamlit OIDC, [auth] in secrets.toml)"),
+    ("allowed_emails", "RAGKIT_ALLOWED_EMAILS", "", "with login: comma-separated emails or @domain.com suffixes allowed in"),
 )
 
 _SECRET_FIELDS = {"milvus_token", "gemini_api_key"}
@@ -67,6 +69,8 @@ class Settings:
     gemini_model: str = DEFAULT_GEMINI_MODEL
     gemini_base_url: str = ""
     max_image_pixels: int = 150_000_000
+    require_login: bool = False
+    allowed_emails: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None,
@@ -103,6 +107,8 @@ class Settings:
             gemini_model=get("RAGKIT_GEMINI_MODEL", DEFAULT_GEMINI_MODEL),
             gemini_base_url=get("RAGKIT_GEMINI_BASE_URL"),
             max_image_pixels=max_pixels,
+            require_login=_truthy(get("RAGKIT_REQUIRE_LOGIN", "false"), "RAGKIT_REQUIRE_LOGIN"),
+            allowed_emails=tuple(e.strip().lower() for e in get("RAGKIT_ALLOWED_EMAILS").split(",") if e.strip()),
         )
 
     @property
@@ -115,9 +121,27 @@ class Settings:
         """The DB URI with any credentials removed, safe to show on a page or in logs."""
         return redact_uri(self.milvus_uri)
 
+    def email_allowed(self, email: str | None) -> bool:
+        """With an allow-list, only listed emails or @domain suffixes get in; without one, anyone
+        the identity provider signs in (configure the provider to restrict, or set the list)."""
+        if not self.allowed_emails:
+            return True
+        address = (email or "").strip().lower()
+        return bool(address) and any(address == rule or (rule.startswith("@") and address.endswith(rule))
+                                     for rule in self.allowed_emails)
+
     def secret_values(self) -> list[str]:
         """Values that must never be shown (used to scrub messages)."""
         return [getattr(self, f.name) for f in fields(self) if f.name in _SECRET_FIELDS and getattr(self, f.name)]
+
+
+def _truthy(value: str, name: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={value!r}: use true or false.")
 
 
 def redact_uri(uri: str) -> str:

@@ -47,3 +47,16 @@ def test_bad_values_give_clear_errors(tmp_path):
     broken.write_text("GEMINI_API_KEY = ")
     with pytest.raises(ConfigError, match="TOML"):
         Settings.load(env={}, cwd=tmp_path, secrets_files=[broken])
+
+
+def test_login_settings(tmp_path):
+    off = Settings.load(env={}, cwd=tmp_path, secrets_files=[])
+    assert off.require_login is False and off.email_allowed("anyone@example.org")
+    on = Settings.load(env={"RAGKIT_REQUIRE_LOGIN": "true",
+                            "RAGKIT_ALLOWED_EMAILS": "Boss@Studio.com, @agency.io"}, cwd=tmp_path, secrets_files=[])
+    assert on.require_login
+    assert on.email_allowed("boss@studio.com") and on.email_allowed("ann@agency.io")
+    assert not on.email_allowed("mallory@evil.io") and not on.email_allowed("x@agency.io.evil.com")
+    assert not on.email_allowed(None) and not on.email_allowed("")
+    with pytest.raises(ConfigError, match="true or false"):
+        Settings.load(env={"RAGKIT_REQUIRE_LOGIN": "maybe"}, cwd=tmp_path, secrets_files=[])
