@@ -1,7 +1,27 @@
-"""ragkit web app entry point: `streamlit run app.py`. The pages arrive with the app issue."""
+"""ragkit web app: `streamlit run app.py`.
+
+Every page is a thin layer over the `ragkit` core: layout, widgets and session state here,
+logic in ragkit/. The library (Milvus client, CLIP model) is opened once per process.
+"""
 import streamlit as st
 
-st.set_page_config(page_title="ragkit", page_icon="🖼️", layout="wide")
-st.title("ragkit")
-st.write("Asset search and promo-image studio. The Library, Search and Studio pages are on their way; "
-         "meanwhile use the CLI: `python -m ragkit ingest FOLDER`, `python -m ragkit search \"TEXT\"`.")
+from ragkit.store import quiet_milvus_logging
+from ragkit.ui import sidebar, state
+
+st.set_page_config(page_title="ragkit · image library", page_icon=":material/photo_library:",
+                   layout="wide", initial_sidebar_state="expanded")
+quiet_milvus_logging()
+
+# The page files live in app_pages/, not pages/: Streamlit treats a `pages/` folder next to the
+# entry script as a legacy multipage app until st.navigation has run once in the process, so the
+# first request after a restart to e.g. /search would run that page alone (no sidebar, no banner).
+page = st.navigation([
+    st.Page(state.LIBRARY_PAGE, title="Library", icon=":material/photo_library:", default=True),
+    st.Page(state.SEARCH_PAGE, title="Search", icon=":material/image_search:"),
+    st.Page(state.STUDIO_PAGE, title="Studio", icon=":material/auto_awesome:"),
+])
+
+library = state.library()  # shows the error with its fix and stops, if the library can't open
+sidebar.render_banner(library)
+sidebar.render(library, on_studio_page=page.url_path == "studio")
+page.run()

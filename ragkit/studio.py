@@ -59,10 +59,13 @@ def suggest_references(library, brief: str, k: int = 8, exclude: Iterable[str] =
 
 
 def save_generated_image(library, generation: Generation, image: GeneratedImage,
-                         tags: Iterable[str] = ()) -> Asset:
-    """Store one generated image with its brief, model and references (embedded, searchable)."""
+                         tags: Iterable[str] = (), name: str | None = None) -> Asset:
+    """Store one generated image with its brief, model and references (embedded, searchable).
+
+    `name` is the filename shown in the library (default: generated-<model>.<ext>).
+    """
     provenance = Provenance(generation.prompt, generation.model, tuple(generation.reference_ids))
-    return library.save_generated(image.data, image.mime, provenance, tags=tags)
+    return library.save_generated(image.data, image.mime, provenance, tags=tags, name=name)
 
 
 def recent_generated(library, limit: int = 12) -> list[Asset]:

@@ -1,0 +1,154 @@
+"""Search: by words, by an example image, or "more like this"; pick hits as references."""
+import hashlib
+
+import streamlit as st
+
+from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, SearchHit
+from ragkit.ui import state, tray
+from ragkit.ui.errors import guard
+from ragkit.ui.grid import example_preview, grid, md_escape, score_label, short_name, show_thumbnail, thumbnail_bytes
+
+SOURCES = {"All": None, "Uploaded": SOURCE_UPLOAD, "Generated": SOURCE_GENERATED}
+SORTS = ["Best match", "Newest"]
+DEFAULT_K = 6
+MAX_K = 50
+
+K_TEXT = "search.text"
+K_EXAMPLE = "search.example"
+K_K = "search.k"
+K_TAGS = "search.tags"
+K_SOURCE = "search.source"
+K_MIN_SCORE = "search.min-score"
+K_SORT = "search.sort"
+K_RESULTS = "search.results"
+
+library = state.library()
+
+
+def more_like(sha256: str) -> None:
+    st.session_state[state.SIMILAR_TO] = sha256
+    st.session_state[state.SEARCH_MODE] = state.MODE_SIMILAR
+
+
+def clear_similar() -> None:
+    st.session_state.pop(state.SIMILAR_TO, None)
+    st.session_state[state.SEARCH_MODE] = state.MODE_TEXT
+
+
+def query_section():
+    """The query as (kind, value, description), or None when there is nothing to search for yet."""
+    # The mode is also set from other pages ("Find similar"), so it lives in session state.
+    st.session_state.setdefault(state.SEARCH_MODE, state.MODE_TEXT)
+    mode = st.segmented_control("Search by", [state.MODE_TEXT, state.MODE_IMAGE, state.MODE_SIMILAR],
+                                required=True, key=state.SEARCH_MODE, persist_state="session")
+    if mode == state.MODE_TEXT:
+        text = st.text_input("Describe what you are looking for", key=K_TEXT, persist_state="session",
+                             placeholder="red silk cape with gold trim", icon=":material/search:")
+        return ("text", text.strip(), f"“{text.strip()}”") if text.strip() else None
+    if mode == state.MODE_IMAGE:
+        example = st.file_uploader("Drop an example image", key=K_EXAMPLE,
+                                   help="Find library images that look like this one. It is not added to the library.")
+        if example is None:
+            return None
+        data = example.getvalue()
+        st.image(example_preview(library, data), width=160, caption="Your example")
+        return ("image", data, f"images like {example.name}")
+    sha = st.session_state.get(state.SIMILAR_TO)
+    if not sha:
+        st.info("Open an image in the **Library** and choose **Find similar**, or click **More like this** "
+                "under any result.", icon=":material/image_search:")
+        return None
+    asset = library.get(sha)
+    with st.container(border=True, horizontal=True, vertical_alignment="center", key="search-similar-card"):
+        data = thumbnail_bytes(library, sha)
+        if data:
+            st.image(data, width=96)
+        st.markdown(f"More like **{md_escape(asset.filename)}**")
+        st.button("Clear", key="search.clear-similar", on_click=clear_similar, icon=":material/close:",
+                  type="tertiary")
+    return ("similar", sha, f"images like {asset.filename}")
+
+
+def options_section(total: int) -> dict:
+    tag_counts = dict(state.all_tags(library, total))
+    if K_TAGS in st.session_state:
+        st.session_state[K_TAGS] = [t for t in st.session_state[K_TAGS] if t in tag_counts]
+    with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="search-options"):
+        k = st.slider("Results", 1, MAX_K, DEFAULT_K, key=K_K, persist_state="session", width=180)
+        min_score = st.slider("Minimum similarity", 0.0, 1.0, 0.0, 0.01, key=K_MIN_SCORE, width=180,
+                              persist_state="session", format="%.2f",
+                              help="0 shows everything. Cosine similarity: with real CLIP weights, "
+                                   "text matches score about 0.2–0.35 and near-duplicate images 0.9+.")
+        tags = st.multiselect("Only with tags", options=list(tag_counts), key=K_TAGS, persist_state="session",
+                              format_func=lambda t: f"{t} ({tag_counts.get(t, 0):,})", width=260,
+                              placeholder="Any tag" if tag_counts else "No tags yet")
+        source = st.segmented_control("Source", list(SOURCES), default="All", required=True,
+                                      key=K_SOURCE, persist_state="session")
+    return {"k": k, "tags": tags, "source": SOURCES[source], "min_score": min_score or None}
+
+
+def run_search(query, options, total) -> list[SearchHit]:
+    """Hits for this query, remembered in the session: a toggle click doesn't search again."""
+    kind, value, _ = query
+    fingerprint = hashlib.sha256(value).hexdigest() if isinstance(value, bytes) else value
+    filters = {"tags": options["tags"], "source": options["source"], "min_score": options["min_score"]}
+    key = (kind, fingerprint, options["k"], repr(filters), state.revision(library), total)
+    remembered = st.session_state.get(K_RESULTS)
+    if remembered and remembered[0] == key:
+        return remembered[1]
+    with st.spinner("Searching…"):
+        if kind == "text":
+            hits = library.search_text(value, options["k"], **filters)
+        elif kind == "image":
+            hits = library.search_image(value, options["k"], **filters)
+        else:
+            hits = library.search_similar(value, options["k"], **filters)
+    st.session_state[K_RESULTS] = (key, hits)
+    return hits
+
+
+def hit_cell(hit: SearchHit) -> None:
+    asset = hit.asset
+    show_thumbnail(library, asset)
+    with st.container(horizontal=True, vertical_alignment="center", gap="xsmall", wrap=False):
+        st.markdown(f":orange-badge[{score_label(hit.score)}]", help="Similarity to the query (1.00 = the same)")
+        st.space("stretch")
+        st.button("", key=f"search.more.{asset.sha256}", on_click=more_like, args=(asset.sha256,),
+                  icon=":material/image_search:", type="tertiary", help="More like this")
+    st.caption(md_escape(short_name(asset.filename, 24)))
+    tray.pick_toggle(asset.sha256, key_prefix="search")
+
+
+def results_section(hits: list[SearchHit], description: str, options: dict) -> None:
+    if not hits:
+        st.info("No images match. Try other words, fewer tags, another source or a lower minimum similarity.",
+                icon=":material/search_off:")
+        return
+    note = ""
+    if options["min_score"] and len(hits) < options["k"]:
+        note = f" (the rest scored below {options['min_score']:.2f})"
+    with st.container(horizontal=True, vertical_alignment="center", key="search-results-header"):
+        st.markdown(f"**{len(hits)}** result{'s' if len(hits) != 1 else ''} for {md_escape(description)}{note}")
+        st.space("stretch")
+        sort = st.segmented_control("Sort", SORTS, default=SORTS[0], required=True, key=K_SORT,
+                                    persist_state="session", label_visibility="collapsed")
+    if sort == "Newest":
+        hits = sorted(hits, key=lambda h: h.asset.created_at, reverse=True)
+    grid(hits, hit_cell, key="search")
+
+
+st.title("Search")
+with guard("searching"):
+    total = library.count()
+    if total == 0:
+        st.info("There is nothing to search yet: add images on the Library page first.", icon=":material/photo_library:")
+        st.page_link(state.LIBRARY_PAGE, label="Go to the Library", icon=":material/arrow_forward:")
+        st.stop()
+    query = query_section()
+    options = options_section(total)
+    if query is None:
+        st.caption(f"Search {total:,} images by describing them, by an example image, or by one of "
+                   "your own images.")
+    else:
+        hits = run_search(query, options, total)
+        results_section(hits, query[2], options)

@@ -1,0 +1,130 @@
+"""Thumbnail grids and image helpers: thumbnails in grids (never full-size originals), cached
+so a rerun reads nothing from disk twice.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable, Iterable, TypeVar
+
+import streamlit as st
+
+from ..errors import RagkitError
+from ..images import decode_image, make_thumbnail
+from ..library import Library
+from ..records import Asset
+
+T = TypeVar("T")
+
+PREVIEW_SIDE = 1024
+GRID_MIN_COLUMN_PX = 150
+
+# Square tiles with the whole picture visible (contain, not crop) keep a grid of mixed
+# portrait and landscape shots tidy. Scoped to ragkit grids by their key class.
+_GRID_CSS = """
+<style>
+div[class*="st-key-ragkit-grid"] [data-testid="stImage"] img,
+div[class*="st-key-ragkit-tray"] [data-testid="stImage"] img {
+  aspect-ratio: 1 / 1; object-fit: contain; width: 100%;
+  background: var(--st-secondary-background-color, #F1EEE8); border-radius: 6px;
+}
+div[class*="st-key-ragkit-grid"] [data-testid="stCaptionContainer"] p {
+  overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
+}
+</style>
+"""
+
+
+@st.cache_data(max_entries=4096, show_spinner=False)
+def _thumbnail(data_dir: str, sha256: str, _library: Library) -> bytes:
+    # Keyed by data dir + id: content-addressed, so a cached thumbnail is never stale.
+    # A missing file raises, and exceptions are not cached: `doctor --repair` fixes it live.
+    return _library.thumbnail_bytes(sha256)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _preview(data_dir: str, sha256: str, side: int, _library: Library) -> bytes:
+    decoded = decode_image(_library.original_bytes(sha256), max_pixels=_library.settings.max_image_pixels,
+                           min_long=side)
+    return make_thumbnail(decoded.image, side=side, quality=88)
+
+
+def thumbnail_bytes(library: Library, sha256: str) -> bytes | None:
+    try:
+        return _thumbnail(str(library.settings.data_dir), sha256, library)
+    except RagkitError:
+        return None
+
+
+def preview_bytes(library: Library, sha256: str, side: int = PREVIEW_SIDE) -> bytes | None:
+    """A larger JPEG for the details view (a downscaled original, never the original itself)."""
+    try:
+        return _preview(str(library.settings.data_dir), sha256, side, library)
+    except RagkitError:
+        return thumbnail_bytes(library, sha256)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _small_preview(data: bytes, max_pixels: int, side: int) -> bytes:
+    return make_thumbnail(decode_image(data, max_pixels=max_pixels, min_long=side).image, side=side)
+
+
+def example_preview(library: Library, data: bytes, side: int = 320) -> bytes:
+    """A small JPEG of a query image; InvalidImageError (with the reason) if it isn't usable."""
+    from ..errors import InvalidImageError
+    try:
+        return _small_preview(data, library.settings.max_image_pixels, side)
+    except InvalidImageError as exc:
+        raise InvalidImageError(f"The example image can't be used: {exc}") from None
+
+
+def show_thumbnail(library: Library, asset: Asset, *, width="stretch") -> None:
+    data = thumbnail_bytes(library, asset.sha256)
+    if data is None:
+        st.caption(":material/broken_image: thumbnail missing — run `python -m ragkit doctor --repair`")
+    else:
+        st.image(data, width=width, alt=asset.filename)
+
+
+def inject_css() -> None:
+    st.html(_GRID_CSS)
+
+
+def grid(items: Iterable[T], render_cell: Callable[[T], None], *, key: str,
+         min_column_width: int = GRID_MIN_COLUMN_PX, columns: int | str = "auto") -> None:
+    """A responsive grid, one bordered cell per item, each drawn by ``render_cell(item)``."""
+    inject_css()
+    container = st.grid(columns, min_column_width=min_column_width, border=True, gap="small",
+                        key=f"ragkit-grid-{key}")
+    for item in items:
+        with container.cell():
+            render_cell(item)
+
+
+def human_size(size_bytes: int) -> str:
+    size = float(size_bytes)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size_bytes} bytes"
+
+
+def human_date(asset: Asset) -> str:
+    return datetime.fromtimestamp(asset.created_at / 1000).strftime("%Y-%m-%d %H:%M")
+
+
+def score_label(score: float) -> str:
+    """Cosine similarity as people read it: two decimals."""
+    return f"{score:.2f}"
+
+
+def short_name(name: str, limit: int = 28) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+_MARKDOWN_SPECIALS = "\\`*_{}[]()<>#+-.!|~:$"
+
+
+def md_escape(text: str) -> str:
+    """User text (a filename, a prompt) shown literally inside Markdown."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in text)

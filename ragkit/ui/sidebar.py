@@ -1,0 +1,55 @@
+"""What every page shows: the random-weights banner, library facts in the sidebar, the tray."""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from ..library import Library
+from ..records import SOURCE_GENERATED
+from . import state, tray
+from .errors import guard
+
+RANDOM_WEIGHTS_MESSAGE = (
+    "**Demo model with random weights.** Search results and similarity scores mean nothing. "
+    "Point `RAGKIT_CLIP_PRETRAINED` at real CLIP weights (README › Offline weights) for real search."
+)
+
+
+def model_label(library: Library) -> str:
+    pretrained = library.settings.clip_pretrained
+    if os.sep in pretrained:
+        pretrained = os.path.basename(pretrained)
+    return f"{library.settings.clip_model} · {pretrained}"
+
+
+def short_location(uri: str) -> str:
+    """A DB location that fits the sidebar: a server URI as is, a file as …/folder/name."""
+    if "://" in uri:
+        return uri
+    parts = uri.replace("\\", "/").rstrip("/").split("/")
+    return uri if len(parts) <= 3 else "…/" + "/".join(parts[-2:])
+
+
+def render_banner(library: Library) -> None:
+    """Top of every page: a loud warning when the model is not a real one."""
+    if state.random_weights(library):
+        st.warning(RANDOM_WEIGHTS_MESSAGE, icon=":material/warning:")
+
+
+def render(library: Library, *, on_studio_page: bool = False) -> None:
+    with st.sidebar:
+        with guard("reading the library size"):
+            total = library.count()
+            generated = library.count(source=SOURCE_GENERATED) if total else 0
+            st.metric("Images in the library", f"{total:,}", border=False,
+                      help=f"{generated:,} of them generated in the Studio" if generated else None)
+        if state.random_weights(library):
+            st.error("Random weights: results are meaningless", icon=":material/warning:")
+        st.caption(f":material/memory: **Model** {model_label(library)}")
+        where = "server" if not library.settings.is_embedded_db else "embedded"
+        uri = library.settings.milvus_uri_display
+        st.caption(f":material/database: **Database** ({where}) `{short_location(uri)}`", help=uri)
+        st.divider()
+        with guard("showing the reference tray"):
+            tray.render_sidebar(library, open_studio_button=not on_studio_page)

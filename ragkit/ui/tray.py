@@ -1,0 +1,117 @@
+"""The reference tray: the images picked as references, kept in session state across pages.
+
+The Search page fills it, the sidebar shows it on every page, the Studio page sends it to
+the image model. The API is deliberately small::
+
+    from ragkit.ui import tray
+    tray.ids()                 # picked asset ids, in the order picked
+    tray.add(sha) / tray.remove(sha) / tray.clear() / tray.contains(sha)
+    tray.pick_toggle(sha, key_prefix="search")   # a toggle on a result, synced with the tray
+    tray.render_sidebar(library)                 # thumbnails, count, Clear, Open Studio
+    tray.render_grid(library, key="studio")      # a larger grid with Remove buttons
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from ..library import Library
+from . import state
+from .grid import inject_css, short_name, thumbnail_bytes
+
+TRAY_KEY = "ragkit.tray"
+
+
+def ids() -> list[str]:
+    return list(st.session_state.get(TRAY_KEY, []))
+
+
+def _set(values: list[str]) -> None:
+    st.session_state[TRAY_KEY] = list(dict.fromkeys(values))
+
+
+def contains(sha256: str) -> bool:
+    return sha256 in st.session_state.get(TRAY_KEY, [])
+
+
+def add(sha256: str) -> None:
+    _set([*ids(), sha256])
+
+
+def remove(sha256: str) -> None:
+    _set([s for s in ids() if s != sha256])
+
+
+def clear() -> None:
+    _set([])
+
+
+def count() -> int:
+    return len(st.session_state.get(TRAY_KEY, []))
+
+
+def set_picked(sha256: str, picked: bool) -> None:
+    add(sha256) if picked else remove(sha256)
+
+
+def _sync_from_widget(sha256: str, widget_key: str) -> None:
+    set_picked(sha256, bool(st.session_state.get(widget_key)))
+
+
+def pick_toggle(sha256: str, *, key_prefix: str, label: str = "Reference") -> bool:
+    """A toggle that shows and changes whether this asset is in the tray."""
+    widget_key = f"{key_prefix}.pick.{sha256}"
+    # The tray is the truth (it can be cleared from the sidebar): the widget follows it.
+    st.session_state[widget_key] = contains(sha256)
+    return st.toggle(label, key=widget_key, on_change=_sync_from_widget, args=(sha256, widget_key))
+
+
+def assets(library: Library):
+    """The tray's assets; ids of assets deleted meanwhile are dropped from the tray."""
+    picked = ids()
+    if not picked:
+        return []
+    found = library.get_many(picked)
+    if len(found) != len(picked):
+        _set([a.sha256 for a in found])
+    return found
+
+
+def render_sidebar(library: Library, *, open_studio_button: bool = True) -> None:
+    """The tray in the sidebar: count, thumbnails, Clear and (off the Studio page) Open Studio."""
+    with st.sidebar:
+        picked = assets(library)
+        st.markdown(f"**References** · {len(picked)}")
+        if not picked:
+            st.caption("Pick search results as references for the Studio.")
+            return
+        inject_css()
+        cells = st.grid(4, min_column_width=40, gap="xsmall", key="ragkit-tray-sidebar")
+        for asset in picked:
+            data = thumbnail_bytes(library, asset.sha256)
+            with cells.cell():
+                if data:
+                    st.image(data, width="stretch", alt=asset.filename)
+                else:
+                    st.caption(short_name(asset.filename, 10))
+        if open_studio_button and st.button("Open Studio", key="tray.open-studio", type="primary", icon=":material/auto_awesome:",
+                     width="stretch"):
+            st.switch_page(state.STUDIO_PAGE)
+        st.button("Clear references", key="tray.clear", on_click=clear, icon=":material/clear_all:",
+                  width="stretch")
+
+
+def render_grid(library: Library, *, key: str) -> None:
+    """The tray as a larger grid with a Remove button on each reference (Studio page)."""
+    picked = assets(library)
+    if not picked:
+        return
+    inject_css()
+    cells = st.grid("auto", min_column_width=150, border=True, gap="small", key=f"ragkit-grid-tray-{key}")
+    for asset in picked:
+        with cells.cell():
+            data = thumbnail_bytes(library, asset.sha256)
+            if data:
+                st.image(data, width="stretch", alt=asset.filename)
+            st.caption(short_name(asset.filename))
+            st.button("Remove", key=f"{key}.tray-remove.{asset.sha256}", on_click=remove, args=(asset.sha256,),
+                      icon=":material/close:", type="tertiary")

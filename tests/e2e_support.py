@@ -1,0 +1,368 @@
+"""Helpers for the app tests: product-like pictures, a `streamlit run` server, headless Chromium,
+and a synthetic 10,000-asset library for timing the pages.
+
+    python -m tests.e2e_support time-pages      # the Library page's script time at 10k assets
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+# --- pictures a person can tell apart in a screenshot -------------------------------------------
+COLOURS = {
+    "red": (206, 52, 44), "blue": (44, 92, 186), "green": (46, 140, 87), "yellow": (235, 186, 38),
+    "black": (40, 40, 44), "white": (236, 234, 228), "pink": (226, 120, 160), "teal": (32, 146, 150),
+}
+BACKDROPS = [(246, 241, 232), (229, 236, 242), (240, 232, 236), (232, 240, 230), (244, 238, 222)]
+
+
+def _shade(colour, factor):
+    return tuple(max(0, min(255, int(c * factor))) for c in colour)
+
+
+def _backdrop(size, seed):
+    w, h = size
+    top = np.array(BACKDROPS[seed % len(BACKDROPS)], dtype=np.float32)
+    bottom = top * 0.86
+    ramp = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    arr = top * (1 - ramp) + bottom * ramp
+    return Image.fromarray(np.broadcast_to(arr, (h, w, 3)).astype(np.uint8))
+
+
+def _shadow(canvas, box, blur=12):
+    layer = Image.new("L", canvas.size, 0)
+    ImageDraw.Draw(layer).ellipse(box, fill=110)
+    layer = layer.filter(ImageFilter.GaussianBlur(blur))
+    canvas.paste(Image.new("RGB", canvas.size, (60, 55, 50)), (0, 0), layer)
+
+
+def _sneaker(d, c, w, h):
+    d.rounded_rectangle((w * .18, h * .62, w * .84, h * .72), 14, fill=(245, 245, 240))  # sole
+    d.polygon([(w * .2, h * .63), (w * .24, h * .38), (w * .42, h * .34), (w * .56, h * .48),
+               (w * .8, h * .52), (w * .84, h * .63)], fill=c)
+    d.polygon([(w * .24, h * .38), (w * .42, h * .34), (w * .44, h * .42), (w * .27, h * .46)], fill=_shade(c, .75))
+    for i in range(4):
+        x = w * (.43 + .04 * i)
+        d.line((x, h * (.44 + .015 * i), x + w * .04, h * (.47 + .015 * i)), fill=(250, 250, 250), width=4)
+
+
+def _mug(d, c, w, h):
+    d.ellipse((w * .6, h * .38, w * .78, h * .62), outline=c, width=int(w * .035))
+    d.rounded_rectangle((w * .28, h * .3, w * .66, h * .72), 18, fill=c)
+    d.ellipse((w * .28, h * .26, w * .66, h * .34), fill=_shade(c, .6))
+    d.rectangle((w * .32, h * .34, w * .38, h * .68), fill=_shade(c, 1.2))
+
+
+def _watch(d, c, w, h):
+    d.rounded_rectangle((w * .43, h * .08, w * .57, h * .92), 10, fill=_shade(c, .8))
+    d.ellipse((w * .31, h * .3, w * .69, h * .7), fill=(200, 170, 90))
+    d.ellipse((w * .34, h * .34, w * .66, h * .66), fill=(250, 248, 240))
+    d.line((w * .5, h * .5, w * .5, h * .38), fill=(30, 30, 30), width=4)
+    d.line((w * .5, h * .5, w * .6, h * .52), fill=(30, 30, 30), width=3)
+
+
+def _bottle(d, c, w, h):
+    d.rounded_rectangle((w * .4, h * .3, w * .6, h * .82), 20, fill=c)
+    d.rectangle((w * .46, h * .16, w * .54, h * .32), fill=_shade(c, .8))
+    d.rectangle((w * .45, h * .12, w * .55, h * .18), fill=(60, 60, 60))
+    d.rectangle((w * .4, h * .48, w * .6, h * .62), fill=(248, 246, 238))
+
+
+def _handbag(d, c, w, h):
+    d.arc((w * .36, h * .2, w * .64, h * .55), 180, 360, fill=_shade(c, .7), width=int(w * .025))
+    d.rounded_rectangle((w * .24, h * .38, w * .76, h * .76), 22, fill=c)
+    d.rectangle((w * .46, h * .44, w * .54, h * .5), fill=(210, 180, 100))
+
+
+def _sunglasses(d, c, w, h):
+    d.line((w * .2, h * .45, w * .8, h * .45), fill=(30, 30, 30), width=6)
+    for x in (.22, .54):
+        d.ellipse((w * x, h * .38, w * (x + .24), h * .62), fill=_shade(c, .5), outline=(30, 30, 30), width=5)
+
+
+def _cap(d, c, w, h):
+    d.chord((w * .26, h * .3, w * .7, h * .74), 180, 360, fill=c)
+    d.rectangle((w * .26, h * .51, w * .7, h * .55), fill=_shade(c, .7))
+    d.polygon([(w * .62, h * .52), (w * .86, h * .56), (w * .84, h * .6), (w * .6, h * .56)], fill=_shade(c, .8))
+    d.ellipse((w * .46, h * .28, w * .5, h * .32), fill=_shade(c, .6))
+
+
+def _lamp(d, c, w, h):
+    d.polygon([(w * .36, h * .2), (w * .64, h * .2), (w * .72, h * .44), (w * .28, h * .44)], fill=c)
+    d.rectangle((w * .485, h * .44, w * .515, h * .78), fill=(90, 90, 90))
+    d.ellipse((w * .36, h * .76, w * .64, h * .84), fill=(70, 70, 70))
+
+
+PRODUCTS = {"sneaker": _sneaker, "mug": _mug, "watch": _watch, "bottle": _bottle, "handbag": _handbag,
+            "sunglasses": _sunglasses, "cap": _cap, "lamp": _lamp}
+
+
+def product_picture(product: str, colour: str, seed: int = 0, size=(640, 480)) -> Image.Image:
+    canvas = _backdrop(size, seed)
+    w, h = size
+    _shadow(canvas, (w * .22, h * .76, w * .82, h * .88))
+    PRODUCTS[product](ImageDraw.Draw(canvas), COLOURS[colour], w, h)
+    return canvas
+
+
+def product_jpeg(product: str, colour: str, seed: int = 0, size=(640, 480)) -> bytes:
+    buffer = io.BytesIO()
+    product_picture(product, colour, seed, size).save(buffer, "JPEG", quality=88)
+    return buffer.getvalue()
+
+
+def product_set(count: int = 12) -> list[tuple[str, bytes]]:
+    """(filename, JPEG bytes) of distinct product shots: 'red-sneaker.jpg', 'blue-mug.jpg', ..."""
+    names = list(PRODUCTS)
+    colours = list(COLOURS)
+    out = []
+    for i in range(count):
+        product = names[i % len(names)]
+        colour = colours[(i * 3 + i // len(names)) % len(colours)]
+        out.append((f"{colour}-{product}.jpg", product_jpeg(product, colour, seed=i)))
+    return out
+
+
+# --- AppTest: the real app.py, in this process, on a library in a temp dir ------------------------
+import pytest  # noqa: E402
+
+APP = REPO / "app.py"
+RUN_TIMEOUT = 90.0  # seconds per script run: 2 shared cores, and the first run opens Milvus
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path, ragkit_env) -> dict[str, str]:
+    """The app's settings point at a fresh library in tmp_path (and nothing from the outside)."""
+    for name in list(os.environ):
+        if name.startswith(("RAGKIT_", "GEMINI_", "GOOGLE_")):
+            monkeypatch.delenv(name)
+    for name, value in ragkit_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)  # no .streamlit/secrets.toml of the repo or a developer
+    return ragkit_env
+
+
+@pytest.fixture
+def seed(settings, tiny_embedder, app_env):
+    """seed(uploads) -> IngestReport: put images in the app's library before the app opens it."""
+    from ragkit.library import Library
+
+    def add(uploads, tags=()):
+        library = Library.open(settings, embedder=tiny_embedder)
+        try:
+            return library.ingest_uploads(list(uploads), tags=tags)
+        finally:
+            library.close()
+    return add
+
+
+def new_app():
+    from streamlit.testing.v1 import AppTest
+    return AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT)
+
+
+def run(at):
+    """Run and fail loudly on an exception shown on the page (the tests' tracebacks)."""
+    at.run(timeout=RUN_TIMEOUT)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def all_text(at) -> str:
+    """Every markdown/caption/alert/heading text on the page and in the sidebar."""
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error",
+                 "success", "code"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+# --- a real `streamlit run` server -----------------------------------------------------------------
+def clean_env(ragkit_env: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGKIT_", "GEMINI_", "GOOGLE_", "STREAMLIT_"))}
+    env.update(ragkit_env)
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+@contextlib.contextmanager
+def streamlit_server(ragkit_env: dict[str, str], port: int, log_path: Path,
+                     timeout: float = 90.0) -> Iterator[str]:
+    """`streamlit run app.py` on 127.0.0.1:port with this library; yields its URL."""
+    from tests.conftest import wait_for_port
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true",
+               "--browser.gatherUsageStats", "false"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=clean_env(ragkit_env), stdout=log,
+                                   stderr=subprocess.STDOUT)
+        try:
+            wait_for_port(port, timeout=timeout, process=process)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=15)
+
+
+def chromium_available() -> bool:
+    return Path(CHROMIUM).is_file() or shutil.which("chromium") is not None
+
+
+@contextlib.contextmanager
+def chromium_page(viewport=(1440, 1000)):
+    from playwright.sync_api import sync_playwright
+    executable = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                          device_scale_factor=1)
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_for_app_idle(page, timeout: float = 30.0, settle: float = 0.4) -> None:
+    """Wait until Streamlit has finished its script run (stApp's data-test-script-state)."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        script_state = page.get_attribute('[data-testid="stApp"]', "data-test-script-state")
+        if script_state in ("notRunning", "compilationError"):
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= settle:  # a rerun may follow right away
+                return
+        else:
+            quiet_since = None
+        time.sleep(0.1)
+    raise TimeoutError(f"the app was still running after {timeout:.0f} s")
+
+
+# --- a big synthetic library (timings) -----------------------------------------------------------
+def fill_synthetic(library, n: int, batch: int = 1000, seed: int = 0) -> None:
+    """n synthetic assets straight into the store (random unit vectors, one shared thumbnail)."""
+    from ragkit.records import Asset
+    rng = np.random.default_rng(seed)
+    thumb = product_jpeg("mug", "teal", size=(384, 288))
+    tag_sets = [("red", "shoe"), ("blue",), ("summer", "campaign"), (), ("hero",)]
+    for start in range(0, n, batch):
+        assets = []
+        for i in range(start, min(n, start + batch)):
+            sha = hashlib.sha256(f"synthetic-{seed}-{i}".encode()).hexdigest()
+            library.blobs.put(sha, thumb, thumb)
+            assets.append(Asset(sha256=sha, filename=f"shot_{i:05d}.jpg", mime="image/jpeg", width=1600,
+                                height=1200, size_bytes=250_000 + i, tags=tag_sets[i % len(tag_sets)],
+                                source="generated" if i % 10 == 0 else "upload",
+                                created_at=1_700_000_000_000 + i * 1000))
+        vectors = rng.normal(size=(len(assets), library.dim)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        library.store.upsert(assets, vectors)
+    library.store.flush()
+
+
+def time_pages(n: int = 10_000, runs: int = 5) -> None:
+    """Print AppTest script-run times of the pages on an n-asset library (model: ragkit-tiny)."""
+    import statistics
+    import tempfile
+
+    from streamlit.testing.v1 import AppTest
+
+    from ragkit.config import Settings
+    from ragkit.embedder import make_random_checkpoint
+    from ragkit.library import Library
+    from tests.conftest import make_env
+
+    root = Path(tempfile.mkdtemp(prefix="ragkit-time-"))
+    checkpoint = make_random_checkpoint("ragkit-tiny", root / "ragkit-tiny.pt")
+    env = make_env(root / "data", checkpoint)
+    os.environ.update(env)
+    started = time.perf_counter()
+    library = Library.open(Settings.load(env=env, cwd=root, secrets_files=[]))
+    fill_synthetic(library, n)
+    library.close()
+    print(f"synthetic library: {n:,} assets in {time.perf_counter() - started:.1f} s")
+
+    def timed(at, action=None):
+        if action:
+            action(at)
+        t = time.perf_counter()
+        at.run(timeout=120)
+        assert not at.exception, at.exception
+        return time.perf_counter() - t
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    print(f"Library, first run (opens Milvus, cold caches):   {timed(at) * 1000:8.0f} ms")
+    rows = []
+    rows.append(("Library, rerun (24 a page)", [timed(at) for _ in range(runs)]))
+    rows.append(("Library, next page", [timed(at, lambda a, p=p: a.get("pagination")[0].set_value(p))
+                                         for p in range(2, 2 + runs)]))
+    at.selectbox(key="library.per-page").set_value(48)
+    at.run(timeout=120)
+    rows.append(("Library, rerun (48 a page)", [timed(at) for _ in range(runs)]))
+    rows.append(("Library, filter tag 'red'", [timed(at, lambda a: a.multiselect(key="library.tags").set_value(["red"]))]
+                 + [timed(at) for _ in range(runs - 1)]))
+    at.multiselect(key="library.tags").set_value([])
+    at.run(timeout=120)
+    rows.append(("Library, open details dialog", [timed(at, lambda a: a.button(key=next(
+        b.key for b in a.button if b.key and b.key.startswith("library.open."))).click()) for _ in range(runs)]))
+    time.sleep(31)  # past AssetStore's 30-s newest-first order cache: the next page view rescans
+    rows.append(("Library, rerun after 31 s idle", [timed(at)]))
+    at.switch_page("app_pages/search.py").run(timeout=120)
+    rows.append(("Search, text query k=6", [timed(at, lambda a, i=i: a.text_input(key="search.text").set_value(f"a teal mug {i}"))
+                                            for i in range(runs)]))
+    rows.append(("Search, rerun (remembered hits)", [timed(at) for _ in range(runs)]))
+    rows.append(("Search, k=50", [timed(at, lambda a: a.slider(key="search.k").set_value(50))]
+                 + [timed(at, lambda a, i=i: a.text_input(key="search.text").set_value(f"red shoe {i}")) for i in range(runs - 1)]))
+    print(f"{'script run':40s} {'median':>8s} {'max':>8s}   (ms, {runs} runs each)")
+    for label, values in rows:
+        print(f"{label:40s} {statistics.median(values) * 1000:8.0f} {max(values) * 1000:8.0f}")
+    from ragkit.ui import state as ui_state  # the app's own library, cached in this process
+    library = ui_state._open_library(ui_state.library_key(ui_state.settings()), ui_state.settings())
+    print("core calls behind a Library page view (ms, cold then warm):")
+    for label, call in [("count()", library.count), ("all_tags() (uncached in the core)", library.all_tags),
+                        ("page(0, 24) newest first", lambda: library.page(0, 24))]:
+        library.store._order_cache.clear()  # noqa: SLF001 - measure the rescan too
+        cold = time.perf_counter(); call(); cold = time.perf_counter() - cold
+        warm = time.perf_counter(); call(); warm = time.perf_counter() - warm
+        print(f"  {label:38s} {cold * 1000:8.0f} {warm * 1000:8.0f}")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["time-pages"]:
+        time_pages(int(sys.argv[2]) if len(sys.argv) > 2 else 10_000)
+    elif sys.argv[1:2] == ["pictures"]:
+        target = Path(sys.argv[2] if len(sys.argv) > 2 else "pictures")
+        target.mkdir(parents=True, exist_ok=True)
+        for name, data in product_set(16):
+            (target / name).write_bytes(data)
+        print(f"wrote 16 pictures to {target}")
+    else:
+        print(__doc__)

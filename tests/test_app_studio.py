@@ -1,0 +1,289 @@
+"""The Studio page through streamlit's AppTest: the real app.py, real Milvus Lite, the tiny model,
+and the real google-genai client talking to the local Gemini-format server (tests/fake_gemini.py)."""
+from __future__ import annotations
+
+import pytest
+
+from ragkit.ingest import Upload
+from ragkit.ui import studio_view
+from ragkit.ui.tray import TRAY_KEY
+from tests.e2e_support import all_text, app_env, new_app, run, seed, texts  # noqa: F401 - fixtures
+from tests.fake_gemini import blocked_reply, error_reply, image_reply, make_png
+from tests.images_factory import jpeg_bytes
+
+KEY = "sk-test-9f8e7d6c5b4a39281706"
+STUDIO = "app_pages/studio.py"
+LIBRARY = "app_pages/library.py"
+BRIEF = "A model wearing these sneakers on a sunny beach"
+
+
+@pytest.fixture
+def with_key(app_env, fake_gemini, monkeypatch):
+    """The app gets a key and talks to the local fake Gemini server."""
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setenv("RAGKIT_GEMINI_BASE_URL", fake_gemini.url)
+    return fake_gemini
+
+
+@pytest.fixture
+def refs(seed):
+    """Four library images; their ids in upload order."""
+    report = seed([Upload(f"product-{n}.jpg", jpeg_bytes(i)) for n, i in enumerate(range(200, 204))])
+    return [asset.sha256 for _, asset in report.added]
+
+
+def studio(tray: list[str] = ()):
+    at = new_app()
+    at.session_state[TRAY_KEY] = list(tray)
+    run(at)
+    at.switch_page(STUDIO)
+    return run(at)
+
+
+def page_text(at) -> str:
+    """Everything a person (or a screen reader) could read: every element's proto, as text."""
+    return "\n".join(str(node.proto) for node in at if getattr(node, "proto", None) is not None)
+
+
+def results(at):
+    return [b for b in at.button if b.key and b.key.startswith(("studio.save.", "studio.open."))]
+
+
+def test_without_a_key_the_page_explains_and_disables_generate(app_env, refs):
+    at = studio(refs[:2])
+    assert texts(at.title) == ["Studio"]
+    text = all_text(at)
+    assert "Add a Gemini API key" in text and "aistudio.google.com/apikey" in text
+    assert any("GEMINI_API_KEY" in c for c in texts(at.code))
+    assert "python -m tests.fake_gemini" in text
+    generate = at.button(key="studio.generate")
+    assert generate.disabled and "API key" in generate.help
+    # The rest of the page works: presets fill the brief, the tray shows its two references.
+    at.button(key="studio.preset.2").click()
+    run(at)
+    assert at.text_area(key=studio_view.K_BRIEF).value.startswith("A clean e-commerce hero shot")
+    assert {b.key for b in at.button if b.key.startswith("studio.tray-remove.")} == {
+        f"studio.tray-remove.{sha}" for sha in refs[:2]}
+    assert "References · 2 of 3" in texts(at.subheader)
+    # ... and so do Library and Search.
+    at.switch_page(LIBRARY)
+    run(at)
+    assert texts(at.title) == ["Library"]
+    assert all("Random weights" in e for e in texts(at.error))  # the sidebar's note, nothing else
+    at.switch_page("app_pages/search.py")
+    run(at)
+    assert texts(at.title) == ["Search"]
+
+
+def test_generate_save_download_and_history(with_key, refs, settings):
+    fake = with_key
+    fake.enqueue(image_reply("First take.", make_png("first", "16:9")),
+                 image_reply("Second take.", make_png("second", "16:9")))
+    at = studio(refs[:2])
+    assert not any("Add a Gemini API key" in m for m in texts(at.markdown))
+    assert any(fake.url in c for c in texts(at.caption))  # the endpoint is shown, never the key
+    at.text_area(key=studio_view.K_BRIEF).set_value(BRIEF)
+    at.selectbox(key=studio_view.K_ASPECT).set_value("16:9")
+    at.segmented_control(key=studio_view.K_VARIATIONS).set_value(2)
+    run(at)
+    generate = at.button(key="studio.generate")
+    assert generate.label == "Generate 2 images" and not generate.disabled
+    generate.click()
+    run(at)
+
+    # What the model got: the brief, both references, the aspect ratio; one request per variation.
+    assert len(fake.requests) == 2
+    for request in fake.requests:
+        assert request.brief == BRIEF and len(request.images) == 2 and request.aspect_ratio == "16:9"
+        assert request.model == "gemini-2.5-flash-image"
+    assert not at.get("progress")  # the progress box is gone once done
+    assert any(c.startswith("2 images · Nano Banana · aspect 16:9 · ") for c in texts(at.caption))
+    assert "Results" in texts(at.subheader)
+    assert len(results(at)) == 2
+    downloads = at.get("download_button")
+    assert [d.proto.label for d in downloads] == ["Download", "Download"]
+    assert all(d.proto.url.endswith(".png") and d.proto.ignore_rerun for d in downloads)
+
+    # Save the first one, with a tag: a rerun keeps the results, the button says it is saved.
+    at.text_input(key=studio_view.K_SAVE_TAGS).set_value("Summer, promo")
+    run(at)
+    save = [b for b in results(at) if b.key.startswith("studio.save.")][0]
+    save.click()
+    run(at)
+    buttons = results(at)
+    assert len(buttons) == 2
+    assert [b.key.split(".")[1] for b in buttons] == ["open", "save"]
+
+    # The saved asset, seen through the app's own library (Milvus Lite: one client per file).
+    app_library = _app_library(settings)
+    generated = app_library.page(0, 10, source="generated").assets
+    assert len(generated) == 1
+    asset = generated[0]
+    assert asset.prompt == BRIEF and asset.model == "gemini-2.5-flash-image"
+    assert list(asset.reference_ids) == refs[:2]
+    assert set(asset.tags) == {"summer", "promo"}
+    assert asset.filename == "a-model-wearing-these-sneakers-on-1.png"
+    assert at.sidebar.metric[0].value == "5"  # the sidebar counts it at once
+
+    # History: the saved image with its brief and model; "use as reference" puts it in the tray.
+    assert "History" in texts(at.subheader)
+    assert any(":violet-badge[Nano Banana]" in m and "sunny beach" in m for m in texts(at.markdown))
+    toggle = at.toggle(key=f"studio.history.pick.{asset.sha256}")
+    assert not toggle.value
+    toggle.set_value(True)
+    run(at)
+    assert at.session_state[TRAY_KEY] == [*refs[:2], asset.sha256]
+    assert "References · 3 of 3" in texts(at.subheader)
+    # "Reuse brief" brings its brief back into the editor.
+    at.text_area(key=studio_view.K_BRIEF).set_value("something else")
+    run(at)
+    at.button(key=f"studio.reuse.{asset.sha256}").click()
+    run(at)
+    assert at.text_area(key=studio_view.K_BRIEF).value == BRIEF
+
+    # "In the library" opens its details, with the provenance, on the Library page.
+    at.button(key=[b.key for b in results(at) if b.key.startswith("studio.open.")][0]).click()
+    run(at)
+    assert texts(at.title) == ["Library"]
+    text = all_text(at)
+    assert "How it was made" in text and "gemini-2.5-flash-image" in text and "2 reference image(s)" in text
+
+    # The key never reached the page (which page_text does see: the brief is in it).
+    assert BRIEF in page_text(at) and KEY not in page_text(at)
+
+
+def _app_library(settings):
+    """The Library the app opened (cached per process): Milvus Lite allows one client per file."""
+    from ragkit.ui import state
+    return state._open_library(state.library_key(settings), settings)
+
+
+def test_too_many_references_warns_and_disables_generate(with_key, refs):
+    at = studio(refs)  # four, Nano Banana takes three
+    warning = " ".join(texts(at.warning))
+    assert "Nano Banana takes at most 3 reference images" in warning and "Remove 1" in warning
+    assert "Nano Banana Pro" in warning
+    generate = at.button(key="studio.generate")
+    assert generate.disabled and "Too many references" in generate.help
+    at.selectbox(key=studio_view.K_MODEL).set_value("gemini-3-pro-image-preview")
+    run(at)
+    assert not any("at most" in w for w in texts(at.warning))
+    assert not at.button(key="studio.generate").disabled
+    assert "References · 4 of 14" in texts(at.subheader)
+    # Removing one from the tray also fixes it for Nano Banana.
+    at.selectbox(key=studio_view.K_MODEL).set_value("gemini-2.5-flash-image")
+    at.button(key=f"studio.tray-remove.{refs[3]}").click()
+    run(at)
+    assert not at.button(key="studio.generate").disabled
+    assert at.session_state[TRAY_KEY] == refs[:3]
+
+
+def test_a_failed_generation_keeps_the_brief_and_the_tray(with_key, refs, monkeypatch):
+    fake = with_key
+    created = []
+
+    class CountingGenerator(studio_view.ImageGenerator):
+        def __init__(self, *args, **kwargs):
+            created.append(kwargs.get("base_url"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(studio_view, "ImageGenerator", CountingGenerator)
+    # A key-echoing error (the client must scrub it) and a blocked prompt: neither is retried.
+    fake.enqueue(error_reply(400, message="API key not valid: {api_key}", status="INVALID_ARGUMENT"),
+                 blocked_reply("PROHIBITED_CONTENT"))
+    at = studio(refs[:2])
+    at.button(key="studio.generate").click()  # no brief yet: said before anything is sent
+    run(at)
+    assert any("The brief is empty" in e for e in texts(at.error)) and not fake.requests
+    at.text_area(key=studio_view.K_BRIEF).set_value(BRIEF)
+    run(at)
+    at.button(key="studio.generate").click()
+    run(at)
+    errors = " ".join(texts(at.error))
+    assert "rejected the API key" in errors and "GEMINI_API_KEY" in errors
+    assert not at.get("progress") and not results(at)
+    assert at.text_area(key=studio_view.K_BRIEF).value == BRIEF
+    assert at.session_state[TRAY_KEY] == refs[:2]
+    assert KEY not in page_text(at)
+
+    # The error stays through unrelated reruns, until the next Generate replaces it.
+    at.button(key="studio.preset.0").click()
+    run(at)
+    assert any("rejected the API key" in e for e in texts(at.error))
+    at.text_area(key=studio_view.K_BRIEF).set_value(BRIEF)
+    at.button(key="studio.generate").click()
+    run(at)
+    errors = " ".join(texts(at.error))
+    assert "blocked the brief" in errors and "PROHIBITED_CONTENT" in errors and "API key" not in errors
+    at.button(key="studio.dismiss-error").click()
+    run(at)
+    assert not [e for e in texts(at.error) if "Random weights" not in e]
+
+    # Then it works, and earlier results are kept through a later failure.
+    at.button(key="studio.generate").click()
+    run(at)
+    assert len(results(at)) == 1
+    fake.enqueue(error_reply(400, message="API key not valid: {api_key}", status="INVALID_ARGUMENT"))
+    at.button(key="studio.generate").click()
+    run(at)
+    assert any("rejected the API key" in e for e in texts(at.error))
+    assert len(results(at)) == 1 and at.text_area(key=studio_view.K_BRIEF).value == BRIEF
+    assert KEY not in page_text(at)
+    # Five Generate clicks, one client (per key, model and endpoint), reused.
+    assert created == [fake.url]
+
+
+def test_suggest_references_for_the_brief(with_key, refs):
+    at = studio()
+    assert "References · 0 of 3" in texts(at.subheader)
+    at.button(key="studio.suggest").click()
+    run(at)
+    assert any("Write a brief first" in i for i in texts(at.info))
+    at.text_area(key=studio_view.K_BRIEF).set_value("a red product on white")
+    at.button(key="studio.suggest").click()
+    run(at)
+    toggles = [t for t in at.toggle if t.key.startswith("studio.suggest.pick.")]
+    assert len(toggles) == 4 and not any(t.value for t in toggles)
+    picked = toggles[1].key.rsplit(".", 1)[1]
+    toggles[1].set_value(True)
+    run(at)
+    assert at.session_state[TRAY_KEY] == [picked]
+    assert at.button(key=f"studio.tray-remove.{picked}")
+    # The suggestions stay (the picked one switched on) until hidden.
+    assert [t.value for t in at.toggle if t.key.startswith("studio.suggest.pick.")].count(True) == 1
+    at.button(key="studio.suggest-hide").click()
+    run(at)
+    assert not [t for t in at.toggle if t.key.startswith("studio.suggest.pick.")]
+
+
+def test_brief_and_options_survive_a_trip_to_search(with_key, refs):
+    at = studio(refs[:1])
+    at.text_area(key=studio_view.K_BRIEF).set_value(BRIEF)
+    at.selectbox(key=studio_view.K_MODEL).set_value("gemini-3-pro-image-preview")
+    at.segmented_control(key=studio_view.K_VARIATIONS).set_value(3)
+    run(at)
+    at.switch_page("app_pages/search.py")
+    run(at)
+    at.switch_page(STUDIO)
+    run(at)
+    assert at.text_area(key=studio_view.K_BRIEF).value == BRIEF
+    assert at.selectbox(key=studio_view.K_MODEL).value == "gemini-3-pro-image-preview"
+    assert at.button(key="studio.generate").label == "Generate 3 images"
+
+
+def test_model_choice_defaults_to_the_setting_and_uses_the_labels(with_key, monkeypatch, refs):
+    monkeypatch.setenv("RAGKIT_GEMINI_MODEL", "gemini-3-pro-image-preview")
+    at = studio()
+    model = at.selectbox(key=studio_view.K_MODEL)
+    assert model.value == "gemini-3-pro-image-preview"
+    assert model.options == ["Nano Banana", "Nano Banana Pro"]
+
+
+def test_file_names_and_reference_warning_helpers():
+    assert studio_view.file_name_for("A *clean* hero shot, no text!", 0, "image/png") == "a-clean-hero-shot-no-text-1.png"
+    assert studio_view.file_name_for("", 2, "image/jpeg") == "studio-3.jpg"
+    assert studio_view.file_name_for("…", 0, "image/x-unknown") == "studio-1.png"
+    from ragkit.generate import MODELS
+    assert studio_view.too_many_references(3, MODELS["gemini-2.5-flash-image"]) is None
+    assert "Remove 2" in studio_view.too_many_references(5, MODELS["gemini-2.5-flash-image"])
+    assert "switch" not in studio_view.too_many_references(15, MODELS["gemini-3-pro-image-preview"])
