@@ -1,0 +1,38 @@
+"""Sign-in for team deployments: off by default; when on, no library content before sign-in."""
+from __future__ import annotations
+
+from tests.e2e_support import all_text, app_env, new_app, run  # noqa: F401 - fixtures
+
+AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "test-cookie-secret",
+        "client_id": "ragkit-test", "client_secret": "not-a-real-secret",
+        "server_metadata_url": "https://accounts.example.com/.well-known/openid-configuration"}
+
+
+def test_sign_in_is_off_by_default(app_env):
+    at = run(new_app())
+    assert not [b for b in at.button if b.label == "Sign in"]
+    assert "Library" in [t.value for t in at.title]
+
+
+def test_visitor_who_is_not_signed_in_sees_no_library_content(app_env, monkeypatch):
+    monkeypatch.setenv("RAGKIT_REQUIRE_LOGIN", "true")
+    at = new_app()
+    at.secrets["auth"] = AUTH
+    run(at)
+    labels = [b.label for b in at.button]
+    assert labels == ["Sign in"]
+    text = all_text(at)
+    assert "Sign in to continue" in text
+    for private in ("Images in the library", "Add images", "References", "ragkit-tiny", "ragkit.db"):
+        assert private not in text
+    assert len(at.sidebar.metric) == 0 and not at.get("imgs")  # no count, no thumbnails
+    assert "not-a-real-secret" not in text and "test-cookie-secret" not in text
+
+
+def test_required_sign_in_without_a_provider_explains_the_fix(app_env, monkeypatch):
+    monkeypatch.setenv("RAGKIT_REQUIRE_LOGIN", "true")
+    at = run(new_app())
+    errors = " ".join(e.value for e in at.error)
+    assert "[auth]" in errors and "secrets.toml" in errors
+    assert not [b for b in at.button if b.label == "Sign in"]
+    assert "Images in the library" not in all_text(at)
