@@ -72,10 +72,11 @@ class Library:
         self.dim = embedder.dim if embedder else embedding_dim(settings.clip_model)
         self._client = connect(settings.milvus_uri, settings.milvus_token)
         self.store = AssetStore(self._client, collection_name_for(self.model_id), self.dim,
-                                self.model_id, index=index)
+                                self.model_id, index=index, shared=not settings.is_embedded_db)
         self.blobs = BlobStore(settings.data_dir)
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
+        self._random_weights: bool | None = None
 
     @classmethod
     def open(cls, settings: Settings | None = None, **kwargs) -> "Library":
@@ -100,7 +101,9 @@ class Library:
         """True when results come from an untrained model (demo/test), which every page must say."""
         if self._embedder is not None:
             return self._embedder.random_weights
-        return weights_are_random(self.settings.clip_pretrained)
+        if self._random_weights is None:  # peeking into a checkpoint is not free: once per library
+            self._random_weights = weights_are_random(self.settings.clip_pretrained)
+        return self._random_weights
 
     # --- adding images ----------------------------------------------------------------------
     def _pipeline(self, **kwargs) -> IngestPipeline:
