@@ -8,7 +8,6 @@ import streamlit as st
 from ragkit.store import quiet_milvus_logging
 from ragkit.errors import RagkitError
 from ragkit.ui import auth, sidebar, state
-from ragkit.ui.errors import show_error
 
 st.set_page_config(page_title="ragkit · image library", page_icon=":material/photo_library:",
                    layout="wide", initial_sidebar_state="expanded")
@@ -18,8 +17,7 @@ quiet_milvus_logging()
 try:
     auth.require_sign_in(state.settings())
 except RagkitError as exc:
-    show_error(exc)
-    st.stop()
+    state.stop_with(exc)
 
 # The page files live in app_pages/, not pages/: Streamlit treats a `pages/` folder next to the
 # entry script as a legacy multipage app until st.navigation has run once in the process, so the

@@ -1,9 +1,12 @@
-"""Library: add images (drag and drop), browse them newest first, open one for details."""
+"""Library: add images (drag and drop), browse them newest first, open one for details, export."""
 import math
+import time
+from pathlib import Path
 
 import streamlit as st
 
 from ragkit.ingest import Upload
+from ragkit.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport
 from ragkit.store import normalise_tags
 from ragkit.ui import state, tray
@@ -23,6 +26,7 @@ K_PER_PAGE = "library.per-page"
 K_PAGE = "library.page"
 K_FILTERS_SEEN = "library.filters-seen"
 K_CONFIRM_DELETE = "library.confirm-delete"
+K_EXPORT = "library.export-path"
 
 library = state.library()
 
@@ -223,6 +227,29 @@ def cell(asset: Asset) -> None:
               icon=":material/open_in_full:", type="tertiary")
 
 
+def export_section(filters: dict, matching: int, filtered: bool) -> None:
+    """Take the data away: originals + metadata.json in a zip (python -m ragkit import brings it back)."""
+    with st.expander("Export", icon=":material/archive:"):
+        what = "the images matching the filters above" if filtered else "the whole library"
+        st.caption(f"A zip of {what}: the original files plus metadata.json with tags, dates and the "
+                   "provenance of generated images. `python -m ragkit import FILE.zip` brings it back.")
+        if st.button(f"Prepare a zip of {matching:,} images", key="library.export", icon=":material/archive:"):
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            out = library.settings.data_dir / "exports" / f"ragkit-export-{stamp}.zip"
+            with st.spinner("Packing the originals…"):
+                report = export_library(library, out, tags=filters["tags"], source=filters["source"])
+            st.session_state[K_EXPORT] = report.path
+            if report.missing:
+                st.warning(f"{len(report.missing)} image(s) had no original file and were left out; "
+                           "run `python -m ragkit doctor --repair`.")
+        path = st.session_state.get(K_EXPORT)
+        if path and Path(path).is_file():
+            st.download_button(f"Download {Path(path).name} ({Path(path).stat().st_size / 2**20:,.1f} MB)",
+                               data=Path(path).read_bytes(), file_name=Path(path).name,
+                               mime="application/zip", key="library.export-download",
+                               icon=":material/download:", type="primary")
+
+
 def browse(total: int) -> None:
     tag_counts = dict(state.all_tags(library, total))
     # A tag can vanish (its last image deleted); keep the filter to tags that exist.
@@ -261,6 +288,7 @@ def browse(total: int) -> None:
     grid(page.assets, cell, key="library")
     if pages > 1:
         st.pagination(pages, key=K_PAGE, persist_state="session", max_visible_pages=9)
+    export_section(filters, page.total, filtered)
 
 
 # --- the page ----------------------------------------------------------------------------------

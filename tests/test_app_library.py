@@ -252,3 +252,24 @@ def test_missing_thumbnail_shows_a_hint_not_a_traceback(app_env, seed, settings)
     at = run(new_app())
     assert any("thumbnail missing" in c for c in texts(at.caption))
     assert re.search(r"doctor", all_text(at))
+
+
+def test_export_gives_a_zip_of_the_filtered_library(app_env, seed):
+    import json
+    import zipfile
+    from pathlib import Path
+    seed([Upload(f"a{i}.jpg", jpeg_bytes(400 + i)) for i in range(3)], tags=["keep"])
+    seed([Upload("b.jpg", jpeg_bytes(410))])
+    at = run(new_app())
+    at.multiselect(key="library.tags").set_value(["keep"])
+    run(at)
+    export = at.button(key="library.export")
+    assert export.label == "Prepare a zip of 3 images"
+    export.click()
+    run(at)
+    path = Path(at.session_state["library.export-path"])
+    with zipfile.ZipFile(path) as archive:
+        manifest = json.loads(archive.read("metadata.json"))
+    assert sorted(a["filename"] for a in manifest["assets"]) == ["a0.jpg", "a1.jpg", "a2.jpg"]
+    assert all(a["tags"] == ["keep"] for a in manifest["assets"])
+    assert path.parent == Path(app_env["RAGKIT_DATA_DIR"]) / "exports"

@@ -88,9 +88,14 @@ def library() -> Library:
         current = settings()
         return _open_library(library_key(current), current)
     except RagkitError as exc:
-        show_error(exc)
-        st.info("Fix the cause above, then reload the page to try again.", icon=":material/refresh:")
-        st.stop()
+        stop_with(exc)
+
+
+def stop_with(exc: RagkitError) -> None:
+    """Show a set-up problem with its fix and stop the page; a reload retries."""
+    show_error(exc)
+    st.info("Fix the cause above, then reload the page to try again.", icon=":material/refresh:")
+    st.stop()
 
 
 def random_weights(library: Library) -> bool:
