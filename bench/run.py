@@ -1,0 +1,150 @@
+"""ragkit benchmarks: one command, tables on stdout (and saved under bench/results/).
+
+    .venv/bin/python bench/run.py                       # everything, default sizes (~20 min on a quiet machine)
+    .venv/bin/python bench/run.py --quick               # small sizes, to check the benchmark itself
+    .venv/bin/python bench/run.py --only query,index --sizes 1000,10000,100000
+    .venv/bin/python bench/run.py --only ingest --images 96 --images-24mp 24 --repeat 3
+
+Sub-benchmarks (--only, comma-separated; default all but sweep):
+  ingest   images/s: naive notebook loop, batched model ceiling, ragkit ingest (800x600 and 24 MP)
+  query    text query end to end and vector search p50/p95 at each --sizes, recall@10, time split
+  index    every Milvus Lite vector index on one library of --index-size assets
+  cold     a fresh app process: imports, DB open, first search, model load (at --cold-size)
+  memory   peak RSS of that app process (at --memory-size)
+  page     the Library page's calls at --page-size assets (+ the app.py Library page through AppTest)
+  sweep    ingest over batch sizes x worker counts (how the ingest defaults were chosen)
+
+Inputs are generated once into bench/.cache/ (gitignored): textured JPEGs and synthetic
+libraries. Speed runs use open_clip ViT-B-32 with fixed random weights (the real compute).
+Other load on the machine skews every number: each table prints the 1-minute load average.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import TMP_DIR, Table, loadavg, machine_table, quiet_logs, save_results, show  # noqa: E402
+
+ALL = ["ingest", "query", "index", "cold", "memory", "page"]
+EXTRA = ["sweep"]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(float(part)) for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(ALL),
+                        help=f"comma-separated sub-benchmarks: {','.join(ALL + EXTRA)} (default: {','.join(ALL)})")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes to validate the benchmark: sizes 1000,10000, 16+4 images, 20 queries")
+    parser.add_argument("--sizes", type=_ints, default=None, help="library sizes for query (default 1000,10000,100000)")
+    parser.add_argument("--images", type=int, default=None, help="800x600 JPEGs for ingest (default 96)")
+    parser.add_argument("--images-24mp", type=int, default=None, help="24 MP JPEGs for ingest (default 24)")
+    parser.add_argument("--queries", type=int, default=None, help="timed queries per size (default 50)")
+    parser.add_argument("--recall-queries", type=int, default=None, help="queries for recall@10 (default 200)")
+    parser.add_argument("--index-size", type=int, default=None, help="library size for index (default: largest of --sizes)")
+    parser.add_argument("--cold-size", type=int, default=None, help="library size for cold (default: largest of --sizes)")
+    parser.add_argument("--memory-size", type=int, default=None, help="library size for memory (default: largest of --sizes)")
+    parser.add_argument("--page-size", type=int, default=None, help="library size for page (default 10000)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="repetitions for ingest (best of), cold/memory (median of) and page (default 2, 2, 10)")
+    parser.add_argument("--index", default=None,
+                        help="index for query/cold/memory/page libraries, e.g. HNSW:M=16,efConstruction=200 "
+                             "(default: ragkit.store.DEFAULT_INDEX)")
+    parser.add_argument("--sweep-batches", type=_ints, default=[16, 32, 48], help="batch sizes for sweep")
+    parser.add_argument("--sweep-workers", type=_ints, default=[1, 2, 3], help="worker counts for sweep")
+    parser.add_argument("--no-save", action="store_true", help="don't write bench/results/bench-*.json and .md")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(args.only) - set(ALL + EXTRA)
+    if unknown:
+        parser.error(f"unknown sub-benchmark(s): {', '.join(sorted(unknown))}")
+    args.sizes = args.sizes or ([1000, 10000] if quick else [1000, 10000, 100000])
+    largest = max(args.sizes)
+    args.images = args.images if args.images is not None else (16 if quick else 96)
+    args.images_24mp = args.images_24mp if args.images_24mp is not None else (4 if quick else 24)
+    args.queries = args.queries or (20 if quick else 50)
+    args.recall_queries = args.recall_queries or (100 if quick else 200)
+    args.index_size = args.index_size or largest
+    args.cold_size = args.cold_size or largest
+    args.memory_size = args.memory_size or largest
+    args.page_size = args.page_size or (min(10000, largest))
+    args.index_spec = _index_spec(args.index) if args.index else None
+    return args
+
+
+def _index_spec(text: str) -> dict:
+    """'HNSW:M=16,efConstruction=200' -> {'index_type': 'HNSW', 'params': {'M': 16, ...}}."""
+    kind, _, params = text.partition(":")
+    parsed = {}
+    for item in filter(None, params.split(",")):
+        key, _, value = item.partition("=")
+        parsed[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    return {"index_type": kind.strip().upper(), "params": parsed}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quiet_logs()
+    started = time.time()
+    tables: list[Table] = []
+    print(f"ragkit benchmark: {', '.join(args.only)}; load avg 1-min {loadavg():.2f} at start", flush=True)
+    show(machine_table(), tables)
+    if args.index_spec:
+        import ragkit.store
+        ragkit.store.DEFAULT_INDEX = args.index_spec  # libraries built by this run use it
+    repeat = args.repeat
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    try:
+        if "ingest" in args.only:
+            from bench import ingest_bench
+            for table in ingest_bench.run({"800x600": args.images, "24mp": args.images_24mp},
+                                          repeat=repeat or 2, log=log):
+                show(table, tables)
+        if "sweep" in args.only:
+            from bench import ingest_bench
+            for table in ingest_bench.sweep({"800x600": args.images, "24mp": args.images_24mp},
+                                            args.sweep_batches, args.sweep_workers, log=log):
+                show(table, tables)
+        if "query" in args.only:
+            from bench import query_bench
+            for table in query_bench.run(args.sizes, args.queries, args.recall_queries, args.index_spec, log=log):
+                show(table, tables)
+        if "index" in args.only:
+            from bench import index_bench
+            for table in index_bench.run(args.index_size, max(20, args.queries // 2), args.recall_queries, log=log):
+                show(table, tables)
+        if "cold" in args.only or "memory" in args.only:
+            from bench import process_bench
+            for table in process_bench.run(args.cold_size, args.memory_size, repeat or 2,
+                                           "cold" in args.only, "memory" in args.only, log=log):
+                show(table, tables)
+        if "page" in args.only:
+            from bench import page_bench
+            for table in page_bench.run(args.page_size, repeat or 10, log=log):
+                show(table, tables)
+    finally:
+        shutil.rmtree(TMP_DIR, ignore_errors=True)
+    elapsed = time.time() - started
+    print(f"\ndone in {elapsed / 60:.1f} min; load avg 1-min {loadavg():.2f} at end", flush=True)
+    if not args.no_save:
+        saved = {key: value for key, value in vars(args).items()}
+        json_path, md_path = save_results(tables, saved, started)
+        print(f"saved {json_path.relative_to(Path.cwd()) if json_path.is_relative_to(Path.cwd()) else json_path} "
+              f"and {md_path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

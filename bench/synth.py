@@ -1,0 +1,263 @@
+"""Benchmark inputs, generated once into bench/.cache/ and reused.
+
+* JPEG sets: textured photos (smooth colour fields, hard-edged shapes, lines and film-grain
+  noise), because the cost of decoding a JPEG depends on its content: a flat colour image
+  decodes several times faster than a photo of the same size.
+* Synthetic libraries: a real ragkit library (ragkit's schema, written through ragkit's
+  AssetStore) holding N assets with synthetic CLIP-like vectors, plus the vectors themselves
+  as .npy for exact brute-force ground truth.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import CACHE_DIR, bench_settings
+
+JPEG_KINDS = {
+    # name: (width, height, quality)
+    "800x600": (800, 600, 90),
+    "24mp": (6000, 4000, 92),
+}
+GENERATOR_VERSION = 2  # bump to regenerate cached inputs after changing the generators
+
+
+# --- JPEG sets ----------------------------------------------------------------------------
+def textured_image(width: int, height: int, seed: int):
+    """A deterministic photo-like RGB image: colour gradients, shapes, edges and grain."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    # Low frequencies: a coarse random colour grid, upscaled smoothly.
+    grid = rng.integers(0, 256, (max(2, height // 150), max(2, width // 150), 3), dtype=np.uint8)
+    image = Image.fromarray(grid).resize((width, height), Image.Resampling.BICUBIC)
+    # Mid frequencies: hard-edged shapes and lines (product edges, text, fabric seams).
+    draw = ImageDraw.Draw(image)
+    scale = max(width, height)
+    for _ in range(40):
+        x0, y0 = rng.integers(0, width), rng.integers(0, height)
+        size = int(rng.integers(scale // 40, scale // 6))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        shape = rng.integers(0, 3)
+        box = [x0, y0, x0 + size, y0 + int(size * rng.uniform(0.3, 1.5))]
+        if shape == 0:
+            draw.ellipse(box, fill=colour)
+        elif shape == 1:
+            draw.rectangle(box, fill=colour)
+        else:
+            draw.line(box, fill=colour, width=max(1, size // 30))
+    image = image.filter(ImageFilter.GaussianBlur(radius=max(0.6, scale / 4000)))
+    # High frequencies: luminance grain, like a real sensor at moderate ISO.
+    pixels = np.asarray(image, dtype=np.int16)
+    for y in range(0, height, 1000):  # in strips to bound memory on 24 MP images
+        strip = pixels[y:y + 1000]
+        grain = rng.normal(0, 9, strip.shape[:2] + (1,)).astype(np.int16)
+        strip += grain
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def jpeg_set(kind: str, count: int, log=print) -> Path:
+    """A folder with `count` distinct textured JPEGs of the given kind (generated once, cached)."""
+    width, height, quality = JPEG_KINDS[kind]
+    folder = CACHE_DIR / f"jpeg-{kind}-g{GENERATOR_VERSION}"
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = [i for i in range(count) if not (folder / f"img_{i:05d}.jpg").exists()]
+    if missing:
+        log(f"  generating {len(missing)} {kind} JPEGs into {folder} (once) ...")
+        start = time.perf_counter()
+        for i in missing:
+            image = textured_image(width, height, seed=1000 * GENERATOR_VERSION + i)
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=quality)
+            tmp = folder / f".tmp-{i:05d}.jpg"
+            tmp.write_bytes(buffer.getvalue())
+            tmp.rename(folder / f"img_{i:05d}.jpg")
+        log(f"  ... done in {time.perf_counter() - start:.0f} s")
+    return folder
+
+
+def jpeg_files(kind: str, count: int, log=print) -> list[Path]:
+    folder = jpeg_set(kind, count, log)
+    return [folder / f"img_{i:05d}.jpg" for i in range(count)]
+
+
+def folder_of(files: list[Path], name: str) -> Path:
+    """A folder holding exactly these files (symlinks), so ingest_paths sees only them."""
+    folder = CACHE_DIR / "tmp" / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for path in files:
+        (folder / path.name).symlink_to(path)
+    return folder
+
+
+# --- synthetic vectors --------------------------------------------------------------------
+def _unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class VectorModel:
+    """CLIP-like unit vectors: a direction shared by all images, topic clusters, and noise.
+
+    Real CLIP image embeddings are not uniform on the sphere: any two images have a cosine
+    of roughly 0.3-0.5 and images of one topic sit closer. Here two random assets have a
+    cosine of about 1/3 and two of the same cluster about 2/3, and queries (like text
+    queries) sit farther from everything than assets from each other. Many near-ties in the
+    top 10 make this a fair test of an approximate index's recall.
+    """
+    dim: int = 512
+    common: float = 0.6
+    topic: float = 0.6
+    noise: float = 0.6
+    query_noise: float = 0.9
+    assets_per_cluster: int = 200
+
+    def _basis(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([seed, 1])
+        common = _unit(rng.standard_normal(self.dim))
+        centers = _unit(rng.standard_normal((max(8, n // self.assets_per_cluster), self.dim)))
+        return common, centers
+
+    def assets(self, n: int, seed: int = 0) -> np.ndarray:
+        common, centers = self._basis(n, seed)
+        rng = np.random.default_rng([seed, 2])
+        out = np.empty((n, self.dim), dtype=np.float32)
+        for start in range(0, n, 20000):
+            m = min(20000, n - start)
+            noise = rng.standard_normal((m, self.dim)).astype(np.float32) / math.sqrt(self.dim)
+            topic = centers[rng.integers(0, len(centers), m)]
+            out[start:start + m] = _unit(self.common * common + self.topic * topic + self.noise * noise)
+        return out
+
+    def queries(self, count: int, n: int, seed: int = 0) -> np.ndarray:
+        common, centers = self._basis(n, seed)
+        rng = np.random.default_rng([seed, 3])
+        noise = rng.standard_normal((count, self.dim)).astype(np.float32) / math.sqrt(self.dim)
+        topic = centers[rng.integers(0, len(centers), count)]
+        return _unit(self.common * common + self.topic * topic + self.query_noise * noise)
+
+
+VECTORS = VectorModel()
+TAG_WORDS = ["summer", "winter", "hero", "draft", "approved", "red", "blue", "gold", "silk", "leather",
+             "watch", "shoe", "bag", "cape", "knight", "dragon", "forest", "studio", "outdoor", "night",
+             "banner", "social", "print", "web", "campaign-24", "campaign-25", "product", "lifestyle",
+             "character", "environment"]
+PROMPT = ("A hero banner of a golden wristwatch on dark velvet, soft rim light, studio photography, "
+          "brand colours navy and gold, space for a headline on the left")
+
+
+def asset_id(n: int, i: int) -> str:
+    return hashlib.sha256(f"ragkit-bench-{n}-{i}".encode()).hexdigest()
+
+
+def index_key(spec: dict) -> str:
+    params = "-".join(f"{k}{v}" for k, v in sorted((spec.get("params") or {}).items()))
+    return spec["index_type"] + (f"-{params}" if params else "")
+
+
+@dataclass(frozen=True)
+class SyntheticLibrary:
+    n: int
+    root: Path
+    data_dir: Path
+    index: dict
+    vectors_path: Path
+
+    @property
+    def uri(self) -> str:
+        return str(self.data_dir / "ragkit.db")
+
+    def vectors(self) -> np.ndarray:
+        return np.load(self.vectors_path, mmap_mode="r")
+
+    def ids(self) -> list[str]:
+        return [asset_id(self.n, i) for i in range(self.n)]
+
+
+def release_embedded(uri: str) -> None:
+    """Stop the in-process Milvus Lite server of this file: drains its background compaction and
+    index builds and frees the file lock (MilvusClient.close() alone does neither)."""
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+        server_manager_instance.release_server(uri)
+    except Exception:  # noqa: BLE001 - only an optimisation for the embedded case
+        pass
+
+
+def synthetic_library(n: int, index: dict | None = None, thumbnails: int = 1000, log=print) -> SyntheticLibrary:
+    """A ragkit library of n synthetic assets (cached under bench/.cache/lib-*).
+
+    Rows go through ragkit's own AssetStore.upsert and flush, in batches of 5000; thumbnails
+    (real small JPEGs) are written for the newest `thumbnails` assets only, which is every
+    page a benchmark opens, without writing n files.
+    """
+    from ragkit.library import Library
+    from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset
+    from ragkit.store import DEFAULT_INDEX
+
+    index = index or DEFAULT_INDEX
+    root = CACHE_DIR / f"lib-{n}-{index_key(index)}-g{GENERATOR_VERSION}"
+    marker = root / "done.json"
+    lib = SyntheticLibrary(n, root, root / "data", index, root / "vectors.npy")
+    if marker.exists():
+        return lib
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    log(f"  building a synthetic library of {n} assets, index {index_key(index)} (once) ...")
+    start = time.perf_counter()
+    vectors = VECTORS.assets(n)
+    np.save(lib.vectors_path, vectors)
+    library = Library.open(bench_settings(lib.data_dir), index=index)
+    thumb = _thumbnail_bytes()
+    rng = np.random.default_rng(7)
+    base_ms = 1_700_000_000_000
+    try:
+        for begin in range(0, n, 5000):
+            assets = []
+            for i in range(begin, min(n, begin + 5000)):
+                generated = i % 20 == 0
+                tags = tuple(TAG_WORDS[j] for j in rng.choice(len(TAG_WORDS), int(rng.integers(0, 4)), replace=False))
+                assets.append(Asset(
+                    sha256=asset_id(n, i), filename=f"photo_{i:06d}.jpg", mime="image/jpeg",
+                    width=800, height=600, size_bytes=150_000 + i % 5000, tags=tags,
+                    source=SOURCE_GENERATED if generated else SOURCE_UPLOAD,
+                    created_at=base_ms + i * 1000,
+                    prompt=PROMPT if generated else "", model="gemini-2.5-flash-image" if generated else "",
+                ))
+            library.store.upsert(assets, vectors[begin:begin + len(assets)])
+        library.store.flush()
+        for i in range(max(0, n - thumbnails), n):
+            library.blobs.put_thumbnail(asset_id(n, i), thumb)
+    finally:
+        library.close()
+        release_embedded(lib.uri)  # waits for Milvus Lite's background index build
+    marker.write_text(json.dumps({"n": n, "index": index, "seconds": round(time.perf_counter() - start, 1)}))
+    log(f"  ... done in {time.perf_counter() - start:.0f} s")
+    return lib
+
+
+def _thumbnail_bytes() -> bytes:
+    from ragkit.images import make_thumbnail
+    return make_thumbnail(textured_image(512, 384, seed=42))
+
+
+TEXT_QUERIES = [
+    "a red silk cape with gold trim", "a golden watch on dark velvet", "white sneakers on a concrete floor",
+    "a knight in silver armour at dusk", "a leather handbag in warm studio light", "a dragon over a forest",
+    "summer campaign banner with palm trees", "a product shot of a perfume bottle", "a blue denim jacket",
+    "a cosy living room with plants", "a character concept in a cyberpunk city", "a bowl of ramen from above",
+    "a mountain lake at sunrise", "a black sports car in the rain", "a minimalist poster with bold type",
+    "a child flying a kite on the beach", "a castle on a hill, fantasy art", "a close-up of a diamond ring",
+    "a coffee cup on a wooden table", "neon signs in a night market",
+]
