@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import time
 
-import numpy as np
 
 from bench.common import TMP_DIR, Table, ms, percentile
 from bench.query_bench import K, _ids_only, recall_at_k, self_hit_rate

@@ -81,8 +81,8 @@ def _filter(tags: Iterable[str], source: str | None) -> str:
 
 def connect(uri: str, token: str = "") -> "MilvusClient":  # noqa: F821
     """Open a MilvusClient, turning the common failures into messages that name the fix."""
+    from pymilvus import MilvusClient  # importing pymilvus resets its logger: quiet it afterwards
     quiet_milvus_logging()
-    from pymilvus import MilvusClient
     embedded = not uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
     if embedded:
         Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
@@ -381,7 +381,9 @@ class AssetStore:
             return list(self._tags_cache[3])
         generation = self._write_generation
         counts: dict[str, int] = {}
-        for row in self.scan('array_length(tags) > 0', ["tags"]):
+        # No filter: Milvus Lite's iterator re-applies one to the whole collection per batch
+        # (143 s vs 19 s at 100k, bench/); empty tag lists are skipped here instead.
+        for row in self.scan("", ["tags"]):
             for tag in row.get("tags") or ():
                 counts[tag] = counts.get(tag, 0) + 1
         result = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
