@@ -248,6 +248,23 @@ def chromium_page(viewport=(1440, 1000)):
             browser.close()
 
 
+def require_browser() -> None:
+    """Skip without Chromium locally; in CI (CI=true) its absence is a failure."""
+    in_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    problem = None
+    if not chromium_available():
+        problem = "Chromium is not installed at /usr/bin/chromium (Debian: sudo apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            problem = "the playwright package is missing (pip install -r requirements-dev.txt)"
+    if problem:
+        if in_ci:
+            pytest.fail(f"CI must run the browser test, but {problem}")
+        pytest.skip(f"{problem}; CI installs it and runs this test")
+
+
 def wait_for_app_idle(page, timeout: float = 30.0, settle: float = 0.4) -> None:
     """Wait until Streamlit has finished its script run (stApp's data-test-script-state)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)

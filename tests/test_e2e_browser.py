@@ -15,29 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.e2e_support import REPO, chromium_available, chromium_page, product_set, streamlit_server, wait_for_app_idle
+from tests.e2e_support import (REPO, chromium_page, product_set, require_browser, streamlit_server,
+                               wait_for_app_idle)
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = REPO / "test-artifacts" / "e2e"
 DOCS_SHOTS = REPO / "docs" / "screenshots"
 GRID_IMAGES = '[class*="st-key-ragkit-grid-{}"] [data-testid="stImage"] img'
-
-
-def _require_browser() -> None:
-    in_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-    problem = None
-    if not chromium_available():
-        problem = "Chromium is not installed at /usr/bin/chromium (Debian: sudo apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            problem = "the playwright package is missing (pip install -r requirements-dev.txt)"
-    if problem:
-        if in_ci:
-            pytest.fail(f"CI must run the browser test, but {problem}")
-        pytest.skip(f"{problem}; CI installs it and runs this test")
 
 
 def _images_loaded(page, selector: str, count: int) -> list[dict]:
@@ -66,7 +51,7 @@ def _shot(page, name: str, height: int | None = None) -> Path:
 
 
 def test_upload_browse_search_and_pick_references_in_chromium(ragkit_env, tmp_path):
-    _require_browser()
+    require_browser()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     products = product_set(12)

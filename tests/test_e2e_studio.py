@@ -22,8 +22,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from tests.conftest import free_port
-from tests.e2e_support import (REPO, chromium_available, chromium_page, product_set, streamlit_server,
+from tests.e2e_support import (REPO, chromium_page, product_set, require_browser, streamlit_server,
                                wait_for_app_idle)
+
 from tests.fake_gemini import FakeGemini, blocked_reply, image_reply, slow_reply
 
 pytestmark = pytest.mark.browser
@@ -34,23 +35,6 @@ ARTIFACTS = REPO / "test-artifacts" / "e2e"
 DOCS_SHOTS = REPO / "docs" / "screenshots"
 GRID_IMAGES = '[class*="st-key-ragkit-grid-{}"] [data-testid="stImage"] img'
 BUDGET_S = 90
-
-
-def require_browser() -> None:
-    """Skip without Chromium locally; in CI (CI=true) its absence is a failure."""
-    in_ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-    problem = None
-    if not chromium_available():
-        problem = "Chromium is not installed at /usr/bin/chromium (Debian: sudo apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            problem = "the playwright package is missing (pip install -r requirements-dev.txt)"
-    if problem:
-        if in_ci:
-            pytest.fail(f"CI must run the browser test, but {problem}")
-        pytest.skip(f"{problem}; CI installs it and runs this test")
 
 
 def beach_png(references: list[bytes], size=(960, 540)) -> bytes:
