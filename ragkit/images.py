@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -123,15 +124,10 @@ def decode_image(data: bytes, *, max_pixels: int, min_short: int = 224,
     except OSError as exc:
         # Truncated or otherwise corrupt image data.
         raise InvalidImageError(f"corrupt or truncated image data ({exc})") from None
-    except (ValueError, SyntaxError, struct_error(), EOFError, MemoryError) as exc:
+    except (ValueError, SyntaxError, struct.error, EOFError, MemoryError) as exc:
         raise InvalidImageError(f"corrupt image data ({type(exc).__name__}: {exc})") from None
     mime = MIME_BY_FORMAT.get(fmt, f"image/{fmt.lower()}" if fmt else "application/octet-stream")
     return DecodedImage(image=rgb, width=upright_w, height=upright_h, mime=mime)
-
-
-def struct_error() -> type[Exception]:
-    import struct
-    return struct.error
 
 
 def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE, quality: int = 82) -> bytes:

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Sequence, Union
 import numpy as np
 
 from .blobs import BlobStore
-from .errors import InvalidImageError, RagkitError
+from .errors import InvalidImageError
 from .images import decode_image, make_thumbnail
 from .records import SOURCE_UPLOAD, Asset, IngestReport, Rejected
 from .store import AssetStore, normalise_tags
@@ -197,8 +197,7 @@ class IngestPipeline:
         return _Prepared(loaded, asset, thumbnail, tensor)
 
     def _stream(self, sources: Sequence[Source], pool: ThreadPoolExecutor, tags: tuple[str, ...],
-                source: str, provenance: Provenance | None, report: IngestReport
-                ) -> Iterator[_Prepared | Rejected | tuple[str, str]]:
+                source: str, provenance: Provenance | None) -> Iterator[_Prepared | Rejected | tuple[str, str]]:
         """Yield, in input order, each input's outcome: prepared, rejected or (label, sha) duplicate."""
         seen: set[str] = set()
         chunk_size = self.batch_size * 4
@@ -252,7 +251,7 @@ class IngestPipeline:
             progress(last)
 
         with ThreadPoolExecutor(self.workers, thread_name_prefix="ragkit-ingest") as pool:
-            for outcome in self._stream(list(sources), pool, clean_tags, source, provenance, report):
+            for outcome in self._stream(list(sources), pool, clean_tags, source, provenance):
                 if isinstance(outcome, _Prepared):
                     batch.append(outcome)
                     if len(batch) >= self.batch_size:
@@ -283,4 +282,4 @@ def embed_query_image(data: bytes, embedder, max_pixels: int) -> np.ndarray:
 
 
 __all__ = ["IngestPipeline", "Upload", "Provenance", "IngestProgress", "collect_sources",
-           "safe_display_name", "embed_query_image", "RagkitError"]
+           "safe_display_name", "embed_query_image"]
