@@ -287,3 +287,48 @@ def test_file_names_and_reference_warning_helpers():
     assert studio_view.too_many_references(3, MODELS["gemini-2.5-flash-image"]) is None
     assert "Remove 2" in studio_view.too_many_references(5, MODELS["gemini-2.5-flash-image"])
     assert "switch" not in studio_view.too_many_references(15, MODELS["gemini-3-pro-image-preview"])
+
+
+def test_a_generation_in_flight_shows_on_other_pages_and_lands_in_the_studio(with_key, refs):
+    """The Studio's job runs on while its user browses: the sidebar says so, the Studio collects it."""
+    import threading
+
+    from ragkit.generate import ImageGenerator
+    from ragkit.jobs import Job
+    from ragkit.studio import load_references
+    from ragkit.ui import pending
+
+    fake = with_key
+    fake.enqueue(image_reply("Beach.", make_png("beach", "1:1")), image_reply("Dunes.", make_png("dunes", "1:1")))
+    at = studio(refs[:2])
+    assert "Generating" not in " ".join(texts(at.sidebar.info))
+    at.switch_page(LIBRARY)
+    run(at)
+    # What Generate leaves in the session, held back by a gate so the test sees it in flight.
+    gate = threading.Event()
+    generator = ImageGenerator(KEY, base_url=fake.url)
+    references = load_references(_app_library(studio_view.state.settings()), refs[:2])
+
+    def work(progress):
+        progress(0, 2)
+        gate.wait(30)
+        return generator.generate(BRIEF, references, variations=2, on_progress=progress)
+
+    at.session_state[pending.K_PENDING] = pending.PendingGeneration(Job.start(work), "Nano Banana", 2, 2)
+    run(at)
+    note = " ".join(texts(at.sidebar.info))
+    assert "Generating 2 images with Nano Banana: 0 of 2 finished" in note
+    assert texts(at.title) == ["Library"] and not fake.requests
+
+    gate.set()
+    at.session_state[pending.K_PENDING].job.wait(30)
+    run(at)
+    assert "Your 2 images from the Studio are ready." in texts(at.sidebar.success)
+    at.switch_page(STUDIO)
+    run(at)
+    assert len(results(at)) == 2 and len(fake.requests) == 2
+    assert pending.K_PENDING not in at.session_state  # collected once: no note, no second collection
+    at.switch_page(LIBRARY)
+    run(at)
+    assert not at.sidebar.success and "Generating" not in " ".join(texts(at.sidebar.info))
+    generator.close()

@@ -7,7 +7,7 @@ import streamlit as st
 
 from ..library import Library
 from ..records import SOURCE_GENERATED
-from . import state, tray
+from . import pending, state, tray
 from .errors import guard
 
 RANDOM_WEIGHTS_MESSAGE = (
@@ -50,6 +50,16 @@ def render(library: Library, *, on_studio_page: bool = False) -> None:
         where = "server" if not library.settings.is_embedded_db else "embedded"
         uri = library.settings.milvus_uri_display
         st.caption(f":material/database: **Database** ({where}) `{short_location(uri)}`", help=uri)
+        # Always this slot, emptied explicitly when there is nothing to say: the Studio page keeps
+        # its run going while it waits for the model, and until a run ends Streamlit goes on showing
+        # what the previous page drew at any position the new run has not drawn over.
+        slot = st.empty()
+        if not on_studio_page and pending.get() is not None:
+            with slot.container():
+                pending.sidebar_note()
+                st.page_link(state.STUDIO_PAGE, label="Go to the Studio", icon=":material/arrow_forward:")
+        else:
+            slot.empty()
         st.divider()
         with guard("showing the reference tray"):
             tray.render_sidebar(library, open_studio_button=not on_studio_page)

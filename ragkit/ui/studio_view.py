@@ -9,6 +9,10 @@ What survives a rerun lives in ``st.session_state``: the brief and the options (
 ``persist_state="session"``, so a trip to the Search page for more references keeps them), the
 last generation and which of its images were saved, the last error, the suggestions. A failed
 generation only replaces the error: the brief, the tray and earlier results stay.
+
+Generate starts a background job (``ragkit.jobs.Job``, kept by ``ui/pending.py``) and the page
+polls it at the very end of its run, so the page stays usable and the user can leave the Studio
+while the model works; coming back picks the job up again.
 """
 from __future__ import annotations
 
@@ -19,17 +23,19 @@ import re
 from dataclasses import dataclass, field
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from ..config import Settings, redact_uri
 from ..errors import GenerationError, RagkitError
 from ..generate import DEFAULT_ENDPOINT, MODELS, Generation, ImageGenerator, ModelInfo, model_info
 from ..images import EXTENSION_BY_MIME
+from ..jobs import Job
 from ..library import Library
 from ..records import Asset, SearchHit
 from ..store import normalise_tags
 from ..studio import (PRESET_BRIEFS, load_references, recent_generated, save_generated_image,
                       suggest_references)
-from . import state, tray
+from . import pending, state, tray
 from .errors import guard, show_error
 from .grid import grid, inject_css, md_escape, score_label, short_name, show_thumbnail, thumbnail_bytes
 
@@ -55,6 +61,7 @@ VARIATION_CHOICES = [1, 2, 3, 4]
 SUGGESTIONS = 8
 HISTORY = 8
 PRO_MODEL = "gemini-3-pro-image-preview"
+POLL_S = 0.25  # how often a waiting Studio page redraws the progress (and can be left)
 
 _result_ids = itertools.count(1)
 
@@ -210,6 +217,8 @@ def brief_section(settings: Settings, tray_count: int) -> tuple[str, str, str | 
         why = "Add a Gemini API key first (see above)."
     elif warning:
         why = "Too many references for this model (see above)."
+    elif pending.running():
+        why = "Images are on their way (see below). Generate again once they are here."
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="studio-generate-row"):
         variations = int(st.segmented_control(
             "Variations", VARIATION_CHOICES, default=1, required=True, key=K_VARIATIONS, persist_state="session",
@@ -222,33 +231,65 @@ def brief_section(settings: Settings, tray_count: int) -> tuple[str, str, str | 
     return brief, model, aspect, variations, clicked
 
 
-def run_generation(library: Library, settings: Settings, brief: str, model: str, aspect: str | None,
-                   variations: int) -> None:
-    """Generate with visible progress; the outcome (result or error) goes to session state."""
+def start_generation(library: Library, settings: Settings, brief: str, model: str, aspect: str | None,
+                     variations: int) -> None:
+    """Send the brief and the tray to the model in a background job (see ragkit.jobs), then redraw."""
+    if pending.running():  # a second click while one runs: never pay twice
+        return
     st.session_state.pop(K_ERROR, None)
-    info = model_info(model)
-    picked = tray.ids()
-    noun = f"{variations} image{'s' if variations != 1 else ''}"
-    refs = f"{len(picked)} reference{'s' if len(picked) != 1 else ''}"
-    # A spinner with a clock and a bar counting finished variations, gone once done (st.status
-    # is not used: Streamlit 1.67 draws a check mark on a running status).
-    slot = st.empty()
     try:
-        with slot.container(border=True, key="studio-progress"):
-            bar = st.progress(0.0, text=f"0 of {variations} finished")
-            with st.spinner(f"Generating {noun} with {info.label} from the brief and {refs}…", show_time=True):
-                references = load_references(library, picked)
-                generator = generator_for(settings, model)
-                generation = generator.generate(
-                    brief, references, model=model, aspect_ratio=aspect, variations=variations,
-                    on_progress=lambda done, total: bar.progress(done / max(total, 1),
-                                                                 text=f"{done} of {total} finished"))
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a message; reruns pass through
+        references = load_references(library, tray.ids())
+        generator = generator_for(settings, model)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         st.session_state[K_ERROR] = scrub(exc, settings)
         return
-    finally:
-        slot.empty()
-    st.session_state[K_RESULT] = StudioResult(generation)
+    job = Job.start(lambda progress: generator.generate(brief, references, model=model, aspect_ratio=aspect,
+                                                        variations=variations, on_progress=progress),
+                    name="nano-banana-job")
+    pending.put(pending.PendingGeneration(job, model_info(model).label, variations, len(references)))
+    st.rerun()  # draw the page again with Generate disabled and the progress below it
+
+
+def stop_waiting() -> None:
+    """'Stop waiting': forget the job (its requests may still finish on Google's side)."""
+    if pending.take() is not None:
+        st.toast("Stopped waiting. Requests already sent may still finish and count against your quota.",
+                 icon=":material/hourglass_disabled:")
+
+
+def wait_for_generation(settings: Settings, slot: DeltaGenerator) -> None:
+    """Show the running generation's progress in `slot` until it ends; its outcome goes to session state.
+
+    The work runs in its own thread, so this loop only polls: every poll draws the bar, which is
+    a point where Streamlit can stop this run when the user goes to another page. The job keeps
+    running meanwhile, and coming back to the Studio picks it up again.
+    """
+    job_in_flight = pending.get()
+    if job_in_flight is None:
+        return
+    job = job_in_flight.job
+    count = job_in_flight.references
+    sources = f"the brief and {count} reference{'s' if count != 1 else ''}" if count else "the brief alone"
+    # A line saying what is happening, and a bar counting finished variations with a clock (not a
+    # spinner: it shows only after a delay, and coming back to the page restarts its clock).
+    with slot.container(border=True, key="studio-progress"):
+        st.markdown(f":material/hourglass_top: **Generating {job_in_flight.noun} with {job_in_flight.model_label}** "
+                    f"from {sources}. You can browse other pages meanwhile: the results wait here.")
+        bar = st.progress(0.0)
+        st.button("Stop waiting", key="studio.stop-waiting", on_click=stop_waiting, type="tertiary",
+                  icon=":material/close:", help="Forget this generation and get the Generate button back. "
+                  "Requests already sent may still finish on Google's side and count against your quota.")
+        while not job.wait(POLL_S):
+            done, total = job.progress
+            total = total or job_in_flight.variations
+            bar.progress(done / total, text=f"{done} of {total} finished · {job.elapsed:.0f} s")
+    if pending.take() is not job_in_flight:  # "Stop waiting" won the race
+        return
+    try:
+        st.session_state[K_RESULT] = StudioResult(job.outcome())
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message; the brief and tray stay
+        st.session_state[K_ERROR] = scrub(exc, settings)
+    st.rerun()  # Generate was drawn disabled above this: draw the page again with the outcome
 
 
 def suggest_section(library: Library, brief: str) -> None:
@@ -442,11 +483,14 @@ def render() -> None:
     with right:
         with guard("showing the references"):
             references_section(library, model_info(model), brief)
-    if clicked:  # after the references are drawn, so they stay on screen while the model works
-        with left:
-            run_generation(library, settings, brief, model, aspect, variations)
+        progress_slot = st.empty()
+    if clicked:
+        start_generation(library, settings, brief, model, aspect, variations)
     error_section()
     with guard("showing the results"):
         results_section(library)
     with guard("showing the history"):
         history_section(library)
+    # Last, so the whole page (earlier results, history, tray) is drawn and usable while it waits:
+    # a click anywhere interrupts the wait, does its thing, and the next run waits again.
+    wait_for_generation(settings, progress_slot)
