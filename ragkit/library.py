@@ -20,7 +20,7 @@ from .images import EXTENSION_BY_MIME
 from .ingest import (IngestPipeline, IngestProgress, Provenance, Upload, collect_sources,
                      embed_query_image)
 from .records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, Page, SearchHit
-from .store import AssetStore, connect
+from .store import AssetStore, connect, disconnect
 
 
 def embedding_dim(model_name: str) -> int:
@@ -71,8 +71,13 @@ class Library:
         self.model_id = model_identity(settings.clip_model, settings.clip_pretrained)
         self.dim = embedder.dim if embedder else embedding_dim(settings.clip_model)
         self._client = connect(settings.milvus_uri, settings.milvus_token)
-        self.store = AssetStore(self._client, collection_name_for(self.model_id), self.dim,
-                                self.model_id, index=index, shared=not settings.is_embedded_db)
+        self._closed = False
+        try:
+            self.store = AssetStore(self._client, collection_name_for(self.model_id), self.dim,
+                                    self.model_id, index=index, shared=not settings.is_embedded_db)
+        except BaseException:
+            self.close()  # e.g. a model mismatch: don't keep the Lite file open for nothing
+            raise
         self.blobs = BlobStore(settings.data_dir)
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
@@ -83,10 +88,13 @@ class Library:
         return cls(settings or Settings.load(), **kwargs)
 
     def close(self) -> None:
-        try:
-            self._client.close()
-        except Exception:  # noqa: BLE001 - closing twice or after a server went away is harmless
-            pass
+        """Close the database connection. For a Milvus Lite file, the last Library of this process
+        on it also stops its in-process server, which frees the file for other processes at once.
+        Idempotent; the library is unusable afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        disconnect(self._client, self.settings.milvus_uri)
 
     # --- the model --------------------------------------------------------------------------
     @property

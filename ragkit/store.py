@@ -79,15 +79,54 @@ def _filter(tags: Iterable[str], source: str | None) -> str:
     return asset_filter(normalise_tags(tags), source)
 
 
+# Milvus Lite runs in this process: pymilvus hands a ``.db`` path to milvus_lite's ServerManager,
+# which starts one gRPC server per path (holding an flock on ``<path>/LOCK``) and reuses it for
+# every later client of that path. MilvusClient.close() never stops it (only exit does), so the
+# file would stay locked for other processes. We count our clients per path and stop the server
+# when the last one closes (disconnect()).
+_embedded_lock = threading.Lock()
+_embedded_clients: dict[str, int] = {}
+
+
+def _lite_path(uri: str) -> str | None:
+    """For a URI pymilvus serves with Milvus Lite (it ends in .db), the path milvus_lite's
+    ServerManager keys its server by; None for a server URI."""
+    return os.path.abspath(uri) if uri.endswith(".db") else None
+
+
+def _release_lite_server(path: str) -> None:
+    """Stop the in-process Milvus Lite server of this file: frees its LOCK (caller holds _embedded_lock)."""
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:  # pragma: no cover - pymilvus without milvus-lite cannot open a .db
+        return
+    server_manager_instance.release_server(path)
+
+
 def connect(uri: str, token: str = "") -> "MilvusClient":  # noqa: F821
-    """Open a MilvusClient, turning the common failures into messages that name the fix."""
+    """Open a MilvusClient, turning the common failures into messages that name the fix.
+
+    Close it with disconnect(): for a Milvus Lite file that also frees the file once no other
+    client of this process uses it."""
     from pymilvus import MilvusClient  # importing pymilvus resets its logger: quiet it afterwards
     quiet_milvus_logging()
     embedded = not uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
     if embedded:
         Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    lite = _lite_path(uri)
     try:
-        return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+        if lite is None:
+            return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+        with _embedded_lock:
+            try:
+                # A dedicated channel: closing it closes it (a shared one would outlive the server).
+                client = MilvusClient(uri=uri, dedicated=True)
+            except BaseException:
+                if not _embedded_clients.get(lite):  # a server started for nobody: stop it
+                    _release_lite_server(lite)
+                raise
+            _embedded_clients[lite] = _embedded_clients.get(lite, 0) + 1
+            return client
     except Exception as exc:  # noqa: BLE001 - pymilvus raises many types; we translate them all
         text = str(exc)
         if embedded and ("Open local milvus failed" in text or "lock" in text.lower()):
@@ -99,6 +138,28 @@ def connect(uri: str, token: str = "") -> "MilvusClient":  # noqa: F821
         where = uri if embedded else uri.split("@")[-1]
         raise StoreError(f"Cannot connect to Milvus at {where}: {_short(text)}. "
                          "Check RAGKIT_MILVUS_URI (and RAGKIT_MILVUS_TOKEN for a server).") from None
+
+
+def disconnect(client, uri: str) -> None:
+    """Close a client from connect() (once). The last one of this process on a Milvus Lite file
+    stops that file's in-process server, so another process (or a later connect) can open it."""
+    try:
+        client.close()
+    except Exception:  # noqa: BLE001 - closing after a server went away is harmless
+        pass
+    lite = _lite_path(uri)
+    if lite is None:
+        return
+    with _embedded_lock:
+        left = _embedded_clients.get(lite, 0) - 1
+        if left > 0:
+            _embedded_clients[lite] = left
+            return
+        _embedded_clients.pop(lite, None)
+        try:
+            _release_lite_server(lite)
+        except Exception:  # noqa: BLE001 - the OS frees the lock at exit anyway
+            log.warning("could not stop the Milvus Lite server of %s", uri, exc_info=True)
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -118,3 +118,46 @@ def test_server_uri_works_the_same(milvus_server, tmp_path, tiny_checkpoint, tin
     finally:
         first.close()
         second.close()
+
+
+def test_close_releases_the_lite_file_for_another_process(settings, tiny_embedder, ragkit_env, tmp_path):
+    import json
+    import time
+
+    from tests.conftest import run_cli
+    first = Library.open(settings, embedder=tiny_embedder)
+    second = Library.open(settings, embedder=tiny_embedder)  # same file, same process: one server
+    assets, vectors = _random_assets(12, first.dim)
+    first.store.upsert(assets, vectors)
+    first.close()
+    first.close()  # twice is harmless, and doesn't release the file under `second`
+    assert second.count() == 12  # still served: the file stays open while a Library uses it
+    second.store.delete([assets[0].sha256])
+    second.close()
+
+    started = time.monotonic()
+    out = run_cli(["stats", "--json"], ragkit_env, tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert json.loads(out.stdout)["assets"] == 11
+    assert time.monotonic() - started < 30  # right away: no waiting for a lock
+
+    again = Library.open(settings, embedder=tiny_embedder)  # and this process can open it again
+    try:
+        assert again.count() == 11
+        assert again.store.get(assets[5].sha256).filename == "img5.jpg"
+    finally:
+        again.close()
+
+
+def test_a_library_that_fails_to_open_does_not_keep_the_file(settings, tiny_embedder, ragkit_env, tmp_path):
+    import json
+    import types
+
+    from tests.conftest import run_cli
+    Library.open(settings, embedder=tiny_embedder).close()  # the collection exists, with the tiny model's dim
+    wrong = types.SimpleNamespace(dim=tiny_embedder.dim * 2)
+    with pytest.raises(ModelMismatchError):
+        Library.open(settings, embedder=wrong)
+    out = run_cli(["stats", "--json"], ragkit_env, tmp_path, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert json.loads(out.stdout)["assets"] == 0
