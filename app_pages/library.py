@@ -23,12 +23,32 @@ K_REPORT = "library.report"
 K_TAGS = "library.tags"
 K_SOURCE = "library.source"
 K_PER_PAGE = "library.per-page"
-K_PAGE = "library.page"
+K_PAGE = "library.page"                  # + a generation number: a new widget is how paging restarts
+K_PAGING = "library.paging"              # (generation, the page that widget starts at)
 K_FILTERS_SEEN = "library.filters-seen"
 K_CONFIRM_DELETE = "library.confirm-delete"
 K_EXPORT = "library.export-path"
 
 library = state.library()
+
+
+# --- paging ----------------------------------------------------------------------------------
+# st.pagination always has a default (page 1 when not given), and Streamlit logs "The widget with key
+# ... was created with a default value but also had its value set via the Session State API" whenever
+# its value is written through st.session_state, in a callback too. So the widget owns its value and
+# this page only reads it; going back to page 1 (new filters, new images) or to the last page (the
+# last one emptied) is a fresh widget: a new key, starting at its `default`.
+def paging() -> tuple[str, int]:
+    """The pagination widget's key and the page it starts at."""
+    generation, start = st.session_state.get(K_PAGING, (0, 1))
+    return f"{K_PAGE}.{generation}", start
+
+
+def restart_paging(at_page: int = 1) -> None:
+    """Show `at_page` next, in a new pagination widget."""
+    generation, _ = st.session_state.get(K_PAGING, (0, 1))
+    st.session_state.pop(f"{K_PAGE}.{generation}", None)  # the old widget's page is not needed again
+    st.session_state[K_PAGING] = (generation + 1, at_page)
 
 
 # --- adding images ---------------------------------------------------------------------------
@@ -58,7 +78,7 @@ def add_images(files, tags_text: str) -> None:
         state.mark_changed(library)
         st.session_state[K_REPORT] = summarize(report)
         st.session_state[K_UPLOADER] = st.session_state.get(K_UPLOADER, 0) + 1
-        st.session_state[K_PAGE] = 1  # the new images are on the first page (newest first)
+        restart_paging()  # the new images are on the first page (newest first)
         st.rerun()
 
 
@@ -267,14 +287,17 @@ def browse(total: int) -> None:
     seen = repr((tags, source_name, per_page))
     if st.session_state.get(K_FILTERS_SEEN) != seen:  # new filters start at page 1
         st.session_state[K_FILTERS_SEEN] = seen
-        st.session_state[K_PAGE] = 1
-    current = max(1, int(st.session_state.get(K_PAGE) or 1))
+        restart_paging()
+    page_key, start = paging()
+    current = st.session_state.get(page_key, start)  # the widget's page (from the last run), read only
+    current = current if isinstance(current, int) and current >= 1 else start
     page = library.page((current - 1) * per_page, per_page, **filters)
     pages = max(1, math.ceil(page.total / per_page))
     if current > pages:  # e.g. the last image of the last page was deleted
         current = pages
+        restart_paging(current)
+        page_key, start = paging()
         page = library.page((current - 1) * per_page, per_page, **filters)
-    st.session_state[K_PAGE] = current
 
     filtered = bool(tags) or filters["source"] is not None
     where = f" · page {current} of {pages}" if pages > 1 else ""
@@ -287,7 +310,8 @@ def browse(total: int) -> None:
         return
     grid(page.assets, cell, key="library")
     if pages > 1:
-        st.pagination(pages, key=K_PAGE, persist_state="session", max_visible_pages=9)
+        st.pagination(pages, default=min(start, pages), key=page_key, persist_state="session",
+                      max_visible_pages=9)
     export_section(filters, page.total, filtered)
 
 

@@ -1,6 +1,7 @@
 """The Library page through streamlit's AppTest: the real app.py, real Milvus Lite, the tiny model."""
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -15,6 +16,28 @@ LIBRARY_SEEDS = range(100, 130)
 
 def open_buttons(at):
     return [b for b in at.button if b.key and b.key.startswith("library.open.")]
+
+
+@pytest.fixture
+def streamlit_warnings(monkeypatch):
+    """Everything Streamlit's widget-policy checks log (e.g. "created with a default value but also had
+    its value set via the Session State API"). Streamlit logs that one once per process, so re-arm it."""
+    from streamlit.elements.lib import policies
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    policies._LOGGER.addHandler(handler)  # noqa: SLF001 - streamlit's loggers don't propagate
+    try:
+        yield records
+    finally:
+        policies._LOGGER.removeHandler(handler)  # noqa: SLF001
+
+
+def no_streamlit_warnings(at, records) -> None:
+    logged = [r.getMessage() for r in records]
+    assert not logged, logged
+    assert not any("Session State API" in w for w in texts(at.warning)), texts(at.warning)
 
 
 def test_empty_library_tells_a_new_user_what_to_do(app_env):
@@ -76,7 +99,7 @@ def test_upload_of_good_and_bad_files_reports_each_outcome(app_env, tmp_path):
     assert not at.dataframe
 
 
-def test_pages_and_filters(app_env, seed):
+def test_pages_and_filters(app_env, seed, streamlit_warnings):
     seed([Upload(f"shot-{i:02d}.jpg", jpeg_bytes(i)) for i in LIBRARY_SEEDS[:22]], tags=["studio"])
     seed([Upload(f"beach-{i}.jpg", jpeg_bytes(i)) for i in LIBRARY_SEEDS[22:27]], tags=["beach", "summer"])
     seed([Upload(f"gen-{i}.png", png_bytes(i), source=SOURCE_GENERATED,
@@ -94,6 +117,21 @@ def test_pages_and_filters(app_env, seed):
     assert len(open_buttons(at)) == 6
     assert not first_page & {b.key for b in open_buttons(at)}
     assert "page 2 of 2" in " ".join(texts(at.markdown))
+    run(at)  # a rerun stays on page 2
+    assert len(open_buttons(at)) == 6 and at.get("pagination")[0].value == 2
+
+    # A new filter starts at page 1, and the pagination widget shows page 1 (not a stale page 2).
+    at.segmented_control(key="library.source").set_value("Uploaded")
+    run(at)
+    assert "**27** of 30 images match · page 1 of 2" in texts(at.markdown)
+    assert len(open_buttons(at)) == 24 and at.get("pagination")[0].value == 1
+    at.get("pagination")[0].set_value(2)
+    run(at)
+    assert len(open_buttons(at)) == 3 and "page 2 of 2" in " ".join(texts(at.markdown))
+    at.segmented_control(key="library.source").set_value("All")
+    run(at)
+    assert len(open_buttons(at)) == 24 and at.get("pagination")[0].value == 1
+    no_streamlit_warnings(at, streamlit_warnings)
 
     at.selectbox(key="library.per-page").set_value(48)
     run(at)
@@ -114,6 +152,36 @@ def test_pages_and_filters(app_env, seed):
     at.segmented_control(key="library.source").set_value("Uploaded")
     run(at)
     assert "**27** of 30 images match" in texts(at.markdown)
+    no_streamlit_warnings(at, streamlit_warnings)
+
+
+def test_emptied_last_page_and_new_images_restart_paging(app_env, seed, streamlit_warnings):
+    report = seed([Upload(f"shot-{i:02d}.jpg", jpeg_bytes(i)) for i in LIBRARY_SEEDS[:25]])
+    oldest = report.added[0][1]
+    at = run(new_app())
+    at.get("pagination")[0].set_value(2)
+    run(at)
+    assert [b.key for b in open_buttons(at)] == [f"library.open.{oldest.sha256}"]
+
+    # Delete the only image of the last page: the page goes back to the (new) last page.
+    at.button(key=f"library.open.{oldest.sha256}").click()
+    run(at)
+    at.button(key="library.delete").click()
+    run(at)
+    at.button(key="library.delete-confirm").click()
+    run(at)
+    assert "**24** images, newest first" in texts(at.markdown)
+    assert len(open_buttons(at)) == 24 and not at.get("pagination")
+
+    # Two pages again after an upload; the new image is on page 1, and the widget says page 1.
+    at.file_uploader[0].set_value([("new.jpg", jpeg_bytes(7), "image/jpeg")])
+    run(at)
+    at.button(key="library.add").click()
+    run(at)
+    assert "**25** images, newest first · page 1 of 2" in texts(at.markdown)
+    assert at.get("pagination")[0].value == 1
+    assert [c.value for c in at.main.caption if "\\.jpg" in c.value][0] == "new\\.jpg"
+    no_streamlit_warnings(at, streamlit_warnings)
 
 
 def test_details_edit_tags_download_and_delete(app_env, seed):
