@@ -11,39 +11,12 @@ import numpy as np
 def encode_text_trimmed(embedder, texts: list[str]) -> np.ndarray:
     """Text embeddings with the token sequence cut after the longest text's end-of-text token.
 
-    CLIP's text transformer is causal (each position attends only to earlier ones) and the
-    embedding is read at the end-of-text token, so the padding positions after it cannot
-    change the result: running 10 positions instead of 77 gives the same vector (to float
-    rounding, ~1e-7) for a fraction of the work. Only valid for open_clip's CLIP class with
-    a causal mask and argmax/eos pooling; anything else falls back to encode_text.
+    Adopted: ClipEmbedder.embed_texts does this itself now (exact for open_clip's CLIP class
+    with a causal mask and argmax/eos pooling, the full context otherwise; tests/test_embedder.py).
+    Kept as a name so older benchmark code keeps running; `bench/run.py --only text` compares
+    it with the full 77 positions (embed_texts(..., trim=False)).
     """
-    import torch
-    import torch.nn.functional as F
-    from open_clip.transformer import text_global_pool
-
-    model = embedder._model  # noqa: SLF001 - prototype of a change inside the embedder
-    tokens = embedder._tokenizer(list(texts))  # noqa: SLF001
-    causal = getattr(model, "attn_mask", None) is not None and hasattr(model, "token_embedding")
-    pool = getattr(model, "text_pool_type", "argmax")
-    with torch.inference_mode():
-        if not causal or pool not in ("argmax", "eos"):
-            features = model.encode_text(tokens)
-        else:
-            eos = getattr(model, "text_eos_id", None)
-            ends = tokens.argmax(dim=-1) if pool == "argmax" else (tokens == eos).int().argmax(dim=-1)
-            length = int(ends.max()) + 1
-            tokens = tokens[:, :length]
-            cast = model.transformer.get_cast_dtype()
-            x = model.token_embedding(tokens).to(cast) + model.positional_embedding[:length].to(cast)
-            x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-            x = model.ln_final(x)
-            x = text_global_pool(x, tokens, pool, eos_token_id=eos)
-            projection = model.text_projection
-            if projection is not None:
-                x = projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
-            features = x
-        features = F.normalize(features.float(), dim=-1)
-    return features.cpu().numpy().astype(np.float32, copy=False)
+    return embedder.embed_texts(list(texts))
 
 
 class InMemoryExactIndex:

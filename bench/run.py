@@ -3,11 +3,13 @@
     .venv/bin/python bench/run.py                       # everything, default sizes (~20 min on a quiet machine)
     .venv/bin/python bench/run.py --quick               # small sizes, to check the benchmark itself
     .venv/bin/python bench/run.py --only query,index --sizes 1000,10000,100000
+    .venv/bin/python bench/run.py --only text --queries 40     # text encoder: 77 positions vs trimmed
     .venv/bin/python bench/run.py --only ingest --images 96 --images-24mp 24 --repeat 3
 
 Sub-benchmarks (--only, comma-separated; default all but sweep):
   ingest   images/s: naive notebook loop, batched model ceiling, ragkit ingest (800x600 and 24 MP)
   query    text query end to end and vector search p50/p95 at each --sizes, recall@10, time split
+  text     the text encoder alone: all 77 token positions vs trimmed to the end-of-text token
   index    every Milvus Lite vector index on one library of --index-size assets
   cold     a fresh app process: imports, DB open, first search, model load (at --cold-size)
   memory   peak RSS of that app process (at --memory-size)
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import TMP_DIR, Table, loadavg, machine_table, quiet_logs, save_results, show  # noqa: E402
 
-ALL = ["ingest", "query", "index", "cold", "memory", "page"]
+ALL = ["ingest", "query", "text", "index", "cold", "memory", "page"]
 EXTRA = ["sweep"]
 
 
@@ -47,7 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=_ints, default=None, help="library sizes for query (default 1000,10000,100000)")
     parser.add_argument("--images", type=int, default=None, help="800x600 JPEGs for ingest (default 96)")
     parser.add_argument("--images-24mp", type=int, default=None, help="24 MP JPEGs for ingest (default 24)")
-    parser.add_argument("--queries", type=int, default=None, help="timed queries per size (default 50)")
+    parser.add_argument("--queries", type=int, default=None,
+                        help="timed queries per size, and timed calls per row of text (default 50)")
     parser.add_argument("--recall-queries", type=int, default=None, help="queries for recall@10 (default 200)")
     parser.add_argument("--index-size", type=int, default=None, help="library size for index (default: largest of --sizes)")
     parser.add_argument("--cold-size", type=int, default=None, help="library size for cold (default: largest of --sizes)")
@@ -91,6 +94,47 @@ def _index_spec(text: str) -> dict:
     return {"index_type": kind.strip().upper(), "params": parsed}
 
 
+def text_encode_table(calls: int, log=print) -> Table:
+    """ClipEmbedder.embed_texts with all 77 token positions (trim=False, what ragkit ran before)
+    and trimmed to the longest end-of-text token (the default), timed back to back."""
+    import numpy as np
+
+    from bench.common import ms, percentile, shared_embedder
+    from bench.synth import TEXT_QUERIES
+
+    embedder = shared_embedder()
+    long_text = ("a product shot of a leather handbag in warm studio light, soft shadows, beige backdrop, "
+                 "shallow depth of field, three-quarter view, high detail")
+    cases = [("empty string", [""]), ("one word", ["red"]),
+             ("typical query", ["a red silk cape with gold trim"]),
+             ("long description", [long_text]),
+             ("over-long (truncated at 77)", [" ".join(["red silk cape"] * 40)]),
+             ("20 bench queries, one per call", None),
+             ("batch of 8 queries", TEXT_QUERIES[:8])]
+    table = Table(f"Text encode in ms (ViT-B-32 text tower, random weights, {calls} calls per row, "
+                  "p50; all 77 positions vs trimmed, timed alternately)",
+                  ["texts", "positions", "77 positions", "trimmed", "speed-up", "max abs diff"])
+    for label, texts in cases:
+        log(f"  text: {label} ...")
+        batches = [[q] for q in TEXT_QUERIES] if texts is None else [texts]
+        lengths = [int(embedder._tokenizer(b).argmax(dim=-1).max()) + 1 for b in batches]  # noqa: SLF001
+        diff = max(float(np.abs(embedder.embed_texts(b) - embedder.embed_texts(b, trim=False)).max())
+                   for b in batches)
+        full, trimmed = [], []
+        for i in range(calls):
+            batch = batches[i % len(batches)]
+            for trim, sink in ((False, full), (True, trimmed)) if i % 2 else ((True, trimmed), (False, full)):
+                start = time.perf_counter()
+                embedder.embed_texts(batch, trim=trim)
+                sink.append(time.perf_counter() - start)
+        positions = str(lengths[0]) if len(set(lengths)) == 1 else f"{min(lengths)}-{max(lengths)}"
+        p_full, p_trim = percentile(full, 50), percentile(trimmed, 50)
+        table.add(label, positions, ms(p_full), ms(p_trim), f"{p_full / p_trim:.1f}x", f"{diff:.1e}")
+    table.note("'positions' is what the trimmed path runs: up to the longest text's end-of-text token "
+               "(a batch runs its longest text's); 'max abs diff' compares the unit vectors of the two paths.")
+    return table.finish()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_logs()
@@ -121,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             from bench import query_bench
             for table in query_bench.run(args.sizes, args.queries, args.recall_queries, args.index_spec, log=log):
                 show(table, tables)
+        if "text" in args.only:
+            show(text_encode_table(args.queries, log=log), tables)
         if "index" in args.only:
             from bench import index_bench
             for table in index_bench.run(args.index_size, max(20, args.queries // 2), args.recall_queries, log=log):

@@ -125,6 +125,33 @@ def _offline_checkpoint(model_name: str, tag: str) -> tuple[str, dict]:
         "here and set RAGKIT_CLIP_PRETRAINED=/path/to/that/file.")
 
 
+def _text_tower_trims(model) -> bool:
+    """Can the text transformer stop after the pooled token without changing the embedding?
+
+    True for open_clip's ``CLIP`` class (its own ``encode_text``) with a causal attention mask
+    and pooling at the end-of-text token (``argmax`` or ``eos``): position i then only sees
+    positions <= i, and the embedding is read at the end-of-text token, so the padding after
+    the longest text's end-of-text token cannot change it. Anything else (CustomTextCLIP and
+    Hugging Face towers, SigLIP's 'last' pooling, a bidirectional mask) runs the full context.
+    """
+    import torch
+    try:
+        from open_clip.model import CLIP
+    except ImportError:  # pragma: no cover - open_clip always has it
+        return False
+    if not isinstance(model, CLIP) or type(model).encode_text is not CLIP.encode_text:
+        return False
+    pool = getattr(model, "text_pool_type", None)
+    if pool not in ("argmax", "eos") or (pool == "eos" and getattr(model, "text_eos_id", None) is None):
+        return False
+    mask = getattr(model, "attn_mask", None)
+    if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
+        return False
+    size = mask.shape[0]
+    causal = torch.full((size, size), float("-inf"), dtype=mask.dtype, device=mask.device).triu(1)
+    return torch.equal(mask, causal) and model.positional_embedding.shape[0] == size
+
+
 @dataclass(frozen=True)
 class ModelDescription:
     model_name: str
@@ -192,6 +219,7 @@ class ClipEmbedder:
         with torch.inference_mode():
             probe = model.encode_text(self._tokenizer(["probe"]).to(self.device))
         self.dim = int(probe.shape[-1])
+        self.trims_text = _text_tower_trims(model)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ClipEmbedder":
@@ -222,15 +250,45 @@ class ClipEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return self.embed_tensors(torch.stack([self.preprocess(img) for img in images]))
 
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_texts(self, texts: Sequence[str], *, trim: bool = True) -> np.ndarray:
+        """Texts -> unit vectors. The text transformer runs only up to the longest text's
+        end-of-text token when that gives the same vectors (see _text_tower_trims): a query of
+        a few words costs ~10 of the 77 positions. trim=False runs all positions (the reference)."""
         import torch
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock, torch.inference_mode():
             tokens = self._tokenizer(list(texts)).to(self.device)
-            features = self._model.encode_text(tokens)
+            if trim and self.trims_text:
+                features = self._encode_text_trimmed(tokens)
+            else:
+                features = self._model.encode_text(tokens)
             features = torch.nn.functional.normalize(features.float(), dim=-1)
         return features.cpu().numpy().astype(np.float32, copy=False)
+
+    def _encode_text_trimmed(self, tokens):
+        """CLIP.encode_text (open_clip 3.x) on the positions up to the last pooled token."""
+        import torch
+        from open_clip.transformer import text_global_pool
+        model = self._model
+        pool, eos = model.text_pool_type, model.text_eos_id
+        ends = tokens.argmax(dim=-1) if pool == "argmax" else (tokens == eos).int().argmax(dim=-1)
+        length = int(ends.max()) + 1
+        if length >= tokens.shape[1]:
+            return model.encode_text(tokens)
+        tokens = tokens[:, :length]
+        cast_dtype = model.transformer.get_cast_dtype()
+        x = model.token_embedding(tokens).to(cast_dtype)
+        x = x + model.positional_embedding[:length].to(cast_dtype)
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = model.ln_final(x)
+        x = text_global_pool(x, tokens, pool, eos_token_id=eos)
+        if model.text_projection is not None:
+            if isinstance(model.text_projection, torch.nn.Linear):
+                x = model.text_projection(x)
+            else:
+                x = x @ model.text_projection
+        return x
 
 
 def make_random_checkpoint(model_name: str, path: Path) -> Path:
