@@ -162,6 +162,64 @@ class _Clock:
 _clock = _Clock()
 
 
+class _Claims:
+    """Ids being ingested in this process right now, so that overlapping runs (two browser tabs
+    dropping the same picture) never both add it: Milvus upserts, so the second write would
+    silently replace the first one's tags and name while both runs report "added".
+
+    A run claims an id before checking the store for it and releases it once its row is written.
+    An id claimed by another run is put aside; after releasing all its own claims (so no two runs
+    ever wait on each other), the run waits for it and checks again: stored by then means a
+    duplicate, not stored (the other run failed) means it is this run's to add.
+
+    Ids stored in the last few seconds are also remembered here: Milvus Lite can answer a query
+    from another thread without a row whose upsert has already returned (seen here: 1 in 30
+    three-way races), so a miss on such an id is asked again before it counts (_stored()).
+    """
+
+    def __init__(self, remember_s: float = 10.0) -> None:
+        self._owners: dict[tuple[str, str], object] = {}
+        self._stored: dict[tuple[str, str], float] = {}  # recently written -> when
+        self._remember_s = remember_s
+        self._changed = threading.Condition()
+
+    def claim(self, scope: str, ids: Iterable[str], owner: object) -> set[str]:
+        """Claim what is free; returns the ids this owner now holds."""
+        held = set()
+        with self._changed:
+            for sha in ids:
+                if self._owners.setdefault((scope, sha), owner) is owner:
+                    held.add(sha)
+        return held
+
+    def recently_stored(self, scope: str, ids: Iterable[str]) -> set[str]:
+        now = time.monotonic()
+        with self._changed:
+            return {sha for sha in ids if now - self._stored.get((scope, sha), -1e18) < self._remember_s}
+
+    def release(self, scope: str, ids: Iterable[str], owner: object, *, stored: bool = False) -> None:
+        now = time.monotonic()
+        with self._changed:
+            for sha in ids:
+                if self._owners.get((scope, sha)) is owner:
+                    del self._owners[(scope, sha)]
+                    if stored:
+                        self._stored[(scope, sha)] = now
+            if len(self._stored) > 10_000:
+                self._stored = {k: t for k, t in self._stored.items() if now - t < self._remember_s}
+            self._changed.notify_all()
+
+    def wait_free(self, scope: str, ids: Iterable[str], timeout: float) -> None:
+        keys = [(scope, sha) for sha in ids]
+        with self._changed:
+            self._changed.wait_for(lambda: not any(k in self._owners for k in keys), timeout)
+
+
+_claims = _Claims()
+STALE_READ_RETRIES_S = (0.02, 0.05, 0.1, 0.2, 0.4)  # ~0.8 s in all, only for ids written moments ago
+CLAIM_WAIT_S = 600.0  # an other run's batch is at most a few seconds of work; this only bounds a hang
+
+
 class IngestPipeline:
     def __init__(self, store: AssetStore, blobs: BlobStore, embedder, *, max_pixels: int,
                  batch_size: int = DEFAULT_BATCH_SIZE, workers: int = DEFAULT_WORKERS) -> None:
@@ -196,21 +254,45 @@ class IngestPipeline:
         )
         return _Prepared(loaded, asset, thumbnail, tensor)
 
+    def _stored(self, ids: set[str], recent: set[str]) -> set[str]:
+        """Which ids are stored. Ids this process wrote moments ago but the query missed are asked
+        again for a moment (Milvus Lite's lag, see _Claims); still missing means deleted since."""
+        found = self.store.existing(sorted(ids))
+        for delay in STALE_READ_RETRIES_S:
+            missed = recent - found
+            if not missed:
+                break
+            time.sleep(delay)
+            found |= self.store.existing(sorted(missed))
+        return found
+
     def _stream(self, sources: Sequence[Source], pool: ThreadPoolExecutor, tags: tuple[str, ...],
-                source: str, provenance: Provenance | None) -> Iterator[_Prepared | Rejected | tuple[str, str]]:
-        """Yield, in input order, each input's outcome: prepared, rejected or (label, sha) duplicate."""
+                source: str, provenance: Provenance | None, owner: object, held: set[str],
+                contested: list[tuple[Source, str]]) -> Iterator[_Prepared | Rejected | tuple[str, str]]:
+        """Yield, in input order, each input's outcome: prepared, rejected or (label, sha) duplicate.
+
+        Ids this run claims go into `held`; inputs whose id another run holds go into `contested`
+        (and yield nothing now)."""
         seen: set[str] = set()
+        scope = _scope(self.store, self.blobs)
         chunk_size = self.batch_size * 4
         for start in range(0, len(sources), chunk_size):
-            loaded = list(pool.map(_load, sources[start:start + chunk_size]))
-            candidates = [item for item in loaded if isinstance(item, _Loaded)]
-            stored = self.store.existing([item.sha256 for item in candidates])
+            chunk = sources[start:start + chunk_size]
+            loaded = list(pool.map(_load, chunk))
+            fresh = {item.sha256 for item in loaded if isinstance(item, _Loaded) and item.sha256 not in seen}
+            claimed = _claims.claim(scope, fresh, owner)  # claim first, then look
+            held.update(claimed)
+            stored = self._stored(claimed, _claims.recently_stored(scope, claimed))
+            _claims.release(scope, stored, owner)
+            held.difference_update(stored)
             pending: list[Future | _Prepared | Rejected | tuple[str, str]] = []
-            for item in loaded:
+            for original, item in zip(chunk, loaded):
                 if isinstance(item, Rejected):
                     pending.append(item)
                 elif item.sha256 in stored or item.sha256 in seen:
                     pending.append((item.label, item.sha256))
+                elif item.sha256 not in claimed:
+                    contested.append((original, item.sha256))
                 else:
                     seen.add(item.sha256)
                     pending.append(pool.submit(self._prepare, item, tags, source, provenance))
@@ -226,6 +308,7 @@ class IngestPipeline:
         total = len(sources) + len(pre_rejected)
         done = len(pre_rejected)
         batch: list[_Prepared] = []
+        scope, owner, held = _scope(self.store, self.blobs), object(), set()  # this run's claims (_Claims)
 
         def progress(current: str) -> None:
             if on_progress:
@@ -244,32 +327,52 @@ class IngestPipeline:
                 created_at = prepared.asset.created_at or _clock.next()  # imports keep their date
                 assets.append(Asset(**{**prepared.asset.__dict__, "created_at": created_at}))
             self.store.upsert(assets, vectors)
+            written = [a.sha256 for a in assets]
+            _claims.release(scope, written, owner, stored=True)  # runs waiting on these: duplicates
+            held.difference_update(written)
             report.added.extend((p.loaded.label, a) for p, a in zip(batch, assets))
             done += len(batch)
             last = batch[-1].loaded.filename
             batch.clear()
             progress(last)
 
+        to_do: list[Source] = list(sources)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="ragkit-ingest") as pool:
-            for outcome in self._stream(list(sources), pool, clean_tags, source, provenance):
-                if isinstance(outcome, _Prepared):
-                    batch.append(outcome)
-                    if len(batch) >= self.batch_size:
-                        flush_batch()
-                    continue
-                if isinstance(outcome, Rejected):
-                    report.rejected.append(outcome)
-                    label = outcome.path
-                else:
-                    report.duplicates.append(outcome)
-                    label = outcome[0]
-                done += 1
-                progress(label)
-            flush_batch()
+            try:
+                while to_do:
+                    contested: list[tuple[Source, str]] = []
+                    for outcome in self._stream(to_do, pool, clean_tags, source, provenance, owner, held,
+                                                contested):
+                        if isinstance(outcome, _Prepared):
+                            batch.append(outcome)
+                            if len(batch) >= self.batch_size:
+                                flush_batch()
+                            continue
+                        if isinstance(outcome, Rejected):
+                            report.rejected.append(outcome)
+                            label = outcome.path
+                        else:
+                            report.duplicates.append(outcome)
+                            label = outcome[0]
+                        done += 1
+                        progress(label)
+                    flush_batch()
+                    _claims.release(scope, held, owner)  # before waiting: runs never wait on each other
+                    held.clear()
+                    if contested:  # another run is adding these: wait for it, then look again
+                        _claims.wait_free(scope, [sha for _, sha in contested], CLAIM_WAIT_S)
+                    to_do = [original for original, _ in contested]
+            finally:
+                _claims.release(scope, held, owner)  # a failed run frees its ids for the others
         if report.added:
             self.store.flush()
         report.seconds = time.perf_counter() - started
         return report
+
+
+def _scope(store: AssetStore, blobs: BlobStore) -> str:
+    """Which library an id is claimed in: its data folder and collection (tests open many)."""
+    return f"{blobs.root.resolve()}::{store.collection}"
 
 
 def embed_query_image(data: bytes, embedder, max_pixels: int) -> np.ndarray:

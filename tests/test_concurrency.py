@@ -1,6 +1,7 @@
 """Several users at once: concurrent uploads and searches on one library; CLI and app on one server."""
 import json
 import threading
+import time
 
 from ragkit import doctor
 from ragkit.config import Settings
@@ -61,3 +62,88 @@ def test_cli_and_app_share_one_milvus_server(milvus_server, tmp_path, tiny_check
         assert doctor.check(app_library).healthy
     finally:
         app_library.close()
+
+
+def test_the_same_picture_dropped_in_several_sessions_at_once_is_added_once(library):
+    """Three sessions drop the same picture at the same moment (plus one of their own each):
+    exactly one reports it added, the others 'already in the library', and the stored row is the
+    adder's (its tag, its name), not whichever upsert happened to come last."""
+    people = ["alice", "bob", "carol"]
+    for round_ in range(4):  # a race: give it several chances to show
+        shared = jpeg_bytes(7000 + round_)
+        barrier = threading.Barrier(len(people))
+        reports, errors = {}, []
+
+        def drop(person: str, own_seed: int) -> None:
+            try:
+                barrier.wait(timeout=30)
+                reports[person] = library.ingest_uploads(
+                    [Upload(f"{person}-{round_}.jpg", shared), Upload(f"{person}-own-{round_}.jpg", jpeg_bytes(own_seed))],
+                    tags=[person])
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=drop, args=(p, 8000 + 10 * round_ + i)) for i, p in enumerate(people)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not errors, errors
+        adders = [p for p in people if any(label == f"{p}-{round_}.jpg" for label, _ in reports[p].added)]
+        assert len(adders) == 1, {p: (reports[p].added, reports[p].duplicates) for p in people}
+        for person in people:
+            assert len(reports[person].added) + len(reports[person].duplicates) == 2
+            assert [label for label, _ in reports[person].added if "-own-" in label] == [f"{person}-own-{round_}.jpg"]
+        stored = library.get(reports[adders[0]].added[0][1].sha256)
+        assert stored.filename == f"{adders[0]}-{round_}.jpg" and list(stored.tags) == [adders[0]]
+    assert library.count() == 4 * (1 + len(people))
+    assert doctor.check(library).healthy
+
+
+def test_when_the_run_adding_a_picture_fails_the_one_waiting_for_it_adds_it(library, monkeypatch):
+    """Run A claims a picture and then fails before storing it; run B, which found it claimed and
+    waited, must add it itself rather than report a duplicate that is not there."""
+    import ragkit.ingest as ingest_module
+    from ragkit.ingest import IngestPipeline
+
+    shared = jpeg_bytes(9100)
+    b_waiting = threading.Event()
+    real_wait = ingest_module._claims.wait_free
+
+    def noting_wait(*args, **kwargs):
+        b_waiting.set()
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module._claims, "wait_free", noting_wait)
+
+    class FailingEmbedder:
+        """The real model, except that this run's forward pass fails once B waits on it."""
+        image_size = library.embedder.image_size
+
+        def preprocess(self, image):
+            return library.embedder.preprocess(image)
+
+        def embed_tensors(self, batch):
+            assert b_waiting.wait(30), "run B never waited for run A's claim"
+            raise RuntimeError("out of memory (simulated)")
+
+    failing = IngestPipeline(library.store, library.blobs, FailingEmbedder(), max_pixels=library.settings.max_image_pixels)
+    outcome = {}
+
+    def run_a():
+        try:
+            failing.run([Upload("a.jpg", shared)], tags=["a"])
+        except RuntimeError as exc:
+            outcome["a"] = exc
+
+    thread = threading.Thread(target=run_a)
+    thread.start()
+    for _ in range(3000):  # until A holds its claim
+        if ingest_module._claims._owners:  # noqa: SLF001
+            break
+        time.sleep(0.01)
+    report = library.ingest_uploads([Upload("b.jpg", shared)], tags=["b"])
+    thread.join(timeout=60)
+    assert "out of memory" in str(outcome["a"])
+    assert [label for label, _ in report.added] == ["b.jpg"] and not report.duplicates
+    assert library.count() == 1 and list(library.get(report.added[0][1].sha256).tags) == ["b"]

@@ -58,6 +58,20 @@ def test_bad_files_are_rejected_and_good_ones_land(library, tmp_path):
     _files_and_rows_agree(library)
 
 
+def test_a_picture_deleted_moments_after_upload_can_be_added_again(library):
+    """Ingest remembers what it wrote in the last seconds (Milvus Lite's read lag, ragkit.ingest
+    _Claims); a delete right after must still let the same picture back in, not call it a duplicate."""
+    data = jpeg_bytes(4242)
+    first = library.ingest_uploads([Upload("hero.jpg", data)], tags=["v1"])
+    sha = first.added[0][1].sha256
+    library.delete([sha])
+    again = library.ingest_uploads([Upload("hero-again.jpg", data)], tags=["v2"])
+    assert [label for label, _ in again.added] == ["hero-again.jpg"] and not again.duplicates
+    assert library.get(sha).filename == "hero-again.jpg" and list(library.get(sha).tags) == ["v2"]
+    third = library.ingest_uploads([Upload("hero-third.jpg", data)])
+    assert not third.added and [label for label, _ in third.duplicates] == ["hero-third.jpg"]
+
+
 def test_duplicates_are_skipped_and_reingest_adds_nothing(library, image_folder, tmp_path):
     copy = tmp_path / "copy_of_0.jpg"
     copy.write_bytes((image_folder / "photo_0.jpg").read_bytes())
