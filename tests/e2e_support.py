@@ -383,3 +383,127 @@ if __name__ == "__main__":
         print(f"wrote 16 pictures to {target}")
     else:
         print(__doc__)
+
+
+# --- reliability tests: a killable server, several browser sessions, the Library's upload form -----
+UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
+UPLOAD_REPORT = '[class*="st-key-library-report"] [data-testid="stAlert"]'
+
+
+def streamlit_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+            "--server.address", "127.0.0.1", "--server.headless", "true",
+            "--browser.gatherUsageStats", "false"]
+
+
+@contextlib.contextmanager
+def killable_streamlit_server(ragkit_env: dict[str, str], port: int, log_path: Path,
+                              timeout: float = 90.0) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Like streamlit_server, but yields (url, process) with the server in its own process group,
+    so a test can `kill -9` it; whatever is left of the group is SIGKILLed on the way out."""
+    from tests.conftest import wait_for_port
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(streamlit_command(port), cwd=REPO, env=clean_env(ragkit_env), stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_port(port, timeout=timeout, process=process)
+            yield f"http://127.0.0.1:{port}", process
+        finally:
+            stop_process_group(process)
+
+
+def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGTERM the process (if it still runs), then SIGKILL anything left in its process group."""
+    import signal
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # the group id is the leader's pid (start_new_session)
+
+
+@contextlib.contextmanager
+def chromium_browser() -> Iterator[object]:
+    """One headless Chromium; each `new_session_page(browser)` is a separate Streamlit session."""
+    from playwright.sync_api import sync_playwright
+    executable = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_session_page(browser, errors: list[str] | None = None, viewport=(1440, 1000)):
+    """A page in a fresh browser context (own cookies, own websocket: its own Streamlit session).
+    Uncaught page errors are appended to `errors`, prefixed with the page's number."""
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=1)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    if errors is not None:
+        label = f"page {len(browser.contexts)}"
+        page.on("pageerror", lambda exc: errors.append(f"{label}: {exc}"))
+    return page
+
+
+def open_add_images(page) -> None:
+    """Expand the Library's "Add images" expander (collapsed once the library has images)."""
+    summary = page.locator('[data-testid="stExpander"] summary').filter(has_text="Add images")
+    summary.wait_for()
+    details = summary.locator("xpath=ancestor::details[1]")
+    if details.get_attribute("open") is None:
+        summary.click()
+        wait_for_app_idle(page)
+
+
+def choose_uploads(page, files: list[tuple[str, bytes]], tags: str = "", timeout: float = 60.0):
+    """Put files in the Library's drop zone (and tags in its field); returns the Add button, ready."""
+    open_add_images(page)
+    payload = [{"name": name, "mimeType": "image/jpeg", "buffer": data} for name, data in files]
+    page.locator(UPLOAD_INPUT).set_input_files(payload)
+    add = page.get_by_role("button", name=f"Add {len(files)} image{'s' if len(files) != 1 else ''} to the library")
+    add.wait_for(timeout=timeout * 1000)
+    if tags:
+        field = page.get_by_label("Tags for these images (optional, comma-separated)")
+        field.fill(tags)
+        field.press("Enter")
+    wait_for_app_idle(page, timeout)
+    return add
+
+
+def upload_report(page) -> dict | None:
+    """The Library's summary after an upload as numbers, or None while there is none on the page:
+    {"added": 9, "duplicates": 0, "rejected": 0, "seconds": 1.2} (the server's own ingest time)."""
+    import re
+    alerts = page.locator(UPLOAD_REPORT)
+    if alerts.count() == 0:
+        return None
+    text = alerts.first.inner_text()
+    match = re.search(r"(\d+) added · (\d+) already in the library · (\d+) rejected · ([\d.]+) s", text)
+    if not match:
+        raise AssertionError(f"unexpected upload summary: {text!r}")
+    added, duplicates, rejected, seconds = match.groups()
+    return {"added": int(added), "duplicates": int(duplicates), "rejected": int(rejected),
+            "seconds": float(seconds)}
+
+
+def blob_counts(data_dir: Path) -> dict[str, int]:
+    """Files under a library's data dir: finished originals and thumbnails, and unfinished writes."""
+    counts = {"originals": 0, "thumbnails": 0, "temp": 0}
+    for kind in ("originals", "thumbnails"):
+        root = Path(data_dir) / kind
+        if not root.is_dir():
+            continue
+        with os.scandir(root) as shards:
+            for shard in shards:
+                if not shard.is_dir():
+                    continue
+                with os.scandir(shard.path) as entries:
+                    for entry in entries:
+                        counts["temp" if entry.name.startswith(".tmp-") else kind] += 1
+    return counts
