@@ -78,7 +78,7 @@ def screenshot_on_failure(pages: dict) -> None:
 
 # --- 1. several sessions at once ---------------------------------------------------------------
 SESSIONS = ("a", "b", "c")
-PER_SESSION = 12
+PER_SESSION = 24  # enough work per upload that overlapping ones show it for a good second
 QUERIES = ["a blue mug", "a red sneaker", "a green watch", "a black handbag", "a yellow lamp",
            "a pink cap", "a teal bottle", "white sunglasses"]
 
