@@ -94,9 +94,9 @@ def _walk_through(page, url: str, products: list[tuple[str, bytes]]) -> None:
         tags.press("Enter")
         wait_for_app_idle(page)
         add.click()
-        page.get_by_text("12 added").wait_for(timeout=90_000)
+        page.locator('[class*="st-key-library-report"]').get_by_text("12 added").wait_for(timeout=90_000)
         wait_for_app_idle(page, 60)
-        assert page.get_by_text("1 rejected").is_visible()
+        assert page.locator('[class*="st-key-library-report"]').get_by_text("1 rejected").is_visible()
 
         # 3. The grid shows twelve thumbnails (never the 640-px originals), newest first.
         sizes = _images_loaded(page, GRID_IMAGES.format("library"), 12)

@@ -169,7 +169,7 @@ def _sessions_at_once(url, searcher, pages, seed_files, uploads, timeline) -> No
     searcher.get_by_text("Your library is empty").wait_for(timeout=90_000)
     wait_for_app_idle(searcher, 60)
     choose_uploads(searcher, seed_files, tags="seed").click()
-    searcher.get_by_text(f"{len(seed_files)} added").wait_for(timeout=90_000)
+    searcher.locator('[class*="st-key-library-report"]').get_by_text(f"{len(seed_files)} added").wait_for(timeout=90_000)
     wait_for_app_idle(searcher, 60)  # a click on a link while the page still reruns can be lost
     searcher.get_by_role("link", name="Search").click()
     query_box = searcher.get_by_label("Describe what you are looking for")

@@ -109,6 +109,8 @@ def journeys(user_a, user_b, url: str, fake: FakeGemini) -> None:
     b_search_s = time.monotonic() - before_search
     assert b_search_s < PAGE_BOUND_S, b_search_s
     assert time.monotonic() - sent < SLOW_S, "B's pages came only after A's answer: they waited on it"
+    print(f"\nwhile the model took {SLOW_S:.0f} s: A's Library came {a_library_s:.1f} s after Generate; "
+          f"B's search page + query took {b_search_s:.1f} s")
     assert fake.requests and len(fake.requests) == 1
 
     # Back in the Studio, A finds the generation still running, then its image; sent exactly once.

@@ -146,7 +146,7 @@ def journey(page, url: str, products: list[tuple[str, bytes]]) -> list[str]:
     add.wait_for()
     wait_for_app_idle(page)
     add.click()
-    page.get_by_text("6 added").wait_for(timeout=60_000)
+    page.locator('[class*="st-key-library-report"]').get_by_text("6 added").wait_for(timeout=60_000)
     wait_for_app_idle(page, 60)
 
     # 2. Search by words and switch on the first two hits as references.

@@ -66,7 +66,7 @@ def test_app_and_cli_write_to_one_milvus_server_at_once(milvus_server, ragkit_en
             time.sleep(0.05)
         add.click()
         assert cli.poll() is None, "the CLI ended before the upload began: nothing ran at once"
-        page.get_by_text("6 added").wait_for(timeout=120_000)
+        page.locator('[class*="st-key-library-report"]').get_by_text("6 added").wait_for(timeout=120_000)
         out, err = cli.communicate(timeout=180)
         assert cli.returncode == 0, err.decode(errors="replace")
         assert len(json.loads(out)["added"]) == COLLEAGUE
