@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreLockedError
+from .catalog import Catalog, Entry, entry_of
 from .filters import asset_filter, ids_filter, validate_sha256
 from .records import Asset, Page, SearchHit
 
@@ -184,13 +185,17 @@ class AssetStore:
         self.dim = dim
         self.model_id = model_id
         self._index = index or DEFAULT_INDEX
-        self._write_generation = 0
-        # Caches of whole-library scans. Only this process can write an embedded (Lite) DB, so
-        # its own write counter plus the row count are exact; a shared server also gets a TTL
-        # so other processes' tag edits show up.
+        # The listing (dates, sources, tags of every asset; ragkit.catalog) comes from one scan and
+        # then follows this store's own writes. It is rebuilt when the row count changes behind
+        # our back (another store or process wrote) and, on a shared server, every 30 s so other
+        # people's tag edits show up.
         self._shared = shared
-        self._order_cache: dict[str, tuple[float, int, int, list[str]]] = {}
-        self._tags_cache: tuple[float, int, int, list[tuple[str, int]]] | None = None
+        self._catalog: Catalog | None = None
+        self._catalog_made_at = 0.0
+        self._catalog_total: int | None = None    # the row count the catalog agrees with; None: re-read
+        self._catalog_log: list[tuple[str, str, Entry | None]] | None = None  # own writes during a build
+        self._catalog_lock = threading.Lock()     # guards the four fields above and the catalog
+        self._catalog_build = threading.Lock()    # one build scan at a time
         self._lock = threading.Lock()
         self._ensure_collection()
 
@@ -266,7 +271,7 @@ class AssetStore:
         rows = [self._row(asset, vector) for asset, vector in zip(assets, vectors)]
         with self._lock:
             self._call("store the assets", self._client.upsert, self.collection, rows)
-            self._write_generation += 1
+            self._note_writes([("put", row["sha256"], entry_of(row)) for row in rows])
 
     def _row(self, asset: Asset, vector: np.ndarray) -> dict:
         if vector.shape != (self.dim,):
@@ -295,7 +300,7 @@ class AssetStore:
             return 0
         with self._lock:
             result = self._call("delete assets", self._client.delete, self.collection, ids=ids)
-            self._write_generation += 1
+            self._note_writes([("remove", sha, None) for sha in ids])
         return int(result.get("delete_count", len(ids))) if isinstance(result, dict) else len(ids)
 
     def update_tags(self, sha256: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Asset:
@@ -361,7 +366,7 @@ class AssetStore:
             rows = self._call("count assets", self._client.query, self.collection, filter="",
                               output_fields=["count(*)"])
             return int(rows[0]["count(*)"]) if rows else 0
-        return len(self._ordered_ids(expr))
+        return len(self._ordered_ids(tags, source))
 
     def search(self, vector: np.ndarray, k: int = 6, tags: Iterable[str] = (), source: str | None = None,
                min_score: float | None = None) -> list[SearchHit]:
@@ -390,25 +395,61 @@ class AssetStore:
             return {"nprobe": self._index.get("search_nprobe", min(nlist, max(16, nlist // 8)))}
         return {}
 
-    def _ordered_ids(self, expr: str) -> list[str]:
-        """Ids matching expr, newest first. Milvus cannot ORDER BY, so we sort here and cache
-        briefly: paging through a 10k library must not rescan it on every click."""
-        now = time.monotonic()
-        total = self.count()
-        cached = self._order_cache.get(expr)
-        if cached and self._fresh(cached[:3], total, now):
-            return cached[3]
-        generation = self._write_generation
-        rows = self.scan(expr, ["created_at"])
-        ordered = [r["sha256"] for r in sorted(rows, key=lambda r: (-int(r["created_at"]), r["sha256"]))]
-        self._order_cache[expr] = (now, generation, total, ordered)
-        return ordered
+    # --- the listing (ragkit.catalog) -----------------------------------------------------
+    def _note_writes(self, changes: list[tuple[str, str, Entry | None]]) -> None:
+        """Apply this store's own writes to the catalog (and to a build's log, if one runs)."""
+        with self._catalog_lock:
+            if self._catalog is not None:
+                _apply(self._catalog, changes)
+                self._catalog_total = None  # the count it agrees with is read again next time
+            if self._catalog_log is not None:
+                self._catalog_log.extend(changes)
 
-    def _fresh(self, stamp: tuple[float, int, int], total: int, now: float) -> bool:
-        made_at, generation, made_total = stamp
-        if generation != self._write_generation or made_total != total:
+    def drop_listing(self) -> None:
+        """Forget the catalog: the next listing rescans (benchmarks, tests)."""
+        with self._catalog_lock:
+            self._catalog = None
+
+    def _listing(self) -> Catalog:
+        """The catalog, up to date: built by one scan, then kept by our own writes."""
+        total = self.count()
+        with self._catalog_lock:
+            if self._catalog_current(total):
+                return self._catalog  # type: ignore[return-value]
+        with self._catalog_build:
+            with self._catalog_lock:
+                if self._catalog_current(total):  # another thread built it meanwhile
+                    return self._catalog  # type: ignore[return-value]
+                self._catalog_log = []
+            try:
+                rows = self.scan("", ["created_at", "source", "tags"])
+            except BaseException:
+                with self._catalog_lock:
+                    self._catalog_log = None
+                raise
+            with self._catalog_lock:
+                catalog = Catalog(rows)
+                _apply(catalog, self._catalog_log or [])  # writes the scan may or may not have seen
+                self._catalog, self._catalog_log = catalog, None
+                self._catalog_made_at, self._catalog_total = time.monotonic(), total
+                return catalog
+
+    def _catalog_current(self, total: int) -> bool:
+        """(Catalog lock held.) Does the catalog still describe the collection?"""
+        if self._catalog is None:
             return False
-        return not self._shared or now - made_at < ORDER_CACHE_SECONDS
+        if self._shared and time.monotonic() - self._catalog_made_at >= ORDER_CACHE_SECONDS:
+            return False
+        if self._catalog_total is None:  # our own writes since: they are in it; note the new count
+            self._catalog_total = total
+        return self._catalog_total == total
+
+    def _ordered_ids(self, tags: Iterable[str] = (), source: str | None = None) -> list[str]:
+        """Ids matching the filter, newest first (Milvus cannot ORDER BY)."""
+        _filter(tags, source)  # validates the source, like a query would
+        catalog = self._listing()
+        with self._catalog_lock:
+            return catalog.ordered(normalise_tags(tags), source or None)
 
     def scan(self, expr: str = "", fields: Sequence[str] = ("created_at",)) -> list[dict]:
         """Every matching row (chosen fields), however many there are."""
@@ -430,23 +471,21 @@ class AssetStore:
     def page(self, offset: int = 0, limit: int = 24, tags: Iterable[str] = (),
              source: str | None = None) -> Page:
         """One page of assets, newest first."""
-        ordered = self._ordered_ids(_filter(tags, source))
+        ordered = self._ordered_ids(tags, source)
         offset = max(0, int(offset))
         window = ordered[offset:offset + limit]
         return Page(assets=self.get_many(window), total=len(ordered), offset=offset, limit=limit)
 
     def all_tags(self) -> list[tuple[str, int]]:
         """Every tag with its number of assets, most used first (for filter pickers)."""
-        now, total = time.monotonic(), self.count()
-        if self._tags_cache and self._fresh(self._tags_cache[:3], total, now):
-            return list(self._tags_cache[3])
-        generation = self._write_generation
-        counts: dict[str, int] = {}
-        # No filter: Milvus Lite's iterator re-applies one to the whole collection per batch
-        # (143 s vs 19 s at 100k, bench/); empty tag lists are skipped here instead.
-        for row in self.scan("", ["tags"]):
-            for tag in row.get("tags") or ():
-                counts[tag] = counts.get(tag, 0) + 1
-        result = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        self._tags_cache = (now, generation, total, result)
-        return list(result)
+        catalog = self._listing()
+        with self._catalog_lock:
+            return list(catalog.tag_counts())
+
+
+def _apply(catalog: Catalog, changes: Iterable[tuple[str, str, Entry | None]]) -> None:
+    for op, sha, entry in changes:
+        if op == "put":
+            catalog.put(sha, entry)  # type: ignore[arg-type]
+        else:
+            catalog.remove(sha)
