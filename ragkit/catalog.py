@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Iterable
 
 Entry = tuple[int, str, tuple[str, ...]]  # created_at, source, tags
+Change = tuple[str, str, "Entry | None"]   # ("put", id, entry) or ("remove", id, None)
 MAX_VIEWS = 64  # filtered orders kept per version (a person clicks through a handful of filters)
 
 
@@ -26,16 +27,14 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def __contains__(self, sha256: str) -> bool:
-        return sha256 in self._entries
-
-    def put(self, sha256: str, entry: Entry) -> None:
-        self._entries[sha256] = entry
+    def apply(self, changes: Iterable[Change]) -> None:
+        """Writes, in order: ("put", id, entry) or ("remove", id, None)."""
+        for op, sha256, entry in changes:
+            if op == "put":
+                self._entries[sha256] = entry  # type: ignore[assignment]
+            else:
+                self._entries.pop(sha256, None)
         self._forget_derived()
-
-    def remove(self, sha256: str) -> None:
-        if self._entries.pop(sha256, None) is not None:
-            self._forget_derived()
 
     def _forget_derived(self) -> None:
         self._newest_first: list[str] | None = None

@@ -171,16 +171,10 @@ class _Claims:
     An id claimed by another run is put aside; after releasing all its own claims (so no two runs
     ever wait on each other), the run waits for it and checks again: stored by then means a
     duplicate, not stored (the other run failed) means it is this run's to add.
-
-    Ids stored in the last few seconds are also remembered here: Milvus Lite can answer a query
-    from another thread without a row whose upsert has already returned (seen here: 1 in 30
-    three-way races), so a miss on such an id is asked again before it counts (_stored()).
     """
 
-    def __init__(self, remember_s: float = 10.0) -> None:
+    def __init__(self) -> None:
         self._owners: dict[tuple[str, str], object] = {}
-        self._stored: dict[tuple[str, str], float] = {}  # recently written -> when
-        self._remember_s = remember_s
         self._changed = threading.Condition()
 
     def claim(self, scope: str, ids: Iterable[str], owner: object) -> set[str]:
@@ -192,21 +186,11 @@ class _Claims:
                     held.add(sha)
         return held
 
-    def recently_stored(self, scope: str, ids: Iterable[str]) -> set[str]:
-        now = time.monotonic()
-        with self._changed:
-            return {sha for sha in ids if now - self._stored.get((scope, sha), -1e18) < self._remember_s}
-
-    def release(self, scope: str, ids: Iterable[str], owner: object, *, stored: bool = False) -> None:
-        now = time.monotonic()
+    def release(self, scope: str, ids: Iterable[str], owner: object) -> None:
         with self._changed:
             for sha in ids:
                 if self._owners.get((scope, sha)) is owner:
                     del self._owners[(scope, sha)]
-                    if stored:
-                        self._stored[(scope, sha)] = now
-            if len(self._stored) > 10_000:
-                self._stored = {k: t for k, t in self._stored.items() if now - t < self._remember_s}
             self._changed.notify_all()
 
     def wait_free(self, scope: str, ids: Iterable[str], timeout: float) -> None:
@@ -216,7 +200,6 @@ class _Claims:
 
 
 _claims = _Claims()
-STALE_READ_RETRIES_S = (0.02, 0.05, 0.1, 0.2, 0.4)  # ~0.8 s in all, only for ids written moments ago
 CLAIM_WAIT_S = 600.0  # an other run's batch is at most a few seconds of work; this only bounds a hang
 
 
@@ -254,18 +237,6 @@ class IngestPipeline:
         )
         return _Prepared(loaded, asset, thumbnail, tensor)
 
-    def _stored(self, ids: set[str], recent: set[str]) -> set[str]:
-        """Which ids are stored. Ids this process wrote moments ago but the query missed are asked
-        again for a moment (Milvus Lite's lag, see _Claims); still missing means deleted since."""
-        found = self.store.existing(sorted(ids))
-        for delay in STALE_READ_RETRIES_S:
-            missed = recent - found
-            if not missed:
-                break
-            time.sleep(delay)
-            found |= self.store.existing(sorted(missed))
-        return found
-
     def _stream(self, sources: Sequence[Source], pool: ThreadPoolExecutor, tags: tuple[str, ...],
                 source: str, provenance: Provenance | None, owner: object, held: set[str],
                 contested: list[tuple[Source, str]]) -> Iterator[_Prepared | Rejected | tuple[str, str]]:
@@ -282,7 +253,7 @@ class IngestPipeline:
             fresh = {item.sha256 for item in loaded if isinstance(item, _Loaded) and item.sha256 not in seen}
             claimed = _claims.claim(scope, fresh, owner)  # claim first, then look
             held.update(claimed)
-            stored = self._stored(claimed, _claims.recently_stored(scope, claimed))
+            stored = self.store.existing(sorted(claimed))
             _claims.release(scope, stored, owner)
             held.difference_update(stored)
             pending: list[Future | _Prepared | Rejected | tuple[str, str]] = []
@@ -328,7 +299,7 @@ class IngestPipeline:
                 assets.append(Asset(**{**prepared.asset.__dict__, "created_at": created_at}))
             self.store.upsert(assets, vectors)
             written = [a.sha256 for a in assets]
-            _claims.release(scope, written, owner, stored=True)  # runs waiting on these: duplicates
+            _claims.release(scope, written, owner)  # stored: runs waiting on these find duplicates
             held.difference_update(written)
             report.added.extend((p.loaded.label, a) for p, a in zip(batch, assets))
             done += len(batch)

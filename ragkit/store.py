@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from .errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreLockedError
-from .catalog import Catalog, Entry, entry_of
+from .catalog import Catalog, Change, entry_of
 from .filters import asset_filter, ids_filter, validate_sha256
 from .records import Asset, Page, SearchHit
 
@@ -39,6 +39,8 @@ METADATA_FIELDS = ["sha256", "filename", "mime", "width", "height", "size_bytes"
 # small segments prints faiss warnings to stderr) and keeps its recall on any distribution.
 DEFAULT_INDEX = {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 200}}
 ORDER_CACHE_SECONDS = 30.0
+RECENT_WRITE_SECONDS = 10.0                         # see existing()
+STALE_READ_RETRIES_S = (0.02, 0.05, 0.1, 0.2, 0.4)  # ~0.8 s in all, only for ids written moments ago
 
 
 # gRPC's C core prints keepalive chatter ("GOAWAY ... too_many_pings") straight to stderr,
@@ -193,10 +195,11 @@ class AssetStore:
         self._catalog: Catalog | None = None
         self._catalog_made_at = 0.0
         self._catalog_total: int | None = None    # the row count the catalog agrees with; None: re-read
-        self._catalog_log: list[tuple[str, str, Entry | None]] | None = None  # own writes during a build
+        self._catalog_log: list[Change] | None = None  # own writes during a build
         self._catalog_lock = threading.Lock()     # guards the four fields above and the catalog
         self._catalog_build = threading.Lock()    # one build scan at a time
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()             # writes; also guards _recent_writes
+        self._recent_writes: dict[str, float] = {}  # id -> when this store upserted it (existing())
         self._ensure_collection()
 
     # --- set-up -------------------------------------------------------------------------
@@ -272,6 +275,11 @@ class AssetStore:
         with self._lock:
             self._call("store the assets", self._client.upsert, self.collection, rows)
             self._note_writes([("put", row["sha256"], entry_of(row)) for row in rows])
+            now = time.monotonic()
+            if len(self._recent_writes) > 10_000:
+                self._recent_writes = {k: t for k, t in self._recent_writes.items()
+                                       if now - t < RECENT_WRITE_SECONDS}
+            self._recent_writes.update((row["sha256"], now) for row in rows)
 
     def _row(self, asset: Asset, vector: np.ndarray) -> dict:
         if vector.shape != (self.dim,):
@@ -301,6 +309,8 @@ class AssetStore:
         with self._lock:
             result = self._call("delete assets", self._client.delete, self.collection, ids=ids)
             self._note_writes([("remove", sha, None) for sha in ids])
+            for sha in ids:
+                self._recent_writes.pop(sha, None)
         return int(result.get("delete_count", len(ids))) if isinstance(result, dict) else len(ids)
 
     def update_tags(self, sha256: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Asset:
@@ -344,9 +354,27 @@ class AssetStore:
         return [by_id[s] for s in sha256s if s in by_id]
 
     def existing(self, sha256s: Sequence[str]) -> set[str]:
-        """Which of these ids are already stored (duplicate detection)."""
-        found: set[str] = set()
+        """Which of these ids are already stored (duplicate detection).
+
+        Milvus Lite can answer a query from another thread without a row whose upsert has already
+        returned (seen: 1 in 30 three-way upload races). So an id this store wrote in the last
+        RECENT_WRITE_SECONDS that the query misses is asked again for a moment; still missing
+        means someone deleted it since."""
         ids = list(dict.fromkeys(sha256s))
+        found = self._query_existing(ids)
+        now = time.monotonic()
+        with self._lock:
+            recent = {sha for sha in ids if now - self._recent_writes.get(sha, -1e18) < RECENT_WRITE_SECONDS}
+        for delay in STALE_READ_RETRIES_S:
+            missed = recent - found
+            if not missed:
+                break
+            time.sleep(delay)
+            found |= self._query_existing(sorted(missed))
+        return found
+
+    def _query_existing(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
             rows = self._call("check for duplicates", self._client.query, self.collection,
@@ -396,11 +424,11 @@ class AssetStore:
         return {}
 
     # --- the listing (ragkit.catalog) -----------------------------------------------------
-    def _note_writes(self, changes: list[tuple[str, str, Entry | None]]) -> None:
+    def _note_writes(self, changes: list[Change]) -> None:
         """Apply this store's own writes to the catalog (and to a build's log, if one runs)."""
         with self._catalog_lock:
             if self._catalog is not None:
-                _apply(self._catalog, changes)
+                self._catalog.apply(changes)
                 self._catalog_total = None  # the count it agrees with is read again next time
             if self._catalog_log is not None:
                 self._catalog_log.extend(changes)
@@ -429,7 +457,7 @@ class AssetStore:
                 raise
             with self._catalog_lock:
                 catalog = Catalog(rows)
-                _apply(catalog, self._catalog_log or [])  # writes the scan may or may not have seen
+                catalog.apply(self._catalog_log or [])  # writes the scan may or may not have seen
                 self._catalog, self._catalog_log = catalog, None
                 self._catalog_made_at, self._catalog_total = time.monotonic(), total
                 return catalog
@@ -482,10 +510,3 @@ class AssetStore:
         with self._catalog_lock:
             return list(catalog.tag_counts())
 
-
-def _apply(catalog: Catalog, changes: Iterable[tuple[str, str, Entry | None]]) -> None:
-    for op, sha, entry in changes:
-        if op == "put":
-            catalog.put(sha, entry)  # type: ignore[arg-type]
-        else:
-            catalog.remove(sha)

@@ -59,8 +59,9 @@ def test_bad_files_are_rejected_and_good_ones_land(library, tmp_path):
 
 
 def test_a_picture_deleted_moments_after_upload_can_be_added_again(library):
-    """Ingest remembers what it wrote in the last seconds (Milvus Lite's read lag, ragkit.ingest
-    _Claims); a delete right after must still let the same picture back in, not call it a duplicate."""
+    """The store remembers what it wrote in the last seconds (Milvus Lite's read lag, see
+    AssetStore.existing); a delete right after must still let the same picture back in, not call
+    it a duplicate."""
     data = jpeg_bytes(4242)
     first = library.ingest_uploads([Upload("hero.jpg", data)], tags=["v1"])
     sha = first.added[0][1].sha256
