@@ -226,14 +226,15 @@ def details(sha256: str) -> None:
             if asset.is_generated:
                 provenance(asset)
             tray.pick_toggle(asset.sha256, key_prefix="library.details", label="Use as a reference")
+            has_original = library.blobs.original_path(sha256).is_file()
             with st.container(horizontal=True, gap="small"):
-                if library.blobs.original_path(sha256).is_file():
+                if has_original:
                     st.download_button("Download original", data=lambda: library.original_bytes(sha256),
                                        file_name=asset.filename, mime=asset.mime or None, on_click="ignore",
                                        icon=":material/download:", key="library.download")
                 if st.button("Find similar", key="library.find-similar", icon=":material/image_search:"):
                     state.find_similar(sha256)
-            if not library.blobs.original_path(sha256).is_file():
+            if not has_original:
                 st.caption("The original file is missing; run `python -m ragkit doctor`.")
             delete_controls(asset)
 
@@ -264,8 +265,10 @@ def export_section(filters: dict, matching: int, filtered: bool) -> None:
                            "run `python -m ragkit doctor --repair`.")
         path = st.session_state.get(K_EXPORT)
         if path and Path(path).is_file():
-            st.download_button(f"Download {Path(path).name} ({Path(path).stat().st_size / 2**20:,.1f} MB)",
-                               data=Path(path).read_bytes(), file_name=Path(path).name,
+            archive = Path(path)
+            # Read when clicked, not on every rerun: a whole-library zip can be gigabytes.
+            st.download_button(f"Download {archive.name} ({archive.stat().st_size / 2**20:,.1f} MB)",
+                               data=archive.read_bytes, file_name=archive.name,
                                mime="application/zip", key="library.export-download",
                                icon=":material/download:", type="primary")
 
