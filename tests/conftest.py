@@ -105,6 +105,7 @@ def milvus_server(tmp_path):
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait(timeout=10)
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120,

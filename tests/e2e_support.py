@@ -1,12 +1,11 @@
 """Helpers for the app tests: product-like pictures, a `streamlit run` server, headless Chromium,
-and a synthetic 10,000-asset library for timing the pages.
+and the AppTest fixtures; helpers for the reliability tests (a killable server, several sessions).
 
-    python -m tests.e2e_support time-pages      # the Library page's script time at 10k assets
+    python -m tests.e2e_support pictures DIR    # 16 product pictures to try the app with
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import shutil
@@ -209,43 +208,23 @@ def clean_env(ragkit_env: dict[str, str]) -> dict[str, str]:
 def streamlit_server(ragkit_env: dict[str, str], port: int, log_path: Path,
                      timeout: float = 90.0) -> Iterator[str]:
     """`streamlit run app.py` on 127.0.0.1:port with this library; yields its URL."""
-    from tests.conftest import wait_for_port
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--server.headless", "true",
-               "--browser.gatherUsageStats", "false"]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=clean_env(ragkit_env), stdout=log,
-                                   stderr=subprocess.STDOUT)
-        try:
-            wait_for_port(port, timeout=timeout, process=process)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+    with killable_streamlit_server(ragkit_env, port, log_path, timeout) as (url, _):
+        yield url
+
+
+def chromium_executable() -> str | None:
+    return CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
 
 
 def chromium_available() -> bool:
-    return Path(CHROMIUM).is_file() or shutil.which("chromium") is not None
+    return chromium_executable() is not None
 
 
 @contextlib.contextmanager
 def chromium_page(viewport=(1440, 1000)):
-    from playwright.sync_api import sync_playwright
-    executable = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
-                                          device_scale_factor=1)
-            page = context.new_page()
-            page.set_default_timeout(30_000)
-            yield page
-        finally:
-            browser.close()
+    """One page in a fresh headless Chromium."""
+    with chromium_browser() as browser:
+        yield new_session_page(browser, viewport=viewport)
 
 
 def require_browser() -> None:
@@ -280,109 +259,6 @@ def wait_for_app_idle(page, timeout: float = 30.0, settle: float = 0.4) -> None:
             quiet_since = None
         time.sleep(0.1)
     raise TimeoutError(f"the app was still running after {timeout:.0f} s")
-
-
-# --- a big synthetic library (timings) -----------------------------------------------------------
-def fill_synthetic(library, n: int, batch: int = 1000, seed: int = 0) -> None:
-    """n synthetic assets straight into the store (random unit vectors, one shared thumbnail)."""
-    from ragkit.records import Asset
-    rng = np.random.default_rng(seed)
-    thumb = product_jpeg("mug", "teal", size=(384, 288))
-    tag_sets = [("red", "shoe"), ("blue",), ("summer", "campaign"), (), ("hero",)]
-    for start in range(0, n, batch):
-        assets = []
-        for i in range(start, min(n, start + batch)):
-            sha = hashlib.sha256(f"synthetic-{seed}-{i}".encode()).hexdigest()
-            library.blobs.put(sha, thumb, thumb)
-            assets.append(Asset(sha256=sha, filename=f"shot_{i:05d}.jpg", mime="image/jpeg", width=1600,
-                                height=1200, size_bytes=250_000 + i, tags=tag_sets[i % len(tag_sets)],
-                                source="generated" if i % 10 == 0 else "upload",
-                                created_at=1_700_000_000_000 + i * 1000))
-        vectors = rng.normal(size=(len(assets), library.dim)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        library.store.upsert(assets, vectors)
-    library.store.flush()
-
-
-def time_pages(n: int = 10_000, runs: int = 5) -> None:
-    """Print AppTest script-run times of the pages on an n-asset library (model: ragkit-tiny)."""
-    import statistics
-    import tempfile
-
-    from streamlit.testing.v1 import AppTest
-
-    from ragkit.config import Settings
-    from ragkit.embedder import make_random_checkpoint
-    from ragkit.library import Library
-    from tests.conftest import make_env
-
-    root = Path(tempfile.mkdtemp(prefix="ragkit-time-"))
-    checkpoint = make_random_checkpoint("ragkit-tiny", root / "ragkit-tiny.pt")
-    env = make_env(root / "data", checkpoint)
-    os.environ.update(env)
-    started = time.perf_counter()
-    library = Library.open(Settings.load(env=env, cwd=root, secrets_files=[]))
-    fill_synthetic(library, n)
-    library.close()
-    print(f"synthetic library: {n:,} assets in {time.perf_counter() - started:.1f} s")
-
-    def timed(at, action=None):
-        if action:
-            action(at)
-        t = time.perf_counter()
-        at.run(timeout=120)
-        assert not at.exception, at.exception
-        return time.perf_counter() - t
-
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    print(f"Library, first run (opens Milvus, cold caches):   {timed(at) * 1000:8.0f} ms")
-    rows = []
-    rows.append(("Library, rerun (24 a page)", [timed(at) for _ in range(runs)]))
-    rows.append(("Library, next page", [timed(at, lambda a, p=p: a.get("pagination")[0].set_value(p))
-                                         for p in range(2, 2 + runs)]))
-    at.selectbox(key="library.per-page").set_value(48)
-    at.run(timeout=120)
-    rows.append(("Library, rerun (48 a page)", [timed(at) for _ in range(runs)]))
-    rows.append(("Library, filter tag 'red'", [timed(at, lambda a: a.multiselect(key="library.tags").set_value(["red"]))]
-                 + [timed(at) for _ in range(runs - 1)]))
-    at.multiselect(key="library.tags").set_value([])
-    at.run(timeout=120)
-    rows.append(("Library, open details dialog", [timed(at, lambda a: a.button(key=next(
-        b.key for b in a.button if b.key and b.key.startswith("library.open."))).click()) for _ in range(runs)]))
-    time.sleep(31)  # past AssetStore's 30-s newest-first order cache: the next page view rescans
-    rows.append(("Library, rerun after 31 s idle", [timed(at)]))
-    at.switch_page("app_pages/search.py").run(timeout=120)
-    rows.append(("Search, text query k=6", [timed(at, lambda a, i=i: a.text_input(key="search.text").set_value(f"a teal mug {i}"))
-                                            for i in range(runs)]))
-    rows.append(("Search, rerun (remembered hits)", [timed(at) for _ in range(runs)]))
-    rows.append(("Search, k=50", [timed(at, lambda a: a.slider(key="search.k").set_value(50))]
-                 + [timed(at, lambda a, i=i: a.text_input(key="search.text").set_value(f"red shoe {i}")) for i in range(runs - 1)]))
-    print(f"{'script run':40s} {'median':>8s} {'max':>8s}   (ms, {runs} runs each)")
-    for label, values in rows:
-        print(f"{label:40s} {statistics.median(values) * 1000:8.0f} {max(values) * 1000:8.0f}")
-    from ragkit.ui import state as ui_state  # the app's own library, cached in this process
-    library = ui_state._open_library(ui_state.library_key(ui_state.settings()), ui_state.settings())
-    print("core calls behind a Library page view (ms, cold then warm):")
-    for label, call in [("count()", library.count), ("all_tags() (uncached in the core)", library.all_tags),
-                        ("page(0, 24) newest first", lambda: library.page(0, 24))]:
-        library.store.drop_listing()  # measure the rescan too
-        cold = time.perf_counter(); call(); cold = time.perf_counter() - cold
-        warm = time.perf_counter(); call(); warm = time.perf_counter() - warm
-        print(f"  {label:38s} {cold * 1000:8.0f} {warm * 1000:8.0f}")
-    shutil.rmtree(root, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["time-pages"]:
-        time_pages(int(sys.argv[2]) if len(sys.argv) > 2 else 10_000)
-    elif sys.argv[1:2] == ["pictures"]:
-        target = Path(sys.argv[2] if len(sys.argv) > 2 else "pictures")
-        target.mkdir(parents=True, exist_ok=True)
-        for name, data in product_set(16):
-            (target / name).write_bytes(data)
-        print(f"wrote 16 pictures to {target}")
-    else:
-        print(__doc__)
 
 
 # --- reliability tests: a killable server, several browser sessions, the Library's upload form -----
@@ -430,9 +306,8 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None
 def chromium_browser() -> Iterator[object]:
     """One headless Chromium; each `new_session_page(browser)` is a separate Streamlit session."""
     from playwright.sync_api import sync_playwright
-    executable = CHROMIUM if Path(CHROMIUM).is_file() else shutil.which("chromium")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=chromium_executable(), headless=True, args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:
@@ -507,3 +382,14 @@ def blob_counts(data_dir: Path) -> dict[str, int]:
                     for entry in entries:
                         counts["temp" if entry.name.startswith(".tmp-") else kind] += 1
     return counts
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["pictures"]:
+        target = Path(sys.argv[2] if len(sys.argv) > 2 else "pictures")
+        target.mkdir(parents=True, exist_ok=True)
+        for name, data in product_set(16):
+            (target / name).write_bytes(data)
+        print(f"wrote 16 pictures to {target}")
+    else:
+        print(__doc__)

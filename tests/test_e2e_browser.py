@@ -74,83 +74,81 @@ def test_upload_browse_search_and_pick_references_in_chromium(ragkit_env, tmp_pa
 
 
 def _walk_through(page, url: str, products: list[tuple[str, bytes]]) -> None:
-    if True:
+    # 1. A new user lands on an empty library that says what to do.
+    page.goto(url)
+    page.get_by_text("Your library is empty").wait_for(timeout=90_000)
+    wait_for_app_idle(page, 60)
+    assert page.get_by_text("Demo model with random weights").is_visible()
+    _shot(page, "empty-library")
 
-        # 1. A new user lands on an empty library that says what to do.
-        page.goto(url)
-        page.get_by_text("Your library is empty").wait_for(timeout=90_000)
-        wait_for_app_idle(page, 60)
-        assert page.get_by_text("Demo model with random weights").is_visible()
-        _shot(page, "empty-library")
+    # 2. Drag-and-drop is a file input underneath: twelve product shots and one text file.
+    files = [{"name": name, "mimeType": "image/jpeg", "buffer": data} for name, data in products]
+    files.append({"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"})
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(files)
+    add = page.get_by_role("button", name="Add 13 images to the library")
+    add.wait_for()
+    tags = page.get_by_label("Tags for these images (optional, comma-separated)")
+    tags.fill("summer, catalogue")
+    tags.press("Enter")
+    wait_for_app_idle(page)
+    add.click()
+    page.locator('[class*="st-key-library-report"]').get_by_text("12 added").wait_for(timeout=90_000)
+    wait_for_app_idle(page, 60)
+    assert page.locator('[class*="st-key-library-report"]').get_by_text("1 rejected").is_visible()
 
-        # 2. Drag-and-drop is a file input underneath: twelve product shots and one text file.
-        files = [{"name": name, "mimeType": "image/jpeg", "buffer": data} for name, data in products]
-        files.append({"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"})
-        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(files)
-        add = page.get_by_role("button", name="Add 13 images to the library")
-        add.wait_for()
-        tags = page.get_by_label("Tags for these images (optional, comma-separated)")
-        tags.fill("summer, catalogue")
-        tags.press("Enter")
-        wait_for_app_idle(page)
-        add.click()
-        page.locator('[class*="st-key-library-report"]').get_by_text("12 added").wait_for(timeout=90_000)
-        wait_for_app_idle(page, 60)
-        assert page.locator('[class*="st-key-library-report"]').get_by_text("1 rejected").is_visible()
+    # 3. The grid shows twelve thumbnails (never the 640-px originals), newest first.
+    sizes = _images_loaded(page, GRID_IMAGES.format("library"), 12)
+    assert len(sizes) == 12
+    assert all(max(s["w"], s["h"]) <= 384 for s in sizes), sizes
+    assert page.get_by_text("12 images, newest first").is_visible()
+    captions = page.locator('[class*="st-key-ragkit-grid-library"] [data-testid="stCaptionContainer"]')
+    assert captions.first.inner_text().strip() == products[-1][0]
+    page.get_by_role("button", name="Dismiss").click()
+    wait_for_app_idle(page)
+    _shot(page, "library", height=1300)
 
-        # 3. The grid shows twelve thumbnails (never the 640-px originals), newest first.
-        sizes = _images_loaded(page, GRID_IMAGES.format("library"), 12)
-        assert len(sizes) == 12
-        assert all(max(s["w"], s["h"]) <= 384 for s in sizes), sizes
-        assert page.get_by_text("12 images, newest first").is_visible()
-        captions = page.locator('[class*="st-key-ragkit-grid-library"] [data-testid="stCaptionContainer"]')
-        assert captions.first.inner_text().strip() == products[-1][0]
-        page.get_by_role("button", name="Dismiss").click()
-        wait_for_app_idle(page)
-        _shot(page, "library", height=1300)
+    # 4. Details open in a dialog; closing it keeps it closed on later reruns.
+    page.get_by_role("button", name="Details").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+    wait_for_app_idle(page)
+    assert dialog.get_by_text(products[-1][0]).first.is_visible()
+    assert dialog.get_by_role("button", name="Download original").is_visible()
+    assert dialog.get_by_role("button", name="Find similar").is_visible()
+    _images_loaded(page, '[role="dialog"] [data-testid="stImage"] img', 1)
+    _shot(page, "details")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+    wait_for_app_idle(page)
 
-        # 4. Details open in a dialog; closing it keeps it closed on later reruns.
-        page.get_by_role("button", name="Details").first.click()
-        dialog = page.get_by_role("dialog")
-        dialog.wait_for()
-        wait_for_app_idle(page)
-        assert dialog.get_by_text(products[-1][0]).first.is_visible()
-        assert dialog.get_by_role("button", name="Download original").is_visible()
-        assert dialog.get_by_role("button", name="Find similar").is_visible()
-        _images_loaded(page, '[role="dialog"] [data-testid="stImage"] img', 1)
-        _shot(page, "details")
-        page.keyboard.press("Escape")
-        dialog.wait_for(state="hidden")
-        wait_for_app_idle(page)
+    # 5. Search by words: six scored thumbnails.
+    page.get_by_role("link", name="Search").click()
+    query = page.get_by_label("Describe what you are looking for")
+    query.wait_for()
+    wait_for_app_idle(page)
+    assert page.get_by_role("dialog").count() == 0  # the closed dialog did not come back
+    query.fill("a red sneaker")
+    query.press("Enter")
+    page.get_by_text("results for “a red sneaker”").wait_for(timeout=60_000)
+    wait_for_app_idle(page)
+    _images_loaded(page, GRID_IMAGES.format("search"), 6)
+    grid_text = page.locator('[class*="st-key-ragkit-grid-search"]').inner_text()
+    assert len(re.findall(r"^\s*-?\d\.\d\d\s*$", grid_text, re.M)) == 6, grid_text  # scores as 0.83
 
-        # 5. Search by words: six scored thumbnails.
-        page.get_by_role("link", name="Search").click()
-        query = page.get_by_label("Describe what you are looking for")
-        query.wait_for()
+    # 6. Pick two hits as references: they show in the sidebar tray.
+    switches = page.locator('[class*="st-key-ragkit-grid-search"] [data-testid="stCheckbox"]')
+    for index in (0, 1):
+        switches.nth(index).get_by_text("Reference").click()
         wait_for_app_idle(page)
-        assert page.get_by_role("dialog").count() == 0  # the closed dialog did not come back
-        query.fill("a red sneaker")
-        query.press("Enter")
-        page.get_by_text("results for “a red sneaker”").wait_for(timeout=60_000)
-        wait_for_app_idle(page)
-        _images_loaded(page, GRID_IMAGES.format("search"), 6)
-        grid_text = page.locator('[class*="st-key-ragkit-grid-search"]').inner_text()
-        assert len(re.findall(r"^\s*-?\d\.\d\d\s*$", grid_text, re.M)) == 6, grid_text  # scores as 0.83
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("References · 2").wait_for()
+    _images_loaded(page, '[class*="st-key-ragkit-tray-sidebar"] img', 2)
+    _shot(page, "search", height=1200)
 
-        # 6. Pick two hits as references: they show in the sidebar tray.
-        switches = page.locator('[class*="st-key-ragkit-grid-search"] [data-testid="stCheckbox"]')
-        for index in (0, 1):
-            switches.nth(index).get_by_text("Reference").click()
-            wait_for_app_idle(page)
-        sidebar = page.locator('[data-testid="stSidebar"]')
-        sidebar.get_by_text("References · 2").wait_for()
-        _images_loaded(page, '[class*="st-key-ragkit-tray-sidebar"] img', 2)
-        _shot(page, "search", height=1200)
-
-        # 7. Open Studio with the two references (the tray's grid, whatever else the Studio shows).
-        sidebar.get_by_role("button", name="Open Studio").click()
-        page.get_by_role("heading", name="Studio", exact=True).wait_for()
-        wait_for_app_idle(page)
-        _images_loaded(page, GRID_IMAGES.format("tray-studio"), 2)
-        assert sidebar.get_by_role("button", name="Open Studio").count() == 0  # already there
-        _shot(page, "references-in-studio")
+    # 7. Open Studio with the two references (the tray's grid, whatever else the Studio shows).
+    sidebar.get_by_role("button", name="Open Studio").click()
+    page.get_by_role("heading", name="Studio", exact=True).wait_for()
+    wait_for_app_idle(page)
+    _images_loaded(page, GRID_IMAGES.format("tray-studio"), 2)
+    assert sidebar.get_by_role("button", name="Open Studio").count() == 0  # already there
+    _shot(page, "references-in-studio")

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from tests.conftest import free_port, run_cli
-from tests.e2e_support import (CHROMIUM, CHROMIUM_ARGS, REPO, product_set, require_browser, streamlit_server,
-                               wait_for_app_idle)
+from tests.e2e_support import (REPO, chromium_browser, new_session_page, product_set, require_browser,
+                               streamlit_server, wait_for_app_idle)
 from tests.fake_gemini import FakeGemini, image_reply, make_png, slow_reply
 
 pytestmark = pytest.mark.browser
@@ -39,35 +39,24 @@ def test_a_slow_model_freezes_neither_other_users_nor_other_pages(ragkit_env, tm
     ingest = run_cli(["ingest", str(folder), "--json"], ragkit_env, tmp_path)
     assert ingest.returncode == 0, ingest.stderr
 
-    from playwright.sync_api import sync_playwright
     log_path = tmp_path / "streamlit.log"
+    errors: list[str] = []
     with FakeGemini() as fake:
         fake.always(slow_reply(SLOW_S, image_reply("Here it is.", make_png("mug", "1:1"))))
         env = {**ragkit_env, "GEMINI_API_KEY": KEY, "RAGKIT_GEMINI_BASE_URL": fake.url}
-        with streamlit_server(env, free_port(), log_path) as url, sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-            pages = []
+        with streamlit_server(env, free_port(), log_path) as url, chromium_browser() as browser:
+            pages = [new_session_page(browser, errors, viewport=(1440, 1600)) for _ in range(2)]
+            user_a, user_b = pages
             try:
-                for _ in range(2):
-                    page = browser.new_context(viewport={"width": 1440, "height": 1600}).new_page()
-                    page.set_default_timeout(30_000)
-                    pages.append(page)
-                user_a, user_b = pages
-                errors: list[str] = []
-                for page in pages:
-                    page.on("pageerror", lambda exc: errors.append(str(exc)))
-                try:
-                    journeys(user_a, user_b, url, fake)
-                except BaseException:
-                    for name, page in zip("ab", pages):
-                        page.screenshot(path=str(ARTIFACTS / f"slow-generation-failure-{name}.png"))
-                    raise
-                for page in pages:
-                    assert page.locator('[data-testid="stException"]').count() == 0
-                    assert KEY not in page.content()
-                assert not errors, errors
-            finally:
-                browser.close()
+                journeys(user_a, user_b, url, fake)
+            except BaseException:
+                for name, page in zip("ab", pages):
+                    page.screenshot(path=str(ARTIFACTS / f"slow-generation-failure-{name}.png"))
+                raise
+            for page in pages:
+                assert page.locator('[data-testid="stException"]').count() == 0
+                assert KEY not in page.content()
+            assert not errors, errors
     log = log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
     assert KEY not in log
