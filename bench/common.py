@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -39,7 +39,7 @@ def quiet_logs() -> None:
     import pymilvus  # noqa: F401 - importing pymilvus resets its logger level, so import it first
     from ragkit.store import quiet_milvus_logging
     quiet_milvus_logging()
-    for name in ("pymilvus", "milvus_lite", "grpc", "faiss", "streamlit"):
+    for name in ("faiss", "streamlit"):  # pymilvus, milvus_lite, grpc: quiet_milvus_logging()
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
@@ -86,12 +86,6 @@ def ms(seconds: float) -> str:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
 
 
 # --- tables -------------------------------------------------------------------------------

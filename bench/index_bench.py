@@ -14,7 +14,7 @@ import time
 
 from bench.common import TMP_DIR, Table, ms, percentile
 from bench.query_bench import K, _ids_only, recall_at_k, self_hit_rate
-from bench.synth import VECTORS, SyntheticLibrary, release_embedded, synthetic_library
+from bench.synth import VECTORS, SyntheticLibrary, synthetic_library
 
 FLAT = {"index_type": "FLAT", "params": {}}
 # (index spec, [search params ...]). AUTOINDEX in Milvus Lite 3.2 is faiss HNSW with M=16,
@@ -101,7 +101,6 @@ def run(n: int, queries: int, recall_queries: int, log=print) -> list[Table]:
                               f"search failed: {_reason(exc)}")
     finally:
         library.close()
-        release_embedded(lib.uri)
         shutil.rmtree(work, ignore_errors=True)
     table.note("build s = release + drop_index + create_index + load over the whole library (2 cores).")
     table.note("AUTOINDEX is Milvus Lite's faiss HNSW with M=16, efConstruction=200, ef=64: the HNSW ef 64 row.")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bench.common import TMP_DIR, Table, bench_settings, shared_embedder
-from bench.synth import folder_of, jpeg_files, release_embedded
+from bench.synth import folder_of, jpeg_files
 
 KIND_LABEL = {"800x600": "800x600 JPEG", "24mp": "24 MP JPEG (6000x4000)"}
 
@@ -24,12 +24,12 @@ def naive_loop(files: list[Path], workdir: Path) -> float:
     """The original notebook, timed end to end (model already loaded). Returns images/s."""
     import torch
     from PIL import Image
-    from pymilvus import MilvusClient
 
+    from ragkit.store import connect, disconnect
     embedder = shared_embedder()
     model, preprocess = embedder._model, embedder._preprocess  # noqa: SLF001 - the notebook used them raw
     uri = str(workdir / "naive.db")
-    client = MilvusClient(uri)
+    client = connect(uri)  # a plain MilvusClient; disconnect() also frees the Lite file
     client.create_collection("notebook", dimension=embedder.dim, metric_type="COSINE")
     try:
         start = time.perf_counter()
@@ -43,8 +43,7 @@ def naive_loop(files: list[Path], workdir: Path) -> float:
         client.flush("notebook")
         elapsed = time.perf_counter() - start
     finally:
-        client.close()
-        release_embedded(uri)
+        disconnect(client, uri)
     return len(files) / elapsed
 
 
@@ -83,7 +82,6 @@ def ragkit_ingest(files: list[Path], workdir: Path, name: str, proposal: bool = 
         elapsed = time.perf_counter() - start
     finally:
         library.close()
-        release_embedded(str(data_dir / "ragkit.db"))
     if report.rejected or len(report.added) != len(files):
         raise RuntimeError(f"ragkit ingest did not add every file: {report.rejected[:3]}")
     return len(files) / elapsed, report

@@ -12,7 +12,7 @@ import os
 import time
 
 from bench.common import REPO, Table, bench_env, bench_settings, ms, percentile
-from bench.synth import release_embedded, synthetic_library
+from bench.synth import synthetic_library
 
 PAGE = 24
 
@@ -96,7 +96,6 @@ def run(n: int, repeat: int, log=print) -> list[Table]:
             timed("= script run, just after deleting them", lambda: script(False))
     finally:
         library.close()
-        release_embedded(lib.uri)
     for name, values in samples.items():
         table.add(name, ms(percentile(values, 50)), ms(percentile(values, 95)))
     table.note("AssetStore lists from an in-memory catalog (ragkit.catalog) built by one scan and kept up to "
@@ -163,5 +162,4 @@ def apptest(lib, repeat: int, log=print) -> Table:
             st.cache_resource.clear()  # closes the app's Library (on_release)
         except Exception:  # noqa: BLE001
             pass
-        release_embedded(lib.uri)
     return table.finish()

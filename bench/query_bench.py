@@ -10,19 +10,18 @@ import time
 
 import numpy as np
 
-from bench.proposals import InMemoryExactIndex, encode_text_trimmed
+from bench.proposals import InMemoryExactIndex
 from bench.common import Table, bench_settings, ms, percentile, shared_embedder
-from bench.synth import TEXT_QUERIES, VECTORS, SyntheticLibrary, index_key, release_embedded, synthetic_library
+from bench.synth import TEXT_QUERIES, VECTORS, SyntheticLibrary, index_key, synthetic_library
 
 K = 10
 LABELS = {
-    "encode": "text encode (ViT-B-32 text tower)",
+    "encode": "text encode (ViT-B-32 text tower, trimmed to the tokens)",
     "ids": "vector search alone (ids + scores)",
     "meta": "vector search + metadata (AssetStore.search)",
     "e2e": "text query end to end (Library.search_text)",
-    "p_encode": "proposal: text encode, tokens trimmed",
     "p_search": "proposal: in-memory exact top-k + get()",
-    "p_e2e": "proposal: end to end with both",
+    "p_e2e": "proposal: end to end with it",
 }
 
 
@@ -147,10 +146,9 @@ def run(sizes: list[int], queries: int, recall_queries: int, index: dict | None 
                         ("ids", lambda: _ids_only(store, vec, K)),
                         ("meta", lambda: store.search(vec, K)),
                         ("e2e", lambda: library.search_text(text, K)),
-                        ("p_encode", lambda: encode_text_trimmed(embedder, [text])),
                         ("p_search", lambda: store.get_many([h for h, _ in exact.search(vec, K)])),
                         ("p_e2e", lambda: store.get_many(
-                            [h for h, _ in exact.search(encode_text_trimmed(embedder, [text])[0], K)]))):
+                            [h for h, _ in exact.search(embedder.embed_texts([text])[0], K)]))):
                     start = time.perf_counter()
                     fn()
                     samples[name].append(time.perf_counter() - start)
@@ -168,13 +166,11 @@ def run(sizes: list[int], queries: int, recall_queries: int, index: dict | None 
                           ms(parts["index"]), ms(parts["engine"] - parts["index"]))
         finally:
             library.close()
-            release_embedded(lib.uri)
     latency.note("'vector search alone' is one pymilvus search returning ids and scores; '+ metadata' is "
                  "ragkit's AssetStore.search (output_fields = the asset's columns); end to end adds the text encode.")
     latency.note("synthetic CLIP-like vectors (bench/synth.py); the OS page cache is warm.")
     latency.note("'proposal' rows are prototypes in bench/proposals.py, not what ragkit does today: "
-                 "an exact top-k over a float32 matrix kept in the process, then metadata by id (get); "
-                 "and the text tower run only up to the end-of-text token (same vector to ~1e-7).")
+                 "an exact top-k over a float32 matrix kept in the process, then metadata by id (get).")
     where.note("'engine minus index' is Milvus Lite's per-row Python work on every search (dedup of "
                "versions across segments, delete masks, merge); it grows linearly with the number of rows.")
     return [latency.finish(), quality.finish(), where.finish()]

@@ -184,16 +184,6 @@ class SyntheticLibrary:
         return [asset_id(self.n, i) for i in range(self.n)]
 
 
-def release_embedded(uri: str) -> None:
-    """Stop the in-process Milvus Lite server of this file: drains its background compaction and
-    index builds and frees the file lock (MilvusClient.close() alone does neither)."""
-    try:
-        from milvus_lite.server_manager import server_manager_instance
-        server_manager_instance.release_server(uri)
-    except Exception:  # noqa: BLE001 - only an optimisation for the embedded case
-        pass
-
-
 def synthetic_library(n: int, index: dict | None = None, thumbnails: int = 1000, log=print) -> SyntheticLibrary:
     """A ragkit library of n synthetic assets (cached under bench/.cache/lib-*).
 
@@ -240,8 +230,7 @@ def synthetic_library(n: int, index: dict | None = None, thumbnails: int = 1000,
         for i in range(max(0, n - thumbnails), n):
             library.blobs.put_thumbnail(asset_id(n, i), thumb)
     finally:
-        library.close()
-        release_embedded(lib.uri)  # waits for Milvus Lite's background index build
+        library.close()  # stops the Lite server: waits for its background index build
     marker.write_text(json.dumps({"n": n, "index": index, "seconds": round(time.perf_counter() - start, 1)}))
     log(f"  ... done in {time.perf_counter() - start:.0f} s")
     return lib
