@@ -274,7 +274,7 @@ def export_section(filters: dict, matching: int, filtered: bool) -> None:
 
 
 def browse(total: int) -> None:
-    tag_counts = dict(state.all_tags(library, total))
+    tag_counts = dict(state.all_tags(library))
     # A tag can vanish (its last image deleted); keep the filter to tags that exist.
     if K_TAGS in st.session_state:
         st.session_state[K_TAGS] = [t for t in st.session_state[K_TAGS] if t in tag_counts]

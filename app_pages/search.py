@@ -69,8 +69,8 @@ def query_section():
     return ("similar", sha, f"images like {asset.filename}")
 
 
-def options_section(total: int) -> dict:
-    tag_counts = dict(state.all_tags(library, total))
+def options_section() -> dict:
+    tag_counts = dict(state.all_tags(library))
     if K_TAGS in st.session_state:
         st.session_state[K_TAGS] = [t for t in st.session_state[K_TAGS] if t in tag_counts]
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="search-options"):
@@ -145,7 +145,7 @@ with guard("searching"):
         st.page_link(state.LIBRARY_PAGE, label="Go to the Library", icon=":material/arrow_forward:")
         st.stop()
     query = query_section()
-    options = options_section(total)
+    options = options_section()
     if query is None:
         st.caption(f"Search {total:,} images by describing them, by an example image, or by one of "
                    "your own images.")

@@ -15,7 +15,6 @@ from collections import defaultdict
 import streamlit as st
 
 from ..config import Settings
-from ..embedder import weights_are_random
 from ..errors import RagkitError
 from ..library import Library
 from ..store import quiet_milvus_logging
@@ -72,11 +71,6 @@ def _open_library(key: str, _settings: Settings) -> Library:
     return library
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _weights_are_random(pretrained: str) -> bool:
-    return weights_are_random(pretrained)
-
-
 def settings() -> Settings:
     """Settings from the environment and .streamlit/secrets.toml (read on every run: cheap)."""
     return Settings.load()
@@ -99,8 +93,8 @@ def stop_with(exc: RagkitError) -> None:
 
 
 def random_weights(library: Library) -> bool:
-    """True when the model is untrained (demo/test); cheap after the first call."""
-    return _weights_are_random(library.settings.clip_pretrained)
+    """True when the model is untrained (demo/test); the library remembers the answer."""
+    return library.random_weights
 
 
 def revision(library: Library) -> int:
@@ -122,17 +116,6 @@ def find_similar(sha256: str) -> None:
     st.switch_page(SEARCH_PAGE)
 
 
-@st.cache_data(ttl=300, max_entries=32, show_spinner=False)
-def _all_tags(key: str, revision: int, total: int, _library: Library) -> list[tuple[str, int]]:
-    return _library.all_tags()
-
-
-def all_tags(library: Library, total: int | None = None) -> list[tuple[str, int]]:
-    """Every tag with its count, most used first. Cached: a full scan costs ~0.5 s at 10k assets.
-
-    Fresh after any write in this process (revision) or a change of the library size;
-    tag edits by other processes (team mode) show within five minutes.
-    """
-    if total is None:
-        total = library.count()
-    return _all_tags(library_key(library.settings), revision(library), total, library)
+def all_tags(library: Library) -> list[tuple[str, int]]:
+    """Every tag with its count, most used first (the store's catalog keeps it current)."""
+    return library.all_tags()

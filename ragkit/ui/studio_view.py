@@ -125,18 +125,18 @@ def _close(generator: ImageGenerator) -> None:
 
 
 @st.cache_resource(max_entries=4, show_spinner=False, on_release=_close)
-def _client(key_digest: str, model: str, base_url: str, _api_key: str) -> ImageGenerator:
-    # Cached per (key, model, endpoint). The key itself is an underscore argument, so it is never
-    # part of the cache key; its SHA-256 digest tells two keys apart.
-    return ImageGenerator(_api_key, model=model, base_url=base_url or None)
+def _client(key_digest: str, base_url: str, _api_key: str) -> ImageGenerator:
+    # Cached per (key, endpoint); the model is chosen per generate() call. The key itself is an
+    # underscore argument, so it is never part of the cache key; its SHA-256 digest tells keys apart.
+    return ImageGenerator(_api_key, base_url=base_url or None)
 
 
-def generator_for(settings: Settings, model: str) -> ImageGenerator:
-    """The process-wide client for this key, model and endpoint (MissingApiKeyError without a key)."""
+def generator_for(settings: Settings) -> ImageGenerator:
+    """The process-wide client for this key and endpoint (MissingApiKeyError without a key)."""
     if not settings.gemini_api_key:
         return ImageGenerator.from_settings(settings)  # raises MissingApiKeyError with the how-to
     digest = hashlib.sha256(settings.gemini_api_key.encode("utf-8")).hexdigest()
-    return _client(digest, model, settings.gemini_base_url, settings.gemini_api_key)
+    return _client(digest, settings.gemini_base_url, settings.gemini_api_key)
 
 
 # --- callbacks ---------------------------------------------------------------------------------
@@ -238,15 +238,19 @@ def start_generation(library: Library, settings: Settings, brief: str, model: st
         return
     st.session_state.pop(K_ERROR, None)
     try:
-        references = load_references(library, tray.ids())
-        generator = generator_for(settings, model)
+        generator = generator_for(settings)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
         st.session_state[K_ERROR] = scrub(exc, settings)
         return
-    job = Job.start(lambda progress: generator.generate(brief, references, model=model, aspect_ratio=aspect,
-                                                        variations=variations, on_progress=progress),
-                    name="nano-banana-job")
-    pending.put(pending.PendingGeneration(job, model_info(model).label, variations, len(references)))
+    picked = tray.ids()
+
+    def work(progress):  # reading and shrinking the references is part of the wait, not of the click
+        references = load_references(library, picked)
+        return generator.generate(brief, references, model=model, aspect_ratio=aspect, variations=variations,
+                                  on_progress=progress)
+
+    job = Job.start(work, name="nano-banana-job")
+    pending.put(pending.PendingGeneration(job, model_info(model).label, variations, len(picked)))
     st.rerun()  # draw the page again with Generate disabled and the progress below it
 
 
@@ -476,9 +480,7 @@ def render() -> None:
     if not settings.gemini_api_key:
         key_help()
     left, right = st.columns([3, 2], gap="large")
-    with left:
-        with guard("checking the references"):
-            tray.assets(library)  # drops references deleted meanwhile, so the count below is right
+    with left:  # (the sidebar, drawn before the page, has already dropped references deleted meanwhile)
         brief, model, aspect, variations, clicked = brief_section(settings, tray.count())
     with right:
         with guard("showing the references"):
