@@ -20,7 +20,7 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash-image"
 
-# (setting name, environment variable, default, meaning) -- also rendered into the README table.
+# (setting name, environment variable, default, meaning): the README table lists each (tests/test_config.py).
 SETTINGS_TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("data_dir", "RAGKIT_DATA_DIR", "./data", "where originals, thumbnails and the embedded DB live"),
     ("milvus_uri", "RAGKIT_MILVUS_URI", "$RAGKIT_DATA_DIR/ragkit.db", "Milvus Lite file, or http://host:19530 for a server"),

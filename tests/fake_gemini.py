@@ -35,7 +35,7 @@ import json
 import re
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator
 
@@ -200,11 +200,6 @@ class RecordedRequest:
         match = _PATH.match(self.path.split("?", 1)[0])
         return match["model"] if match else None
 
-    @property
-    def api_version(self) -> str | None:
-        match = _PATH.match(self.path.split("?", 1)[0])
-        return match["version"] if match else None
-
     def parts(self) -> Iterator[dict[str, Any]]:
         for content in self.body.get("contents", []):
             yield from content.get("parts", [])
@@ -270,12 +265,6 @@ class FakeGemini:
         """Answer every request (once the queue is empty) with this reply or function."""
         self.default = reply
         return self
-
-    def reset(self) -> None:
-        with self._lock:
-            self._queue.clear()
-            self.requests.clear()
-        self.default = None
 
     @property
     def url(self) -> str:

@@ -1,20 +1,25 @@
 """Sign-in for team deployments: off by default; when on, no library content before sign-in."""
 from __future__ import annotations
 
-from tests.e2e_support import all_text, app_env, new_app, run  # noqa: F401 - fixtures
+from ragkit.ingest import Upload
+from tests.e2e_support import all_text, app_env, new_app, run, seed  # noqa: F401 - fixtures
+from tests.images_factory import jpeg_bytes
 
 AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "test-cookie-secret",
         "client_id": "ragkit-test", "client_secret": "not-a-real-secret",
         "server_metadata_url": "https://accounts.example.com/.well-known/openid-configuration"}
 
 
-def test_sign_in_is_off_by_default(app_env):
+def test_sign_in_is_off_by_default(app_env, seed):
+    seed([Upload("hero.jpg", jpeg_bytes(1))])
     at = run(new_app())
     assert not [b for b in at.button if b.label == "Sign in"]
     assert "Library" in [t.value for t in at.title]
+    assert at.get("image")  # the thumbnail a visitor must not see when sign-in is on
 
 
-def test_visitor_who_is_not_signed_in_sees_no_library_content(app_env, monkeypatch):
+def test_visitor_who_is_not_signed_in_sees_no_library_content(app_env, seed, monkeypatch):
+    seed([Upload("hero.jpg", jpeg_bytes(1))])
     monkeypatch.setenv("RAGKIT_REQUIRE_LOGIN", "true")
     at = new_app()
     at.secrets["auth"] = AUTH
@@ -25,7 +30,7 @@ def test_visitor_who_is_not_signed_in_sees_no_library_content(app_env, monkeypat
     assert "Sign in to continue" in text
     for private in ("Images in the library", "Add images", "References", "ragkit-tiny", "ragkit.db"):
         assert private not in text
-    assert len(at.sidebar.metric) == 0 and not at.get("imgs")  # no count, no thumbnails
+    assert len(at.sidebar.metric) == 0 and not at.get("image")  # no count, no thumbnails
     assert "not-a-real-secret" not in text and "test-cookie-secret" not in text
 
 

@@ -60,3 +60,12 @@ def test_login_settings(tmp_path):
     assert not on.email_allowed(None) and not on.email_allowed("")
     with pytest.raises(ConfigError, match="true or false"):
         Settings.load(env={"RAGKIT_REQUIRE_LOGIN": "maybe"}, cwd=tmp_path, secrets_files=[])
+
+
+def test_the_readme_documents_every_setting():
+    """ragkit.config.SETTINGS_TABLE is the list of settings; the README's table must name each one."""
+    from ragkit.config import SETTINGS_TABLE
+    from tests.conftest import REPO
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    missing = [env for _, env, _, _ in SETTINGS_TABLE if f"`{env}`" not in readme]
+    assert not missing, f"README does not document {missing}"

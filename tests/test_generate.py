@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import logging
-import socket
 import threading
 import time
 import traceback
@@ -36,6 +35,7 @@ from ragkit.generate import (
     model_info,
     prepare_reference,
 )
+from tests.conftest import free_port
 from tests.fake_gemini import (  # noqa: F401  (fake_gemini is a fixture)
     API_KEY_PLACEHOLDER,
     FakeGemini,
@@ -122,12 +122,6 @@ def decode(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # nothing listens once the socket is closed
 
 
 # ----------------------------------------------------------------------------- what is sent
@@ -359,7 +353,7 @@ def test_timeout(make_generator, fake_gemini, sleeps, capture_all_logs):
 
 
 def test_connection_refused(sleeps, capture_all_logs):
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with ImageGenerator(KEY, base_url=url, sleep=sleeps) as generator:
         with pytest.raises(GenerationServerError) as caught:
             generator.generate("anything")

@@ -7,12 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from ragkit.ingest import Upload, safe_display_name
-from tests.conftest import REPO
-from tests.images_factory import encode, jpeg_bytes, picture, png_bytes
+from tests.e2e_support import clean_env
+from tests.images_factory import jpeg_bytes, png_bytes
 
 
 def _files_and_rows_agree(library) -> None:
@@ -121,7 +120,7 @@ def test_killed_ingest_completes_on_rerun(tmp_path, ragkit_env, kill_after_files
     total = 240  # enough that even the late kill lands before the run ends
     for i in range(total):
         (folder / f"img_{i:03}.jpg").write_bytes(jpeg_bytes(1000 + i, (640, 480)))
-    env = {**os.environ, **ragkit_env, "PYTHONPATH": str(REPO)}
+    env = clean_env(ragkit_env)  # nothing from the developer's RAGKIT_* (their own database)
     cmd = [sys.executable, "-m", "ragkit", "ingest", str(folder), "--batch-size", "8", "--quiet"]
     process = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     thumbs = Path(ragkit_env["RAGKIT_DATA_DIR"]) / "thumbnails"

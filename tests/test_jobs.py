@@ -48,18 +48,3 @@ def test_elapsed_stops_when_the_job_ends():
     first = job.elapsed
     time.sleep(0.1)
     assert 0.2 <= first == job.elapsed < 5
-
-
-def test_progress_from_many_threads_ends_consistent():
-    def work(progress):
-        threads = [threading.Thread(target=lambda i=i: progress(i, 8)) for i in range(1, 9)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        progress(8, 8)
-        return None
-
-    job = Job.start(work)
-    assert job.wait(10)
-    assert job.progress == (8, 8) and job.outcome() is None

@@ -3,7 +3,6 @@ Gemini-format server) -> images saved back with provenance; and `python -m ragki
 import io
 import json
 
-import pytest
 from PIL import Image
 
 from ragkit import studio
