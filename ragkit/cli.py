@@ -28,9 +28,7 @@ def _err(message: str) -> None:
 
 
 def _scrub(text: str, settings: Settings | None) -> str:
-    for secret in (settings.secret_values() if settings else []):
-        text = text.replace(secret, "***")
-    return text
+    return settings.scrub(text) if settings else text
 
 
 def _open_library(settings: Settings):

@@ -134,6 +134,12 @@ class Settings:
         """Values that must never be shown (used to scrub messages)."""
         return [getattr(self, f.name) for f in fields(self) if f.name in _SECRET_FIELDS and getattr(self, f.name)]
 
+    def scrub(self, text: str) -> str:
+        """`text` with every secret value replaced by ***, for messages shown or logged."""
+        for secret in self.secret_values():
+            text = text.replace(secret, "***")
+        return text
+
 
 def _truthy(value: str, name: str) -> bool:
     lowered = value.strip().lower()

@@ -341,3 +341,20 @@ def test_export_gives_a_zip_of_the_filtered_library(app_env, seed):
     assert sorted(a["filename"] for a in manifest["assets"]) == ["a0.jpg", "a1.jpg", "a2.jpg"]
     assert all(a["tags"] == ["keep"] for a in manifest["assets"])
     assert path.parent == Path(app_env["RAGKIT_DATA_DIR"]) / "exports"
+
+
+def test_an_error_quoting_a_secret_shows_without_it(app_env, seed, monkeypatch):
+    """A server's message can quote the key or token it was given; the page shows *** instead."""
+    from ragkit.errors import StoreError
+    from ragkit.library import Library
+    seed([Upload("a.jpg", jpeg_bytes(1))])
+    monkeypatch.setenv("RAGKIT_MILVUS_TOKEN", "root:s3cret-token")
+
+    def failing_page(self, *args, **kwargs):
+        raise StoreError("Milvus refused token root:s3cret-token while listing assets")
+
+    monkeypatch.setattr(Library, "page", failing_page)
+    at = run(new_app())
+    errors = " ".join(texts(at.error))
+    assert "Milvus refused token *** while listing assets" in errors
+    assert "s3cret-token" not in all_text(at)

@@ -69,3 +69,10 @@ def test_the_readme_documents_every_setting():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     missing = [env for _, env, _, _ in SETTINGS_TABLE if f"`{env}`" not in readme]
     assert not missing, f"README does not document {missing}"
+
+
+def test_scrub_removes_every_secret_and_nothing_else(tmp_path):
+    settings = Settings.load(env={"GEMINI_API_KEY": "sk-abc123", "RAGKIT_MILVUS_TOKEN": "root:hunter2",
+                                  "RAGKIT_DATA_DIR": str(tmp_path)}, cwd=tmp_path, secrets_files=[])
+    said = "server said: bad key sk-abc123 for root:hunter2 at http://milvus:19530"
+    assert settings.scrub(said) == "server said: bad key *** for *** at http://milvus:19530"

@@ -7,6 +7,7 @@ from typing import Iterator
 
 import streamlit as st
 
+from ..config import Settings
 from ..errors import RagkitError
 
 log = logging.getLogger("ragkit.ui")
@@ -15,12 +16,20 @@ log = logging.getLogger("ragkit.ui")
 def show_error(exc: BaseException, action: str = "") -> None:
     """One red box a person can act on. Unexpected errors go to the server log, not the page."""
     if isinstance(exc, RagkitError):
-        st.error(str(exc), icon=":material/error:")
+        st.error(_without_secrets(str(exc)), icon=":material/error:")
         return
     log.error("unexpected error while %s", action or "running the page", exc_info=exc)
     doing = f" while {action}" if action else ""
     st.error(f"Something unexpected went wrong{doing}: {type(exc).__name__}. The details are in the "
              "server log; please report it. Reloading the page usually recovers.", icon=":material/error:")
+
+
+def _without_secrets(message: str) -> str:
+    """Messages can quote what a server said back; it must not put a key or token on the page."""
+    try:
+        return Settings.load().scrub(message)
+    except Exception:  # noqa: BLE001 - the settings themselves may be what failed (their message has no secret)
+        return message
 
 
 @contextmanager

@@ -108,9 +108,7 @@ def scrub(exc: BaseException, settings: Settings) -> RagkitError:
         log.error("unexpected error while generating", exc_info=exc)
         return GenerationError(f"Something unexpected went wrong while generating: {type(exc).__name__}. "
                                "The details are in the server log; please report it.")
-    message = str(exc)
-    for secret in settings.secret_values():
-        message = message.replace(secret, "***")
+    message = settings.scrub(str(exc))
     if message == str(exc):
         return exc
     try:
