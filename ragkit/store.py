@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .config import redact_uri
 from .errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreLockedError
 from .catalog import Catalog, Change, entry_of
 from .filters import asset_filter, ids_filter, validate_sha256
@@ -138,7 +139,7 @@ def connect(uri: str, token: str = "") -> "MilvusClient":  # noqa: F821
                 "Stop that process, or share one server between them: run "
                 f"`milvus-lite server --data-dir {Path(uri).parent} --port 19530` and set "
                 "RAGKIT_MILVUS_URI=http://127.0.0.1:19530 for every process.") from None
-        where = uri if embedded else uri.split("@")[-1]
+        where = redact_uri(uri)
         raise StoreError(f"Cannot connect to Milvus at {where}: {_short(text)}. "
                          "Check RAGKIT_MILVUS_URI (and RAGKIT_MILVUS_TOKEN for a server).") from None
 
