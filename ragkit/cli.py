@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("RAGKIT_DEBUG") == "1"
     logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .store import quiet_milvus_logging
+    from .connection import quiet_milvus_logging
     if not debug:
         quiet_milvus_logging()
         # open_clip and huggingface_hub log through their own and the root logger; the CLI

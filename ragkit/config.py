@@ -89,6 +89,9 @@ class Settings:
         if not data_dir.is_absolute():
             data_dir = cwd / data_dir
         milvus_uri = get("RAGKIT_MILVUS_URI") or str(data_dir / "ragkit.db")
+        if is_embedded_uri(milvus_uri) and not milvus_uri.endswith(".db"):
+            raise ConfigError(f"RAGKIT_MILVUS_URI={redact_uri(milvus_uri)!r} is neither a server "
+                              "(http://host:19530) nor a Milvus Lite file (a path ending in .db).")
         device = get("RAGKIT_DEVICE", "auto").lower()
         if device not in {"auto", "cpu", "cuda", "mps"} and not device.startswith("cuda:"):
             raise ConfigError(f"RAGKIT_DEVICE={device!r} is not one of auto, cpu, cuda, mps.")
@@ -114,7 +117,7 @@ class Settings:
     @property
     def is_embedded_db(self) -> bool:
         """True for a Milvus Lite file, False for a server URI."""
-        return not self.milvus_uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+        return is_embedded_uri(self.milvus_uri)
 
     @property
     def milvus_uri_display(self) -> str:
@@ -142,6 +145,12 @@ class Settings:
         for secret in self.secret_values():
             text = text.replace(secret, "***")
         return text
+
+
+def is_embedded_uri(uri: str) -> bool:
+    """The one rule for which engine a URI means: a path is a Milvus Lite file run in this process
+    (pymilvus wants it to end in .db); scheme://… is a Milvus server, cluster or Zilliz Cloud."""
+    return "://" not in uri and not uri.startswith("unix:")
 
 
 def _truthy(value: str, name: str) -> bool:

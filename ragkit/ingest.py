@@ -29,7 +29,8 @@ from .blobs import BlobStore
 from .errors import InvalidImageError
 from .images import decode_image, make_thumbnail
 from .records import SOURCE_UPLOAD, Asset, IngestReport, Rejected
-from .store import AssetStore, normalise_tags
+from .store import AssetStore
+from .tags import normalise_tags
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff",
                     ".ico", ".ppm", ".pgm", ".pbm", ".avif", ".heic", ".heif", ".jfif", ".mpo"}

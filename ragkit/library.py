@@ -20,7 +20,8 @@ from .images import EXTENSION_BY_MIME
 from .ingest import (IngestPipeline, IngestProgress, Provenance, Upload, collect_sources,
                      embed_query_image)
 from .records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, Page, SearchHit
-from .store import AssetStore, connect, disconnect
+from .connection import connect, disconnect
+from .store import AssetStore
 
 
 def embedding_dim(model_name: str) -> int:
@@ -74,7 +75,7 @@ class Library:
         self._closed = False
         try:
             self.store = AssetStore(self._client, collection_name_for(self.model_id), self.dim,
-                                    self.model_id, index=index, shared=not settings.is_embedded_db)
+                                    self.model_id, index=index, embedded=settings.is_embedded_db)
         except BaseException:
             self.close()  # e.g. a model mismatch: don't keep the Lite file open for nothing
             raise
