@@ -33,7 +33,10 @@ def connect(uri: str, token: str = ""):
     try:
         if embedded:
             return milvus_lite.open_client(uri)
-        return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+        # A dedicated channel, closed with the client: pymilvus keeps shared ones in a registry after
+        # their last client closes, and their idle keepalive pings make `milvus-lite server` answer
+        # the next client with GOAWAY "Too many pings".
+        return MilvusClient(uri=uri, token=token, dedicated=True) if token else MilvusClient(uri=uri, dedicated=True)
     except Exception as exc:  # noqa: BLE001 - pymilvus raises many types; we translate them all
         if embedded and milvus_lite.is_locked_error(str(exc)):
             raise milvus_lite.locked_error(uri) from None

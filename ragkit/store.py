@@ -185,6 +185,11 @@ class AssetStore:
             return 0
         with self._write_lock:
             result = self._call("delete assets", self._client.delete, self.collection, ids=ids)
+            if not self.embedded:
+                # Milvus 2.3 answers a Session read right after a delete without it (count and
+                # listing still show the rows; seen every time); one Strong read waits it in.
+                self._call("confirm the delete", self._client.query, self.collection, filter="",
+                           output_fields=["count(*)"], consistency_level=DEDUP_CONSISTENCY)
             self._listing.note([("remove", sha, None) for sha in ids])
             if self._recent is not None:
                 self._recent.forget(ids)
