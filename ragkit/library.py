@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import milvus_lite
 from .blobs import BlobStore
 from .config import Settings
 from .embedder import ClipEmbedder, collection_name_for, model_identity, weights_are_random
@@ -60,6 +61,7 @@ class LibraryStats:
     db_uri: str
     collection: str
     data_dir: str
+    advice: str = ""  # e.g. an embedded library that has outgrown its engine
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -213,15 +215,21 @@ class Library:
             raise AssetNotFoundError(
                 f"The original of {sha256[:12]}… is missing from {self.blobs.originals_dir}.") from None
 
+    def scale_advice(self, assets: int) -> str:
+        """'' unless the library has outgrown the embedded engine (then: what to do)."""
+        return milvus_lite.scale_advice(assets) if self.settings.is_embedded_db else ""
+
     def stats(self) -> LibraryStats:
+        assets = self.store.count()
         return LibraryStats(
-            assets=self.store.count(),
+            assets=assets,
             generated=self.store.count(source=SOURCE_GENERATED),
             model=self.model_id,
             random_weights=self.random_weights,
             db_uri=self.settings.milvus_uri_display,
             collection=self.store.collection,
             data_dir=str(self.settings.data_dir),
+            advice=self.scale_advice(assets),
         )
 
 

@@ -26,6 +26,9 @@ from .errors import StoreLockedError
 
 log = logging.getLogger(__name__)
 
+# Above this many assets the embedded engine is the bottleneck (docs/performance.md: its per-row
+# Python passes grow linearly; a text query costs ~180 ms at 100k against ~45 ms on a Milvus server).
+COMFORTABLE_ASSETS = 50_000
 RECENT_WRITE_SECONDS = 10.0                         # how long RecentWrites remembers an id
 STALE_READ_RETRIES_S = (0.02, 0.05, 0.1, 0.2, 0.4)  # ~0.8 s in all, only for ids written moments ago
 
@@ -77,6 +80,15 @@ def _release_server(key: str) -> None:
     except ImportError:  # pragma: no cover - pymilvus without milvus-lite cannot open a .db
         return
     server_manager_instance.release_server(key)
+
+
+def scale_advice(assets: int) -> str:
+    """What to tell the owner of an embedded library that has outgrown it ('' while it hasn't)."""
+    if assets < COMFORTABLE_ASSETS:
+        return ""
+    return (f"{assets:,} assets: the embedded database slows down beyond ~{COMFORTABLE_ASSETS:,}. "
+            "Move the library to a Milvus server with `python -m ragkit migrate --to http://HOST:19530` "
+            "(README › Team mode).")
 
 
 def is_locked_error(text: str) -> bool:

@@ -254,6 +254,12 @@ class AssetStore:
             found.update(row["sha256"] for row in rows)
         return found
 
+    def assets_with_vectors(self, sha256s: Sequence[str]) -> tuple[list[Asset], np.ndarray]:
+        """Assets and their stored vectors (copies between collections); unknown ids are skipped."""
+        rows = self._get_rows(sha256s, with_vector=True)
+        vectors = np.asarray([row["vector"] for row in rows], dtype=np.float32).reshape(len(rows), self.dim)
+        return [self._asset(row) for row in rows], vectors
+
     def get_vector(self, sha256: str) -> np.ndarray:
         rows = self._get_rows([sha256], with_vector=True)
         if not rows:
