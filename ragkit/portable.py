@@ -272,7 +272,8 @@ class _ImportRun:
                 return
             data = self._read(entry)
         except InvalidInputError as exc:
-            self.report.rejected.append(Rejected(label, f"metadata.json entry {number}: {exc}"))
+            where = f"metadata.json entry {number}"
+            self.report.rejected.append(Rejected(label, str(exc) if label == where else f"{where}: {exc}"))
             return
         self.queued[entry.file] = (entry.sha256, number)
         self.batch.append(entry.upload(data))
