@@ -11,8 +11,9 @@ from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport
 from ragkit.store import normalise_tags
 from ragkit.ui import state, tray
 from ragkit.ui.errors import guard
-from ragkit.ui.grid import (grid, human_date, human_size, md_escape, preview_bytes, short_name,
-                            show_thumbnail, thumbnail_bytes)
+from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, short_name, show_thumbnail,
+                            thumbnail_bytes)
+from ragkit.ui.markdown import md_escape
 
 SOURCES = {"All": None, "Uploaded": SOURCE_UPLOAD, "Generated": SOURCE_GENERATED}
 PAGE_SIZES = [24, 48]
@@ -71,7 +72,7 @@ def add_images(files, tags_text: str) -> None:
     def on_progress(p) -> None:
         bar.progress(p.done / max(p.total, 1),
                      text=f"{p.done} of {p.total} · {p.added} added · {p.duplicates} already there · "
-                          f"{p.rejected} rejected · {short_name(p.current, 40)}")
+                          f"{p.rejected} rejected · {md_escape(short_name(p.current, 40))}")
 
     with guard("adding images"):
         report = library.ingest_uploads(uploads, tags=tags, on_progress=on_progress)
@@ -133,7 +134,7 @@ def empty_state() -> None:
         with guard("looking for other libraries"):
             for other in library.store.other_collections():
                 if other.count:
-                    st.info(f"{other.count:,} images are indexed with another model ({other.model_id}). "
+                    st.info(f"{other.count:,} images are indexed with another model ({md_escape(other.model_id)}). "
                             "Set RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED back to use them, or add them "
                             "again under this model.", icon=":material/swap_horiz:")
 
@@ -149,7 +150,7 @@ def close_details() -> None:
 
 
 def asset_facts(asset: Asset) -> None:
-    kind = asset.mime.split("/")[-1].upper() if asset.mime else "?"
+    kind = md_escape(asset.mime.split("/")[-1].upper()) if asset.mime else "?"
     origin = ":material/auto_awesome: Generated" if asset.is_generated else ":material/upload: Uploaded"
     st.markdown(f"{asset.width} × {asset.height} px · {human_size(asset.size_bytes)} · {kind}  \n"
                 f"{origin} {human_date(asset)}")
@@ -174,7 +175,7 @@ def tag_editor(asset: Asset) -> None:
 
 def provenance(asset: Asset) -> None:
     st.markdown("**How it was made**")
-    st.markdown(f"Model `{asset.model or '?'}`")
+    st.markdown(f"Model: {md_escape(asset.model or '?')}")
     if asset.prompt:
         st.markdown(f"> {md_escape(asset.prompt)}")
     if asset.reference_ids:
@@ -187,7 +188,7 @@ def provenance(asset: Asset) -> None:
                 with cells.cell():
                     data = thumbnail_bytes(library, ref.sha256)
                     if data:
-                        st.image(data, width="stretch", caption=short_name(ref.filename, 16))
+                        st.image(data, width="stretch", caption=md_escape(short_name(ref.filename, 16)))
 
 
 def delete_controls(asset: Asset) -> None:
@@ -204,7 +205,7 @@ def delete_controls(asset: Asset) -> None:
             tray.remove(asset.sha256)
             state.mark_changed(library)
             close_details()
-            st.toast(f"Deleted {asset.filename}", icon=":material/delete:")
+            st.toast(f"Deleted {md_escape(asset.filename)}", icon=":material/delete:")
             st.rerun()
     no.button("Cancel", key="library.delete-cancel", width="stretch",
               on_click=lambda: st.session_state.pop(K_CONFIRM_DELETE, None))

@@ -6,7 +6,8 @@ import streamlit as st
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, SearchHit
 from ragkit.ui import state, tray
 from ragkit.ui.errors import guard
-from ragkit.ui.grid import example_preview, grid, md_escape, score_label, short_name, show_thumbnail, thumbnail_bytes
+from ragkit.ui.grid import example_preview, grid, score_label, short_name, show_thumbnail, thumbnail_bytes
+from ragkit.ui.markdown import md_escape
 
 SOURCES = {"All": None, "Uploaded": SOURCE_UPLOAD, "Generated": SOURCE_GENERATED}
 SORTS = ["Best match", "Newest"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -138,6 +139,30 @@ def product_set(count: int = 12) -> list[tuple[str, bytes]]:
     return out
 
 
+# --- text a user controls that Streamlit's Markdown would act on --------------------------------
+def hostile_texts(trap: str) -> dict[str, str]:
+    """What a file name, a tag, a brief or an imported model name can hold to become a link, an
+    image (a request to `trap`), a formula, an icon or styled text wherever Streamlit renders
+    Markdown. `trap` is the base URL ("http://127.0.0.1:PORT") of a server that must never be asked."""
+    return {
+        "link": "[x](javascript:alert(1))",
+        "image": f"![m]({trap}/image.png)",
+        "www autolink": "www.attacker-example.com.png",
+        "email autolink": "admin@attacker-example.com.png",
+        "url autolink": f"{trap}/autolink",
+        "angle autolink": f"<{trap}/angle>",
+        "html": f"<img src={trap}/html.png>",
+        "reference link": f"[a][r] [r]: {trap}/reference",
+        "latex": "$x^2$ and $$\\frac{a}{b}$$",
+        "icons": ":material/bug_report: :streamlit: :smile:",
+        "directives": ":red[HOSTILE] :blue-background[x] :small[y] :help[tip]",
+        "emphasis": "**bold** _it_ `code` ~~strike~~",
+        "typography": "a -> b -- c >= d",
+        "blocks": "# heading\n- item\n> quote\n    code\n| t |",
+        "entities": "&lt;b&gt; &amp;",
+    }
+
+
 # --- AppTest: the real app.py, in this process, on a library in a temp dir ------------------------
 import pytest  # noqa: E402
 
@@ -185,6 +210,13 @@ def run(at):
 
 def texts(elements) -> list[str]:
     return [e.value for e in elements]
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of Markdown whose user text went through ragkit.ui.markdown.md_escape:
+    without its backslash escapes and word joiners (Markdown of the page itself stays as written)."""
+    from ragkit.ui.markdown import WORD_JOINER
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace(WORD_JOINER, "")
 
 
 def all_text(at) -> str:
@@ -354,7 +386,6 @@ def choose_uploads(page, files: list[tuple[str, bytes]], tags: str = "", timeout
 def upload_report(page) -> dict | None:
     """The Library's summary after an upload as numbers, or None while there is none on the page:
     {"added": 9, "duplicates": 0, "rejected": 0, "seconds": 1.2} (the server's own ingest time)."""
-    import re
     alerts = page.locator(UPLOAD_REPORT)
     if alerts.count() == 0:
         return None

@@ -8,7 +8,7 @@ import pytest
 
 from ragkit.ingest import Provenance, Upload
 from ragkit.records import SOURCE_GENERATED
-from tests.e2e_support import all_text, app_env, new_app, run, seed, texts  # noqa: F401 - fixtures
+from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.images_factory import jpeg_bytes, png_bytes
 
 LIBRARY_SEEDS = range(100, 130)
@@ -53,7 +53,7 @@ def test_empty_library_tells_a_new_user_what_to_do(app_env):
     assert any("random weights" in w for w in texts(at.warning))
     assert any("Random weights" in e for e in texts(at.sidebar.error))
     assert at.sidebar.metric[0].value == "0"
-    assert "ragkit-tiny" in all_text(at)
+    assert "ragkit-tiny" in shown(all_text(at))
 
 
 def test_upload_of_good_and_bad_files_reports_each_outcome(app_env, tmp_path):
@@ -234,10 +234,10 @@ def test_generated_image_shows_its_provenance(app_env, seed):
     at.button(key=f"library.open.{made.sha256}").click()
     run(at)
     text = all_text(at)
-    assert "How it was made" in text and "gemini-2.5-flash-image" in text
+    assert "How it was made" in text and "gemini-2.5-flash-image" in shown(text)
     assert "Model on the beach wearing \\*this\\* cape" in text  # shown literally, not as Markdown
     assert "2 reference image(s)" in text
-    assert {"ref-0.jpg", "ref-1.jpg"} <= {c for img in at.image for c in img.captions}
+    assert {"ref-0.jpg", "ref-1.jpg"} <= {shown(c) for img in at.image for c in img.captions}
 
 
 def test_find_similar_opens_search_with_the_image_as_query(app_env, seed):
@@ -281,7 +281,7 @@ def test_a_ragkit_error_at_open_is_a_message_with_the_fix_and_not_cached(app_env
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     at = run(new_app())
-    assert any(expected in e for e in texts(at.error))
+    assert any(expected in shown(e) for e in texts(at.error))
     assert any("reload" in i for i in texts(at.info))
     assert "Library" not in texts(at.title)  # the page stopped there
     for name, value in app_env.items():  # the user fixes the setting and reloads
@@ -303,7 +303,8 @@ def test_a_library_held_by_another_process_is_explained_and_retried(app_env):
     try:
         assert holder.stdout.readline().strip() == "ready"
         at = run(new_app())
-        assert any("open in another process" in e and "milvus-lite server" in e for e in texts(at.error))
+        errors = [shown(e) for e in texts(at.error)]
+        assert any("open in another process" in e and "milvus-lite server" in e for e in errors)
         assert "Library" not in texts(at.title)
     finally:
         holder.terminate()
@@ -355,6 +356,6 @@ def test_an_error_quoting_a_secret_shows_without_it(app_env, seed, monkeypatch):
 
     monkeypatch.setattr(Library, "page", failing_page)
     at = run(new_app())
-    errors = " ".join(texts(at.error))
+    errors = shown(" ".join(texts(at.error)))
     assert "Milvus refused token *** while listing assets" in errors
     assert "s3cret-token" not in all_text(at)

@@ -9,6 +9,7 @@ from ..library import Library
 from ..records import SOURCE_GENERATED
 from . import pending, state, tray
 from .errors import guard
+from .markdown import md_escape
 
 RANDOM_WEIGHTS_MESSAGE = (
     "**Demo model with random weights.** Search results and similarity scores mean nothing. "
@@ -46,10 +47,10 @@ def render(library: Library, *, on_studio_page: bool = False) -> None:
                       help=f"{generated:,} of them generated in the Studio" if generated else None)
         if state.random_weights(library):
             st.error("Random weights: results are meaningless", icon=":material/warning:")
-        st.caption(f":material/memory: **Model** {model_label(library)}")
+        st.caption(f":material/memory: **Model** {md_escape(model_label(library))}")
         where = "server" if not library.settings.is_embedded_db else "embedded"
         uri = library.settings.milvus_uri_display
-        st.caption(f":material/database: **Database** ({where}) `{short_location(uri)}`", help=uri)
+        st.caption(f":material/database: **Database** ({where}) `{short_location(uri)}`", help=md_escape(uri))
         # Always this slot, emptied explicitly when there is nothing to say: the Studio page keeps
         # its run going while it waits for the model, and until a run ends Streamlit goes on showing
         # what the previous page drew at any position the new run has not drawn over.
