@@ -37,8 +37,8 @@ def require_sign_in(settings: Settings) -> None:
         st.stop()
     email = st.user.get("email")
     if not settings.email_allowed(email):
-        st.error(f"**{md_escape(email or 'This account')}** is not allowed into this library. Ask an admin to add it to "
-                 "`RAGKIT_ALLOWED_EMAILS`, or sign in with another account.", icon=":material/block:")
+        st.error(f"**{md_escape(email or 'This account')}** is not allowed into this library. Ask an admin to "
+                 "add it to `RAGKIT_ALLOWED_EMAILS`, or sign in with another account.", icon=":material/block:")
         st.button("Sign out", on_click=st.logout)
         st.stop()
     with st.sidebar:

@@ -277,7 +277,8 @@ def wait_for_generation(settings: Settings, slot: DeltaGenerator) -> None:
     # spinner: it shows only after a delay, and coming back to the page restarts its clock).
     with slot.container(border=True, key="studio-progress"):
         st.markdown(f":material/hourglass_top: **Generating {job_in_flight.noun} with "
-                    f"{md_escape(job_in_flight.model_label)}** from {sources}. You can browse other pages meanwhile: the results wait here.")
+                    f"{md_escape(job_in_flight.model_label)}** from {sources}. You can browse other pages "
+                    "meanwhile: the results wait here.")
         bar = st.progress(0.0)
         st.button("Stop waiting", key="studio.stop-waiting", on_click=stop_waiting, type="tertiary",
                   icon=":material/close:", help="Forget this generation and get the Generate button back. "
