@@ -305,19 +305,52 @@ def streamlit_command(port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def killable_streamlit_server(ragkit_env: dict[str, str], port: int, log_path: Path,
-                              timeout: float = 90.0) -> Iterator[tuple[str, subprocess.Popen]]:
+def killable_streamlit_server(ragkit_env: dict[str, str], port: int, log_path: Path, timeout: float = 90.0,
+                              *, model_images_per_second: float | None = None
+                              ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Like streamlit_server, but yields (url, process) with the server in its own process group,
-    so a test can `kill -9` it; whatever is left of the group is SIGKILLed on the way out."""
+    so a test can `kill -9` it; whatever is left of the group is SIGKILLed on the way out.
+    With `model_images_per_second`, the tiny test model encodes no faster than that (see
+    model_speed_shim)."""
     from tests.conftest import wait_for_port
+    env = clean_env(ragkit_env)
+    if model_images_per_second:
+        shim = model_speed_shim(log_path.parent / "model-speed-shim", model_images_per_second)
+        env["PYTHONPATH"] = os.pathsep.join([str(shim), env["PYTHONPATH"]])
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(streamlit_command(port), cwd=REPO, env=clean_env(ragkit_env), stdout=log,
+        process = subprocess.Popen(streamlit_command(port), cwd=REPO, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for_port(port, timeout=timeout, process=process)
             yield f"http://127.0.0.1:{port}", process
         finally:
             stop_process_group(process)
+
+
+def model_speed_shim(folder: Path, images_per_second: float) -> Path:
+    """A folder with a sitecustomize.py that makes image encoding take at least 1/images_per_second
+    per image in a server started with it on its PYTHONPATH. The tiny test model encodes an upload
+    in a blink; ViT-B-32 does 15-20 images/s on this CPU (DESIGN.md), and a test of what happens
+    while an upload runs needs one that lasts as long as a real one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(f"""\
+import time
+
+from ragkit.embedder import ClipEmbedder
+
+_encode = ClipEmbedder.embed_tensors
+
+
+def _at_real_model_speed(self, batch):
+    started = time.monotonic()
+    vectors = _encode(self, batch)
+    time.sleep(max(0.0, len(batch) / {images_per_second!r} - (time.monotonic() - started)))
+    return vectors
+
+
+ClipEmbedder.embed_tensors = _at_real_model_speed
+""")
+    return folder
 
 
 def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None:

@@ -99,6 +99,78 @@ def test_upload_of_good_and_bad_files_reports_each_outcome(app_env, tmp_path):
     assert not at.dataframe
 
 
+@pytest.fixture
+def held_ingest(monkeypatch):
+    """Uploads wait for `release.set()` before they are ingested (the real ingest, then)."""
+    import threading
+    from ragkit.library import Library
+    release = threading.Event()
+    real_ingest = Library.ingest_uploads
+
+    def ingest_when_released(self, *args, **kwargs):
+        assert release.wait(60), "the test never released the upload"
+        return real_ingest(self, *args, **kwargs)
+
+    monkeypatch.setattr(Library, "ingest_uploads", ingest_when_released)
+    yield release
+    release.set()
+
+
+def test_an_upload_goes_on_while_another_page_is_shown_and_the_library_reports_it(app_env, held_ingest):
+    """Leaving the Library stops its script run, not the upload: the sidebar of the other pages
+    counts it on, and the Library shows its report the next time it is shown."""
+    from ragkit.ui import state, uploads
+    at = run(new_app())
+    library = state.library()  # the app's own (one per process)
+    files = [Upload(f"shot-{i}.jpg", jpeg_bytes(i)) for i in range(3)] + [Upload("notes.txt", b"no picture")]
+    pending = uploads.start(library, files, tags=["away"])  # as Add does, then the user leaves
+    at.session_state[uploads.K_UPLOAD] = pending
+    at.switch_page(state.SEARCH_PAGE)
+    run(at)
+    assert any("Adding 4 images: 0 done" in i for i in texts(at.sidebar.info)), texts(at.sidebar.info)
+
+    held_ingest.set()
+    assert pending.job.wait(60)
+    assert files == []  # the bytes went with the job, not kept in the session
+    run(at)  # (in the browser the note refreshes itself every second)
+    assert any("Upload finished: 3 added, 1 rejected" in s for s in texts(at.sidebar.success))
+    assert "See the report in the Library" in [link.label for link in at.sidebar.get("page_link")]
+    assert library.count(tags=["away"]) == 3
+
+    at.switch_page(state.LIBRARY_PAGE)
+    run(at)
+    summary = " ".join(texts(at.warning))
+    assert "3 added" in summary and "1 rejected" in summary
+    assert dict(zip(at.dataframe[0].value["File"], at.dataframe[0].value["Result"]))["notes.txt"] == "Rejected"
+    assert "**3** images, newest first" in texts(at.markdown)
+    assert uploads.K_UPLOAD not in at.session_state  # collected once
+    at.switch_page(state.SEARCH_PAGE)
+    run(at)
+    assert not at.sidebar.success and not [i for i in texts(at.sidebar.info) if "Adding" in i]
+
+
+def test_an_upload_that_fails_part_way_says_what_happened(app_env, monkeypatch):
+    from ragkit.errors import StoreError
+    from ragkit.ingest import IngestProgress
+    from ragkit.library import Library
+
+    def failing_ingest(self, uploads, *, tags=(), on_progress=None):
+        on_progress(IngestProgress(3, len(uploads), 3, 0, 0, "shot-2.jpg"))
+        raise StoreError("Milvus could not store the assets: connection lost")
+
+    monkeypatch.setattr(Library, "ingest_uploads", failing_ingest)
+    at = run(new_app())
+    at.file_uploader[0].set_value([(f"shot-{i}.jpg", jpeg_bytes(i), "image/jpeg") for i in range(5)])
+    run(at)
+    at.button(key="library.add").click()
+    run(at)
+    assert any("The upload stopped** after 3 of 5 files" in w for w in texts(at.warning)), texts(at.warning)
+    assert any("connection lost" in shown(e) for e in texts(at.error))
+    at.button(key="library.dismiss-report").click()
+    run(at)
+    assert not [w for w in texts(at.warning) if "upload stopped" in w]
+
+
 def test_pages_and_filters(app_env, seed, streamlit_warnings):
     seed([Upload(f"shot-{i:02d}.jpg", jpeg_bytes(i)) for i in LIBRARY_SEEDS[:22]], tags=["studio"])
     seed([Upload(f"beach-{i}.jpg", jpeg_bytes(i)) for i in LIBRARY_SEEDS[22:27]], tags=["beach", "summer"])

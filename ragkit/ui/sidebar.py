@@ -7,7 +7,7 @@ import streamlit as st
 
 from ..library import Library
 from ..records import SOURCE_GENERATED
-from . import pending, state, tray
+from . import pending, state, tray, uploads
 from .errors import guard
 from .markdown import md_escape
 
@@ -38,7 +38,7 @@ def render_banner(library: Library) -> None:
         st.warning(RANDOM_WEIGHTS_MESSAGE, icon=":material/warning:")
 
 
-def render(library: Library, *, on_studio_page: bool = False) -> None:
+def render(library: Library, *, on_studio_page: bool = False, on_library_page: bool = False) -> None:
     with st.sidebar:
         with guard("reading the library size"):
             total = library.count()
@@ -61,6 +61,12 @@ def render(library: Library, *, on_studio_page: bool = False) -> None:
                 st.page_link(state.STUDIO_PAGE, label="Go to the Studio", icon=":material/arrow_forward:")
         else:
             slot.empty()
+        upload_slot = st.empty()  # the same for an upload, which the Library page shows itself
+        if not on_library_page and uploads.get() is not None:
+            with upload_slot.container():
+                uploads.sidebar_note()
+        else:
+            upload_slot.empty()
         st.divider()
         with guard("showing the reference tray"):
             tray.render_sidebar(library, open_studio_button=not on_studio_page)
