@@ -228,6 +228,36 @@ def all_text(at) -> str:
     return "\n".join(parts)
 
 
+MARKDOWN_FIELDS = {"body", "help", "caption", "text", "label"}  # what Streamlit renders as Markdown
+
+
+def markdown_sources(at) -> list[str]:
+    """Every Markdown string the last run sent: bodies of markdown/captions/alerts/toasts, help
+    tooltips, image captions, progress texts, labels (widget options are plain text: not these)."""
+    from google.protobuf.json_format import MessageToDict
+    found: list[str] = []
+
+    def collect(value) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in MARKDOWN_FIELDS and isinstance(item, str):
+                    found.append(item)
+                else:
+                    collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    def walk(node) -> None:
+        if getattr(node, "proto", None) is not None:
+            collect(MessageToDict(node.proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)  # noqa: SLF001 - AppTest has no public walk over every element
+    return found
+
+
 # --- a real `streamlit run` server -----------------------------------------------------------------
 def clean_env(ragkit_env: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGKIT_", "GEMINI_", "GOOGLE_", "STREAMLIT_"))}

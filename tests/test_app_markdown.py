@@ -11,8 +11,12 @@ import re
 
 import pytest
 
+from ragkit.ingest import Provenance, Upload
+from ragkit.records import SOURCE_GENERATED
 from ragkit.ui.markdown import WORD_JOINER, md_escape
-from tests.e2e_support import hostile_texts, shown
+from tests.e2e_support import (app_env, hostile_texts, markdown_sources, new_app, run, seed,  # noqa: F401
+                               shown)
+from tests.images_factory import jpeg_bytes
 
 TRAP = "http://127.0.0.1:9"
 
@@ -73,3 +77,40 @@ def test_an_escape_never_leaks_into_the_next_character():
     """Backslashes in the text are escaped too, so `\\*` stays a backslash and a star."""
     assert md_escape("\\*") == "\\\\\\*"
     assert shown(md_escape("\\\\$")) == "\\\\$"
+
+
+# --- the pages hand Streamlit user text only through md_escape ----------------------------------
+HOSTILE_NAMES = ["www.attacker-example.com.png", "admin@attacker-example.com.png", "[x](javascript:alert(1)).png",
+                 "![m](trap.png) :streamlit: $x$ :red[HOSTILE].png"]
+HOSTILE_BRIEF = f"![p]({TRAP}/brief.png) $$x^2$$ :material/bug_report: www.attacker-example.com " + "x" * 120
+HOSTILE_MODEL = f"![m]({TRAP}/model.png) admin@attacker-example.com"
+# What any of these would look like if it reached Markdown unescaped.
+RAW = ["www.attacker-example", "@attacker-example", "](trap", f"]({TRAP}", ":streamlit:", "$x$", "$$x^2$$",
+       ":red[HOSTILE", ":material/bug_report"]
+
+
+def test_the_pages_send_user_text_to_markdown_only_escaped(app_env, seed):
+    from ragkit.ui import state
+    from ragkit.ui.tray import TRAY_KEY
+    uploaded = seed([Upload(name, jpeg_bytes(300 + i)) for i, name in enumerate(HOSTILE_NAMES)],
+                    tags=["www.attacker-example.com", "$x$"]).added
+    refs = tuple(asset.sha256 for _, asset in uploaded)
+    made = seed([Upload("www.generated-example.com.png", jpeg_bytes(310), source=SOURCE_GENERATED,
+                        provenance=Provenance(HOSTILE_BRIEF, HOSTILE_MODEL, refs[:2]))]).added[0][1]
+    at = run(new_app())
+    at.button(key=f"library.open.{made.sha256}").click()  # Details: title, model, brief, references
+    run(at)
+    sources = markdown_sources(at)
+    at.session_state[TRAY_KEY] = list(refs)
+    at.switch_page(state.STUDIO_PAGE)  # the tray's captions, the History's badge, brief and tooltip
+    run(at)
+    sources += markdown_sources(at)
+    at.switch_page(state.SEARCH_PAGE)
+    run(at)
+    at.text_input(key="search.text").set_value("www.attacker-example.com $x$").run()
+    sources += markdown_sources(at)
+
+    assert any(HOSTILE_MODEL in shown(source) for source in sources)  # it is there, escaped
+    assert any(HOSTILE_BRIEF in shown(source) for source in sources)
+    unescaped = {marker: [s for s in sources if marker in s] for marker in RAW}
+    assert {marker: found for marker, found in unescaped.items() if found} == {}
