@@ -17,9 +17,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.server
-import io
 import json
-import textwrap
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -29,8 +29,9 @@ import pytest
 
 from ragkit.ui.markdown import WORD_JOINER
 from tests.conftest import free_port, wait_for_port
-from tests.e2e_support import (REPO, chromium_browser, hostile_texts, killable_streamlit_server,
-                               new_session_page, product_jpeg, require_browser, wait_for_app_idle)
+from tests.e2e_support import (REPO, chromium_browser, clean_env, hostile_texts, killable_streamlit_server,
+                               new_session_page, product_jpeg, require_browser, stop_process_group,
+                               wait_for_app_idle)
 
 pytestmark = pytest.mark.browser
 
@@ -122,7 +123,7 @@ def requests_elsewhere(requests: list[str], app_url: str) -> list[str]:
 
 # --- 1. every kind of element, with and without md_escape ---------------------------------------
 SINK_APP = """
-import sys, time
+import sys
 import streamlit as st
 from ragkit.ui.markdown import md_escape
 from tests.e2e_support import hostile_texts, product_jpeg
@@ -144,46 +145,48 @@ st.toast(escape(" ".join(TEXTS[:9])), duration="infinite")
 """
 
 
+@contextlib.contextmanager
+def script_server(script: Path, argument: str, log_path: Path):
+    """`streamlit run SCRIPT -- ARGUMENT` on a free port; yields its URL."""
+    port = free_port()
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", "--", argument],
+            cwd=REPO, env=clean_env({}), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_port(port, timeout=60, process=server)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop_process_group(server)
+
+
 def test_every_kind_of_element_shows_escaped_user_text_literally(tmp_path):
     require_browser()
     started = time.monotonic()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     app = tmp_path / "sinks.py"
     app.write_text(SINK_APP)
-    port = free_port()
-    with trap_server() as (trap, trapped), chromium_browser() as browser:
-        import subprocess
-        import sys
-        from tests.e2e_support import clean_env, stop_process_group
-        env = clean_env({})
-        log = open(tmp_path / "streamlit.log", "wb")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--", trap],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for_port(port, timeout=60, process=server)
-            app_url = f"http://127.0.0.1:{port}"
-            outcome, trapped_raw = {}, []
-            for escaped in ("no", "yes"):
-                page = new_session_page(browser)
-                requests: list[str] = []
-                page.on("request", lambda request: requests.append(request.url))
-                page.goto(f"{app_url}/?escape={escaped}")
-                wait_for_app_idle(page, 60)
-                page.locator('[data-testid="stToast"]').wait_for()
-                page.locator('[class*="st-key-help-sink"] [data-testid="stTooltipIcon"]').hover()
-                page.locator('[data-testid="stTooltipContent"]').wait_for()
-                time.sleep(0.5)  # images in the text would be requested by now
-                facts = page_facts(page)
-                outcome[escaped] = (what_user_text_did(facts, app_url),
-                                    requests_elsewhere(requests, app_url), facts["text"])
-                page.screenshot(path=str(ARTIFACTS / f"hostile-sinks-escape-{escaped}.png"), full_page=True)
-                page.context.close()
-                trapped_raw = trapped_raw or list(trapped)
-        finally:
-            stop_process_group(server)
-            log.close()
+    with trap_server() as (trap, trapped), chromium_browser() as browser, \
+            script_server(app, trap, tmp_path / "streamlit.log") as app_url:
+        outcome, trapped_raw = {}, []
+        for escaped in ("no", "yes"):
+            page = new_session_page(browser)
+            requests: list[str] = []
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(f"{app_url}/?escape={escaped}")
+            wait_for_app_idle(page, 60)
+            page.locator('[data-testid="stToast"]').wait_for()
+            page.locator('[class*="st-key-help-sink"] [data-testid="stTooltipIcon"]').hover()
+            page.locator('[data-testid="stTooltipContent"]').wait_for()
+            time.sleep(0.5)  # images in the text would be requested by now
+            facts = page_facts(page)
+            outcome[escaped] = (what_user_text_did(facts, app_url), requests_elsewhere(requests, app_url),
+                                facts["text"])
+            page.screenshot(path=str(ARTIFACTS / f"hostile-sinks-escape-{escaped}.png"), full_page=True)
+            page.context.close()
+            trapped_raw = trapped_raw or list(trapped)
 
     raw_did, raw_requests, _ = outcome["no"]
     print(f"\nraw: {len(raw_did)} things made from user text, e.g. {raw_did[:6]}; requests {raw_requests[:3]}")
