@@ -30,5 +30,6 @@ page = st.navigation([
 
 library = state.library()  # shows the error with its fix and stops, if the library can't open
 sidebar.render_banner(library)
-sidebar.render(library, on_studio_page=page.url_path == "studio")
+# A page's url_path is its file name, and "" for the default page (the Library).
+sidebar.render(library, on_studio_page=page.url_path == "studio", on_library_page=page.url_path == "")
 page.run()

@@ -9,17 +9,19 @@ from ragkit.ingest import Upload
 from ragkit.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport
 from ragkit.tags import normalise_tags
-from ragkit.ui import state, tray
-from ragkit.ui.errors import guard
-from ragkit.ui.grid import (grid, human_date, human_size, md_escape, preview_bytes, short_name,
-                            show_thumbnail, thumbnail_bytes)
+from ragkit.ui import state, tray, uploads
+from ragkit.ui.errors import guard, show_error
+from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, short_name, show_thumbnail,
+                            thumbnail_bytes)
+from ragkit.ui.markdown import md_escape
 
 SOURCES = {"All": None, "Uploaded": SOURCE_UPLOAD, "Generated": SOURCE_GENERATED}
 PAGE_SIZES = [24, 48]
 
 K_UPLOADER = "library.uploader"          # + a generation number: a new one empties the drop zone
 K_UPLOAD_TAGS = "library.upload-tags"
-K_REPORT = "library.report"
+K_REPORT = "library.report"             # the last upload's outcome (a summarize() dict)
+K_UPLOAD_ERROR = "library.upload-error"  # (error, files checked, files) when an upload failed
 K_TAGS = "library.tags"
 K_SOURCE = "library.source"
 K_PER_PAGE = "library.per-page"
@@ -28,6 +30,7 @@ K_PAGING = "library.paging"              # (generation, the page that widget sta
 K_FILTERS_SEEN = "library.filters-seen"
 K_CONFIRM_DELETE = "library.confirm-delete"
 K_EXPORT = "library.export-path"
+POLL_S = 0.25  # how often the Library redraws an upload's progress (and can be left)
 
 library = state.library()
 
@@ -64,22 +67,47 @@ def summarize(report: IngestReport) -> dict:
 
 
 def add_images(files, tags_text: str) -> None:
-    uploads = [Upload(f.name, f.getvalue()) for f in files]
+    """Start the upload in the background (ui/uploads.py): leaving the page no longer stops it."""
     tags = [t for t in tags_text.split(",") if t.strip()]
-    bar = st.progress(0.0, text=f"Adding {len(uploads)} images…")
+    uploads.put(uploads.start(library, [Upload(f.name, f.getvalue()) for f in files], tags))
+    for key in (K_REPORT, K_UPLOAD_ERROR):
+        st.session_state.pop(key, None)
+    # A new, empty drop zone: the job holds the bytes now, the old widget's files can go.
+    st.session_state[K_UPLOADER] = st.session_state.get(K_UPLOADER, 0) + 1
+    st.rerun()
 
-    def on_progress(p) -> None:
-        bar.progress(p.done / max(p.total, 1),
-                     text=f"{p.done} of {p.total} · {p.added} added · {p.duplicates} already there · "
-                          f"{p.rejected} rejected · {short_name(p.current, 40)}")
 
-    with guard("adding images"):
-        report = library.ingest_uploads(uploads, tags=tags, on_progress=on_progress)
-        state.mark_changed(library)
-        st.session_state[K_REPORT] = summarize(report)
-        st.session_state[K_UPLOADER] = st.session_state.get(K_UPLOADER, 0) + 1
-        restart_paging()  # the new images are on the first page (newest first)
-        st.rerun()
+def collect_finished_upload() -> None:
+    """The report of an upload that has finished (while this page or another one was shown)."""
+    pending = uploads.get()
+    if pending is None or not pending.job.done:
+        return
+    uploads.take()
+    try:
+        st.session_state[K_REPORT] = summarize(pending.job.outcome())
+    except Exception as exc:  # noqa: BLE001 - shown in the report's place by report_section
+        st.session_state[K_UPLOAD_ERROR] = (exc, pending.done_count, pending.files)
+    restart_paging()  # the new images are on the first page (newest first)
+
+
+def wait_for_upload(slot) -> None:
+    """Show the running upload's progress in `slot` until it ends; draw the page again whenever
+    a batch of images has landed (the grid and the counts show them), and once it is over.
+
+    The ingest runs in its own thread, so this loop only polls: each redraw of the bar is a point
+    where Streamlit can stop this run when the user goes to another page; the upload goes on.
+    """
+    pending = uploads.get()
+    if pending is None:
+        return
+    stored_when_drawn = pending.stored_count
+    with slot.container(border=True, key="library-upload-progress"):
+        bar = st.progress(0.0, text=uploads.progress_text(pending))
+        st.caption("You can browse other pages meanwhile: the upload goes on, and its report waits here.")
+        while not pending.job.wait(POLL_S) and pending.stored_count == stored_when_drawn:
+            done, total = pending.job.progress
+            bar.progress(done / max(total, 1), text=uploads.progress_text(pending))
+    st.rerun()  # the new images, or (collect_finished_upload, at the top of the run) the report
 
 
 def upload_section(empty: bool) -> None:
@@ -96,12 +124,29 @@ def upload_section(empty: bool) -> None:
         tags_text = st.text_input("Tags for these images (optional, comma-separated)", key=K_UPLOAD_TAGS,
                                   placeholder="summer, campaign, hero")
         label = f"Add {len(files)} image{'s' if len(files) != 1 else ''} to the library" if files else "Add to the library"
-        if st.button(label, type="primary", disabled=not files, icon=":material/add_photo_alternate:",
-                     key="library.add"):
+        busy = uploads.running()
+        if st.button(label, type="primary", disabled=not files or busy, icon=":material/add_photo_alternate:",
+                     key="library.add", help="An upload is running; add more once it has finished." if busy else None):
             add_images(files, tags_text)
 
 
+def dismiss_report() -> None:
+    for key in (K_REPORT, K_UPLOAD_ERROR):
+        st.session_state.pop(key, None)
+
+
 def report_section() -> None:
+    failed = st.session_state.get(K_UPLOAD_ERROR)
+    if failed:
+        error, checked, files = failed
+        with st.container(border=True, key="library-report"):
+            st.warning(f"**The upload stopped** after {checked} of {files} files had been checked. The images "
+                       "stored before that are in the library; add the files again once the cause below is "
+                       "fixed (those already stored are recognised and skipped).", icon=":material/report:")
+            show_error(error, "adding images")
+            st.button("Dismiss", key="library.dismiss-report", type="tertiary", icon=":material/close:",
+                      on_click=dismiss_report)
+        return
     report = st.session_state.get(K_REPORT)
     if not report:
         return
@@ -118,7 +163,7 @@ def report_section() -> None:
                                     "Result": st.column_config.TextColumn(width="small"),
                                     "Why": st.column_config.TextColumn(width="large")})
         st.button("Dismiss", key="library.dismiss-report", type="tertiary", icon=":material/close:",
-                  on_click=lambda: st.session_state.pop(K_REPORT, None))
+                  on_click=dismiss_report)
 
 
 def empty_state() -> None:
@@ -133,7 +178,7 @@ def empty_state() -> None:
         with guard("looking for other libraries"):
             for other in library.store.other_collections():
                 if other.count:
-                    st.info(f"{other.count:,} images are indexed with another model ({other.model_id}). "
+                    st.info(f"{other.count:,} images are indexed with another model ({md_escape(other.model_id)}). "
                             "Set RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED back to use them, or add them "
                             "again under this model.", icon=":material/swap_horiz:")
 
@@ -149,7 +194,7 @@ def close_details() -> None:
 
 
 def asset_facts(asset: Asset) -> None:
-    kind = asset.mime.split("/")[-1].upper() if asset.mime else "?"
+    kind = md_escape(asset.mime.split("/")[-1].upper()) if asset.mime else "?"
     origin = ":material/auto_awesome: Generated" if asset.is_generated else ":material/upload: Uploaded"
     st.markdown(f"{asset.width} × {asset.height} px · {human_size(asset.size_bytes)} · {kind}  \n"
                 f"{origin} {human_date(asset)}")
@@ -174,7 +219,7 @@ def tag_editor(asset: Asset) -> None:
 
 def provenance(asset: Asset) -> None:
     st.markdown("**How it was made**")
-    st.markdown(f"Model `{asset.model or '?'}`")
+    st.markdown(f"Model: {md_escape(asset.model or '?')}")
     if asset.prompt:
         st.markdown(f"> {md_escape(asset.prompt)}")
     if asset.reference_ids:
@@ -187,7 +232,7 @@ def provenance(asset: Asset) -> None:
                 with cells.cell():
                     data = thumbnail_bytes(library, ref.sha256)
                     if data:
-                        st.image(data, width="stretch", caption=short_name(ref.filename, 16))
+                        st.image(data, width="stretch", caption=md_escape(short_name(ref.filename, 16)))
 
 
 def delete_controls(asset: Asset) -> None:
@@ -204,7 +249,7 @@ def delete_controls(asset: Asset) -> None:
             tray.remove(asset.sha256)
             state.mark_changed(library)
             close_details()
-            st.toast(f"Deleted {asset.filename}", icon=":material/delete:")
+            st.toast(f"Deleted {md_escape(asset.filename)}", icon=":material/delete:")
             st.rerun()
     no.button("Cancel", key="library.delete-cancel", width="stretch",
               on_click=lambda: st.session_state.pop(K_CONFIRM_DELETE, None))
@@ -321,12 +366,17 @@ def browse(total: int) -> None:
 # --- the page ----------------------------------------------------------------------------------
 st.title("Library")
 with guard("loading the library"):
+    collect_finished_upload()
     total = library.count()
     if total == 0:
         empty_state()
     upload_section(empty=total == 0)
+    progress_slot = st.empty()
     report_section()
     if total:
         browse(total)
     if st.session_state.get(state.OPEN_ASSET):
         details(st.session_state[state.OPEN_ASSET])
+    # Last, so the whole page is drawn and usable while it waits: a click anywhere interrupts the
+    # wait, does its thing, and the next run waits again.
+    wait_for_upload(progress_slot)

@@ -4,9 +4,10 @@ import hashlib
 import streamlit as st
 
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, SearchHit
-from ragkit.ui import state, tray
+from ragkit.ui import state, tray, uploads
 from ragkit.ui.errors import guard
-from ragkit.ui.grid import example_preview, grid, md_escape, score_label, short_name, show_thumbnail, thumbnail_bytes
+from ragkit.ui.grid import example_preview, grid, score_label, short_name, show_thumbnail, thumbnail_bytes
+from ragkit.ui.markdown import md_escape
 
 SOURCES = {"All": None, "Uploaded": SOURCE_UPLOAD, "Generated": SOURCE_GENERATED}
 SORTS = ["Best match", "Newest"]
@@ -141,7 +142,12 @@ st.title("Search")
 with guard("searching"):
     total = library.count()
     if total == 0:
-        st.info("There is nothing to search yet: add images on the Library page first.", icon=":material/photo_library:")
+        if uploads.running():
+            st.info("Your first images are on their way (see the sidebar): search them once they are in.",
+                    icon=":material/hourglass_top:")
+        else:
+            st.info("There is nothing to search yet: add images on the Library page first.",
+                    icon=":material/photo_library:")
         st.page_link(state.LIBRARY_PAGE, label="Go to the Library", icon=":material/arrow_forward:")
         st.stop()
     query = query_section()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -138,6 +139,30 @@ def product_set(count: int = 12) -> list[tuple[str, bytes]]:
     return out
 
 
+# --- text a user controls that Streamlit's Markdown would act on --------------------------------
+def hostile_texts(trap: str) -> dict[str, str]:
+    """What a file name, a tag, a brief or an imported model name can hold to become a link, an
+    image (a request to `trap`), a formula, an icon or styled text wherever Streamlit renders
+    Markdown. `trap` is the base URL ("http://127.0.0.1:PORT") of a server that must never be asked."""
+    return {
+        "link": "[x](javascript:alert(1))",
+        "image": f"![m]({trap}/image.png)",
+        "www autolink": "www.attacker-example.com.png",
+        "email autolink": "admin@attacker-example.com.png",
+        "url autolink": f"{trap}/autolink",
+        "angle autolink": f"<{trap}/angle>",
+        "html": f"<img src={trap}/html.png>",
+        "reference link": f"[a][r] [r]: {trap}/reference",
+        "latex": "$x^2$ and $$\\frac{a}{b}$$",
+        "icons": ":material/bug_report: :streamlit: :smile:",
+        "directives": ":red[HOSTILE] :blue-background[x] :small[y] :help[tip]",
+        "emphasis": "**bold** _it_ `code` ~~strike~~",
+        "typography": "a -> b -- c >= d",
+        "blocks": "# heading\n- item\n> quote\n    code\n| t |",
+        "entities": "&lt;b&gt; &amp;",
+    }
+
+
 # --- AppTest: the real app.py, in this process, on a library in a temp dir ------------------------
 import pytest  # noqa: E402
 
@@ -187,6 +212,13 @@ def texts(elements) -> list[str]:
     return [e.value for e in elements]
 
 
+def shown(markdown: str) -> str:
+    """What a reader sees of Markdown whose user text went through ragkit.ui.markdown.md_escape:
+    without its backslash escapes and word joiners (Markdown of the page itself stays as written)."""
+    from ragkit.ui.markdown import WORD_JOINER
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown).replace(WORD_JOINER, "")
+
+
 def all_text(at) -> str:
     """Every markdown/caption/alert/heading text on the page and in the sidebar."""
     parts = []
@@ -194,6 +226,36 @@ def all_text(at) -> str:
                  "success", "code"):
         parts += [str(e.value) for e in getattr(at, kind)]
     return "\n".join(parts)
+
+
+MARKDOWN_FIELDS = {"body", "help", "caption", "text", "label"}  # what Streamlit renders as Markdown
+
+
+def markdown_sources(at) -> list[str]:
+    """Every Markdown string the last run sent: bodies of markdown/captions/alerts/toasts, help
+    tooltips, image captions, progress texts, labels (widget options are plain text: not these)."""
+    from google.protobuf.json_format import MessageToDict
+    found: list[str] = []
+
+    def collect(value) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in MARKDOWN_FIELDS and isinstance(item, str):
+                    found.append(item)
+                else:
+                    collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    def walk(node) -> None:
+        if getattr(node, "proto", None) is not None:
+            collect(MessageToDict(node.proto))
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)  # noqa: SLF001 - AppTest has no public walk over every element
+    return found
 
 
 # --- a real `streamlit run` server -----------------------------------------------------------------
@@ -273,19 +335,52 @@ def streamlit_command(port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def killable_streamlit_server(ragkit_env: dict[str, str], port: int, log_path: Path,
-                              timeout: float = 90.0) -> Iterator[tuple[str, subprocess.Popen]]:
+def killable_streamlit_server(ragkit_env: dict[str, str], port: int, log_path: Path, timeout: float = 90.0,
+                              *, model_images_per_second: float | None = None
+                              ) -> Iterator[tuple[str, subprocess.Popen]]:
     """Like streamlit_server, but yields (url, process) with the server in its own process group,
-    so a test can `kill -9` it; whatever is left of the group is SIGKILLed on the way out."""
+    so a test can `kill -9` it; whatever is left of the group is SIGKILLed on the way out.
+    With `model_images_per_second`, the tiny test model encodes no faster than that (see
+    model_speed_shim)."""
     from tests.conftest import wait_for_port
+    env = clean_env(ragkit_env)
+    if model_images_per_second:
+        shim = model_speed_shim(log_path.parent / "model-speed-shim", model_images_per_second)
+        env["PYTHONPATH"] = os.pathsep.join([str(shim), env["PYTHONPATH"]])
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(streamlit_command(port), cwd=REPO, env=clean_env(ragkit_env), stdout=log,
+        process = subprocess.Popen(streamlit_command(port), cwd=REPO, env=env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_for_port(port, timeout=timeout, process=process)
             yield f"http://127.0.0.1:{port}", process
         finally:
             stop_process_group(process)
+
+
+def model_speed_shim(folder: Path, images_per_second: float) -> Path:
+    """A folder with a sitecustomize.py that makes image encoding take at least 1/images_per_second
+    per image in a server started with it on its PYTHONPATH. The tiny test model encodes an upload
+    in a blink; ViT-B-32 does 15-20 images/s on this CPU (DESIGN.md), and a test of what happens
+    while an upload runs needs one that lasts as long as a real one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(f"""\
+import time
+
+from ragkit.embedder import ClipEmbedder
+
+_encode = ClipEmbedder.embed_tensors
+
+
+def _at_real_model_speed(self, batch):
+    started = time.monotonic()
+    vectors = _encode(self, batch)
+    time.sleep(max(0.0, len(batch) / {images_per_second!r} - (time.monotonic() - started)))
+    return vectors
+
+
+ClipEmbedder.embed_tensors = _at_real_model_speed
+""")
+    return folder
 
 
 def stop_process_group(process: subprocess.Popen, timeout: float = 15.0) -> None:
@@ -354,7 +449,6 @@ def choose_uploads(page, files: list[tuple[str, bytes]], tags: str = "", timeout
 def upload_report(page) -> dict | None:
     """The Library's summary after an upload as numbers, or None while there is none on the page:
     {"added": 9, "duplicates": 0, "rejected": 0, "seconds": 1.2} (the server's own ingest time)."""
-    import re
     alerts = page.locator(UPLOAD_REPORT)
     if alerts.count() == 0:
         return None

@@ -8,7 +8,7 @@ import pytest
 
 from ragkit.ingest import Provenance, Upload
 from ragkit.records import SOURCE_GENERATED
-from tests.e2e_support import all_text, app_env, new_app, run, seed, texts  # noqa: F401 - fixtures
+from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.images_factory import jpeg_bytes, png_bytes
 
 LIBRARY_SEEDS = range(100, 130)
@@ -53,7 +53,7 @@ def test_empty_library_tells_a_new_user_what_to_do(app_env):
     assert any("random weights" in w for w in texts(at.warning))
     assert any("Random weights" in e for e in texts(at.sidebar.error))
     assert at.sidebar.metric[0].value == "0"
-    assert "ragkit-tiny" in all_text(at)
+    assert "ragkit-tiny" in shown(all_text(at))
 
 
 def test_upload_of_good_and_bad_files_reports_each_outcome(app_env, tmp_path):
@@ -97,6 +97,78 @@ def test_upload_of_good_and_bad_files_reports_each_outcome(app_env, tmp_path):
     at.button(key="library.dismiss-report").click()
     run(at)
     assert not at.dataframe
+
+
+@pytest.fixture
+def held_ingest(monkeypatch):
+    """Uploads wait for `release.set()` before they are ingested (the real ingest, then)."""
+    import threading
+    from ragkit.library import Library
+    release = threading.Event()
+    real_ingest = Library.ingest_uploads
+
+    def ingest_when_released(self, *args, **kwargs):
+        assert release.wait(60), "the test never released the upload"
+        return real_ingest(self, *args, **kwargs)
+
+    monkeypatch.setattr(Library, "ingest_uploads", ingest_when_released)
+    yield release
+    release.set()
+
+
+def test_an_upload_goes_on_while_another_page_is_shown_and_the_library_reports_it(app_env, held_ingest):
+    """Leaving the Library stops its script run, not the upload: the sidebar of the other pages
+    counts it on, and the Library shows its report the next time it is shown."""
+    from ragkit.ui import state, uploads
+    at = run(new_app())
+    library = state.library()  # the app's own (one per process)
+    files = [Upload(f"shot-{i}.jpg", jpeg_bytes(i)) for i in range(3)] + [Upload("notes.txt", b"no picture")]
+    pending = uploads.start(library, files, tags=["away"])  # as Add does, then the user leaves
+    at.session_state[uploads.K_UPLOAD] = pending
+    at.switch_page(state.SEARCH_PAGE)
+    run(at)
+    assert any("Adding 4 images: 0 done" in i for i in texts(at.sidebar.info)), texts(at.sidebar.info)
+
+    held_ingest.set()
+    assert pending.job.wait(60)
+    assert files == []  # the bytes went with the job, not kept in the session
+    run(at)  # (in the browser the note refreshes itself every second)
+    assert any("Upload finished: 3 added, 1 rejected" in s for s in texts(at.sidebar.success))
+    assert "See the report in the Library" in [link.label for link in at.sidebar.get("page_link")]
+    assert library.count(tags=["away"]) == 3
+
+    at.switch_page(state.LIBRARY_PAGE)
+    run(at)
+    summary = " ".join(texts(at.warning))
+    assert "3 added" in summary and "1 rejected" in summary
+    assert dict(zip(at.dataframe[0].value["File"], at.dataframe[0].value["Result"]))["notes.txt"] == "Rejected"
+    assert "**3** images, newest first" in texts(at.markdown)
+    assert uploads.K_UPLOAD not in at.session_state  # collected once
+    at.switch_page(state.SEARCH_PAGE)
+    run(at)
+    assert not at.sidebar.success and not [i for i in texts(at.sidebar.info) if "Adding" in i]
+
+
+def test_an_upload_that_fails_part_way_says_what_happened(app_env, monkeypatch):
+    from ragkit.errors import StoreError
+    from ragkit.ingest import IngestProgress
+    from ragkit.library import Library
+
+    def failing_ingest(self, uploads, *, tags=(), on_progress=None):
+        on_progress(IngestProgress(3, len(uploads), 3, 0, 0, "shot-2.jpg"))
+        raise StoreError("Milvus could not store the assets: connection lost")
+
+    monkeypatch.setattr(Library, "ingest_uploads", failing_ingest)
+    at = run(new_app())
+    at.file_uploader[0].set_value([(f"shot-{i}.jpg", jpeg_bytes(i), "image/jpeg") for i in range(5)])
+    run(at)
+    at.button(key="library.add").click()
+    run(at)
+    assert any("The upload stopped** after 3 of 5 files" in w for w in texts(at.warning)), texts(at.warning)
+    assert any("connection lost" in shown(e) for e in texts(at.error))
+    at.button(key="library.dismiss-report").click()
+    run(at)
+    assert not [w for w in texts(at.warning) if "upload stopped" in w]
 
 
 def test_pages_and_filters(app_env, seed, streamlit_warnings):
@@ -234,10 +306,10 @@ def test_generated_image_shows_its_provenance(app_env, seed):
     at.button(key=f"library.open.{made.sha256}").click()
     run(at)
     text = all_text(at)
-    assert "How it was made" in text and "gemini-2.5-flash-image" in text
+    assert "How it was made" in text and "gemini-2.5-flash-image" in shown(text)
     assert "Model on the beach wearing \\*this\\* cape" in text  # shown literally, not as Markdown
     assert "2 reference image(s)" in text
-    assert {"ref-0.jpg", "ref-1.jpg"} <= {c for img in at.image for c in img.captions}
+    assert {"ref-0.jpg", "ref-1.jpg"} <= {shown(c) for img in at.image for c in img.captions}
 
 
 def test_find_similar_opens_search_with_the_image_as_query(app_env, seed):
@@ -281,7 +353,7 @@ def test_a_ragkit_error_at_open_is_a_message_with_the_fix_and_not_cached(app_env
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     at = run(new_app())
-    assert any(expected in e for e in texts(at.error))
+    assert any(expected in shown(e) for e in texts(at.error))
     assert any("reload" in i for i in texts(at.info))
     assert "Library" not in texts(at.title)  # the page stopped there
     for name, value in app_env.items():  # the user fixes the setting and reloads
@@ -303,7 +375,8 @@ def test_a_library_held_by_another_process_is_explained_and_retried(app_env):
     try:
         assert holder.stdout.readline().strip() == "ready"
         at = run(new_app())
-        assert any("open in another process" in e and "milvus-lite server" in e for e in texts(at.error))
+        errors = [shown(e) for e in texts(at.error)]
+        assert any("open in another process" in e and "milvus-lite server" in e for e in errors)
         assert "Library" not in texts(at.title)
     finally:
         holder.terminate()
@@ -355,6 +428,6 @@ def test_an_error_quoting_a_secret_shows_without_it(app_env, seed, monkeypatch):
 
     monkeypatch.setattr(Library, "page", failing_page)
     at = run(new_app())
-    errors = " ".join(texts(at.error))
+    errors = shown(" ".join(texts(at.error)))
     assert "Milvus refused token *** while listing assets" in errors
     assert "s3cret-token" not in all_text(at)

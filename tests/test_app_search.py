@@ -7,7 +7,7 @@ import pytest
 
 from ragkit.ingest import Provenance, Upload
 from ragkit.records import SOURCE_GENERATED
-from tests.e2e_support import all_text, app_env, new_app, run, seed, texts  # noqa: F401 - fixtures
+from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.images_factory import jpeg_bytes, png_bytes
 
 SEARCH = "app_pages/search.py"
@@ -125,7 +125,7 @@ def test_a_bad_example_image_is_a_clear_error(app_env, library_of_ten):
     run(at)
     at.file_uploader(key="search.example").set_value(("notes.txt", b"not a picture", "text/plain"))
     run(at)
-    assert any("The example image can't be used" in e for e in texts(at.error))
+    assert any("The example image can't be used" in shown(e) for e in texts(at.error))
     assert not hit_ids(at)
 
 

@@ -7,7 +7,7 @@ import pytest
 from ragkit.ingest import Upload
 from ragkit.ui import studio_view
 from ragkit.ui.tray import TRAY_KEY
-from tests.e2e_support import all_text, app_env, new_app, run, seed, texts  # noqa: F401 - fixtures
+from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.fake_gemini import blocked_reply, error_reply, image_reply, make_png
 from tests.images_factory import jpeg_bytes
 
@@ -145,7 +145,7 @@ def test_generate_save_download_and_history(with_key, refs, settings):
     at.button(key=[b.key for b in results(at) if b.key.startswith("studio.open.")][0]).click()
     run(at)
     assert texts(at.title) == ["Library"]
-    text = all_text(at)
+    text = shown(all_text(at))
     assert "How it was made" in text and "gemini-2.5-flash-image" in text and "2 reference image(s)" in text
 
     # The key never reached the page (which page_text does see: the brief is in it).
@@ -199,7 +199,7 @@ def test_a_failed_generation_keeps_the_brief_and_the_tray(with_key, refs, monkey
     run(at)
     at.button(key="studio.generate").click()
     run(at)
-    errors = " ".join(texts(at.error))
+    errors = shown(" ".join(texts(at.error)))
     assert "rejected the API key" in errors and "GEMINI_API_KEY" in errors
     assert not at.get("progress") and not results(at)
     assert at.text_area(key=studio_view.K_BRIEF).value == BRIEF
@@ -209,11 +209,11 @@ def test_a_failed_generation_keeps_the_brief_and_the_tray(with_key, refs, monkey
     # The error stays through unrelated reruns, until the next Generate replaces it.
     at.button(key="studio.preset.0").click()
     run(at)
-    assert any("rejected the API key" in e for e in texts(at.error))
+    assert any("rejected the API key" in shown(e) for e in texts(at.error))
     at.text_area(key=studio_view.K_BRIEF).set_value(BRIEF)
     at.button(key="studio.generate").click()
     run(at)
-    errors = " ".join(texts(at.error))
+    errors = shown(" ".join(texts(at.error)))
     assert "blocked the brief" in errors and "PROHIBITED_CONTENT" in errors and "API key" not in errors
     at.button(key="studio.dismiss-error").click()
     run(at)
@@ -226,7 +226,7 @@ def test_a_failed_generation_keeps_the_brief_and_the_tray(with_key, refs, monkey
     fake.enqueue(error_reply(400, message="API key not valid: {api_key}", status="INVALID_ARGUMENT"))
     at.button(key="studio.generate").click()
     run(at)
-    assert any("rejected the API key" in e for e in texts(at.error))
+    assert any("rejected the API key" in shown(e) for e in texts(at.error))
     assert len(results(at)) == 1 and at.text_area(key=studio_view.K_BRIEF).value == BRIEF
     assert KEY not in page_text(at)
     # Five Generate clicks, one client (per key, model and endpoint), reused.

@@ -7,6 +7,8 @@
    as already in the library by the others, as it is when the uploads come one after another.
 2. `kill -9` of the server in the middle of a browser upload, a new server on the same data
    dir, the same upload again: it completes, and nothing is lost or doubled.
+3. A 60-file upload, then another page 3 s after Add: the upload goes on on the server (the
+   sidebar says how far, then that it finished), and the Library reports all 60 added.
 """
 from __future__ import annotations
 
@@ -342,6 +344,89 @@ def test_kill_9_during_a_browser_upload_then_upload_again_completes(ragkit_env, 
             final = doctor.check(library)
         assert final.healthy, final.to_dict()
         assert files_and_rows(library) == (expected, expected, expected)
+    finally:
+        library.close()
+    print(f"test took {time.monotonic() - started:.1f} s")
+
+
+# --- 3. leaving the Library in the middle of an upload ------------------------------------------
+LEAVE_FILES = 60
+LEAVE_AFTER_S = 3.0
+# The tiny test model is far faster than a real one. At a real model's pace the user leaves while the
+# first batch of 32 is being encoded (the report of this bug: 32 of 60 stored, the rest lost), and
+# the upload lasts long enough for the test to see its progress on two pages on a busy machine.
+REAL_MODEL_SPEED = 5.0  # images/s: the first batch takes 6.4 s, the whole upload 12 s or more
+SIDEBAR = '[data-testid="stSidebar"]'
+
+
+def test_leaving_the_library_mid_upload_still_stores_every_file_and_reports_it(ragkit_env, tmp_path):
+    """A 60-file browser upload, then Search 3 s after Add: the upload goes on on the server, the
+    sidebar counts it on and then says it finished, and back in the Library its report says 60 added."""
+    require_browser()
+    started = time.monotonic()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    files = distinct_pictures(LEAVE_FILES)
+    expected = {sha(data) for _, data in files}
+    data_dir = Path(ragkit_env["RAGKIT_DATA_DIR"])
+    log_path = tmp_path / "streamlit.log"
+    page_errors: list[str] = []
+
+    with killable_streamlit_server(ragkit_env, free_port(), log_path, model_images_per_second=REAL_MODEL_SPEED
+                                   ) as (url, _), chromium_browser() as browser:
+        page = new_session_page(browser, page_errors)
+        try:
+            page.goto(url)
+            page.get_by_text("Your library is empty").wait_for(timeout=90_000)
+            wait_for_app_idle(page, 60)
+            choose_uploads(page, files, tags="left mid-way").click()
+            clicked = time.monotonic()
+            page.locator(PROGRESS).wait_for(timeout=30_000)
+            time.sleep(max(0.0, LEAVE_AFTER_S - (time.monotonic() - clicked)))
+            stored_when_leaving = blob_counts(data_dir)["originals"]
+            assert stored_when_leaving < LEAVE_FILES, "the upload was over before the user left: nothing tested"
+            sidebar = page.locator(SIDEBAR)
+            sidebar.get_by_role("link", name="Search").click()
+            page.get_by_role("heading", name="Search", exact=True).wait_for(timeout=30_000)
+            sidebar.get_by_text(f"Adding {LEAVE_FILES} images:").wait_for(timeout=30_000)
+            back = sidebar.get_by_role("link", name="Watch it in the Library")
+            back.wait_for()
+            page.screenshot(path=str(ARTIFACTS / "upload-note-running.png"))
+
+            # Back in the Library while it runs: its progress again. Then away again, until it is over.
+            back.click()
+            page.locator(PROGRESS).get_by_text(f"of {LEAVE_FILES} ·").wait_for(timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "upload-progress-library.png"))
+            sidebar.get_by_role("link", name="Search").click()
+            page.get_by_role("heading", name="Search", exact=True).wait_for(timeout=30_000)
+            finished = sidebar.get_by_text(f"Upload finished: {LEAVE_FILES} added, 0 rejected")
+            finished.wait_for(timeout=120_000)  # the note refreshes itself while the user stays here
+            finished_after = time.monotonic() - clicked
+            wait_for_app_idle(page)
+            page.screenshot(path=str(ARTIFACTS / "upload-note-finished.png"))
+            assert_clean_page(page, "search")
+
+            sidebar.get_by_role("link", name="See the report in the Library").click()
+            page.locator(UPLOAD_REPORT).wait_for(timeout=30_000)
+            wait_for_app_idle(page)
+            report = upload_report(page)
+            page.get_by_text(f"{LEAVE_FILES} images, newest first").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "upload-report-after-leaving.png"))
+            assert_clean_page(page, "library")
+        except BaseException:
+            screenshot_on_failure({"leave-mid-upload": page})
+            raise
+    assert not page_errors, page_errors
+    assert "Traceback" not in log_path.read_text(errors="replace")
+
+    print(f"\n{stored_when_leaving} of {LEAVE_FILES} stored when the user left, {LEAVE_AFTER_S:.0f} s after Add; "
+          f"the sidebar said finished {finished_after:.1f} s after Add; report {report}")
+    assert report["added"] == LEAVE_FILES and report["duplicates"] == 0 and report["rejected"] == 0, report
+    library = open_library(ragkit_env, tmp_path)
+    try:
+        assert files_and_rows(library) == (expected, expected, expected)
+        assert library.count(tags=["left mid-way"]) == LEAVE_FILES
+        health = doctor.check(library)
+        assert health.healthy, health.to_dict()
     finally:
         library.close()
     print(f"test took {time.monotonic() - started:.1f} s")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ..config import Settings
+from .markdown import md_escape
 
 
 def _auth_configured() -> bool:
@@ -36,11 +37,11 @@ def require_sign_in(settings: Settings) -> None:
         st.stop()
     email = st.user.get("email")
     if not settings.email_allowed(email):
-        st.error(f"**{email or 'This account'}** is not allowed into this library. Ask an admin to add it to "
-                 "`RAGKIT_ALLOWED_EMAILS`, or sign in with another account.", icon=":material/block:")
+        st.error(f"**{md_escape(email or 'This account')}** is not allowed into this library. Ask an admin to "
+                 "add it to `RAGKIT_ALLOWED_EMAILS`, or sign in with another account.", icon=":material/block:")
         st.button("Sign out", on_click=st.logout)
         st.stop()
     with st.sidebar:
-        st.caption(f"Signed in as {st.user.get('name') or email}")
+        st.caption(f"Signed in as {md_escape(st.user.get('name') or email or '')}")
         st.button("Sign out", key="auth.sign-out", on_click=st.logout, type="tertiary",
                   icon=":material/logout:")

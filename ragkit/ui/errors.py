@@ -9,14 +9,18 @@ import streamlit as st
 
 from ..config import Settings
 from ..errors import RagkitError
+from .markdown import md_escape
 
 log = logging.getLogger("ragkit.ui")
 
 
 def show_error(exc: BaseException, action: str = "") -> None:
-    """One red box a person can act on. Unexpected errors go to the server log, not the page."""
+    """One red box a person can act on. Unexpected errors go to the server log, not the page.
+
+    The message is shown literally: it can quote a file name, a brief or what a server said.
+    """
     if isinstance(exc, RagkitError):
-        st.error(_without_secrets(str(exc)), icon=":material/error:")
+        st.error(md_escape(_without_secrets(str(exc))), icon=":material/error:")
         return
     log.error("unexpected error while %s", action or "running the page", exc_info=exc)
     doing = f" while {action}" if action else ""

@@ -122,10 +122,3 @@ def score_label(score: float) -> str:
 def short_name(name: str, limit: int = 28) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
-
-_MARKDOWN_SPECIALS = "\\`*_{}[]()<>#+-.!|~:$"
-
-
-def md_escape(text: str) -> str:
-    """User text (a filename, a prompt) shown literally inside Markdown."""
-    return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in text)

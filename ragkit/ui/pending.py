@@ -11,6 +11,7 @@ import streamlit as st
 
 from ..generate import Generation
 from ..jobs import Job
+from .markdown import md_escape
 
 K_PENDING = "studio.pending"
 
@@ -56,6 +57,7 @@ def sidebar_note() -> None:
                    icon=":material/auto_awesome:")
     else:
         done, total = pending.job.progress
-        st.info(f"Generating {pending.noun} with {pending.model_label}: {done} of {total or pending.variations} "
-                f"finished, {pending.job.elapsed:.0f} s so far. Browse on; the Studio keeps the results.",
+        st.info(f"Generating {pending.noun} with {md_escape(pending.model_label)}: "
+                f"{done} of {total or pending.variations} finished, {pending.job.elapsed:.0f} s so far. "
+                "Browse on; the Studio keeps the results.",
                 icon=":material/hourglass_top:")

@@ -7,8 +7,9 @@ import streamlit as st
 
 from ..library import Library
 from ..records import SOURCE_GENERATED
-from . import pending, state, tray
+from . import pending, state, tray, uploads
 from .errors import guard
+from .markdown import md_escape
 
 RANDOM_WEIGHTS_MESSAGE = (
     "**Demo model with random weights.** Search results and similarity scores mean nothing. "
@@ -37,7 +38,7 @@ def render_banner(library: Library) -> None:
         st.warning(RANDOM_WEIGHTS_MESSAGE, icon=":material/warning:")
 
 
-def render(library: Library, *, on_studio_page: bool = False) -> None:
+def render(library: Library, *, on_studio_page: bool = False, on_library_page: bool = False) -> None:
     with st.sidebar:
         with guard("reading the library size"):
             total = library.count()
@@ -49,10 +50,10 @@ def render(library: Library, *, on_studio_page: bool = False) -> None:
                 st.info(advice, icon=":material/dns:")
         if state.random_weights(library):
             st.error("Random weights: results are meaningless", icon=":material/warning:")
-        st.caption(f":material/memory: **Model** {model_label(library)}")
+        st.caption(f":material/memory: **Model** {md_escape(model_label(library))}")
         where = "server" if not library.settings.is_embedded_db else "embedded"
         uri = library.settings.milvus_uri_display
-        st.caption(f":material/database: **Database** ({where}) `{short_location(uri)}`", help=uri)
+        st.caption(f":material/database: **Database** ({where}) `{short_location(uri)}`", help=md_escape(uri))
         # Always this slot, emptied explicitly when there is nothing to say: the Studio page keeps
         # its run going while it waits for the model, and until a run ends Streamlit goes on showing
         # what the previous page drew at any position the new run has not drawn over.
@@ -63,6 +64,12 @@ def render(library: Library, *, on_studio_page: bool = False) -> None:
                 st.page_link(state.STUDIO_PAGE, label="Go to the Studio", icon=":material/arrow_forward:")
         else:
             slot.empty()
+        upload_slot = st.empty()  # the same for an upload, which the Library page shows itself
+        if not on_library_page and uploads.get() is not None:
+            with upload_slot.container():
+                uploads.sidebar_note()
+        else:
+            upload_slot.empty()
         st.divider()
         with guard("showing the reference tray"):
             tray.render_sidebar(library, open_studio_button=not on_studio_page)

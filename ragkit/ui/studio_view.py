@@ -37,7 +37,8 @@ from ..studio import (PRESET_BRIEFS, load_references, recent_generated, save_gen
                       suggest_references)
 from . import pending, state, tray
 from .errors import guard, show_error
-from .grid import grid, inject_css, md_escape, score_label, short_name, show_thumbnail, thumbnail_bytes
+from .grid import grid, inject_css, score_label, short_name, show_thumbnail, thumbnail_bytes
+from .markdown import md_escape
 
 log = logging.getLogger("ragkit.ui")
 
@@ -275,8 +276,9 @@ def wait_for_generation(settings: Settings, slot: DeltaGenerator) -> None:
     # A line saying what is happening, and a bar counting finished variations with a clock (not a
     # spinner: it shows only after a delay, and coming back to the page restarts its clock).
     with slot.container(border=True, key="studio-progress"):
-        st.markdown(f":material/hourglass_top: **Generating {job_in_flight.noun} with {job_in_flight.model_label}** "
-                    f"from {sources}. You can browse other pages meanwhile: the results wait here.")
+        st.markdown(f":material/hourglass_top: **Generating {job_in_flight.noun} with "
+                    f"{md_escape(job_in_flight.model_label)}** from {sources}. You can browse other pages "
+                    "meanwhile: the results wait here.")
         bar = st.progress(0.0)
         st.button("Stop waiting", key="studio.stop-waiting", on_click=stop_waiting, type="tertiary",
                   icon=":material/close:", help="Forget this generation and get the Generate button back. "
@@ -384,7 +386,7 @@ def save_result(library: Library, result: StudioResult, index: int, tags: list[s
                                          name=file_name_for(generation.prompt, index, image.mime))
         result.saved[index] = asset.sha256
         state.mark_changed(library)
-        st.toast(f"Saved {asset.filename} to the library", icon=":material/check:")
+        st.toast(f"Saved {md_escape(asset.filename)} to the library", icon=":material/check:")
         st.rerun()
 
 
@@ -399,7 +401,7 @@ def results_section(library: Library) -> None:
     st.subheader("Results")
     aspect = generation.aspect_ratio or "auto"
     tokens = generation.usage.get("total_tokens", 0)
-    st.caption(f"{count} image{'s' if count != 1 else ''} · {info.label} · aspect {aspect} · "
+    st.caption(f"{count} image{'s' if count != 1 else ''} · {md_escape(info.label)} · aspect {aspect} · "
                f"{generation.seconds:.1f} s" + (f" · {tokens:,} tokens" if tokens else ""))
     with st.container(border=True, key="studio-result-brief"):
         st.markdown(f"> {md_escape(generation.prompt)}")
@@ -407,8 +409,8 @@ def results_section(library: Library) -> None:
             st.caption(f"Made from {len(generation.reference_ids)} reference"
                        f"{'s' if len(generation.reference_ids) != 1 else ''}:")
             reference_strip(library, generation.reference_ids, key=f"result-refs-{result.id}")
-    for note in generation.warnings:
-        st.warning(note, icon=":material/warning:")
+    for note in generation.warnings:  # they can quote the server
+        st.warning(md_escape(note), icon=":material/warning:")
     if generation.text:
         with st.expander("The model's note", icon=":material/chat:"):
             st.markdown(md_escape(generation.text))
@@ -452,9 +454,10 @@ def history_section(library: Library) -> None:
     def cell(asset: Asset) -> None:
         show_thumbnail(library, asset)
         # Markdown, not a caption: the grid's captions are cut to one line, and the brief matters here.
-        st.markdown(f":violet-badge[{model_info(asset.model).label if asset.model else '?'}] "
+        model = model_info(asset.model).label if asset.model else "?"
+        st.markdown(f":violet-badge[{md_escape(model)}] "
                     f":small[{md_escape(short_name(asset.prompt or asset.filename, 120))}]",
-                    help=asset.prompt if len(asset.prompt) > 120 else None)
+                    help=md_escape(asset.prompt) if len(asset.prompt) > 120 else None)
         reference_strip(library, asset.reference_ids, key=f"history-refs-{asset.sha256}", columns=6, width=32)
         tray.pick_toggle(asset.sha256, key_prefix="studio.history", label="Use as reference")
         with st.container(horizontal=True, gap="small"):

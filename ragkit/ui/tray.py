@@ -17,6 +17,7 @@ import streamlit as st
 from ..library import Library
 from . import state
 from .grid import inject_css, short_name, thumbnail_bytes
+from .markdown import md_escape
 
 TRAY_KEY = "ragkit.tray"
 
@@ -92,7 +93,7 @@ def render_sidebar(library: Library, *, open_studio_button: bool = True) -> None
                 if data:
                     st.image(data, width="stretch", alt=asset.filename)
                 else:
-                    st.caption(short_name(asset.filename, 10))
+                    st.caption(md_escape(short_name(asset.filename, 10)))
         if open_studio_button and st.button("Open Studio", key="tray.open-studio", type="primary", icon=":material/auto_awesome:",
                      width="stretch"):
             st.switch_page(state.STUDIO_PAGE)
@@ -112,6 +113,6 @@ def render_grid(library: Library, *, key: str) -> None:
             data = thumbnail_bytes(library, asset.sha256)
             if data:
                 st.image(data, width="stretch", alt=asset.filename)
-            st.caption(short_name(asset.filename))
+            st.caption(md_escape(short_name(asset.filename)))
             st.button("Remove", key=f"{key}.tray-remove.{asset.sha256}", on_click=remove, args=(asset.sha256,),
                       icon=":material/close:", type="tertiary")
