@@ -120,12 +120,6 @@ def server(request) -> MilvusTarget:
     return _empty_server(request, request.param)
 
 
-@pytest.fixture
-def milvus_server(request) -> str:
-    """The URI of an empty `milvus-lite server` (no credentials)."""
-    return _empty_server(request, "milvus-lite").uri
-
-
 @pytest.fixture(params=["embedded", *SERVER_ENGINES])
 def any_engine(request) -> MilvusTarget | None:
     """Each engine a library can live on: the embedded Milvus Lite file (None), or a server."""

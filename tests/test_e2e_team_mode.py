@@ -1,4 +1,5 @@
-"""Team mode for real: `streamlit run app.py` and the CLI on one `milvus-lite server`, at once.
+"""Team mode for real: `streamlit run app.py` and the CLI on one Milvus server, at once (the test runs on
+`milvus-lite server` and on the real Milvus engine).
 
 A person uploads six product shots in Chromium while a colleague's `python -m ragkit ingest` adds
 eighty more through the same server. Both finish without an error; the app's Library then shows
@@ -27,10 +28,10 @@ ARTIFACTS = REPO / "test-artifacts" / "e2e"
 COLLEAGUE = 80  # the CLI's share: enough to keep it writing while the browser uploads
 
 
-def test_app_and_cli_write_to_one_milvus_server_at_once(milvus_server, ragkit_env, tmp_path):
+def test_app_and_cli_write_to_one_milvus_server_at_once(server, ragkit_env, tmp_path):
     require_browser()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    env = {**ragkit_env, "RAGKIT_MILVUS_URI": milvus_server}
+    env = {**ragkit_env, **server.env}
     data_dir = Path(env["RAGKIT_DATA_DIR"])
     # The colleague's folder: a shoot of COLLEAGUE pictures the browser does not upload.
     folder = tmp_path / "colleague"
@@ -96,7 +97,7 @@ def test_app_and_cli_write_to_one_milvus_server_at_once(milvus_server, ragkit_en
 
     # The CLI, through the same server, counts what the app showed, and the doctor finds it healthy.
     stats = json.loads(run_cli(["stats", "--json"], env, tmp_path).stdout)
-    assert stats["assets"] == COLLEAGUE + 6 and stats["db_uri"] == milvus_server
+    assert stats["assets"] == COLLEAGUE + 6 and stats["db_uri"] == server.uri
     doctor = run_cli(["doctor", "--json"], env, tmp_path)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     log = log_path.read_text(errors="replace")
