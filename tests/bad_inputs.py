@@ -46,8 +46,8 @@ def _link_to_picture(path: Path) -> None:
     path.symlink_to(target.name)
 
 
-def _unix_socket(path: Path) -> None:
-    # bind() takes at most ~107 bytes of path: bind relative to the folder.
+def unix_socket_file(path: Path) -> None:
+    """Leave a Unix socket's file at path (bind() takes at most ~107 bytes: bind relative to it)."""
     cwd = os.getcwd()
     os.chdir(path.parent)
     try:
@@ -98,7 +98,7 @@ def cases() -> list[Case]:
         # Special files: only regular files are read (a link to one is fine).
         Case("zero.jpg", None, r"character device \(through a symbolic link\)", make=_link_to("/dev/zero")),
         Case("pipe.png", None, r"named pipe", make=os.mkfifo),
-        Case("socket.png", None, r"socket", make=_unix_socket),
+        Case("socket.png", None, r"socket", make=unix_socket_file),
         Case("dangling.jpg", None, r"broken symbolic link", make=_link_to("nowhere.jpg")),
         Case("loop.jpg", None, r"symbolic links", make=_link_to("loop.jpg")),
         Case("linked.jpg", None, None, make=_link_to_picture),
@@ -151,12 +151,13 @@ def files_outside(root: Path, allowed: list[Path]) -> list[Path]:
 
 
 # --- running the CLI on hostile input without risking the machine -----------------------------
-# A normal `ingest` with the tiny test model peaks at about 1.3 GB resident; torch and Milvus Lite
-# map about 6 GB of address space, and the kernel's data limit (RLIMIT_DATA: heap and private
-# writable mappings, not the libraries) sees about 1.1 GB of it. The cap is on data, at 4 GiB:
-# 3x what a normal run needs, and far below what the bombs take on the code before the fix
-# (12 GB for sliver.png's resize, unbounded for /dev/zero). RLIMIT_AS would have to sit above the
-# 6 GB of reserved address space, which grows with the number of cores (thread stacks, malloc arenas).
+# The cap is on data (RLIMIT_DATA: heap and private writable mappings, not the mapped libraries).
+# Measured here with the tiny test model: a normal `ingest` of one small image peaks at 1.3 GB
+# resident, and under a data cap it needs between 1.5 GiB (there it fails: Milvus Lite can't
+# start a thread) and 1.75 GiB. 4 GiB leaves more than 2x that, and is far below what the bombs
+# took before the fix (12 GB for sliver.png's resize, unbounded for the link to /dev/zero).
+# RLIMIT_AS would have to sit above the ~6 GiB of address space torch and Milvus Lite reserve,
+# which also grows with the number of cores (thread stacks, malloc arenas).
 MEMORY_CAP_BYTES = 4 * 2**30
 
 
