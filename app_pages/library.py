@@ -8,7 +8,7 @@ import streamlit as st
 from ragkit.ingest import Upload
 from ragkit.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport
-from ragkit.store import normalise_tags
+from ragkit.tags import normalise_tags
 from ragkit.ui import state, tray
 from ragkit.ui.errors import guard
 from ragkit.ui.grid import (grid, human_date, human_size, md_escape, preview_bytes, short_name,

@@ -37,7 +37,7 @@ def loadavg() -> float:
 
 def quiet_logs() -> None:
     import pymilvus  # noqa: F401 - importing pymilvus resets its logger level, so import it first
-    from ragkit.store import quiet_milvus_logging
+    from ragkit.connection import quiet_milvus_logging
     quiet_milvus_logging()
     for name in ("faiss", "streamlit"):  # pymilvus, milvus_lite, grpc: quiet_milvus_logging()
         logging.getLogger(name).setLevel(logging.CRITICAL)

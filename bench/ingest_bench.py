@@ -25,7 +25,7 @@ def naive_loop(files: list[Path], workdir: Path) -> float:
     import torch
     from PIL import Image
 
-    from ragkit.store import connect, disconnect
+    from ragkit.connection import connect, disconnect
     embedder = shared_embedder()
     model, preprocess = embedder._model, embedder._preprocess  # noqa: SLF001 - the notebook used them raw
     uri = str(workdir / "naive.db")

@@ -49,7 +49,7 @@ def pipelined_ingest_class():
 
     from ragkit.ingest import IngestPipeline, IngestProgress, _clock, _load, _Loaded, _Prepared
     from ragkit.records import SOURCE_UPLOAD, Asset, IngestReport, Rejected
-    from ragkit.store import normalise_tags
+    from ragkit.tags import normalise_tags
 
     class PipelinedIngest(IngestPipeline):
         first_batch = 8

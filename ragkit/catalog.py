@@ -8,7 +8,9 @@ Orders, filtered views and tag counts are computed from it and kept until the ne
 """
 from __future__ import annotations
 
-from typing import Iterable
+import threading
+import time
+from typing import Callable, Iterable
 
 Entry = tuple[int, str, tuple[str, ...]]  # created_at, source, tags
 Change = tuple[str, str, "Entry | None"]   # ("put", id, entry) or ("remove", id, None)
@@ -73,3 +75,78 @@ class Catalog:
 
 def entry_of(row: dict) -> Entry:
     return int(row.get("created_at") or 0), str(row.get("source") or "upload"), tuple(row.get("tags") or ())
+
+
+class Listing:
+    """The catalog, kept current for the store: built by one scan, then following the store's own
+    writes (`note`). Rebuilt when the row count it agrees with changes behind its back (another
+    store or process wrote) and, with `refresh_seconds` (a shared server), that often, so other
+    people's tag edits show up. Thread-safe: builds are serialised, reads see a finished catalog.
+    """
+
+    def __init__(self, scan: Callable[[], list[dict]], refresh_seconds: float | None = None) -> None:
+        self._scan = scan
+        self._refresh_seconds = refresh_seconds
+        self._catalog: Catalog | None = None
+        self._made_at = 0.0
+        self._total: int | None = None        # the row count the catalog agrees with; None: note the next
+        self._log: list[Change] | None = None  # own writes during a build
+        self._lock = threading.Lock()          # guards the fields above and the catalog
+        self._build = threading.Lock()         # one build scan at a time
+
+    def note(self, changes: list[Change]) -> None:
+        """The store's own writes: applied to the catalog (and to a build's log, if one runs)."""
+        with self._lock:
+            if self._catalog is not None:
+                self._catalog.apply(changes)
+                self._total = None  # the count it agrees with is read again next time
+            if self._log is not None:
+                self._log.extend(changes)
+
+    def drop(self) -> None:
+        """Forget the catalog: the next read rescans."""
+        with self._lock:
+            self._catalog = None
+
+    def ordered(self, total: int, tags: tuple[str, ...] = (), source: str | None = None) -> list[str]:
+        """Ids with all of `tags` and this source, newest first; `total` is the collection's row count now."""
+        catalog = self._current(total)
+        with self._lock:
+            return catalog.ordered(tags, source)
+
+    def tag_counts(self, total: int) -> list[tuple[str, int]]:
+        catalog = self._current(total)
+        with self._lock:
+            return list(catalog.tag_counts())
+
+    def _current(self, total: int) -> Catalog:
+        with self._lock:
+            if self._fresh(total):
+                return self._catalog  # type: ignore[return-value]
+        with self._build:
+            with self._lock:
+                if self._fresh(total):  # another thread built it meanwhile
+                    return self._catalog  # type: ignore[return-value]
+                self._log = []
+            try:
+                rows = self._scan()
+            except BaseException:
+                with self._lock:
+                    self._log = None
+                raise
+            with self._lock:
+                catalog = Catalog(rows)
+                catalog.apply(self._log or [])  # writes the scan may or may not have seen
+                self._catalog, self._log = catalog, None
+                self._made_at, self._total = time.monotonic(), total
+                return catalog
+
+    def _fresh(self, total: int) -> bool:
+        """(Lock held.) Does the catalog still describe the collection?"""
+        if self._catalog is None:
+            return False
+        if self._refresh_seconds is not None and time.monotonic() - self._made_at >= self._refresh_seconds:
+            return False
+        if self._total is None:  # our own writes since: they are in it; note the new count
+            self._total = total
+        return self._total == total

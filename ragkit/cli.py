@@ -26,6 +26,7 @@ EXIT_PARTIAL = 3
 MAX_HITS = 1024  # the store returns at most this many hits per search
 MAX_BATCH_SIZE = 1024
 MAX_WORKERS = 64
+MAX_COPY_BATCH = 16384  # Milvus' query result window (quotaAndLimits.limits.maxQueryResultWindow)
 
 
 def _err(message: str) -> None:
@@ -38,8 +39,11 @@ def _out(text: str, *, keep_newlines: bool = False) -> None:
     print(printable(text, keep_newlines=keep_newlines))
 
 
-def _scrub(text: str, settings: Settings | None) -> str:
-    return settings.scrub(text) if settings else text
+def _scrub(text: str, settings: Settings | None, args=None) -> str:
+    """Secrets out of a message: the settings' ones, and a --token given on the command line."""
+    text = settings.scrub(text) if settings else text
+    token = getattr(args, "token", "")
+    return text.replace(token, "***") if token else text
 
 
 def _open_library(settings: Settings):
@@ -138,6 +142,8 @@ def cmd_stats(args, settings: Settings) -> int:
     _out(f"model      {stats.model}{'  (RANDOM WEIGHTS: demo/test only)' if stats.random_weights else ''}")
     _out(f"database   {stats.db_uri}  (collection {stats.collection})")
     _out(f"files      {stats.data_dir}")
+    if stats.advice:
+        _out(f"advice     {stats.advice}")
     return EXIT_OK
 
 
@@ -250,6 +256,35 @@ def cmd_generate(args, settings: Settings) -> int:
     return EXIT_OK if not generation.warnings else EXIT_PARTIAL
 
 
+def cmd_migrate(args, settings: Settings) -> int:
+    from .migrate import migrate_library
+    library = _open_library(settings)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None and total and sys.stderr.isatty():
+            from tqdm import tqdm
+            bar = tqdm(total=total, unit="asset", file=sys.stderr, dynamic_ncols=True)
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        report = migrate_library(library, args.to, args.token or "", on_progress=progress, batch=args.batch_size)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        _err(f"copied {report.copied} asset(s) to {report.target} (collection {report.collection}); "
+             f"{report.already_there} were already there; the target now holds {report.target_rows}.")
+        _err(f"Next: set RAGKIT_MILVUS_URI={report.target} (and RAGKIT_MILVUS_TOKEN) for the app and the CLI, "
+             f"and keep RAGKIT_DATA_DIR={settings.data_dir} reachable by every process. "
+             "The embedded file is untouched.")
+    return EXIT_OK
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its usage errors (which quote what was typed) made safe to print."""
     def error(self, message: str):
@@ -341,7 +376,19 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", default="out", metavar="DIR", help="where image files are written (default out/)")
     generate.set_defaults(handler=cmd_generate)
 
-    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate):
+    migrate = commands.add_parser(
+        "migrate", help="copy the library (vectors included, no re-embedding) to a Milvus server",
+        description="Copy every asset of the current model's collection to the Milvus at --to. Safe to run "
+                    "again: it copies only what is missing, so an interrupted run is completed by the next. "
+                    "The embedded file is left as it is; image files stay in RAGKIT_DATA_DIR.")
+    migrate.add_argument("--to", required=True, metavar="URI", help="the target, e.g. http://milvus.lan:19530")
+    migrate.add_argument("--batch-size", type=_whole_number(1, MAX_COPY_BATCH), default=256, metavar="N",
+                         help=f"assets per copy step, 1-{MAX_COPY_BATCH} (default 256)")
+    migrate.add_argument("--token", default="", metavar="TOKEN",
+                         help="user:password or API key of the target (or write user:password@ into the URI)")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, migrate):
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return parser
 
@@ -359,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("RAGKIT_DEBUG") == "1"
     logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .store import quiet_milvus_logging
+    from .connection import quiet_milvus_logging
     if not debug:
         quiet_milvus_logging()
         # open_clip and huggingface_hub log through their own and the root logger; the CLI
@@ -371,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.load()
         return args.handler(args, settings)
     except RagkitError as exc:
-        _err(f"error: {_scrub(str(exc), settings)}")
+        _err(f"error: {_scrub(str(exc), settings, args)}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         _err("interrupted: what was finished is saved; run the same command again to complete it")
@@ -379,6 +426,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
         if debug:
             raise
-        _err(f"error: unexpected {type(exc).__name__}: {_scrub(str(exc), settings)[:500]} "
+        _err(f"error: unexpected {type(exc).__name__}: {_scrub(str(exc), settings, args)[:500]} "
              "(set RAGKIT_DEBUG=1 for details)")
         return EXIT_FAILURE

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -89,6 +89,9 @@ class Settings:
         if not data_dir.is_absolute():
             data_dir = cwd / data_dir
         milvus_uri = get("RAGKIT_MILVUS_URI") or str(data_dir / "ragkit.db")
+        if is_embedded_uri(milvus_uri) and not milvus_uri.endswith(".db"):
+            raise ConfigError(f"RAGKIT_MILVUS_URI={redact_uri(milvus_uri)!r} is neither a server "
+                              "(http://host:19530) nor a Milvus Lite file (a path ending in .db).")
         device = get("RAGKIT_DEVICE", "auto").lower()
         if device not in {"auto", "cpu", "cuda", "mps"} and not device.startswith("cuda:"):
             raise ConfigError(f"RAGKIT_DEVICE={device!r} is not one of auto, cpu, cuda, mps.")
@@ -114,7 +117,7 @@ class Settings:
     @property
     def is_embedded_db(self) -> bool:
         """True for a Milvus Lite file, False for a server URI."""
-        return not self.milvus_uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+        return is_embedded_uri(self.milvus_uri)
 
     @property
     def milvus_uri_display(self) -> str:
@@ -132,13 +135,22 @@ class Settings:
 
     def secret_values(self) -> list[str]:
         """Values that must never be shown (used to scrub messages)."""
-        return [getattr(self, f.name) for f in fields(self) if f.name in _SECRET_FIELDS and getattr(self, f.name)]
+        values = [getattr(self, f.name) for f in fields(self) if f.name in _SECRET_FIELDS and getattr(self, f.name)]
+        values += uri_secrets(self.milvus_uri) + uri_secrets(self.gemini_base_url)
+        # Longest first, so a token is masked whole before any part of it ("root:pw" before "pw").
+        return sorted(set(values), key=len, reverse=True)
 
     def scrub(self, text: str) -> str:
         """`text` with every secret value replaced by ***, for messages shown or logged."""
         for secret in self.secret_values():
             text = text.replace(secret, "***")
         return text
+
+
+def is_embedded_uri(uri: str) -> bool:
+    """The one rule for which engine a URI means: a path is a Milvus Lite file run in this process
+    (pymilvus wants it to end in .db); scheme://… is a Milvus server, cluster or Zilliz Cloud."""
+    return "://" not in uri and not uri.startswith("unix:")
 
 
 def _truthy(value: str, name: str) -> bool:
@@ -150,14 +162,30 @@ def _truthy(value: str, name: str) -> bool:
     raise ConfigError(f"{name}={value!r}: use true or false.")
 
 
+# Query parameters of a DB or API URI that may be shown as they are; every other value is masked,
+# since clients accept credentials there too (``?token=…``, ``?password=…``, ``?key=…``).
+_SAFE_QUERY_KEYS = {"db_name", "database", "timeout", "secure"}
+
+
 def redact_uri(uri: str) -> str:
-    """Drop user:password@ from a URL; plain paths are returned unchanged."""
+    """A URL without its secrets: no ``user:password@`` and no query values that may be credentials.
+    Plain paths are returned unchanged."""
     if "://" not in uri:
         return uri
     parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
     host = parts.hostname or ""
     if parts.port:
         host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    query = "&".join(f"{key}={value if key.lower() in _SAFE_QUERY_KEYS else '***'}"
+                     for key, value in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+def uri_secrets(uri: str) -> list[str]:
+    """Credentials written into a URI (its password, masked query values), to scrub from messages."""
+    if "://" not in uri:
+        return []
+    parts = urlsplit(uri)
+    found = [f"{parts.username}:{parts.password}", parts.password] if parts.password else []
+    found += [value for key, value in parse_qsl(parts.query) if key.lower() not in _SAFE_QUERY_KEYS]
+    return [value for value in found if len(value) >= 3]

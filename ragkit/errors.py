@@ -27,6 +27,10 @@ class StoreLockedError(StoreError):
     """A Milvus Lite file is already open in another process."""
 
 
+class StoreAuthError(StoreError):
+    """A Milvus server refused (or wants) credentials."""
+
+
 class ModelMismatchError(StoreError):
     """The collection was built with a different embedding model."""
 

@@ -30,7 +30,8 @@ from .blobs import BlobStore
 from .errors import InvalidImageError
 from .images import decode_image, make_thumbnail
 from .records import SOURCE_UPLOAD, Asset, IngestReport, Rejected
-from .store import AssetStore, normalise_tags
+from .store import AssetStore
+from .tags import normalise_tags
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff",
                     ".ico", ".ppm", ".pgm", ".pbm", ".avif", ".heic", ".heif", ".jfif", ".mpo"}
@@ -332,8 +333,10 @@ class IngestPipeline:
         """Yield, in input order, each input's outcome: prepared, rejected or (label, sha) duplicate.
 
         Ids this run claims go into `held`; inputs whose id another run holds go into `contested`
-        (and yield nothing now)."""
+        (and yield nothing now). A later input with the bytes of an earlier one shares its fate:
+        a duplicate if the first was prepared, rejected with the same reason if it was not."""
         seen: set[str] = set()
+        rejected_why: dict[str, str] = {}  # sha -> why its first input was rejected
         scope = _scope(self.store, self.blobs)
         chunk_size = self.batch_size * 4
         for start in range(0, len(sources), chunk_size):
@@ -345,19 +348,22 @@ class IngestPipeline:
             stored = self.store.existing(sorted(claimed))
             _claims.release(scope, stored, owner)
             held.difference_update(stored)
-            pending: list[Future | _Prepared | Rejected | tuple[str, str]] = []
+            pending: list[_Preparing | _Repeat | Rejected | tuple[str, str]] = []
             for original, item in zip(chunk, loaded):
                 if isinstance(item, Rejected):
                     pending.append(item)
-                elif item.sha256 in stored or item.sha256 in seen:
+                elif item.sha256 in stored:
                     pending.append((item.label, item.sha256))
+                elif item.sha256 in seen:
+                    pending.append(_Repeat(item.label, item.sha256))
                 elif item.sha256 not in claimed:
                     contested.append((original, item.sha256))
                 else:
                     seen.add(item.sha256)
-                    pending.append(pool.submit(self._prepare, item, tags, source, provenance))
+                    pending.append(_Preparing(item.sha256, pool.submit(self._prepare, item, tags, source,
+                                                                         provenance)))
             for entry in pending:
-                yield entry.result() if isinstance(entry, Future) else entry
+                yield _settle(entry, rejected_why)
 
     def run(self, sources: Sequence[Source], *, tags: Iterable[str] = (), source: str = SOURCE_UPLOAD,
             provenance: Provenance | None = None, on_progress: ProgressCallback | None = None,
@@ -433,6 +439,33 @@ class IngestPipeline:
             self.store.flush()
         report.seconds = time.perf_counter() - started
         return report
+
+
+@dataclass
+class _Preparing:
+    sha256: str
+    future: Future
+
+
+@dataclass
+class _Repeat:
+    """An input whose bytes an earlier input of this run already brought."""
+    label: str
+    sha256: str
+
+
+def _settle(entry: "_Preparing | _Repeat | Rejected | tuple[str, str]",
+            rejected_why: dict[str, str]) -> "_Prepared | Rejected | tuple[str, str]":
+    """An input's outcome, once known; inputs come in order, so a repeat's first is settled already."""
+    if isinstance(entry, _Preparing):
+        outcome = entry.future.result()
+        if isinstance(outcome, Rejected):
+            rejected_why[entry.sha256] = outcome.reason
+        return outcome
+    if isinstance(entry, _Repeat):
+        why = rejected_why.get(entry.sha256)
+        return (entry.label, entry.sha256) if why is None else Rejected(entry.label, why)
+    return entry
 
 
 def _scope(store: AssetStore, blobs: BlobStore) -> str:

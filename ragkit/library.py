@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import milvus_lite
 from .blobs import BlobStore
 from .config import Settings
 from .embedder import ClipEmbedder, collection_name_for, model_identity, weights_are_random
@@ -20,7 +21,8 @@ from .images import EXTENSION_BY_MIME
 from .ingest import (IngestPipeline, IngestProgress, Provenance, Upload, collect_sources,
                      embed_query_image)
 from .records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, Page, SearchHit
-from .store import AssetStore, connect, disconnect
+from .connection import connect, disconnect
+from .store import AssetStore
 
 
 def embedding_dim(model_name: str) -> int:
@@ -59,6 +61,7 @@ class LibraryStats:
     db_uri: str
     collection: str
     data_dir: str
+    advice: str = ""  # e.g. an embedded library that has outgrown its engine
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -74,7 +77,7 @@ class Library:
         self._closed = False
         try:
             self.store = AssetStore(self._client, collection_name_for(self.model_id), self.dim,
-                                    self.model_id, index=index, shared=not settings.is_embedded_db)
+                                    self.model_id, index=index, embedded=settings.is_embedded_db)
         except BaseException:
             self.close()  # e.g. a model mismatch: don't keep the Lite file open for nothing
             raise
@@ -212,15 +215,21 @@ class Library:
             raise AssetNotFoundError(
                 f"The original of {sha256[:12]}… is missing from {self.blobs.originals_dir}.") from None
 
+    def scale_advice(self, assets: int) -> str:
+        """'' unless the library has outgrown the embedded engine (then: what to do)."""
+        return milvus_lite.scale_advice(assets) if self.settings.is_embedded_db else ""
+
     def stats(self) -> LibraryStats:
+        assets = self.store.count()
         return LibraryStats(
-            assets=self.store.count(),
+            assets=assets,
             generated=self.store.count(source=SOURCE_GENERATED),
             model=self.model_id,
             random_weights=self.random_weights,
             db_uri=self.settings.milvus_uri_display,
             collection=self.store.collection,
             data_dir=str(self.settings.data_dir),
+            advice=self.scale_advice(assets),
         )
 
 

@@ -8,6 +8,16 @@ SOURCE_UPLOAD = "upload"
 SOURCE_GENERATED = "generated"
 SOURCES = (SOURCE_UPLOAD, SOURCE_GENERATED)
 
+# The dates an asset can carry (unix epoch milliseconds, half-open). Older versions and hand-edited
+# imports stored dates like year 1 or 9999, which datetime can't even represent in every time zone;
+# such a date is shown and exported as unknown, and refused on import.
+EARLIEST_CREATED_AT = 0                                                             # 1970-01-01 UTC
+LATEST_CREATED_AT = int(datetime(2200, 1, 1, tzinfo=timezone.utc).timestamp()) * 1000  # 2200-01-01 UTC
+
+
+def plausible_created_at(epoch_ms: int) -> bool:
+    return EARLIEST_CREATED_AT <= epoch_ms < LATEST_CREATED_AT
+
 
 @dataclass(frozen=True)
 class Asset:
@@ -30,7 +40,10 @@ class Asset:
         return self.source == SOURCE_GENERATED
 
     @property
-    def created(self) -> datetime:
+    def created(self) -> datetime | None:
+        """When it was added (UTC); None for a stored date outside 1970..2199 (see plausible_created_at)."""
+        if not plausible_created_at(self.created_at):
+            return None
         return datetime.fromtimestamp(self.created_at / 1000, tz=timezone.utc)
 
     def to_dict(self) -> dict:
@@ -38,7 +51,7 @@ class Asset:
             "sha256": self.sha256, "filename": self.filename, "mime": self.mime,
             "width": self.width, "height": self.height, "size_bytes": self.size_bytes,
             "tags": list(self.tags), "source": self.source,
-            "created_at": self.created.isoformat(timespec="milliseconds"),
+            "created_at": self.created.isoformat(timespec="milliseconds") if self.created else None,
             "prompt": self.prompt, "model": self.model, "reference_ids": list(self.reference_ids),
         }
 

@@ -1,31 +1,34 @@
 """The asset store: one Milvus collection per embedding model, through pymilvus MilvusClient.
 
-Milvus Lite (a local ``.db`` path) by default; the same code talks to a Milvus server
-when the URI is ``http://host:19530``. The schema is explicit: every field we filter on
-or show is a typed column, never a dynamic field.
+Its one job is the collection: schema, writes, reads and search. The same code serves Milvus
+Lite (a local ``.db`` path, ragkit.milvus_lite holds its quirks) and a Milvus server or cluster
+(``http://host:19530``). The schema is explicit: every field we filter on or show is a typed
+column, never a dynamic field.
+
+Consistency on a server (Milvus defaults to Bounded: a read may miss the last seconds of writes):
+reads are *Session*, so a process sees its own writes at once (the uploader's grid, count, search);
+other processes' writes are visible ~0.3 s later (measured on Milvus 2.3.5, docs/performance.md).
+Duplicate detection is *Strong* (it waits for every write, any process's: ~0.35 s a query), so a
+picture another process already stored is found; two processes upserting one id at the same
+instant still end with one row, since the primary key is the content hash.
 """
 from __future__ import annotations
 
-import logging
-import os
 import threading
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from .errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreLockedError
-from .catalog import Catalog, Change, entry_of
+from .catalog import Listing, entry_of
+from .connection import short
+from .errors import AssetNotFoundError, ModelMismatchError, StoreError
 from .filters import asset_filter, ids_filter, validate_sha256
+from .milvus_lite import RecentWrites
 from .records import Asset, Page, SearchHit
-
-log = logging.getLogger(__name__)
+from .tags import MAX_TAGS, MAX_TAG_CHARS, normalise_tags, truncate_utf8
 
 SCHEMA_VERSION = "1"
-MAX_TAGS = 32
-MAX_TAG_CHARS = 64
 MAX_REFERENCES = 16
 MAX_FILENAME_BYTES = 512
 MAX_PROMPT_BYTES = 8192
@@ -38,136 +41,14 @@ METADATA_FIELDS = ["sha256", "filename", "mime", "width", "height", "size_bytes"
 # 100k vs ~250 ms for FLAT) with recall@10 >= 0.999; HNSW needs no training (IVF's k-means on
 # small segments prints faiss warnings to stderr) and keeps its recall on any distribution.
 DEFAULT_INDEX = {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 200}}
-ORDER_CACHE_SECONDS = 30.0
-RECENT_WRITE_SECONDS = 10.0                         # see existing()
-STALE_READ_RETRIES_S = (0.02, 0.05, 0.1, 0.2, 0.4)  # ~0.8 s in all, only for ids written moments ago
-
-
-# gRPC's C core prints keepalive chatter ("GOAWAY ... too_many_pings") straight to stderr,
-# past Python logging; this must be set before grpc is first imported.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-
-
-def quiet_milvus_logging() -> None:
-    """pymilvus logs full tracebacks even for errors we handle; users should see our message only."""
-    for name in ("pymilvus", "milvus_lite", "grpc", "grpc._server"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def _truncate_utf8(text: str, max_bytes: int) -> str:
-    encoded = text.encode("utf-8")
-    if len(encoded) <= max_bytes:
-        return text
-    return encoded[:max_bytes].decode("utf-8", errors="ignore")
-
-
-def normalise_tag(tag: str) -> str:
-    """Tags are case-insensitive words: trimmed, single-spaced, lower-case, at most 64 chars."""
-    cleaned = " ".join(str(tag).split()).lower()
-    cleaned = "".join(ch for ch in cleaned if ch.isprintable())
-    return _truncate_utf8(cleaned, MAX_TAG_CHARS).strip()
-
-
-def normalise_tags(tags: Iterable[str]) -> tuple[str, ...]:
-    seen: dict[str, None] = {}
-    for tag in tags:
-        cleaned = normalise_tag(tag)
-        if cleaned:
-            seen.setdefault(cleaned)
-    return tuple(list(seen)[:MAX_TAGS])
+LISTING_REFRESH_SECONDS = 30.0  # on a shared server: how stale other people's tag edits may be
+READ_CONSISTENCY = "Session"    # server reads: own writes at once (see the module docstring)
+DEDUP_CONSISTENCY = "Strong"    # server duplicate checks: every write of every process
 
 
 def _filter(tags: Iterable[str], source: str | None) -> str:
     """Filter with tags normalised the same way they were stored ('Red ' finds 'red')."""
     return asset_filter(normalise_tags(tags), source)
-
-
-# Milvus Lite runs in this process: pymilvus hands a ``.db`` path to milvus_lite's ServerManager,
-# which starts one gRPC server per path (holding an flock on ``<path>/LOCK``) and reuses it for
-# every later client of that path. MilvusClient.close() never stops it (only exit does), so the
-# file would stay locked for other processes. We count our clients per path and stop the server
-# when the last one closes (disconnect()).
-_embedded_lock = threading.Lock()
-_embedded_clients: dict[str, int] = {}
-
-
-def _lite_path(uri: str) -> str | None:
-    """For a URI pymilvus serves with Milvus Lite (it ends in .db), the path milvus_lite's
-    ServerManager keys its server by; None for a server URI."""
-    return os.path.abspath(uri) if uri.endswith(".db") else None
-
-
-def _release_lite_server(path: str) -> None:
-    """Stop the in-process Milvus Lite server of this file: frees its LOCK (caller holds _embedded_lock)."""
-    try:
-        from milvus_lite.server_manager import server_manager_instance
-    except ImportError:  # pragma: no cover - pymilvus without milvus-lite cannot open a .db
-        return
-    server_manager_instance.release_server(path)
-
-
-def connect(uri: str, token: str = "") -> "MilvusClient":  # noqa: F821
-    """Open a MilvusClient, turning the common failures into messages that name the fix.
-
-    Close it with disconnect(): for a Milvus Lite file that also frees the file once no other
-    client of this process uses it."""
-    from pymilvus import MilvusClient  # importing pymilvus resets its logger: quiet it afterwards
-    quiet_milvus_logging()
-    embedded = not uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
-    if embedded:
-        Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-    lite = _lite_path(uri)
-    try:
-        if lite is None:
-            return MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
-        with _embedded_lock:
-            try:
-                # A dedicated channel: closing it closes it (a shared one would outlive the server).
-                client = MilvusClient(uri=uri, dedicated=True)
-            except BaseException:
-                if not _embedded_clients.get(lite):  # a server started for nobody: stop it
-                    _release_lite_server(lite)
-                raise
-            _embedded_clients[lite] = _embedded_clients.get(lite, 0) + 1
-            return client
-    except Exception as exc:  # noqa: BLE001 - pymilvus raises many types; we translate them all
-        text = str(exc)
-        if embedded and ("Open local milvus failed" in text or "lock" in text.lower()):
-            raise StoreLockedError(
-                f"The library database {uri} is open in another process (a running app or CLI). "
-                "Stop that process, or share one server between them: run "
-                f"`milvus-lite server --data-dir {Path(uri).parent} --port 19530` and set "
-                "RAGKIT_MILVUS_URI=http://127.0.0.1:19530 for every process.") from None
-        where = uri if embedded else uri.split("@")[-1]
-        raise StoreError(f"Cannot connect to Milvus at {where}: {_short(text)}. "
-                         "Check RAGKIT_MILVUS_URI (and RAGKIT_MILVUS_TOKEN for a server).") from None
-
-
-def disconnect(client, uri: str) -> None:
-    """Close a client from connect() (once). The last one of this process on a Milvus Lite file
-    stops that file's in-process server, so another process (or a later connect) can open it."""
-    try:
-        client.close()
-    except Exception:  # noqa: BLE001 - closing after a server went away is harmless
-        pass
-    lite = _lite_path(uri)
-    if lite is None:
-        return
-    with _embedded_lock:
-        left = _embedded_clients.get(lite, 0) - 1
-        if left > 0:
-            _embedded_clients[lite] = left
-            return
-        _embedded_clients.pop(lite, None)
-        try:
-            _release_lite_server(lite)
-        except Exception:  # noqa: BLE001 - the OS frees the lock at exit anyway
-            log.warning("could not stop the Milvus Lite server of %s", uri, exc_info=True)
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 @dataclass(frozen=True)
@@ -178,28 +59,25 @@ class CollectionInfo:
 
 
 class AssetStore:
-    """CRUD + vector search over the asset collection of one embedding model."""
+    """CRUD + vector search over the asset collection of one embedding model.
+
+    `embedded` says which engine serves `client`: Milvus Lite (True) or a server (False)."""
 
     def __init__(self, client, collection: str, dim: int, model_id: str,
-                 index: dict | None = None, shared: bool = False) -> None:
+                 index: dict | None = None, embedded: bool = True) -> None:
         self._client = client
         self.collection = collection
         self.dim = dim
         self.model_id = model_id
+        self.embedded = embedded
         self._index = index or DEFAULT_INDEX
-        # The listing (dates, sources, tags of every asset; ragkit.catalog) comes from one scan and
-        # then follows this store's own writes. It is rebuilt when the row count changes behind
-        # our back (another store or process wrote) and, on a shared server, every 30 s so other
-        # people's tag edits show up.
-        self._shared = shared
-        self._catalog: Catalog | None = None
-        self._catalog_made_at = 0.0
-        self._catalog_total: int | None = None    # the row count the catalog agrees with; None: re-read
-        self._catalog_log: list[Change] | None = None  # own writes during a build
-        self._catalog_lock = threading.Lock()     # guards the four fields above and the catalog
-        self._catalog_build = threading.Lock()    # one build scan at a time
-        self._lock = threading.Lock()             # writes; also guards _recent_writes
-        self._recent_writes: dict[str, float] = {}  # id -> when this store upserted it (existing())
+        self._read = {} if embedded else {"consistency_level": READ_CONSISTENCY}
+        self._dedup_read = {} if embedded else {"consistency_level": DEDUP_CONSISTENCY}
+        # The Library page's listing (ragkit.catalog): one scan, then our own writes.
+        self._listing = Listing(lambda: self.scan("", ["created_at", "source", "tags"]),
+                                refresh_seconds=None if embedded else LISTING_REFRESH_SECONDS)
+        self._recent = RecentWrites() if embedded else None  # Lite's stale reads (existing())
+        self._write_lock = threading.Lock()  # a write and its note in the listing stay in order
         self._ensure_collection()
 
     # --- set-up -------------------------------------------------------------------------
@@ -209,7 +87,7 @@ class AssetStore:
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise StoreError(f"Milvus could not {what}: {_short(str(exc))}") from None
+            raise StoreError(f"Milvus could not {what}: {short(str(exc))}") from None
 
     def _ensure_collection(self) -> None:
         from pymilvus import DataType, MilvusClient
@@ -272,14 +150,11 @@ class AssetStore:
         if not assets:
             return
         rows = [self._row(asset, vector) for asset, vector in zip(assets, vectors)]
-        with self._lock:
+        with self._write_lock:
             self._call("store the assets", self._client.upsert, self.collection, rows)
-            self._note_writes([("put", row["sha256"], entry_of(row)) for row in rows])
-            now = time.monotonic()
-            if len(self._recent_writes) > 10_000:
-                self._recent_writes = {k: t for k, t in self._recent_writes.items()
-                                       if now - t < RECENT_WRITE_SECONDS}
-            self._recent_writes.update((row["sha256"], now) for row in rows)
+            self._listing.note([("put", row["sha256"], entry_of(row)) for row in rows])
+            if self._recent is not None:
+                self._recent.remember(row["sha256"] for row in rows)
 
     def _row(self, asset: Asset, vector: np.ndarray) -> dict:
         if vector.shape != (self.dim,):
@@ -287,30 +162,37 @@ class AssetStore:
         return {
             "sha256": validate_sha256(asset.sha256),
             "vector": np.asarray(vector, dtype=np.float32).tolist(),
-            "filename": _truncate_utf8(asset.filename, MAX_FILENAME_BYTES),
+            "filename": truncate_utf8(asset.filename, MAX_FILENAME_BYTES),
             "mime": asset.mime[:64],
             "width": int(asset.width), "height": int(asset.height), "size_bytes": int(asset.size_bytes),
             "tags": list(normalise_tags(asset.tags)),
             "source": asset.source,
             "created_at": int(asset.created_at),
-            "prompt": _truncate_utf8(asset.prompt, MAX_PROMPT_BYTES),
+            "prompt": truncate_utf8(asset.prompt, MAX_PROMPT_BYTES),
             "model": asset.model[:128],
             "reference_ids": [validate_sha256(r) for r in asset.reference_ids][:MAX_REFERENCES],
         }
 
     def flush(self) -> None:
-        """Seal what was written so searches use the index (Milvus Lite searches growing data slowly)."""
-        self._call("flush the asset collection", self._client.flush, self.collection)
+        """After a batch of writes: Milvus Lite searches unsealed rows slowly until a flush seals
+        them. A server seals on its own, and a flush there costs seconds, so it is skipped."""
+        if self.embedded:
+            self._call("flush the asset collection", self._client.flush, self.collection)
 
     def delete(self, sha256s: Iterable[str]) -> int:
         ids = [validate_sha256(s) for s in sha256s]
         if not ids:
             return 0
-        with self._lock:
+        with self._write_lock:
             result = self._call("delete assets", self._client.delete, self.collection, ids=ids)
-            self._note_writes([("remove", sha, None) for sha in ids])
-            for sha in ids:
-                self._recent_writes.pop(sha, None)
+            if not self.embedded:
+                # Milvus 2.3 answers a Session read right after a delete without it (count and
+                # listing still show the rows; seen every time); one Strong read waits it in.
+                self._call("confirm the delete", self._client.query, self.collection, filter="",
+                           output_fields=["count(*)"], consistency_level=DEDUP_CONSISTENCY)
+            self._listing.note([("remove", sha, None) for sha in ids])
+            if self._recent is not None:
+                self._recent.forget(ids)
         return int(result.get("delete_count", len(ids))) if isinstance(result, dict) else len(ids)
 
     def update_tags(self, sha256: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Asset:
@@ -342,7 +224,8 @@ class AssetStore:
         if not ids:
             return []
         fields = METADATA_FIELDS + (["vector"] if with_vector else [])
-        return list(self._call("read assets", self._client.get, self.collection, ids=ids, output_fields=fields))
+        return list(self._call("read assets", self._client.get, self.collection, ids=ids,
+                               output_fields=fields, **self._read))
 
     def get(self, sha256: str) -> Asset | None:
         rows = self._get_rows([sha256])
@@ -354,23 +237,11 @@ class AssetStore:
         return [by_id[s] for s in sha256s if s in by_id]
 
     def existing(self, sha256s: Sequence[str]) -> set[str]:
-        """Which of these ids are already stored (duplicate detection).
-
-        Milvus Lite can answer a query from another thread without a row whose upsert has already
-        returned (seen: 1 in 30 three-way upload races). So an id this store wrote in the last
-        RECENT_WRITE_SECONDS that the query misses is asked again for a moment; still missing
-        means someone deleted it since."""
+        """Which of these ids are already stored (duplicate detection), by any process."""
         ids = list(dict.fromkeys(sha256s))
         found = self._query_existing(ids)
-        now = time.monotonic()
-        with self._lock:
-            recent = {sha for sha in ids if now - self._recent_writes.get(sha, -1e18) < RECENT_WRITE_SECONDS}
-        for delay in STALE_READ_RETRIES_S:
-            missed = recent - found
-            if not missed:
-                break
-            time.sleep(delay)
-            found |= self._query_existing(sorted(missed))
+        if self._recent is not None:
+            found = self._recent.confirm(ids, found, self._query_existing)
         return found
 
     def _query_existing(self, ids: Sequence[str]) -> set[str]:
@@ -378,9 +249,16 @@ class AssetStore:
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
             rows = self._call("check for duplicates", self._client.query, self.collection,
-                              filter=ids_filter(chunk), output_fields=["sha256"], limit=len(chunk))
+                              filter=ids_filter(chunk), output_fields=["sha256"], limit=len(chunk),
+                              **self._dedup_read)
             found.update(row["sha256"] for row in rows)
         return found
+
+    def assets_with_vectors(self, sha256s: Sequence[str]) -> tuple[list[Asset], np.ndarray]:
+        """Assets and their stored vectors (copies between collections); unknown ids are skipped."""
+        rows = self._get_rows(sha256s, with_vector=True)
+        vectors = np.asarray([row["vector"] for row in rows], dtype=np.float32).reshape(len(rows), self.dim)
+        return [self._asset(row) for row in rows], vectors
 
     def get_vector(self, sha256: str) -> np.ndarray:
         rows = self._get_rows([sha256], with_vector=True)
@@ -392,7 +270,7 @@ class AssetStore:
         expr = _filter(tags, source)
         if not expr:
             rows = self._call("count assets", self._client.query, self.collection, filter="",
-                              output_fields=["count(*)"])
+                              output_fields=["count(*)"], **self._read)
             return int(rows[0]["count(*)"]) if rows else 0
         return len(self._ordered_ids(tags, source))
 
@@ -406,7 +284,8 @@ class AssetStore:
         results = self._call("search", self._client.search, self.collection, data=query.tolist(),
                              anns_field="vector", limit=k, filter=_filter(tags, source),
                              output_fields=METADATA_FIELDS,
-                             search_params={"metric_type": "COSINE", "params": self._search_params(k)})
+                             search_params={"metric_type": "COSINE", "params": self._search_params(k)},
+                             **self._read)
         hits = [SearchHit(self._asset(hit["entity"]), float(hit["distance"])) for hit in results[0]]
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]
@@ -423,67 +302,21 @@ class AssetStore:
             return {"nprobe": self._index.get("search_nprobe", min(nlist, max(16, nlist // 8)))}
         return {}
 
-    # --- the listing (ragkit.catalog) -----------------------------------------------------
-    def _note_writes(self, changes: list[Change]) -> None:
-        """Apply this store's own writes to the catalog (and to a build's log, if one runs)."""
-        with self._catalog_lock:
-            if self._catalog is not None:
-                self._catalog.apply(changes)
-                self._catalog_total = None  # the count it agrees with is read again next time
-            if self._catalog_log is not None:
-                self._catalog_log.extend(changes)
-
+    # --- listing: newest first, filtered, tag counts (ragkit.catalog) ----------------------
     def drop_listing(self) -> None:
         """Forget the catalog: the next listing rescans (benchmarks, tests)."""
-        with self._catalog_lock:
-            self._catalog = None
-
-    def _listing(self) -> Catalog:
-        """The catalog, up to date: built by one scan, then kept by our own writes."""
-        total = self.count()
-        with self._catalog_lock:
-            if self._catalog_current(total):
-                return self._catalog  # type: ignore[return-value]
-        with self._catalog_build:
-            with self._catalog_lock:
-                if self._catalog_current(total):  # another thread built it meanwhile
-                    return self._catalog  # type: ignore[return-value]
-                self._catalog_log = []
-            try:
-                rows = self.scan("", ["created_at", "source", "tags"])
-            except BaseException:
-                with self._catalog_lock:
-                    self._catalog_log = None
-                raise
-            with self._catalog_lock:
-                catalog = Catalog(rows)
-                catalog.apply(self._catalog_log or [])  # writes the scan may or may not have seen
-                self._catalog, self._catalog_log = catalog, None
-                self._catalog_made_at, self._catalog_total = time.monotonic(), total
-                return catalog
-
-    def _catalog_current(self, total: int) -> bool:
-        """(Catalog lock held.) Does the catalog still describe the collection?"""
-        if self._catalog is None:
-            return False
-        if self._shared and time.monotonic() - self._catalog_made_at >= ORDER_CACHE_SECONDS:
-            return False
-        if self._catalog_total is None:  # our own writes since: they are in it; note the new count
-            self._catalog_total = total
-        return self._catalog_total == total
+        self._listing.drop()
 
     def _ordered_ids(self, tags: Iterable[str] = (), source: str | None = None) -> list[str]:
         """Ids matching the filter, newest first (Milvus cannot ORDER BY)."""
         _filter(tags, source)  # validates the source, like a query would
-        catalog = self._listing()
-        with self._catalog_lock:
-            return catalog.ordered(normalise_tags(tags), source or None)
+        return self._listing.ordered(self.count(), normalise_tags(tags), source or None)
 
     def scan(self, expr: str = "", fields: Sequence[str] = ("created_at",)) -> list[dict]:
         """Every matching row (chosen fields), however many there are."""
         output = list(dict.fromkeys(["sha256", *fields]))
         rows = self._call("list assets", self._client.query, self.collection, filter=expr,
-                          output_fields=output, limit=QUERY_WINDOW)
+                          output_fields=output, limit=QUERY_WINDOW, **self._read)
         if len(rows) < QUERY_WINDOW:
             return list(rows)
         rows = []
@@ -506,7 +339,4 @@ class AssetStore:
 
     def all_tags(self) -> list[tuple[str, int]]:
         """Every tag with its number of assets, most used first (for filter pickers)."""
-        catalog = self._listing()
-        with self._catalog_lock:
-            return list(catalog.tag_counts())
-
+        return self._listing.tag_counts(self.count())

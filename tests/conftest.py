@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -15,6 +16,7 @@ from ragkit.embedder import ClipEmbedder, make_random_checkpoint
 from ragkit.library import Library
 
 from tests.images_factory import jpeg_bytes
+from tests.milvus_servers import LiteServer, MilvusTarget, RealMilvus, free_port  # noqa: F401 - free_port for other test modules
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = "ragkit-tiny"
@@ -70,12 +72,6 @@ def image_folder(tmp_path) -> Path:
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for_port(port: int, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,24 +84,70 @@ def wait_for_port(port: int, timeout: float = 60.0, process: subprocess.Popen | 
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-@pytest.fixture
-def milvus_server(tmp_path):
-    """A real `milvus-lite server` on 127.0.0.1 and a free port; yields its http URI."""
-    port = free_port()
-    exe = Path(sys.executable).with_name("milvus-lite")
-    process = subprocess.Popen([str(exe), "server", "--data-dir", str(tmp_path / "milvus-server"),
-                                "--host", "127.0.0.1", "--port", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+# --- Milvus servers (tests/milvus_servers.py): each engine starts once per test session -------------
+SERVER_ENGINES = ["milvus-lite", "milvus"]
+
+
+@pytest.fixture(scope="session")
+def real_milvus(tmp_path_factory) -> Iterator[MilvusTarget]:
+    """The real Milvus engine (2.3.x standalone), authentication on. One per machine: see milvus_servers."""
+    server = RealMilvus(tmp_path_factory.mktemp("milvus") / "engine")
     try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}"
+        yield server.target
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def lite_server(tmp_path_factory) -> Iterator[MilvusTarget]:
+    """`milvus-lite server` on 127.0.0.1 and a free port."""
+    server = LiteServer(tmp_path_factory.mktemp("milvus-lite") / "data")
+    try:
+        yield server.target
+    finally:
+        server.stop()
+
+
+def _empty_server(request, engine: str) -> MilvusTarget:
+    target = request.getfixturevalue("real_milvus" if engine == "milvus" else "lite_server")
+    target.drop_all_collections()  # every test starts with an empty server
+    return target
+
+
+@pytest.fixture(params=SERVER_ENGINES)
+def server(request) -> MilvusTarget:
+    """A Milvus server, empty: the test runs once on `milvus-lite server` and once on real Milvus."""
+    return _empty_server(request, request.param)
+
+
+@pytest.fixture
+def milvus_server(request) -> str:
+    """The URI of an empty `milvus-lite server` (no credentials)."""
+    return _empty_server(request, "milvus-lite").uri
+
+
+@pytest.fixture(params=["embedded", *SERVER_ENGINES])
+def any_engine(request) -> MilvusTarget | None:
+    """Each engine a library can live on: the embedded Milvus Lite file (None), or a server."""
+    return None if request.param == "embedded" else _empty_server(request, request.param)
+
+
+@pytest.fixture
+def any_env(tmp_path, tiny_checkpoint, any_engine) -> dict[str, str]:
+    """Environment variables for a fresh library on `any_engine` (for subprocesses)."""
+    return make_env(tmp_path / "data", tiny_checkpoint, **(any_engine.env if any_engine else {}))
+
+
+@pytest.fixture
+def any_library(tmp_path, any_env, tiny_embedder):
+    lib = Library.open(Settings.load(env=any_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
+    yield lib
+    lib.close()
+
+
+@pytest.fixture
+def server_env(tmp_path, tiny_checkpoint, server) -> dict[str, str]:
+    return make_env(tmp_path / "data", tiny_checkpoint, **server.env)
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120,

@@ -11,7 +11,7 @@ from tests.conftest import run_cli
 from tests.images_factory import jpeg_bytes
 
 
-def test_concurrent_uploads_and_searches_lose_nothing(library):
+def test_concurrent_uploads_and_searches_lose_nothing(any_library):
     errors: list[BaseException] = []
     writers, per_writer = 4, 10
 
@@ -19,7 +19,7 @@ def test_concurrent_uploads_and_searches_lose_nothing(library):
         try:
             for i in range(0, per_writer, 2):  # two files per request, like a small drag-and-drop
                 batch = [Upload(f"w{worker}-{j}.jpg", jpeg_bytes(5000 + worker * 100 + j)) for j in (i, i + 1)]
-                report = library.ingest_uploads(batch, tags=[f"writer-{worker}"])
+                report = any_library.ingest_uploads(batch, tags=[f"writer-{worker}"])
                 assert len(report.added) == 2, report
         except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
             errors.append(exc)
@@ -27,8 +27,8 @@ def test_concurrent_uploads_and_searches_lose_nothing(library):
     def search() -> None:
         try:
             for _ in range(15):
-                library.search_text("red silk cape", k=5)
-                library.page(0, 24)
+                any_library.search_text("red silk cape", k=5)
+                any_library.page(0, 24)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -39,32 +39,30 @@ def test_concurrent_uploads_and_searches_lose_nothing(library):
     for thread in threads:
         thread.join(timeout=240)
     assert not errors, errors
-    assert library.count() == writers * per_writer
+    assert any_library.count() == writers * per_writer
     for w in range(writers):
-        assert library.count(tags=[f"writer-{w}"]) == per_writer
-    assert doctor.check(library).healthy
+        assert any_library.count(tags=[f"writer-{w}"]) == per_writer
+    assert doctor.check(any_library).healthy
 
 
-def test_cli_and_app_share_one_milvus_server(milvus_server, tmp_path, tiny_checkpoint, tiny_embedder, image_folder):
-    env = {"RAGKIT_DATA_DIR": str(tmp_path / "shared"), "RAGKIT_MILVUS_URI": milvus_server,
-           "RAGKIT_CLIP_MODEL": "ragkit-tiny", "RAGKIT_CLIP_PRETRAINED": str(tiny_checkpoint)}
-    app_library = Library.open(Settings.load(env=env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
+def test_cli_and_app_share_one_milvus_server(server, server_env, tmp_path, tiny_embedder, image_folder):
+    app_library = Library.open(Settings.load(env=server_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
     try:
         app_library.ingest_uploads([Upload("from-app.jpg", jpeg_bytes(9000))])
-        cli = run_cli(["ingest", str(image_folder), "--json"], env, tmp_path)  # while the app holds a client
+        cli = run_cli(["ingest", str(image_folder), "--json"], server_env, tmp_path)  # while the app holds a client
         assert cli.returncode == 0, cli.stderr
         assert len(json.loads(cli.stdout)["added"]) == 8
         assert app_library.count() == 9
         hits = app_library.search_image((image_folder / "sub" / "photo_3.jpg").read_bytes(), k=1)
         assert hits[0].asset.filename == "photo_3.jpg"
-        stats = json.loads(run_cli(["stats", "--json"], env, tmp_path).stdout)
-        assert stats["assets"] == 9 and stats["db_uri"] == milvus_server
+        stats = json.loads(run_cli(["stats", "--json"], server_env, tmp_path).stdout)
+        assert stats["assets"] == 9 and stats["db_uri"] == server.uri
         assert doctor.check(app_library).healthy
     finally:
         app_library.close()
 
 
-def test_the_same_picture_dropped_in_several_sessions_at_once_is_added_once(library):
+def test_the_same_picture_dropped_in_several_sessions_at_once_is_added_once(any_library):
     """Three sessions drop the same picture at the same moment (plus one of their own each):
     exactly one reports it added, the others 'already in the library', and the stored row is the
     adder's (its tag, its name), not whichever upsert happened to come last."""
@@ -77,7 +75,7 @@ def test_the_same_picture_dropped_in_several_sessions_at_once_is_added_once(libr
         def drop(person: str, own_seed: int) -> None:
             try:
                 barrier.wait(timeout=30)
-                reports[person] = library.ingest_uploads(
+                reports[person] = any_library.ingest_uploads(
                     [Upload(f"{person}-{round_}.jpg", shared), Upload(f"{person}-own-{round_}.jpg", jpeg_bytes(own_seed))],
                     tags=[person])
             except BaseException as exc:  # noqa: BLE001
@@ -94,10 +92,10 @@ def test_the_same_picture_dropped_in_several_sessions_at_once_is_added_once(libr
         for person in people:
             assert len(reports[person].added) + len(reports[person].duplicates) == 2
             assert [label for label, _ in reports[person].added if "-own-" in label] == [f"{person}-own-{round_}.jpg"]
-        stored = library.get(reports[adders[0]].added[0][1].sha256)
+        stored = any_library.get(reports[adders[0]].added[0][1].sha256)
         assert stored.filename == f"{adders[0]}-{round_}.jpg" and list(stored.tags) == [adders[0]]
-    assert library.count() == 4 * (1 + len(people))
-    assert doctor.check(library).healthy
+    assert any_library.count() == 4 * (1 + len(people))
+    assert doctor.check(any_library).healthy
 
 
 def test_when_the_run_adding_a_picture_fails_the_one_waiting_for_it_adds_it(library, monkeypatch):

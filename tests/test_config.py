@@ -76,3 +76,14 @@ def test_scrub_removes_every_secret_and_nothing_else(tmp_path):
                                   "RAGKIT_DATA_DIR": str(tmp_path)}, cwd=tmp_path, secrets_files=[])
     said = "server said: bad key sk-abc123 for root:hunter2 at http://milvus:19530"
     assert settings.scrub(said) == "server said: bad key *** for *** at http://milvus:19530"
+
+
+def test_a_token_in_the_uri_query_is_never_shown(tmp_path):
+    settings = Settings.load(env={"RAGKIT_MILVUS_URI": "http://milvus.lan:19530/?token=root:s3cr3t&db_name=team"},
+                             cwd=tmp_path, secrets_files=[])
+    assert settings.milvus_uri_display == "http://milvus.lan:19530/?token=***&db_name=team"
+    assert "s3cr3t" not in settings.scrub("server refused token root:s3cr3t")
+    with_password = Settings.load(env={"RAGKIT_MILVUS_URI": "https://ann:pa55word@zilliz.example:443?key=abc123"},
+                                  cwd=tmp_path, secrets_files=[])
+    assert with_password.milvus_uri_display == "https://zilliz.example:443?key=***"
+    assert with_password.scrub("auth ann:pa55word / abc123 failed") == "auth *** / *** failed"

@@ -120,3 +120,28 @@ def test_doctor_export_import_cli(tmp_path, ragkit_env, image_folder):
     imported = run_cli(["import", str(out), "--json"], other_env, tmp_path)
     assert imported.returncode == 0, imported.stderr
     assert len(json.loads(imported.stdout)["added"]) == 8
+
+
+def test_import_writes_no_name_from_the_archive_and_keeps_polyglots_inert(library, tmp_path):
+    from tests.bad_inputs import files_outside
+    from tests.hostile_zips import honest_entry, write_export
+    from tests.images_factory import jpeg_bytes
+    hostile_names = ["../../../escaped.jpg", "/etc/cron.d/absolute.jpg", "..\\..\\Windows\\win.jpg",
+                     "originals/../../../up.jpg"]
+    pictures = [jpeg_bytes(700 + i) for i in range(len(hostile_names))]
+    polyglot = jpeg_bytes(710) + b"<html><script>alert(1)</script></html>PK\x03\x04"  # a JPEG, then a page
+    fake_png = b"\x89PNG\r\n\x1a\n<html><script>alert(1)</script></html>"             # a page with a PNG magic
+    entries = [honest_entry(data, name, file=name) for data, name in zip(pictures, hostile_names)]
+    entries += [honest_entry(polyglot, "poly.jpg"), honest_entry(fake_png, "fake.png")]
+    members = {name: data for data, name in zip(pictures, hostile_names)}
+    members |= {honest_entry(polyglot)["file"]: polyglot, honest_entry(fake_png)["file"]: fake_png}
+    archive = write_export(tmp_path / "hostile.zip", entries, members)
+
+    report = import_library(library, archive)
+    names = sorted(asset.filename for _, asset in report.added)
+    assert names == ["absolute.jpg", "escaped.jpg", "poly.jpg", "up.jpg", "win.jpg"]
+    assert files_outside(tmp_path, [library.settings.data_dir, archive]) == []
+    assert [r.path for r in report.rejected] == ["fake.png"] and "not an image" in report.rejected[0].reason
+    stored = library.get(honest_entry(polyglot)["sha256"])
+    assert stored.mime == "image/jpeg"
+    assert b"<script" not in library.thumbnail_bytes(stored.sha256)  # thumbnails are re-encoded pixels

@@ -300,6 +300,7 @@ def test_usage_errors_quote_typed_text_inert(capsys):
     (["ingest", "p", "--batch-size", "0"], "argument --batch-size: must be from 1 to 1024, not 0"),
     (["ingest", "p", "--workers", "0"], "argument --workers: must be from 1 to 64, not 0"),
     (["ingest", "p", "--workers", "-2"], "argument --workers: must be from 1 to 64, not -2"),
+    (["migrate", "--to", "http://h:19530", "--batch-size", "0"], "argument --batch-size: must be from 1 to 16384"),
 ])
 def test_meaningless_numbers_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

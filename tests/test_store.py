@@ -2,6 +2,7 @@
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +11,8 @@ from ragkit.config import Settings
 from ragkit.errors import ModelMismatchError, StoreLockedError
 from ragkit.library import Library
 from ragkit.records import Asset
-from ragkit.store import AssetStore, connect
+from ragkit.connection import connect
+from ragkit.store import AssetStore
 
 
 def _random_assets(n: int, dim: int, seed: int = 0):
@@ -25,56 +27,56 @@ def _random_assets(n: int, dim: int, seed: int = 0):
     return assets, vectors
 
 
-def test_search_equals_brute_force_top_k(library):
-    assets, vectors = _random_assets(400, library.dim)
-    library.store.upsert(assets, vectors)
-    library.store.flush()
+def test_search_equals_brute_force_top_k(any_library):
+    assets, vectors = _random_assets(400, any_library.dim)
+    any_library.store.upsert(assets, vectors)
+    any_library.store.flush()
     rng = np.random.default_rng(1)
     for _ in range(10):
-        query = rng.standard_normal(library.dim).astype(np.float32)
+        query = rng.standard_normal(any_library.dim).astype(np.float32)
         query /= np.linalg.norm(query)
         expected = np.argsort(-(vectors @ query))[:10]
-        hits = library.store.search(query, k=10)
+        hits = any_library.store.search(query, k=10)
         assert [h.asset.sha256 for h in hits] == [assets[i].sha256 for i in expected]
         np.testing.assert_allclose([h.score for h in hits], (vectors @ query)[expected], atol=1e-4)
 
 
-def test_filters_and_min_score(library):
-    assets, vectors = _random_assets(60, library.dim)
-    library.store.upsert(assets, vectors)
+def test_filters_and_min_score(any_library):
+    assets, vectors = _random_assets(60, any_library.dim)
+    any_library.store.upsert(assets, vectors)
     query = vectors[10]
-    hits = library.store.search(query, k=60, tags=["EVEN"], source="generated")
+    hits = any_library.store.search(query, k=60, tags=["EVEN"], source="generated")
     assert hits and all(h.asset.sha256 in {a.sha256 for a in assets[::10]} for h in hits)
     assert hits[0].asset.sha256 == assets[10].sha256 and hits[0].asset.prompt == "prompt 10"
-    assert all(h.score >= 0.5 for h in library.store.search(query, k=60, min_score=0.5))
-    assert len(library.store.search(query, k=60, min_score=0.5)) == 1
+    assert all(h.score >= 0.5 for h in any_library.store.search(query, k=60, min_score=0.5))
+    assert len(any_library.store.search(query, k=60, min_score=0.5)) == 1
 
 
-def test_pages_newest_first_with_total(library):
-    assets, vectors = _random_assets(50, library.dim)
-    library.store.upsert(assets, vectors)
-    first = library.store.page(0, 24)
+def test_pages_newest_first_with_total(any_library):
+    assets, vectors = _random_assets(50, any_library.dim)
+    any_library.store.upsert(assets, vectors)
+    first = any_library.store.page(0, 24)
     assert first.total == 50 and first.page_count == 3
     assert [a.created_at for a in first.assets] == list(range(1049, 1025, -1))
-    last = library.store.page(48, 24)
+    last = any_library.store.page(48, 24)
     assert [a.sha256 for a in last.assets] == [assets[1].sha256, assets[0].sha256]
-    odd = library.store.page(0, 100, tags=["odd"])
+    odd = any_library.store.page(0, 100, tags=["odd"])
     assert odd.total == 25 and all("odd" in a.tags for a in odd.assets)
-    assert library.store.count(source="generated") == 10
-    assert library.store.count() == 50
+    assert any_library.store.count(source="generated") == 10
+    assert any_library.store.count() == 50
 
 
-def test_update_tags_and_delete(library):
-    assets, vectors = _random_assets(5, library.dim)
-    library.store.upsert(assets, vectors)
-    updated = library.store.update_tags(assets[1].sha256, add=["Hero Shot", "  summer  "], remove=["odd"])
+def test_update_tags_and_delete(any_library):
+    assets, vectors = _random_assets(5, any_library.dim)
+    any_library.store.upsert(assets, vectors)
+    updated = any_library.store.update_tags(assets[1].sha256, add=["Hero Shot", "  summer  "], remove=["odd"])
     assert updated.tags == ("hero shot", "summer")
-    assert library.store.get(assets[1].sha256).tags == ("hero shot", "summer")
-    np.testing.assert_allclose(library.store.get_vector(assets[1].sha256), vectors[1], atol=1e-6)
-    assert dict(library.all_tags())["summer"] == 1
-    assert library.store.delete([assets[1].sha256]) == 1
-    assert library.store.get(assets[1].sha256) is None
-    assert library.count() == 4
+    assert any_library.store.get(assets[1].sha256).tags == ("hero shot", "summer")
+    np.testing.assert_allclose(any_library.store.get_vector(assets[1].sha256), vectors[1], atol=1e-6)
+    assert dict(any_library.all_tags())["summer"] == 1
+    assert any_library.store.delete([assets[1].sha256]) == 1
+    assert any_library.store.get(assets[1].sha256) is None
+    assert any_library.count() == 4
 
 
 def test_model_mismatch_is_caught(library):
@@ -86,7 +88,7 @@ def test_model_mismatch_is_caught(library):
 def test_second_process_on_the_same_lite_file_gets_a_clear_message(library, ragkit_env, tmp_path):
     library.store.count()
     script = textwrap.dedent(f"""
-        from ragkit.store import connect
+        from ragkit.connection import connect
         from ragkit.errors import StoreLockedError
         try:
             connect({library.settings.milvus_uri!r})
@@ -102,15 +104,19 @@ def test_second_process_on_the_same_lite_file_gets_a_clear_message(library, ragk
     assert "Traceback" not in out.stderr
 
 
-def test_server_uri_works_the_same(milvus_server, tmp_path, tiny_checkpoint, tiny_embedder):
-    env = {"RAGKIT_DATA_DIR": str(tmp_path / "files"), "RAGKIT_MILVUS_URI": milvus_server,
-           "RAGKIT_CLIP_MODEL": "ragkit-tiny", "RAGKIT_CLIP_PRETRAINED": str(tiny_checkpoint)}
+def test_server_uri_works_the_same(server, tmp_path, tiny_checkpoint, tiny_embedder):
+    env = {"RAGKIT_DATA_DIR": str(tmp_path / "files"), "RAGKIT_CLIP_MODEL": "ragkit-tiny",
+           "RAGKIT_CLIP_PRETRAINED": str(tiny_checkpoint), **server.env}
     settings = Settings.load(env=env, cwd=tmp_path, secrets_files=[])
     first = Library.open(settings, embedder=tiny_embedder)
     second = Library.open(settings, embedder=tiny_embedder)  # two clients share one server
     try:
         assets, vectors = _random_assets(30, first.dim)
         first.store.upsert(assets, vectors)
+        assert first.count() == 30  # the writer sees its own writes at once
+        deadline = time.monotonic() + 5
+        while second.count() != 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert second.count() == 30
         hits = second.store.search(vectors[3], k=3)
         assert hits[0].asset.sha256 == assets[3].sha256 and hits[0].score == pytest.approx(1.0, abs=1e-4)

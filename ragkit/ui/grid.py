@@ -3,7 +3,6 @@ so a rerun reads nothing from disk twice.
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Callable, Iterable, TypeVar
 
 import streamlit as st
@@ -110,7 +109,9 @@ def human_size(size_bytes: int) -> str:
 
 
 def human_date(asset: Asset) -> str:
-    return datetime.fromtimestamp(asset.created_at / 1000).strftime("%Y-%m-%d %H:%M")
+    """The date it was added, in the local time zone ("date unknown" for an implausible stored date)."""
+    created = asset.created
+    return created.astimezone().strftime("%Y-%m-%d %H:%M") if created else "date unknown"
 
 
 def score_label(score: float) -> str:

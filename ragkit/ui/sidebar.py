@@ -44,6 +44,9 @@ def render(library: Library, *, on_studio_page: bool = False) -> None:
             generated = library.count(source=SOURCE_GENERATED) if total else 0
             st.metric("Images in the library", f"{total:,}", border=False,
                       help=f"{generated:,} of them generated in the Studio" if generated else None)
+            advice = library.scale_advice(total)
+            if advice:
+                st.info(advice, icon=":material/dns:")
         if state.random_weights(library):
             st.error("Random weights: results are meaningless", icon=":material/warning:")
         st.caption(f":material/memory: **Model** {model_label(library)}")

@@ -17,7 +17,7 @@ import streamlit as st
 from ..config import Settings
 from ..errors import RagkitError
 from ..library import Library
-from ..store import quiet_milvus_logging
+from ..connection import quiet_milvus_logging
 from .errors import show_error
 
 log = logging.getLogger("ragkit.ui")

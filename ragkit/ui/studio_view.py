@@ -32,7 +32,7 @@ from ..images import EXTENSION_BY_MIME
 from ..jobs import Job
 from ..library import Library
 from ..records import Asset, SearchHit
-from ..store import normalise_tags
+from ..tags import normalise_tags
 from ..studio import (PRESET_BRIEFS, load_references, recent_generated, save_generated_image,
                       suggest_references)
 from . import pending, state, tray
