@@ -4,6 +4,8 @@ Handles EXIF orientation, CMYK, palette and 1-bit images, transparency (composit
 white, the way a person sees a product cut-out), 16-bit images (scaled, not clipped),
 animated GIF/WebP (first frame) and huge photos (JPEGs are decoded at a reduced size
 with Pillow's draft mode, so a 24-megapixel photo costs a fraction of a full decode).
+Sizes that would cost memory out of proportion to the file (too many pixels, or a shape
+beyond 100:1) are refused from the header, before decoding: see check_dimensions.
 """
 from __future__ import annotations
 
