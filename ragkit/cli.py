@@ -11,20 +11,32 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from .config import Settings
-from .errors import RagkitError
+from .errors import InvalidImageError, RagkitError
 from .records import SOURCES
+from .text import printable
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
+MAX_HITS = 1024  # the store returns at most this many hits per search
+MAX_BATCH_SIZE = 1024
+MAX_WORKERS = 64
+MAX_COPY_BATCH = 16384  # Milvus' query result window (quotaAndLimits.limits.maxQueryResultWindow)
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A message line on stderr; names and reasons in it are user data (see printable)."""
+    print(printable(message), file=sys.stderr, flush=True)
+
+
+def _out(text: str, *, keep_newlines: bool = False) -> None:
+    """Human-readable output on stdout, through the same filter (JSON is printed as is)."""
+    print(printable(text, keep_newlines=keep_newlines))
 
 
 def _scrub(text: str, settings: Settings | None, args=None) -> str:
@@ -91,10 +103,11 @@ def cmd_search(args, settings: Settings) -> int:
     _warn_random(library)
     filters = {"tags": args.tag, "source": args.source, "min_score": args.min_score}
     if args.image:
+        from .ingest import MAX_FILE_BYTES, read_image_file
         try:
-            data = open(args.image, "rb").read()
-        except OSError as exc:
-            raise RagkitError(f"Cannot read {args.image}: {exc.strerror or exc}") from None
+            data = read_image_file(Path(args.image), MAX_FILE_BYTES)
+        except InvalidImageError as exc:
+            raise InvalidImageError(f"The example image {args.image} can't be used: {exc}") from None
         hits = library.search_image(data, args.k, **filters)
     elif args.similar:
         hits = library.search_similar(args.similar, args.k, **filters)
@@ -108,13 +121,13 @@ def cmd_search(args, settings: Settings) -> int:
         _err("no matches" + (" (the library is empty: run `python -m ragkit ingest FOLDER`)"
                              if library.count() == 0 else ""))
         return EXIT_OK
-    print(f"{'#':>2}  {'score':>6}  {'sha256':<12}  {'source':<9}  filename  [tags]")
+    _out(f"{'#':>2}  {'score':>6}  {'sha256':<12}  {'source':<9}  filename  [tags]")
     for rank, hit in enumerate(hits, 1):
         asset = hit.asset
         tags = f"  [{', '.join(asset.tags)}]" if asset.tags else ""
-        print(f"{rank:>2}  {hit.score:6.3f}  {asset.sha256[:12]}  {asset.source:<9}  {asset.filename}{tags}")
+        _out(f"{rank:>2}  {hit.score:6.3f}  {asset.sha256[:12]}  {asset.source:<9}  {asset.filename}{tags}")
         if asset.prompt:
-            print(f"{'':>34}prompt: {asset.prompt[:100]}")
+            _out(f"{'':>34}prompt: {asset.prompt[:100]}")
     return EXIT_OK
 
 
@@ -124,13 +137,13 @@ def cmd_stats(args, settings: Settings) -> int:
     if args.json:
         print(json.dumps(stats.to_dict(), ensure_ascii=False))
         return EXIT_OK
-    print(f"assets     {stats.assets}")
-    print(f"generated  {stats.generated}")
-    print(f"model      {stats.model}{'  (RANDOM WEIGHTS: demo/test only)' if stats.random_weights else ''}")
-    print(f"database   {stats.db_uri}  (collection {stats.collection})")
-    print(f"files      {stats.data_dir}")
+    _out(f"assets     {stats.assets}")
+    _out(f"generated  {stats.generated}")
+    _out(f"model      {stats.model}{'  (RANDOM WEIGHTS: demo/test only)' if stats.random_weights else ''}")
+    _out(f"database   {stats.db_uri}  (collection {stats.collection})")
+    _out(f"files      {stats.data_dir}")
     if stats.advice:
-        print(f"advice     {stats.advice}")
+        _out(f"advice     {stats.advice}")
     return EXIT_OK
 
 
@@ -155,7 +168,7 @@ def cmd_tag(args, settings: Settings) -> int:
     if args.json:
         print(json.dumps(asset.to_dict(), ensure_ascii=False))
     else:
-        print(", ".join(asset.tags) or "(no tags)")
+        _out(", ".join(asset.tags) or "(no tags)")
     return EXIT_OK
 
 
@@ -166,20 +179,20 @@ def cmd_doctor(args, settings: Settings) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
-        print(f"rows {report.rows}, original files {report.files}")
+        _out(f"rows {report.rows}, original files {report.files}")
         problems = [("rows whose original is missing", report.rows_without_original),
                     ("rows whose thumbnail is missing", report.rows_without_thumbnail),
                     ("files without a row", report.files_without_row),
                     ("unfinished writes", report.temp_files)]
         for label, items in problems:
             if items:
-                print(f"{label}: {len(items)}")
+                _out(f"{label}: {len(items)}")
         for action in report.actions:
-            print(f"repaired: {action}")
+            _out(f"repaired: {action}")
         if report.healthy:
-            print("healthy: files and database agree")
+            _out("healthy: files and database agree")
         elif not args.repair:
-            print("run `python -m ragkit doctor --repair` to fix these")
+            _out("run `python -m ragkit doctor --repair` to fix these")
     return EXIT_OK if report.healthy or args.repair else EXIT_PARTIAL
 
 
@@ -210,8 +223,6 @@ def cmd_import(args, settings: Settings) -> int:
 
 
 def cmd_generate(args, settings: Settings) -> int:
-    from pathlib import Path
-
     from .generate import ImageGenerator
     from .images import EXTENSION_BY_MIME
     from .studio import load_references, save_generated_image
@@ -241,7 +252,7 @@ def cmd_generate(args, settings: Settings) -> int:
                           "usage": generation.usage, "seconds": round(generation.seconds, 2),
                           "warnings": generation.warnings}, ensure_ascii=False))
     elif generation.text:
-        print(generation.text)
+        _out(generation.text, keep_newlines=True)
     return EXIT_OK if not generation.warnings else EXIT_PARTIAL
 
 
@@ -274,8 +285,27 @@ def cmd_migrate(args, settings: Settings) -> int:
     return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors (which quote what was typed) made safe to print."""
+    def error(self, message: str):
+        super().error(printable(message))
+
+
+def _whole_number(low: int, high: int):
+    """An argparse type: an int in [low, high], or a usage error that says the range."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}, not {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m ragkit",
         description="ragkit: search your image library by description, and generate promo images from it.",
         epilog="Exit status: 0 ok, 3 some inputs rejected (the rest done), 1 failure, 2 usage error. "
@@ -285,8 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser("ingest", help="add image files or folders (recursive) to the library")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.add_argument("--tag", action="append", default=[], help="tag every added image (repeatable)")
-    ingest.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
-    ingest.add_argument("--workers", type=int, default=2, help="decoding threads (default 2)")
+    ingest.add_argument("--batch-size", type=_whole_number(1, MAX_BATCH_SIZE), default=32,
+                        help=f"images per model call, 1-{MAX_BATCH_SIZE} (default 32)")
+    ingest.add_argument("--workers", type=_whole_number(1, MAX_WORKERS), default=2,
+                        help=f"decoding threads, 1-{MAX_WORKERS} (default 2)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(handler=cmd_ingest)
 
@@ -294,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("text", nargs="?", help="what you are looking for")
     search.add_argument("--image", metavar="FILE", help="search by an example image instead of text")
     search.add_argument("--similar", metavar="SHA256", help="images similar to an asset in the library")
-    search.add_argument("-k", type=int, default=6, help="number of hits (default 6)")
+    search.add_argument("-k", type=_whole_number(1, MAX_HITS), default=6,
+                        help=f"number of hits, 1-{MAX_HITS} (default 6)")
     search.add_argument("--tag", action="append", default=[], help="only assets with this tag (repeatable)")
     search.add_argument("--source", choices=SOURCES, help="only uploaded or only generated assets")
     search.add_argument("--min-score", type=float, default=None, help="drop hits below this cosine similarity")
@@ -349,7 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "again: it copies only what is missing, so an interrupted run is completed by the next. "
                     "The embedded file is left as it is; image files stay in RAGKIT_DATA_DIR.")
     migrate.add_argument("--to", required=True, metavar="URI", help="the target, e.g. http://milvus.lan:19530")
-    migrate.add_argument("--batch-size", type=int, default=256, metavar="N", help="assets per copy step (default 256)")
+    migrate.add_argument("--batch-size", type=_whole_number(1, MAX_COPY_BATCH), default=256, metavar="N",
+                         help=f"assets per copy step, 1-{MAX_COPY_BATCH} (default 256)")
     migrate.add_argument("--token", default="", metavar="TOKEN",
                          help="user:password or API key of the target (or write user:password@ into the URI)")
     migrate.set_defaults(handler=cmd_migrate)
@@ -360,6 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A file name that is not UTF-8 must not crash the output (strict locales) or break the JSON
+    # (C locales write the raw byte): \udcff is printed as that escape, which JSON reads back as is.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "search" and sum(bool(x) for x in (args.text, args.image, args.similar)) != 1:

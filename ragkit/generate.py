@@ -45,7 +45,7 @@ from .errors import (
     SafetyStopError,
     TooManyReferencesError,
 )
-from .images import to_rgb
+from .images import check_dimensions, to_rgb
 
 log = logging.getLogger(__name__)
 
@@ -488,6 +488,7 @@ def prepare_reference(data: bytes, mime: str | None = None, sha256: str | None =
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             fmt = img.format or ""
+            check_dimensions(*img.size, max_pixels=None)  # Pillow's own bomb check (above) bounds the pixels
             orientation = img.getexif().get(0x0112, 1)
             too_big = max(img.size) > max_side
             passthrough_mime = _PASSTHROUGH.get(fmt)

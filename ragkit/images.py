@@ -4,6 +4,8 @@ Handles EXIF orientation, CMYK, palette and 1-bit images, transparency (composit
 white, the way a person sees a product cut-out), 16-bit images (scaled, not clipped),
 animated GIF/WebP (first frame) and huge photos (JPEGs are decoded at a reduced size
 with Pillow's draft mode, so a 24-megapixel photo costs a fraction of a full decode).
+Sizes that would cost memory out of proportion to the file (too many pixels, or a shape
+beyond 100:1) are refused from the header, before decoding: see check_dimensions.
 """
 from __future__ import annotations
 
@@ -33,6 +35,12 @@ EXTENSION_BY_MIME = {
     "image/heif": ".heic", "image/x-portable-pixmap": ".ppm",
 }
 THUMBNAIL_SIDE = 384
+# Long side : short side. The model's preprocessing scales the *short* side up to its input
+# size (224 px for ViT-B-32), so the long side grows with the ratio: a 474-byte 1x100000 PNG
+# became 224 x 22.4 million pixels (15 GB). At 100:1 that resize costs at most 15 MB (60 MB
+# for a 448 px model), while web banners (1920x60 is 32:1), sprite strips and phone panoramas
+# (often 4:1 to 12:1) all fit; only slivers such as 1-px rules and dividers are refused.
+MAX_ASPECT_RATIO = 100
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,32 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _ratio_text(long: int, short: int) -> str:
+    return f"{long / short:.1f}".removesuffix(".0")
+
+
+def check_dimensions(width: int, height: int, *, max_pixels: int | None) -> None:
+    """Refuse an image whose size would make decoding or resizing cost far more than its file.
+
+    The one guard every path that decodes or resizes a user's image goes through (ingest,
+    search by image, thumbnails, doctor, Studio references), called on the size the file
+    declares, before any pixel is decoded. Raises InvalidImageError with the reason.
+    """
+    if width < 1 or height < 1:
+        raise InvalidImageError(f"image is {width}x{height} px: it has no pixels")
+    if max_pixels is not None and width * height > max_pixels:
+        raise InvalidImageError(
+            f"image is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the "
+            f"{max_pixels / 1e6:.0f} MP limit (possible decompression bomb); "
+            "raise RAGKIT_MAX_IMAGE_PIXELS if it is genuine")
+    short, long = sorted((width, height))
+    if long > MAX_ASPECT_RATIO * short:
+        raise InvalidImageError(
+            f"image is {width}x{height} px: aspect ratio {_ratio_text(long, short)}:1 is beyond the "
+            f"{MAX_ASPECT_RATIO}:1 limit (resizing so thin a strip for the model costs memory out of all "
+            "proportion to the file); crop it to a less extreme shape")
+
+
 def _draft_size(width: int, height: int, min_short: int, min_long: int) -> tuple[int, int]:
     """Smallest size that still has short side >= min_short and long side >= min_long."""
     short, long = min(width, height), max(width, height)
@@ -94,11 +128,7 @@ def decode_image(data: bytes, *, max_pixels: int, min_short: int = 224,
             img = Image.open(io.BytesIO(data))
             fmt = img.format or ""
             width, height = img.size
-            if width * height > max_pixels:
-                raise InvalidImageError(
-                    f"image is {width}x{height} ({width * height / 1e6:.0f} megapixels), over the "
-                    f"{max_pixels / 1e6:.0f} MP limit (possible decompression bomb); "
-                    "raise RAGKIT_MAX_IMAGE_PIXELS if it is genuine")
+            check_dimensions(width, height, max_pixels=max_pixels)
             if getattr(img, "is_animated", False):
                 img.seek(0)  # first frame of GIF / WebP / APNG
             orientation = img.getexif().get(0x0112, 1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 import time
 import unicodedata
@@ -108,24 +109,115 @@ def safe_display_name(name: str) -> str:
 
 
 def collect_sources(paths: Iterable[str | Path]) -> tuple[list[Path], list[Rejected]]:
-    """Expand folders recursively (image extensions only, hidden entries skipped)."""
+    """Expand folders recursively (image extensions only, hidden entries skipped).
+
+    A named path that is not a folder is always tried (reading it says why it can't be used);
+    a path that can't be looked at, or a folder (or subfolder) that can't be listed, is rejected
+    with the reason instead of silently contributing nothing.
+    """
     files: list[Path] = []
     rejected: list[Rejected] = []
     for raw in paths:
         path = Path(raw).expanduser()
-        if path.is_dir():
-            found = []
-            for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(names):
-                    if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                        found.append(Path(root) / name)
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
+        try:
+            is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+        except FileNotFoundError:
+            if os.path.islink(path):
+                files.append(path)  # a broken link: reading it says so
+            else:
+                rejected.append(Rejected(str(raw), "no such file or folder"))
+            continue
+        except OSError as exc:
+            rejected.append(Rejected(str(raw), f"cannot open it ({exc.strerror or exc})"))
+            continue
+        if is_dir:
+            files.extend(_walk_images(path, rejected))
         else:
-            rejected.append(Rejected(str(raw), "no such file or folder"))
+            files.append(path)
     return files, rejected
+
+
+def _walk_images(folder: Path, rejected: list[Rejected]) -> list[Path]:
+    """Image files under folder, sorted; folders that can't be listed go to `rejected`."""
+    def unlistable(exc: OSError) -> None:
+        hint = "; check its permissions" if isinstance(exc, PermissionError) else ""
+        rejected.append(Rejected(str(exc.filename or folder), f"cannot list this folder ({exc.strerror or exc}){hint}"))
+
+    found = []
+    for root, dirs, names in os.walk(folder, onerror=unlistable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(Path(root) / name)
+    return found
+
+
+def _too_big(size: int, limit: int) -> InvalidImageError:
+    return InvalidImageError(f"file is {size / 2**20:.0f} MiB; the limit is {limit // 2**20} MiB")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _require_regular(mode: int, path: Path) -> None:
+    if not stat.S_ISREG(mode):
+        via = " (through a symbolic link)" if os.path.islink(path) else ""
+        raise InvalidImageError(f"{_file_kind(mode)}{via}, not a regular file; only image files are read")
+
+
+def read_image_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, or InvalidImageError saying why not.
+
+    Only regular files are read (a link to one is fine): a link to /dev/zero would be read
+    until memory runs out, and opening a FIFO waits for a writer forever. The file is opened
+    non-blocking and checked again on the open descriptor (a file swapped after the first
+    look can't sneak in), and at most limit+1 bytes are read (a file that grows is caught).
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InvalidImageError("broken symbolic link (what it points to does not exist)") from None
+        raise InvalidImageError("the file disappeared before it could be read") from None
+    except OSError as exc:
+        raise InvalidImageError(f"cannot read file ({exc.strerror or exc})") from None
+    _require_regular(info.st_mode, path)
+    if info.st_size > limit:
+        raise _too_big(info.st_size, limit)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InvalidImageError(f"cannot read file ({exc.strerror or exc})") from None
+    try:
+        opened = os.fstat(fd)
+        _require_regular(opened.st_mode, path)
+        if opened.st_size > limit:
+            raise _too_big(opened.st_size, limit)
+        data = _read_at_most(fd, limit + 1, expected=opened.st_size)
+    except OSError as exc:
+        raise InvalidImageError(f"cannot read file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise InvalidImageError(f"file grew past the {limit // 2**20} MiB limit while it was read")
+    return data
+
+
+def _read_at_most(fd: int, most: int, expected: int) -> bytes:
+    """Up to `most` bytes: one read when the file is the size fstat said, chunks if it grows."""
+    chunks: list[bytes] = []
+    total, want = 0, expected + 1
+    while total < most:
+        chunk = os.read(fd, min(want, most - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        want = 1 << 20
+    return b"".join(chunks)  # one chunk is returned as is, not copied
 
 
 def _load(source: Source) -> _Loaded | Rejected:
@@ -134,14 +226,11 @@ def _load(source: Source) -> _Loaded | Rejected:
     else:
         label, filename = str(source), safe_display_name(source.name)
         try:
-            size = source.stat().st_size
-            if size > MAX_FILE_BYTES:
-                return Rejected(label, f"file is {size / 2**20:.0f} MiB; the limit is {MAX_FILE_BYTES // 2**20} MiB")
-            data = source.read_bytes()
-        except OSError as exc:
-            return Rejected(label, f"cannot read file ({exc.strerror or exc})")
+            data = read_image_file(source, MAX_FILE_BYTES)
+        except InvalidImageError as exc:
+            return Rejected(label, str(exc))
     if len(data) > MAX_FILE_BYTES:
-        return Rejected(label, f"file is {len(data) / 2**20:.0f} MiB; the limit is {MAX_FILE_BYTES // 2**20} MiB")
+        return Rejected(label, str(_too_big(len(data), MAX_FILE_BYTES)))
     if not data:
         return Rejected(label, "empty file")
     upload = source if isinstance(source, Upload) else None
@@ -339,6 +428,11 @@ class IngestPipeline:
                     if contested:  # another run is adding these: wait for it, then look again
                         _claims.wait_free(scope, [sha for _, sha in contested], CLAIM_WAIT_S)
                     to_do = [original for original, _ in contested]
+            except BaseException:
+                # Ctrl-C or a failure: drop the queued reads and decodes instead of finishing
+                # them on the way out; only the few already running are waited for.
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
             finally:
                 _claims.release(scope, held, owner)  # a failed run frees its ids for the others
         if report.added:
@@ -389,4 +483,4 @@ def embed_query_image(data: bytes, embedder, max_pixels: int) -> np.ndarray:
 
 
 __all__ = ["IngestPipeline", "Upload", "Provenance", "IngestProgress", "collect_sources",
-           "safe_display_name", "embed_query_image"]
+           "read_image_file", "safe_display_name", "embed_query_image"]
