@@ -20,7 +20,7 @@ from ragkit.errors import StoreAuthError
 from ragkit.ingest import Upload
 from ragkit.library import Library
 from tests.conftest import REPO, make_env, run_cli
-from tests.e2e_support import all_text, app_env, new_app, texts  # noqa: F401 - app_env is a fixture
+from tests.e2e_support import all_text, app_env, new_app, shown, texts  # noqa: F401 - app_env is a fixture
 from tests.images_factory import jpeg_bytes
 from tests.milvus_servers import REAL_MILVUS_PASSWORD, REAL_MILVUS_USER
 
@@ -132,9 +132,9 @@ def test_the_app_shows_refused_credentials_in_red_with_the_fix(real_milvus, app_
     at = new_app()
     at.run(timeout=90)
     assert not at.exception, [e.value for e in at.exception]
-    errors = texts(at.error)
+    errors = [shown(e) for e in texts(at.error)]
     assert any("refused the credentials" in e and "RAGKIT_MILVUS_TOKEN" in e for e in errors), errors
-    assert secret not in all_text(at)
+    assert secret not in shown(all_text(at))
 
 
 def test_a_server_that_is_not_there_says_so(tmp_path, tiny_checkpoint):
