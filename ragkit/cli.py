@@ -223,9 +223,8 @@ def cmd_import(args, settings: Settings) -> int:
 
 
 def cmd_generate(args, settings: Settings) -> int:
-    from .generate import ImageGenerator
     from .images import EXTENSION_BY_MIME
-    from .studio import load_references, save_generated_image
+    from .studio import ImageGenerator, load_references, save_generated_image
     generator = ImageGenerator.from_settings(settings)  # no key -> a clear error before anything loads
     library = _open_library(settings)
     references = load_references(library, args.ref)
