@@ -151,7 +151,7 @@ def brief_section(settings: Settings, tray_count: int) -> tuple[str, str, str | 
     info = model_info(model)
     warning = too_many_references(tray_count, info)
     if warning:
-        st.warning(warning, icon=":material/filter_9_plus:")
+        st.warning(md_escape(warning), icon=":material/filter_9_plus:")
     has_key = bool(settings.gemini_api_key)
     why = None
     if not has_key:

@@ -41,7 +41,7 @@ from ..errors import (
     SafetyStopError,
     TooManyReferencesError,
 )
-from .models import DEFAULT_MODEL, MODELS, ModelInfo, model_info
+from .models import DEFAULT_MODEL, MODELS, ModelInfo, model_info, too_many_references
 
 log = logging.getLogger(__name__)
 
@@ -226,11 +226,9 @@ class ImageGenerator:
         if not prompt:
             raise GenerationError("The brief is empty. Describe the image you want (subject, setting, "
                                   "style, mood) before generating.")
-        if len(references) > info.max_references:
-            raise TooManyReferencesError(
-                f"{info.label} takes at most {info.max_references} reference images, and {len(references)} are "
-                f"selected. Remove {len(references) - info.max_references} from the tray"
-                + (" or switch to Nano Banana Pro (up to 14)." if info.max_references < 14 else "."))
+        too_many = too_many_references(len(references), info)
+        if too_many:
+            raise TooManyReferencesError(too_many)
         for ref in references:
             if ref.mime not in ACCEPTED_REFERENCE_MIMES:
                 raise GenerationError(f"A reference image is {ref.mime}, which Gemini does not accept "

@@ -28,7 +28,6 @@ MODELS: dict[str, ModelInfo] = {
     "gemini-2.5-flash-image": ModelInfo("gemini-2.5-flash-image", "Nano Banana", 3, ASPECT_RATIOS),
     "gemini-3-pro-image-preview": ModelInfo("gemini-3-pro-image-preview", "Nano Banana Pro", 14, ASPECT_RATIOS),
 }
-PRO_MODEL = "gemini-3-pro-image-preview"
 
 
 def model_info(model_id: str) -> ModelInfo:
@@ -47,11 +46,14 @@ def model_options(configured: str) -> list[str]:
 
 
 def too_many_references(count: int, info: ModelInfo) -> str | None:
-    """The warning to show when the tray holds more references than the model takes, else None."""
+    """The one reference-limit rule: None when `count` references fit the model, else what to do.
+
+    The generator refuses such a request with this text; the Studio warns with it before.
+    """
     if count <= info.max_references:
         return None
-    extra = count - info.max_references
-    switch = (f" or switch to {MODELS[PRO_MODEL].label} (up to {MODELS[PRO_MODEL].max_references})"
-              if info.max_references < MODELS[PRO_MODEL].max_references else "")
-    return (f"**{info.label} takes at most {info.max_references} reference images**, and {count} are in the "
-            f"tray. Remove {extra}{switch} to generate.")
+    widest = max(MODELS.values(), key=lambda model: model.max_references)
+    switch = (f" or switch to {widest.label} (up to {widest.max_references})"
+              if info.max_references < widest.max_references else "")
+    return (f"{info.label} takes at most {info.max_references} reference images, and {count} are selected. "
+            f"Remove {count - info.max_references}{switch}.")
