@@ -26,10 +26,9 @@ from ragkit.errors import GenerationError, RagkitError
 from ragkit.jobs import Job
 from ragkit.library import Library
 from ragkit.records import Asset, SearchHit
-from ragkit.studio import (DEFAULT_ENDPOINT, PRESET_BRIEFS, Generation, ModelInfo, load_references, model_info,
-                           recent_generated, save_generated_image, suggest_references)
-from ragkit.studio.models import ASPECT_LABELS, model_options, too_many_references
-from ragkit.studio.results import file_name_for
+from ragkit.studio import (ASPECT_LABELS, DEFAULT_ENDPOINT, PRESET_BRIEFS, Generation, ModelInfo, file_name_for,
+                           generate_from, model_info, model_options, recent_generated, save_generated_image,
+                           suggest_references, too_many_references)
 from ragkit.tags import normalise_tags
 from ragkit.ui import pending, state, tray
 from ragkit.ui.errors import guard, show_error
@@ -186,9 +185,8 @@ def start_generation(library: Library, settings: Settings, brief: str, model: st
     picked = tray.ids()
 
     def work(progress):  # reading and shrinking the references is part of the wait, not of the click
-        references = load_references(library, picked)
-        return generator.generate(brief, references, model=model, aspect_ratio=aspect, variations=variations,
-                                  on_progress=progress)
+        return generate_from(library, generator, brief, picked, model=model, aspect_ratio=aspect,
+                             variations=variations, on_progress=progress)
 
     job = Job.start(work, name="nano-banana-job")
     pending.put(pending.PendingGeneration(job, model_info(model).label, variations, len(picked)))

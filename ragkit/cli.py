@@ -224,14 +224,13 @@ def cmd_import(args, settings: Settings) -> int:
 
 def cmd_generate(args, settings: Settings) -> int:
     from .images import EXTENSION_BY_MIME
-    from .studio import ImageGenerator, load_references, save_generated_image
+    from .studio import ImageGenerator, generate_from, save_generated_image
     generator = ImageGenerator.from_settings(settings)  # no key -> a clear error before anything loads
     library = _open_library(settings)
-    references = load_references(library, args.ref)
     _err(f"generating {args.n} image(s) with {args.model or settings.gemini_model} "
-         f"from {len(references)} reference(s)…")
-    generation = generator.generate(args.brief, references, model=args.model, aspect_ratio=args.aspect,
-                                    variations=args.n)
+         f"from {len(args.ref)} reference(s)…")
+    generation = generate_from(library, generator, args.brief, args.ref, model=args.model,
+                               aspect_ratio=args.aspect, variations=args.n)
     for warning in generation.warnings:
         _err(f"warning: {warning}")
     out_dir = Path(args.out)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ragkit.ingest import Upload
-from ragkit.studio.models import too_many_references
-from ragkit.studio.results import file_name_for
+from ragkit.studio import file_name_for, too_many_references
 from ragkit.ui import state
 from ragkit.ui.tray import TRAY_KEY
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
