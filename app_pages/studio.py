@@ -14,7 +14,6 @@ Generate starts a background job (``ragkit.jobs.Job``, kept by ``ragkit/ui/pendi
 polls it at the very end of its run, so the page stays usable and the user can leave the Studio
 while the model works; coming back picks the job up again.
 """
-import logging
 import uuid
 from dataclasses import dataclass, field
 
@@ -22,7 +21,6 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from ragkit.config import Settings, redact_uri
-from ragkit.errors import GenerationError, RagkitError
 from ragkit.jobs import Job
 from ragkit.library import Library
 from ragkit.records import Asset, SearchHit
@@ -31,11 +29,9 @@ from ragkit.studio import (ASPECT_LABELS, DEFAULT_ENDPOINT, PRESET_BRIEFS, Gener
                            suggest_references, too_many_references)
 from ragkit.tags import normalise_tags
 from ragkit.ui import pending, state, tray
-from ragkit.ui.errors import guard, show_error
+from ragkit.ui.errors import error_message, guard, show_message
 from ragkit.ui.grid import grid, inject_css, score_label, short_name, show_thumbnail, thumbnail_bytes
 from ragkit.ui.markdown import md_escape
-
-log = logging.getLogger("ragkit.ui")
 
 # Session-state keys (widgets and page state).
 K_BRIEF = "studio.brief"
@@ -44,7 +40,7 @@ K_ASPECT = "studio.aspect"
 K_VARIATIONS = "studio.variations"
 K_SAVE_TAGS = "studio.save-tags"
 K_RESULT = "studio.result"            # the last successful generation (a StudioResult)
-K_ERROR = "studio.error"              # the last failure (a RagkitError), until the next Generate
+K_ERROR = "studio.error"              # the last failure's message, until the next Generate
 K_SUGGESTIONS = "studio.suggestions"  # (brief, hits) from "Suggest references"
 
 AUTO_ASPECT = "auto"
@@ -61,22 +57,6 @@ class StudioResult:
     generation: Generation
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # fresh widget keys per result
     saved: dict[int, str] = field(default_factory=dict)  # image index -> library sha256
-
-
-# --- errors ------------------------------------------------------------------------------------
-def scrub(exc: BaseException, settings: Settings) -> RagkitError:
-    """The error as a RagkitError safe to show: secrets removed, unexpected errors made generic."""
-    if not isinstance(exc, RagkitError):
-        log.error("unexpected error while generating", exc_info=exc)
-        return GenerationError(f"Something unexpected went wrong while generating: {type(exc).__name__}. "
-                               "The details are in the server log; please report it.")
-    message = settings.scrub(str(exc))
-    if message == str(exc):
-        return exc
-    try:
-        return type(exc)(message)
-    except TypeError:
-        return GenerationError(message)
 
 
 # --- callbacks ---------------------------------------------------------------------------------
@@ -180,7 +160,7 @@ def start_generation(library: Library, settings: Settings, brief: str, model: st
     try:
         generator = state.generator(settings)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message
-        st.session_state[K_ERROR] = scrub(exc, settings)
+        st.session_state[K_ERROR] = error_message(exc, "generating")
         return
     picked = tray.ids()
 
@@ -200,7 +180,7 @@ def stop_waiting() -> None:
                  icon=":material/hourglass_disabled:")
 
 
-def wait_for_generation(settings: Settings, slot: DeltaGenerator) -> None:
+def wait_for_generation(slot: DeltaGenerator) -> None:
     """Show the running generation's progress in `slot` until it ends; its outcome goes to session state.
 
     The work runs in its own thread, so this loop only polls: every poll draws the bar, which is
@@ -232,7 +212,7 @@ def wait_for_generation(settings: Settings, slot: DeltaGenerator) -> None:
     try:
         st.session_state[K_RESULT] = StudioResult(job.outcome())
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message; the brief and tray stay
-        st.session_state[K_ERROR] = scrub(exc, settings)
+        st.session_state[K_ERROR] = error_message(exc, "generating")
     st.rerun()  # Generate was drawn disabled above this: draw the page again with the outcome
 
 
@@ -292,11 +272,11 @@ def references_section(library: Library, info: ModelInfo, brief: str) -> None:
 
 
 def error_section() -> None:
-    error = st.session_state.get(K_ERROR)
-    if error is None:
+    message = st.session_state.get(K_ERROR)
+    if message is None:
         return
     with st.container(key="studio-error"):
-        show_error(error)
+        show_message(message)
         st.button("Dismiss", key="studio.dismiss-error", on_click=dismiss_error, type="tertiary",
                   icon=":material/close:")
 
@@ -435,4 +415,4 @@ with guard("showing the history"):
     history_section(library)
 # Last, so the whole page (earlier results, history, tray) is drawn and usable while it waits:
 # a click anywhere interrupts the wait, does its thing, and the next run waits again.
-wait_for_generation(settings, progress_slot)
+wait_for_generation(progress_slot)

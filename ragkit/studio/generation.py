@@ -28,7 +28,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from ..config import redact_uri
+from ..config import mask_secrets, redact_uri
 from ..errors import (
     GenerationError,
     GenerationServerError,
@@ -355,8 +355,9 @@ class ImageGenerator:
         return GenerationError(f"Gemini rejected the request ({detail}).{hint}")
 
     def _scrub(self, text: str) -> str:
-        """Last line of defence: the key never leaves this module inside a message."""
-        return text.replace(self._key.value, "***") if self._key.value else text
+        """The key never leaves this module inside a message: not every message it writes (its
+        warnings, its log lines) passes user_message, and its key need not come from Settings."""
+        return mask_secrets(text, [self._key.value])
 
 
 _MISSING_KEY_MESSAGE = (
