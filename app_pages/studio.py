@@ -24,9 +24,9 @@ from ragkit.config import Settings, redact_uri
 from ragkit.jobs import Job
 from ragkit.library import Library
 from ragkit.records import Asset, SearchHit
-from ragkit.studio import (ASPECT_LABELS, DEFAULT_ENDPOINT, PRESET_BRIEFS, Generation, ModelInfo, file_name_for,
-                           generate_from, model_info, model_options, recent_generated, save_generated_image,
-                           suggest_references, too_many_references)
+from ragkit.studio import (ASPECT_LABELS, DEFAULT_ENDPOINT, PRESET_BRIEFS, Generation, ModelInfo, default_model,
+                           file_name_for, generate_from, model_info, model_options, models_help, recent_generated,
+                           save_generated_image, suggest_references, too_many_references)
 from ragkit.tags import normalise_tags
 from ragkit.ui import pending, state, tray
 from ragkit.ui.errors import error_message, guard, show_message
@@ -105,13 +105,10 @@ def presets() -> None:
 
 def options_row(settings: Settings) -> tuple[str, str | None]:
     options = model_options(settings.gemini_model)
-    default_model = settings.gemini_model.removeprefix("models/")
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="studio-options"):
-        model = st.selectbox("Model", options, index=options.index(default_model) if default_model in options else 0,
+        model = st.selectbox("Model", options, index=options.index(default_model(settings.gemini_model)),
                              format_func=lambda m: model_info(m).label, key=K_MODEL, persist_state="session",
-                             width=220, help="Nano Banana (Gemini 2.5 Flash Image) is fast and takes up to 3 "
-                                             "references; Nano Banana Pro (Gemini 3 Pro Image) takes up to 14 "
-                                             "and follows long briefs more closely.")
+                             width=220, help=models_help())
         info = model_info(model)
         ratios = [AUTO_ASPECT, *info.aspect_ratios]
         aspect = st.selectbox("Aspect ratio", ratios, format_func=lambda r: ASPECT_CHOICES.get(r, r),

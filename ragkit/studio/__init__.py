@@ -19,15 +19,15 @@ from typing import Callable, Sequence
 
 from .briefs import PRESET_BRIEFS, PresetBrief
 from .generation import DEFAULT_ENDPOINT, GeneratedImage, Generation, ImageGenerator, ReferenceImage
-from .models import (ASPECT_LABELS, DEFAULT_MODEL, MODELS, ModelInfo, model_info, model_options,
-                     too_many_references)
+from .models import (ASPECT_LABELS, DEFAULT_MODEL, MODELS, ModelInfo, default_model, model_info, model_options,
+                     models_help, too_many_references)
 from .references import load_references, prepare_reference, suggest_references
 from .results import file_name_for, recent_generated, save_generated_image
 
 __all__ = [
     "ASPECT_LABELS", "DEFAULT_ENDPOINT", "DEFAULT_MODEL", "MODELS", "PRESET_BRIEFS", "GeneratedImage",
-    "Generation", "ImageGenerator", "ModelInfo", "PresetBrief", "ReferenceImage", "file_name_for",
-    "generate_from", "load_references", "model_info", "model_options", "prepare_reference",
+    "Generation", "ImageGenerator", "ModelInfo", "PresetBrief", "ReferenceImage", "default_model", "file_name_for",
+    "generate_from", "load_references", "model_info", "model_options", "models_help", "prepare_reference",
     "recent_generated", "save_generated_image", "suggest_references", "too_many_references",
 ]
 

@@ -20,29 +20,43 @@ class ModelInfo:
     label: str
     max_references: int
     aspect_ratios: tuple[str, ...]
+    about: str = ""  # what it is, and good at, in a few words
 
 
 # Limits from Google's Nano Banana docs: 2.5 Flash Image "works best with up to 3
 # images as input"; 3 Pro Image accepts up to 14 reference images.
 MODELS: dict[str, ModelInfo] = {
-    "gemini-2.5-flash-image": ModelInfo("gemini-2.5-flash-image", "Nano Banana", 3, ASPECT_RATIOS),
-    "gemini-3-pro-image-preview": ModelInfo("gemini-3-pro-image-preview", "Nano Banana Pro", 14, ASPECT_RATIOS),
+    "gemini-2.5-flash-image": ModelInfo("gemini-2.5-flash-image", "Nano Banana", 3, ASPECT_RATIOS,
+                                        "Gemini 2.5 Flash Image, fast"),
+    "gemini-3-pro-image-preview": ModelInfo("gemini-3-pro-image-preview", "Nano Banana Pro", 14, ASPECT_RATIOS,
+                                            "Gemini 3 Pro Image, follows long briefs more closely"),
 }
+
+
+def bare_id(model_id: str) -> str:
+    """A model id without the API's optional "models/" prefix."""
+    return model_id.removeprefix("models/")
 
 
 def model_info(model_id: str) -> ModelInfo:
     """Known limits for a model id; a conservative default for ids we don't know."""
-    bare = model_id.removeprefix("models/")
-    return MODELS.get(bare) or ModelInfo(bare, bare, 3, ASPECT_RATIOS)
+    return MODELS.get(bare_id(model_id)) or ModelInfo(bare_id(model_id), bare_id(model_id), 3, ASPECT_RATIOS)
+
+
+def default_model(configured: str) -> str:
+    """The model to start with: the configured one (RAGKIT_GEMINI_MODEL), else DEFAULT_MODEL."""
+    return bare_id(configured) or DEFAULT_MODEL
 
 
 def model_options(configured: str) -> list[str]:
     """The known models, plus a custom RAGKIT_GEMINI_MODEL id if one is configured."""
-    options = list(MODELS)
-    configured = configured.removeprefix("models/")
-    if configured and configured not in options:
-        options.append(configured)
-    return options
+    chosen = default_model(configured)
+    return [*MODELS, chosen] if chosen not in MODELS else list(MODELS)
+
+
+def models_help() -> str:
+    """One line per known model: what it is and how many references it takes."""
+    return " ".join(f"{m.label}: {m.about}, up to {m.max_references} references." for m in MODELS.values())
 
 
 def too_many_references(count: int, info: ModelInfo) -> str | None:
