@@ -1,10 +1,10 @@
 """The per-process library and Gemini client, and the session keys the pages share.
 
 One ``Library`` per configuration per process (``st.cache_resource``): the Milvus client
-and, once loaded, the CLIP model live as long as the server. Likewise one Gemini client per
-API key and endpoint (its connection pool). A rerun, a page switch or a
-second browser tab reuses them. A failure to open is *not* cached (Streamlit never caches
-an exception), so the user can fix the cause and simply reload.
+and, once loaded, the CLIP model live as long as the server; likewise one Gemini client (its
+connection pool) per API key and endpoint. A rerun, a page switch or a second browser tab
+reuses them. A failure to open is *not* cached (Streamlit never caches an exception), so the
+user can fix the cause and simply reload.
 """
 from __future__ import annotations
 
@@ -73,11 +73,11 @@ def _open_library(key: str, _settings: Settings) -> Library:
     return library
 
 
-def _close(generator: ImageGenerator) -> None:
+def _close_client(generator: ImageGenerator) -> None:
     generator.close()
 
 
-@st.cache_resource(max_entries=4, show_spinner=False, on_release=_close)
+@st.cache_resource(max_entries=4, show_spinner=False, on_release=_close_client)
 def _client(key_digest: str, base_url: str, _api_key: str) -> ImageGenerator:
     # Cached per (key, endpoint); the model is chosen per generate() call. The key itself is an
     # underscore argument, so it is never part of the cache key; its SHA-256 digest tells keys apart.
