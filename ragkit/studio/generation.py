@@ -51,6 +51,7 @@ MAX_VARIATIONS = 8
 MAX_BACKOFF_S = 60.0
 ACCEPTED_REFERENCE_MIMES = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
 
+
 # ----------------------------------------------------------------------------- records
 @dataclass(frozen=True)
 class ReferenceImage:
