@@ -4,8 +4,10 @@ the thumbnail grid, the reference tray, error display, the one way user text goe
 uploads.py: an upload).
 
 Where page code lives, one rule: every page's body is its file in ``app_pages/`` (Library,
-Search, Studio), which reads like the screen, top to bottom; a piece goes here only when more
-than one page (or the sidebar) uses it. Rules that are not about the screen go in the core.
+Search, Studio), which reads like the screen, top to bottom. A piece goes here only when more
+than one page (or the sidebar) uses it, or when it must outlive a page's run (the per-process
+caches in state.py, the work in flight in pending.py and uploads.py). Rules that are not
+about the screen go in the core.
 
 This is the only package under ``ragkit/`` that imports Streamlit; the core never does.
 """
