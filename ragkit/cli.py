@@ -16,6 +16,7 @@ from typing import Sequence
 
 from .config import Settings
 from .errors import InvalidImageError, RagkitError
+from .messages import user_message
 from .records import SOURCES
 from .text import printable
 
@@ -37,13 +38,6 @@ def _err(message: str) -> None:
 def _out(text: str, *, keep_newlines: bool = False) -> None:
     """Human-readable output on stdout, through the same filter (JSON is printed as is)."""
     print(printable(text, keep_newlines=keep_newlines))
-
-
-def _scrub(text: str, settings: Settings | None, args=None) -> str:
-    """Secrets out of a message: the settings' ones, and a --token given on the command line."""
-    text = settings.scrub(text) if settings else text
-    token = getattr(args, "token", "")
-    return text.replace(token, "***") if token else text
 
 
 def _open_library(settings: Settings):
@@ -223,16 +217,14 @@ def cmd_import(args, settings: Settings) -> int:
 
 
 def cmd_generate(args, settings: Settings) -> int:
-    from .generate import ImageGenerator
     from .images import EXTENSION_BY_MIME
-    from .studio import load_references, save_generated_image
+    from .studio import ImageGenerator, generate_from, save_generated_image
     generator = ImageGenerator.from_settings(settings)  # no key -> a clear error before anything loads
     library = _open_library(settings)
-    references = load_references(library, args.ref)
     _err(f"generating {args.n} image(s) with {args.model or settings.gemini_model} "
-         f"from {len(references)} reference(s)…")
-    generation = generator.generate(args.brief, references, model=args.model, aspect_ratio=args.aspect,
-                                    variations=args.n)
+         f"from {len(args.ref)} reference(s)…")
+    generation = generate_from(library, generator, args.brief, args.ref, model=args.model,
+                               aspect_ratio=args.aspect, variations=args.n)
     for warning in generation.warnings:
         _err(f"warning: {warning}")
     out_dir = Path(args.out)
@@ -414,11 +406,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.CRITICAL)
         logging.getLogger("huggingface_hub").setLevel(logging.CRITICAL)
     settings = None
+    typed_secrets = [getattr(args, "token", "")]  # a --token on the command line is a secret too
     try:
         settings = Settings.load()
         return args.handler(args, settings)
     except RagkitError as exc:
-        _err(f"error: {_scrub(str(exc), settings, args)}")
+        _err(f"error: {user_message(exc, settings, extra_secrets=typed_secrets)}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         _err("interrupted: what was finished is saved; run the same command again to complete it")
@@ -426,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
         if debug:
             raise
-        _err(f"error: unexpected {type(exc).__name__}: {_scrub(str(exc), settings, args)[:500]} "
-             "(set RAGKIT_DEBUG=1 for details)")
+        # No server log behind the CLI: the line itself says what failed (detail), secrets masked.
+        _err(f"error: {user_message(exc, settings, extra_secrets=typed_secrets, detail=True)} "
+             "Set RAGKIT_DEBUG=1 for details.")
         return EXIT_FAILURE

@@ -11,7 +11,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from .errors import ConfigError
@@ -136,15 +136,19 @@ class Settings:
     def secret_values(self) -> list[str]:
         """Values that must never be shown (used to scrub messages)."""
         values = [getattr(self, f.name) for f in fields(self) if f.name in _SECRET_FIELDS and getattr(self, f.name)]
-        values += uri_secrets(self.milvus_uri) + uri_secrets(self.gemini_base_url)
-        # Longest first, so a token is masked whole before any part of it ("root:pw" before "pw").
-        return sorted(set(values), key=len, reverse=True)
+        return values + uri_secrets(self.milvus_uri) + uri_secrets(self.gemini_base_url)
 
-    def scrub(self, text: str) -> str:
-        """`text` with every secret value replaced by ***, for messages shown or logged."""
-        for secret in self.secret_values():
-            text = text.replace(secret, "***")
-        return text
+    def scrub(self, text: str, extra_secrets: Iterable[str] = ()) -> str:
+        """`text` with every secret of these settings, and `extra_secrets`, replaced by ***."""
+        return mask_secrets(text, [*self.secret_values(), *extra_secrets])
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced by ***: the one masking rule, for messages shown or logged."""
+    # Longest first, so a token is masked whole before any part of it ("root:pw" before "pw").
+    for secret in sorted({secret for secret in secrets if secret}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def is_embedded_uri(uri: str) -> bool:

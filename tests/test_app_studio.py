@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ragkit.ingest import Upload
-from ragkit.ui import studio_view
+from ragkit.studio import file_name_for, too_many_references
+from ragkit.ui import state
 from ragkit.ui.tray import TRAY_KEY
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.fake_gemini import blocked_reply, error_reply, image_reply, make_png
@@ -15,6 +16,9 @@ KEY = "sk-test-9f8e7d6c5b4a39281706"
 STUDIO = "app_pages/studio.py"
 LIBRARY = "app_pages/library.py"
 BRIEF = "A model wearing these sneakers on a sunny beach"
+# The Studio page's widget keys (app_pages/studio.py).
+K_BRIEF, K_MODEL, K_ASPECT = "studio.brief", "studio.model", "studio.aspect"
+K_VARIATIONS, K_SAVE_TAGS = "studio.variations", "studio.save-tags"
 
 
 @pytest.fixture
@@ -61,7 +65,7 @@ def test_without_a_key_the_page_explains_and_disables_generate(app_env, refs):
     # The rest of the page works: presets fill the brief, the tray shows its two references.
     at.button(key="studio.preset.2").click()
     run(at)
-    assert at.text_area(key=studio_view.K_BRIEF).value.startswith("A clean e-commerce hero shot")
+    assert at.text_area(key=K_BRIEF).value.startswith("A clean e-commerce hero shot")
     assert {b.key for b in at.button if b.key.startswith("studio.tray-remove.")} == {
         f"studio.tray-remove.{sha}" for sha in refs[:2]}
     assert "References · 2 of 3" in texts(at.subheader)
@@ -82,9 +86,9 @@ def test_generate_save_download_and_history(with_key, refs, settings):
     at = studio(refs[:2])
     assert not any("Add a Gemini API key" in m for m in texts(at.markdown))
     assert any(fake.url in c for c in texts(at.caption))  # the endpoint is shown, never the key
-    at.text_area(key=studio_view.K_BRIEF).set_value(BRIEF)
-    at.selectbox(key=studio_view.K_ASPECT).set_value("16:9")
-    at.segmented_control(key=studio_view.K_VARIATIONS).set_value(2)
+    at.text_area(key=K_BRIEF).set_value(BRIEF)
+    at.selectbox(key=K_ASPECT).set_value("16:9")
+    at.segmented_control(key=K_VARIATIONS).set_value(2)
     run(at)
     generate = at.button(key="studio.generate")
     assert generate.label == "Generate 2 images" and not generate.disabled
@@ -105,7 +109,7 @@ def test_generate_save_download_and_history(with_key, refs, settings):
     assert all(d.proto.url.endswith(".png") and d.proto.ignore_rerun for d in downloads)
 
     # Save the first one, with a tag: a rerun keeps the results, the button says it is saved.
-    at.text_input(key=studio_view.K_SAVE_TAGS).set_value("Summer, promo")
+    at.text_input(key=K_SAVE_TAGS).set_value("Summer, promo")
     run(at)
     save = [b for b in results(at) if b.key.startswith("studio.save.")][0]
     save.click()
@@ -135,11 +139,11 @@ def test_generate_save_download_and_history(with_key, refs, settings):
     assert at.session_state[TRAY_KEY] == [*refs[:2], asset.sha256]
     assert "References · 3 of 3" in texts(at.subheader)
     # "Reuse brief" brings its brief back into the editor.
-    at.text_area(key=studio_view.K_BRIEF).set_value("something else")
+    at.text_area(key=K_BRIEF).set_value("something else")
     run(at)
     at.button(key=f"studio.reuse.{asset.sha256}").click()
     run(at)
-    assert at.text_area(key=studio_view.K_BRIEF).value == BRIEF
+    assert at.text_area(key=K_BRIEF).value == BRIEF
 
     # "In the library" opens its details, with the provenance, on the Library page.
     at.button(key=[b.key for b in results(at) if b.key.startswith("studio.open.")][0]).click()
@@ -154,7 +158,6 @@ def test_generate_save_download_and_history(with_key, refs, settings):
 
 def _app_library(settings):
     """The Library the app opened (cached per process): Milvus Lite allows one client per file."""
-    from ragkit.ui import state
     return state._open_library(state.library_key(settings), settings)
 
 
@@ -165,13 +168,13 @@ def test_too_many_references_warns_and_disables_generate(with_key, refs):
     assert "Nano Banana Pro" in warning
     generate = at.button(key="studio.generate")
     assert generate.disabled and "Too many references" in generate.help
-    at.selectbox(key=studio_view.K_MODEL).set_value("gemini-3-pro-image-preview")
+    at.selectbox(key=K_MODEL).set_value("gemini-3-pro-image-preview")
     run(at)
     assert not any("at most" in w for w in texts(at.warning))
     assert not at.button(key="studio.generate").disabled
     assert "References · 4 of 14" in texts(at.subheader)
     # Removing one from the tray also fixes it for Nano Banana.
-    at.selectbox(key=studio_view.K_MODEL).set_value("gemini-2.5-flash-image")
+    at.selectbox(key=K_MODEL).set_value("gemini-2.5-flash-image")
     at.button(key=f"studio.tray-remove.{refs[3]}").click()
     run(at)
     assert not at.button(key="studio.generate").disabled
@@ -182,12 +185,12 @@ def test_a_failed_generation_keeps_the_brief_and_the_tray(with_key, refs, monkey
     fake = with_key
     created = []
 
-    class CountingGenerator(studio_view.ImageGenerator):
+    class CountingGenerator(state.ImageGenerator):
         def __init__(self, *args, **kwargs):
             created.append(kwargs.get("base_url"))
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(studio_view, "ImageGenerator", CountingGenerator)
+    monkeypatch.setattr(state, "ImageGenerator", CountingGenerator)
     # A key-echoing error (the client must scrub it) and a blocked prompt: neither is retried.
     fake.enqueue(error_reply(400, message="API key not valid: {api_key}", status="INVALID_ARGUMENT"),
                  blocked_reply("PROHIBITED_CONTENT"))
@@ -195,14 +198,14 @@ def test_a_failed_generation_keeps_the_brief_and_the_tray(with_key, refs, monkey
     at.button(key="studio.generate").click()  # no brief yet: said before anything is sent
     run(at)
     assert any("The brief is empty" in e for e in texts(at.error)) and not fake.requests
-    at.text_area(key=studio_view.K_BRIEF).set_value(BRIEF)
+    at.text_area(key=K_BRIEF).set_value(BRIEF)
     run(at)
     at.button(key="studio.generate").click()
     run(at)
     errors = shown(" ".join(texts(at.error)))
     assert "rejected the API key" in errors and "GEMINI_API_KEY" in errors
     assert not at.get("progress") and not results(at)
-    assert at.text_area(key=studio_view.K_BRIEF).value == BRIEF
+    assert at.text_area(key=K_BRIEF).value == BRIEF
     assert at.session_state[TRAY_KEY] == refs[:2]
     assert KEY not in page_text(at)
 
@@ -210,7 +213,7 @@ def test_a_failed_generation_keeps_the_brief_and_the_tray(with_key, refs, monkey
     at.button(key="studio.preset.0").click()
     run(at)
     assert any("rejected the API key" in shown(e) for e in texts(at.error))
-    at.text_area(key=studio_view.K_BRIEF).set_value(BRIEF)
+    at.text_area(key=K_BRIEF).set_value(BRIEF)
     at.button(key="studio.generate").click()
     run(at)
     errors = shown(" ".join(texts(at.error)))
@@ -227,7 +230,7 @@ def test_a_failed_generation_keeps_the_brief_and_the_tray(with_key, refs, monkey
     at.button(key="studio.generate").click()
     run(at)
     assert any("rejected the API key" in shown(e) for e in texts(at.error))
-    assert len(results(at)) == 1 and at.text_area(key=studio_view.K_BRIEF).value == BRIEF
+    assert len(results(at)) == 1 and at.text_area(key=K_BRIEF).value == BRIEF
     assert KEY not in page_text(at)
     # Five Generate clicks, one client (per key, model and endpoint), reused.
     assert created == [fake.url]
@@ -239,7 +242,7 @@ def test_suggest_references_for_the_brief(with_key, refs):
     at.button(key="studio.suggest").click()
     run(at)
     assert any("Write a brief first" in i for i in texts(at.info))
-    at.text_area(key=studio_view.K_BRIEF).set_value("a red product on white")
+    at.text_area(key=K_BRIEF).set_value("a red product on white")
     at.button(key="studio.suggest").click()
     run(at)
     toggles = [t for t in at.toggle if t.key.startswith("studio.suggest.pick.")]
@@ -258,44 +261,43 @@ def test_suggest_references_for_the_brief(with_key, refs):
 
 def test_brief_and_options_survive_a_trip_to_search(with_key, refs):
     at = studio(refs[:1])
-    at.text_area(key=studio_view.K_BRIEF).set_value(BRIEF)
-    at.selectbox(key=studio_view.K_MODEL).set_value("gemini-3-pro-image-preview")
-    at.segmented_control(key=studio_view.K_VARIATIONS).set_value(3)
+    at.text_area(key=K_BRIEF).set_value(BRIEF)
+    at.selectbox(key=K_MODEL).set_value("gemini-3-pro-image-preview")
+    at.segmented_control(key=K_VARIATIONS).set_value(3)
     run(at)
     at.switch_page("app_pages/search.py")
     run(at)
     at.switch_page(STUDIO)
     run(at)
-    assert at.text_area(key=studio_view.K_BRIEF).value == BRIEF
-    assert at.selectbox(key=studio_view.K_MODEL).value == "gemini-3-pro-image-preview"
+    assert at.text_area(key=K_BRIEF).value == BRIEF
+    assert at.selectbox(key=K_MODEL).value == "gemini-3-pro-image-preview"
     assert at.button(key="studio.generate").label == "Generate 3 images"
 
 
 def test_model_choice_defaults_to_the_setting_and_uses_the_labels(with_key, monkeypatch, refs):
     monkeypatch.setenv("RAGKIT_GEMINI_MODEL", "gemini-3-pro-image-preview")
     at = studio()
-    model = at.selectbox(key=studio_view.K_MODEL)
+    model = at.selectbox(key=K_MODEL)
     assert model.value == "gemini-3-pro-image-preview"
     assert model.options == ["Nano Banana", "Nano Banana Pro"]
 
 
 def test_file_names_and_reference_warning_helpers():
-    assert studio_view.file_name_for("A *clean* hero shot, no text!", 0, "image/png") == "a-clean-hero-shot-no-text-1.png"
-    assert studio_view.file_name_for("", 2, "image/jpeg") == "studio-3.jpg"
-    assert studio_view.file_name_for("…", 0, "image/x-unknown") == "studio-1.png"
-    from ragkit.generate import MODELS
-    assert studio_view.too_many_references(3, MODELS["gemini-2.5-flash-image"]) is None
-    assert "Remove 2" in studio_view.too_many_references(5, MODELS["gemini-2.5-flash-image"])
-    assert "switch" not in studio_view.too_many_references(15, MODELS["gemini-3-pro-image-preview"])
+    assert file_name_for("A *clean* hero shot, no text!", 0, "image/png") == "a-clean-hero-shot-no-text-1.png"
+    assert file_name_for("", 2, "image/jpeg") == "studio-3.jpg"
+    assert file_name_for("…", 0, "image/x-unknown") == "studio-1.png"
+    from ragkit.studio import MODELS
+    assert too_many_references(3, MODELS["gemini-2.5-flash-image"]) is None
+    assert "Remove 2" in too_many_references(5, MODELS["gemini-2.5-flash-image"])
+    assert "switch" not in too_many_references(15, MODELS["gemini-3-pro-image-preview"])
 
 
 def test_a_generation_in_flight_shows_on_other_pages_and_lands_in_the_studio(with_key, refs):
     """The Studio's job runs on while its user browses: the sidebar says so, the Studio collects it."""
     import threading
 
-    from ragkit.generate import ImageGenerator
     from ragkit.jobs import Job
-    from ragkit.studio import load_references
+    from ragkit.studio import ImageGenerator, load_references
     from ragkit.ui import pending
 
     fake = with_key
@@ -307,7 +309,7 @@ def test_a_generation_in_flight_shows_on_other_pages_and_lands_in_the_studio(wit
     # What Generate leaves in the session, held back by a gate so the test sees it in flight.
     gate = threading.Event()
     generator = ImageGenerator(KEY, base_url=fake.url)
-    references = load_references(_app_library(studio_view.state.settings()), refs[:2])
+    references = load_references(_app_library(state.settings()), refs[:2])
 
     def work(progress):
         progress(0, 2)

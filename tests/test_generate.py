@@ -1,4 +1,4 @@
-"""ragkit.generate driven through the REAL google-genai client against a local fake Gemini.
+"""ragkit.studio.generation (the Gemini client) driven through the REAL google-genai client against a local fake Gemini.
 
 Everything runs on 127.0.0.1; sleeps are no-ops (recorded) so retries cost nothing.
 """
@@ -28,13 +28,7 @@ from ragkit.errors import (
     SafetyStopError,
     TooManyReferencesError,
 )
-from ragkit.generate import (
-    MODELS,
-    ImageGenerator,
-    ReferenceImage,
-    model_info,
-    prepare_reference,
-)
+from ragkit.studio import MODELS, ImageGenerator, ReferenceImage, model_info, prepare_reference
 from tests.conftest import free_port
 from tests.fake_gemini import (  # noqa: F401  (fake_gemini is a fixture)
     API_KEY_PLACEHOLDER,

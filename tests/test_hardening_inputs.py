@@ -20,10 +20,10 @@ from PIL import Image
 
 from ragkit import cli, doctor
 from ragkit.errors import InvalidImageError
-from ragkit.generate import prepare_reference
 from ragkit.images import MAX_ASPECT_RATIO, decode_image
 from ragkit.ingest import Provenance, Upload, collect_sources, read_image_file
 from ragkit.library import Library
+from ragkit.studio import prepare_reference
 from ragkit.text import printable
 from tests.bad_inputs import cli_command, cli_env, run_cli_capped, unix_socket_file
 from tests.images_factory import encode, jpeg_bytes, picture

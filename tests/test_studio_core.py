@@ -6,7 +6,7 @@ import json
 from PIL import Image
 
 from ragkit import studio
-from ragkit.generate import ImageGenerator
+from ragkit.studio import ImageGenerator
 from ragkit.ingest import Upload
 from tests.conftest import run_cli
 from tests.fake_gemini import blocked_reply, error_reply

@@ -9,31 +9,38 @@ import streamlit as st
 
 from ..config import Settings
 from ..errors import RagkitError
+from ..messages import user_message
 from .markdown import md_escape
 
 log = logging.getLogger("ragkit.ui")
 
 
 def show_error(exc: BaseException, action: str = "") -> None:
-    """One red box a person can act on. Unexpected errors go to the server log, not the page.
+    """One red box a person can act on. Unexpected errors go to the server log, not the page."""
+    show_message(error_message(exc, action))
 
-    The message is shown literally: it can quote a file name, a brief or what a server said.
-    """
+
+def error_message(exc: BaseException, action: str = "") -> str:
+    """What a page says about a failure (ragkit.messages.user_message); an unexpected one is
+    logged with its traceback here, so call this once per failure."""
+    message = user_message(exc, _current_settings(), action=action)
     if isinstance(exc, RagkitError):
-        st.error(md_escape(_without_secrets(str(exc))), icon=":material/error:")
-        return
-    log.error("unexpected error while %s", action or "running the page", exc_info=exc)
-    doing = f" while {action}" if action else ""
-    st.error(f"Something unexpected went wrong{doing}: {type(exc).__name__}. The details are in the "
-             "server log; please report it. Reloading the page usually recovers.", icon=":material/error:")
-
-
-def _without_secrets(message: str) -> str:
-    """Messages can quote what a server said back; it must not put a key or token on the page."""
-    try:
-        return Settings.load().scrub(message)
-    except Exception:  # noqa: BLE001 - the settings themselves may be what failed (their message has no secret)
         return message
+    log.error("unexpected error while %s", action or "running the page", exc_info=exc)
+    return f"{message} The details are in the server log; please report it. Reloading the page usually recovers."
+
+
+def show_message(message: str) -> None:
+    """A failure's message in a red box, shown literally: it can quote a file name, a brief or a server."""
+    st.error(md_escape(message), icon=":material/error:")
+
+
+def _current_settings() -> Settings | None:
+    """The settings whose secrets to mask; None if they can't be read (that error's message has none)."""
+    try:
+        return Settings.load()
+    except Exception:  # noqa: BLE001 - the settings themselves may be what failed
+        return None
 
 
 @contextmanager

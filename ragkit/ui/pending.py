@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from ..generate import Generation
+from ..studio import Generation
 from ..jobs import Job
 from .markdown import md_escape
 

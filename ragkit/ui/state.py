@@ -1,9 +1,10 @@
-"""The per-process library and the session keys the pages share.
+"""The per-process library and Gemini client, and the session keys the pages share.
 
 One ``Library`` per configuration per process (``st.cache_resource``): the Milvus client
-and, once loaded, the CLIP model live as long as the server. A rerun, a page switch or a
-second browser tab reuses them. A failure to open is *not* cached (Streamlit never caches
-an exception), so the user can fix the cause and simply reload.
+and, once loaded, the CLIP model live as long as the server; likewise one Gemini client (its
+connection pool) per API key and endpoint. A rerun, a page switch or a second browser tab
+reuses them. A failure to open is *not* cached (Streamlit never caches an exception), so the
+user can fix the cause and simply reload.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..config import Settings
 from ..errors import RagkitError
 from ..library import Library
 from ..connection import quiet_milvus_logging
+from ..studio import ImageGenerator
 from .errors import show_error
 
 log = logging.getLogger("ragkit.ui")
@@ -69,6 +71,25 @@ def _open_library(key: str, _settings: Settings) -> Library:
     threading.Thread(target=_warm_up_model, args=(library,), name="ragkit-model-warm-up",
                      daemon=True).start()
     return library
+
+
+def _close_client(generator: ImageGenerator) -> None:
+    generator.close()
+
+
+@st.cache_resource(max_entries=4, show_spinner=False, on_release=_close_client)
+def _client(key_digest: str, base_url: str, _api_key: str) -> ImageGenerator:
+    # Cached per (key, endpoint); the model is chosen per generate() call. The key itself is an
+    # underscore argument, so it is never part of the cache key; its SHA-256 digest tells keys apart.
+    return ImageGenerator(_api_key, base_url=base_url or None)
+
+
+def generator(settings: Settings) -> ImageGenerator:
+    """The process-wide Gemini client for this key and endpoint (MissingApiKeyError without a key)."""
+    if not settings.gemini_api_key:
+        return ImageGenerator.from_settings(settings)  # raises MissingApiKeyError with the how-to
+    digest = hashlib.sha256(settings.gemini_api_key.encode("utf-8")).hexdigest()
+    return _client(digest, settings.gemini_base_url, settings.gemini_api_key)
 
 
 def settings() -> Settings:

@@ -1,4 +1,4 @@
-"""Nano Banana through google-genai: a brief plus reference images -> new images.
+"""The Gemini client: Nano Banana through google-genai, a brief plus reference images -> new images.
 
 One ``ImageGenerator`` owns one ``genai.Client`` (connection pool reused across
 calls). Every failure leaves this module as a typed ``GenerationError`` whose message
@@ -16,12 +16,10 @@ Verified against google-genai 3.4.0 (see the Studio notes in the README):
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import re
 import time
-import warnings
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -29,15 +27,13 @@ from typing import Any, Callable, Sequence
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import DEFAULT_GEMINI_MODEL, redact_uri
-from .errors import (
+from ..config import mask_secrets, redact_uri
+from ..errors import (
     GenerationError,
     GenerationServerError,
     GenerationTimeoutError,
     InvalidApiKeyError,
-    InvalidImageError,
     MissingApiKeyError,
     NoImageReturnedError,
     PromptBlockedError,
@@ -45,42 +41,15 @@ from .errors import (
     SafetyStopError,
     TooManyReferencesError,
 )
-from .images import check_dimensions, to_rgb
+from .models import DEFAULT_MODEL, MODELS, ModelInfo, model_info, too_many_references
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = DEFAULT_GEMINI_MODEL
 DEFAULT_ENDPOINT = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"  # the image models' documented endpoint; the SDK's own default is v1
 MAX_VARIATIONS = 8
 MAX_BACKOFF_S = 60.0
-REFERENCE_MAX_SIDE = 1536
 ACCEPTED_REFERENCE_MIMES = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
-
-# ----------------------------------------------------------------------------- models
-ASPECT_RATIOS: tuple[str, ...] = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    id: str
-    label: str
-    max_references: int
-    aspect_ratios: tuple[str, ...]
-
-
-# Limits from Google's Nano Banana docs: 2.5 Flash Image "works best with up to 3
-# images as input"; 3 Pro Image accepts up to 14 reference images.
-MODELS: dict[str, ModelInfo] = {
-    "gemini-2.5-flash-image": ModelInfo("gemini-2.5-flash-image", "Nano Banana", 3, ASPECT_RATIOS),
-    "gemini-3-pro-image-preview": ModelInfo("gemini-3-pro-image-preview", "Nano Banana Pro", 14, ASPECT_RATIOS),
-}
-
-
-def model_info(model_id: str) -> ModelInfo:
-    """Known limits for a model id; a conservative default for ids we don't know."""
-    bare = model_id.removeprefix("models/")
-    return MODELS.get(bare) or ModelInfo(bare, bare, 3, ASPECT_RATIOS)
 
 
 # ----------------------------------------------------------------------------- records
@@ -258,11 +227,9 @@ class ImageGenerator:
         if not prompt:
             raise GenerationError("The brief is empty. Describe the image you want (subject, setting, "
                                   "style, mood) before generating.")
-        if len(references) > info.max_references:
-            raise TooManyReferencesError(
-                f"{info.label} takes at most {info.max_references} reference images, and {len(references)} are "
-                f"selected. Remove {len(references) - info.max_references} from the tray"
-                + (" or switch to Nano Banana Pro (up to 14)." if info.max_references < 14 else "."))
+        too_many = too_many_references(len(references), info)
+        if too_many:
+            raise TooManyReferencesError(too_many)
         for ref in references:
             if ref.mime not in ACCEPTED_REFERENCE_MIMES:
                 raise GenerationError(f"A reference image is {ref.mime}, which Gemini does not accept "
@@ -389,8 +356,9 @@ class ImageGenerator:
         return GenerationError(f"Gemini rejected the request ({detail}).{hint}")
 
     def _scrub(self, text: str) -> str:
-        """Last line of defence: the key never leaves this module inside a message."""
-        return text.replace(self._key.value, "***") if self._key.value else text
+        """The key never leaves this module inside a message: not every message it writes (its
+        warnings, its log lines) passes user_message, and its key need not come from Settings."""
+        return mask_secrets(text, [self._key.value])
 
 
 _MISSING_KEY_MESSAGE = (
@@ -470,72 +438,3 @@ def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> dict[str,
     output = (meta.candidates_token_count or 0) if meta else 0
     total = (meta.total_token_count or 0) if meta else 0
     return {"prompt_tokens": prompt, "output_tokens": output, "total_tokens": total or prompt + output}
-
-
-# ----------------------------------------------------------------------------- references
-def prepare_reference(data: bytes, mime: str | None = None, sha256: str | None = None,
-                      max_side: int = REFERENCE_MAX_SIDE) -> ReferenceImage:
-    """Make an image fit to send: upright, long side <= max_side, in a format Gemini accepts.
-
-    Small, upright PNG/JPEG/WebP files pass through byte for byte. Everything else is
-    re-encoded: PNG when it has real transparency, else JPEG quality 90. `mime` is only
-    a fallback; the bytes decide. Raises InvalidImageError for data that isn't an image.
-    """
-    if not data:
-        raise InvalidImageError("the reference image is empty")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            fmt = img.format or ""
-            check_dimensions(*img.size, max_pixels=None)  # Pillow's own bomb check (above) bounds the pixels
-            orientation = img.getexif().get(0x0112, 1)
-            too_big = max(img.size) > max_side
-            passthrough_mime = _PASSTHROUGH.get(fmt)
-            if too_big and fmt == "JPEG":
-                # Decode big JPEGs at a reduced scale: a 24 MP photo costs a fraction of a full decode.
-                img.draft("CMYK" if img.mode == "CMYK" else "RGB", _fit(img.size, max_side))
-            img.load()  # a full decode also rejects truncated files before we send them
-            if passthrough_mime and not too_big and orientation == 1 and not getattr(img, "is_animated", False):
-                return ReferenceImage(data=data, mime=passthrough_mime, sha256=sha256)
-            img = ImageOps.exif_transpose(img) or img
-            if max(img.size) > max_side:
-                img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-            encoded, out_mime = _encode(img)
-    except InvalidImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImageError("the reference image is too large to decode safely (possible decompression "
-                                "bomb)") from None
-    except UnidentifiedImageError:
-        raise InvalidImageError(f"the reference is not an image Pillow can read"
-                                f"{f' (declared {mime})' if mime else ''}") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InvalidImageError(f"the reference image is corrupt or truncated ({exc})") from None
-    return ReferenceImage(data=encoded, mime=out_mime, sha256=sha256)
-
-
-_PASSTHROUGH = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
-
-
-def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
-    scale = max_side / max(size)
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
-
-
-def _has_alpha(img: Image.Image) -> bool:
-    """True only when some pixel is actually see-through (an opaque RGBA gets JPEG)."""
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
-        return False
-    return img.getchannel("A").getextrema()[0] < 255
-
-
-def _encode(img: Image.Image) -> tuple[bytes, str]:
-    buffer = io.BytesIO()
-    if _has_alpha(img):
-        img.convert("RGBA").save(buffer, format="PNG", optimize=True)
-        return buffer.getvalue(), "image/png"
-    to_rgb(img).save(buffer, format="JPEG", quality=90, optimize=True)  # CMYK, 16-bit, palette ...
-    return buffer.getvalue(), "image/jpeg"
