@@ -73,6 +73,30 @@ class _Progress:
             self._bar.close()
 
 
+class _CountProgress:
+    """(done, total) progress: a tqdm bar on a terminal; in a log, one line per tenth of the work."""
+    def __init__(self, verb: str, unit: str = "asset") -> None:
+        self._verb, self._unit = verb, unit
+        self._bar = None
+        self._logged = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if not total:
+            return
+        if sys.stderr.isatty():
+            if self._bar is None:
+                from tqdm import tqdm
+                self._bar = tqdm(total=total, unit=self._unit, file=sys.stderr, dynamic_ncols=True)
+            self._bar.update(done - self._bar.n)
+        elif (tenth := done * 10 // total) > self._logged:
+            self._logged = tenth
+            _err(f"{self._verb} {done} of {total}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def cmd_ingest(args, settings: Settings) -> int:
     library = _open_library(settings)
     _warn_random(library)
@@ -251,21 +275,11 @@ def cmd_generate(args, settings: Settings) -> int:
 def cmd_migrate(args, settings: Settings) -> int:
     from .migrate import migrate_library
     library = _open_library(settings)
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None and total and sys.stderr.isatty():
-            from tqdm import tqdm
-            bar = tqdm(total=total, unit="asset", file=sys.stderr, dynamic_ncols=True)
-        if bar is not None:
-            bar.update(done - bar.n)
-
+    progress = _CountProgress("copied")
     try:
         report = migrate_library(library, args.to, args.token or "", on_progress=progress, batch=args.batch_size)
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
@@ -274,6 +288,27 @@ def cmd_migrate(args, settings: Settings) -> int:
         _err(f"Next: set RAGKIT_MILVUS_URI={report.target} (and RAGKIT_MILVUS_TOKEN) for the app and the CLI, "
              f"and keep RAGKIT_DATA_DIR={settings.data_dir} reachable by every process. "
              "The embedded file is untouched.")
+    return EXIT_OK
+
+
+def cmd_upgrade(args, settings: Settings) -> int:
+    library = _open_library(settings)
+    if library.needs_upgrade:
+        _err(f"upgrading the library ({library.count()} assets) to the current format: rows and vectors are "
+             "copied, nothing is re-embedded; the old collection stays until --drop-old")
+    progress = _CountProgress("copied")
+    try:
+        report = library.upgrade(on_progress=progress, drop_old=args.drop_old, batch=args.batch_size)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    elif report.from_version == report.to_version:
+        _err(f"the library is already in the current format (schema {report.to_version}), {report.assets} assets"
+             + ("; the old collection was dropped" if report.dropped_old else ""))
+    else:
+        _err(f"upgraded: schema {report.from_version} -> {report.to_version}, {report.assets} assets "
+             f"(collection {report.collection})" + ("; the old collection was dropped" if report.dropped_old else ""))
     return EXIT_OK
 
 
@@ -380,7 +415,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="user:password or API key of the target (or write user:password@ into the URI)")
     migrate.set_defaults(handler=cmd_migrate)
 
-    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, migrate):
+    upgrade = commands.add_parser(
+        "upgrade", help="bring a library made by an older ragkit to the current format (no re-embedding)",
+        description="Copy the library's rows and vectors into a collection of the current schema, which adds "
+                    "the trash, usage rights, captions and keyword search. Safe to interrupt: the library keeps "
+                    "using the old collection until the copy is complete, and the next run completes it.")
+    upgrade.add_argument("--drop-old", action="store_true", help="then drop the old collection")
+    upgrade.add_argument("--batch-size", type=_whole_number(1, 16384), default=256, metavar="N",
+                         help="assets per copy step (default 256)")
+    upgrade.set_defaults(handler=cmd_upgrade)
+
+    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, migrate, upgrade):
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return parser
 

@@ -31,6 +31,10 @@ class StoreAuthError(StoreError):
     """A Milvus server refused (or wants) credentials."""
 
 
+class StoreSupersededError(StoreError):
+    """The collection was replaced (upgraded) by another process; a write to it would be lost."""
+
+
 class ModelMismatchError(StoreError):
     """The collection was built with a different embedding model."""
 

@@ -37,9 +37,14 @@ def validate_sha256(value: str) -> str:
     return candidate
 
 
-def asset_filter(tags: Iterable[str] = (), source: str | None = None) -> str:
-    """Expression for 'has all these tags and comes from this source' ('' = everything)."""
-    clauses: list[str] = []
+LIVE = "trashed_at == 0"       # schema 2: in the library, not in the trash
+IN_TRASH = "trashed_at > 0"
+
+
+def asset_filter(tags: Iterable[str] = (), source: str | None = None, live: bool = False) -> str:
+    """Expression for 'has all these tags and comes from this source' ('' = everything); with
+    `live`, only assets that are not in the trash (collections of schema 2 and later)."""
+    clauses: list[str] = [LIVE] if live else []
     tag_list = [t for t in tags if t]
     if tag_list:
         clauses.append(f"array_contains_all(tags, [{', '.join(quote_literal(t) for t in tag_list)}])")

@@ -22,7 +22,9 @@ from .ingest import (IngestPipeline, IngestProgress, Provenance, Upload, collect
                      embed_query_image)
 from .records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, Page, SearchHit
 from .connection import connect, disconnect
+from .schema import LATEST as LATEST_SCHEMA
 from .store import AssetStore
+from .upgrade import open_store
 
 
 def embedding_dim(model_name: str) -> int:
@@ -76,8 +78,8 @@ class Library:
         self._client = connect(settings.milvus_uri, settings.milvus_token)
         self._closed = False
         try:
-            self.store = AssetStore(self._client, collection_name_for(self.model_id), self.dim,
-                                    self.model_id, index=index, embedded=settings.is_embedded_db)
+            self.store = open_store(self._client, collection_name_for(self.model_id), self.dim, self.model_id,
+                                    index=index, embedded=settings.is_embedded_db)
         except BaseException:
             self.close()  # e.g. a model mismatch: don't keep the Lite file open for nothing
             raise
@@ -89,6 +91,30 @@ class Library:
     @classmethod
     def open(cls, settings: Settings | None = None, **kwargs) -> "Library":
         return cls(settings or Settings.load(), **kwargs)
+
+    # --- the collection's format (ragkit.upgrade) ---------------------------------------------
+    @property
+    def needs_upgrade(self) -> bool:
+        """Made by an older ragkit: works, but without the trash, rights, captions and keyword search
+        until `python -m ragkit upgrade` (or the app's Upgrade button) brings it to the latest schema."""
+        return self.store.version < LATEST_SCHEMA
+
+    def upgrade(self, on_progress=None, drop_old: bool = False, **options):
+        from .upgrade import upgrade
+        return upgrade(self, on_progress, drop_old=drop_old, **options)
+
+    def use_store(self, store: AssetStore) -> None:
+        """Switch to another collection of this library (after an upgrade)."""
+        self.store = store
+
+    def follow_upgrade(self) -> bool:
+        """If another process upgraded the library since it was opened, switch to the new collection
+        (a long-running app calls this; a write to the old one would be refused). True if it switched."""
+        if not self.needs_upgrade or not self.store.superseded_by():
+            return False
+        self.use_store(open_store(self._client, collection_name_for(self.model_id), self.dim, self.model_id,
+                                  index=self.store._index, embedded=self.settings.is_embedded_db))  # noqa: SLF001
+        return True
 
     def close(self) -> None:
         """Close the database connection. For a Milvus Lite file, the last Library of this process

@@ -41,7 +41,7 @@ def copy_assets(source: AssetStore, target: AssetStore, on_progress: ProgressCal
     present = set(_ids(target))
     missing = [sha for sha in source_ids if sha not in present]
     copied = 0
-    if on_progress:
+    if on_progress and missing:
         on_progress(0, len(missing))
     for start in range(0, len(missing), max(1, batch)):
         assets, vectors = source.assets_with_vectors(missing[start:start + max(1, batch)])

@@ -62,7 +62,7 @@ def export_library(library, out: Path | str, *, tags: Iterable[str] = (), source
                    on_progress: Callable[[int, int], None] | None = None) -> ExportReport:
     """Write originals + metadata.json for every asset matching the filters."""
     out = Path(out)
-    ids = [row["sha256"] for row in library.store.scan(_filter_expr(tags, source))]
+    ids = library.store.matching_ids(tags, source)  # not what is in the trash
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     entries, missing = [], []
@@ -85,11 +85,6 @@ def export_library(library, out: Path | str, *, tags: Iterable[str] = (), source
                          compress_type=zipfile.ZIP_DEFLATED)
     tmp.replace(out)  # a half-written export never has the final name
     return ExportReport(str(out), len(entries), out.stat().st_size, missing)
-
-
-def _filter_expr(tags: Iterable[str], source: str | None) -> str:
-    from .store import _filter
-    return _filter(tags, source)
 
 
 def import_library(library, archive_path: Path | str,

@@ -34,10 +34,25 @@ class Asset:
     prompt: str = ""     # provenance of generated assets
     model: str = ""
     reference_ids: tuple[str, ...] = ()
+    # Schema 2 (a library made by an older version has none of these until it is upgraded):
+    caption: str = ""           # a one-sentence description (Describe)
+    licence: str = ""           # usage rights: licence or a note
+    usable_until: int = 0       # epoch ms after which it may not be used; 0 = no limit
+    no_reference: bool = False  # "do not use as a reference"
+    trashed_at: int = 0         # epoch ms when moved to the trash; 0 = in the library
+    details: dict = field(default_factory=dict, hash=False)  # more provenance: kit, job, usage, cost
 
     @property
     def is_generated(self) -> bool:
         return self.source == SOURCE_GENERATED
+
+    @property
+    def trashed(self) -> bool:
+        return self.trashed_at != 0
+
+    def expired(self, now_ms: int) -> bool:
+        """Past its usable-until date."""
+        return bool(self.usable_until) and self.usable_until <= now_ms
 
     @property
     def created(self) -> datetime | None:
@@ -53,7 +68,17 @@ class Asset:
             "tags": list(self.tags), "source": self.source,
             "created_at": self.created.isoformat(timespec="milliseconds") if self.created else None,
             "prompt": self.prompt, "model": self.model, "reference_ids": list(self.reference_ids),
+            "caption": self.caption, "licence": self.licence,
+            "usable_until": _iso_date(self.usable_until), "no_reference": self.no_reference,
+            "trashed_at": _iso_date(self.trashed_at, timespec="milliseconds"), "details": dict(self.details),
         }
+
+
+def _iso_date(epoch_ms: int, timespec: str = "seconds") -> str | None:
+    """An optional date field for JSON: None when unset (0) or not a plausible date."""
+    if not epoch_ms or not plausible_created_at(epoch_ms):
+        return None
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=timezone.utc).isoformat(timespec=timespec)
 
 
 @dataclass(frozen=True)

@@ -14,28 +14,25 @@ instant still end with one row, since the primary key is the content hash.
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import schema as schemas
 from .catalog import Listing, entry_of
 from .connection import short
-from .errors import AssetNotFoundError, ModelMismatchError, StoreError
-from .filters import asset_filter, ids_filter, validate_sha256
+from .errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreSupersededError
+from .filters import IN_TRASH, LIVE, asset_filter, ids_filter, validate_sha256
 from .milvus_lite import RecentWrites
 from .records import Asset, Page, SearchHit
-from .tags import MAX_TAGS, MAX_TAG_CHARS, normalise_tags, truncate_utf8
+from .tags import normalise_tags
 
-SCHEMA_VERSION = "1"
-MAX_REFERENCES = 16
-MAX_FILENAME_BYTES = 512
-MAX_PROMPT_BYTES = 8192
 # Milvus caps offset+limit of a single query; larger scans go through query_iterator.
 QUERY_WINDOW = 16384
-METADATA_FIELDS = ["sha256", "filename", "mime", "width", "height", "size_bytes", "tags", "source",
-                   "created_at", "prompt", "model", "reference_ids"]
 # Index choice, measured by bench/ (docs/performance.md): HNSW. In Milvus Lite every search
 # also pays a per-row Python pass over all rows, so HNSW and IVF_FLAT search alike (~90 ms at
 # 100k vs ~250 ms for FLAT) with recall@10 >= 0.999; HNSW needs no training (IVF's k-means on
@@ -45,10 +42,7 @@ LISTING_REFRESH_SECONDS = 30.0  # on a shared server: how stale other people's t
 READ_CONSISTENCY = "Session"    # server reads: own writes at once (see the module docstring)
 DEDUP_CONSISTENCY = "Strong"    # server duplicate checks: every write of every process
 
-
-def _filter(tags: Iterable[str], source: str | None) -> str:
-    """Filter with tags normalised the same way they were stored ('Red ' finds 'red')."""
-    return asset_filter(normalise_tags(tags), source)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,21 +58,28 @@ class AssetStore:
     `embedded` says which engine serves `client`: Milvus Lite (True) or a server (False)."""
 
     def __init__(self, client, collection: str, dim: int, model_id: str,
-                 index: dict | None = None, embedded: bool = True) -> None:
+                 index: dict | None = None, embedded: bool = True, version: int = schemas.LATEST,
+                 complete: bool = True) -> None:
+        """Opens `collection`, or creates it with schema `version` (`complete=False`: an upgrade
+        is about to fill it). An existing collection keeps the version it was made with."""
         self._client = client
         self.collection = collection
         self.dim = dim
         self.model_id = model_id
         self.embedded = embedded
         self._index = index or DEFAULT_INDEX
+        self.version = version
+        self.full_text = False  # BM25 over `keywords` (schema.py); set from the collection
         self._read = {} if embedded else {"consistency_level": READ_CONSISTENCY}
         self._dedup_read = {} if embedded else {"consistency_level": DEDUP_CONSISTENCY}
         # The Library page's listing (ragkit.catalog): one scan, then our own writes.
-        self._listing = Listing(lambda: self.scan("", ["created_at", "source", "tags"]),
+        self._listing = Listing(lambda: self.scan(self._live, ["created_at", "source", "tags"]),
                                 refresh_seconds=None if embedded else LISTING_REFRESH_SECONDS)
         self._recent = RecentWrites() if embedded else None  # Lite's stale reads (existing())
         self._write_lock = threading.Lock()  # a write and its note in the listing stay in order
-        self._ensure_collection()
+        self._ensure_collection(complete)
+        self.fields = schemas.OUTPUT_FIELDS[self.version]
+        self._live = LIVE if self.version >= 2 else ""  # what every read of the library keeps
 
     # --- set-up -------------------------------------------------------------------------
     def _call(self, what: str, fn, *args, **kwargs):
@@ -89,41 +90,52 @@ class AssetStore:
         except Exception as exc:  # noqa: BLE001
             raise StoreError(f"Milvus could not {what}: {short(str(exc))}") from None
 
-    def _ensure_collection(self) -> None:
-        from pymilvus import DataType, MilvusClient
+    def _ensure_collection(self, complete: bool) -> None:
         client = self._client
         if self._call("list collections", client.has_collection, self.collection):
             self._check_compatible()
         else:
-            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("sha256", DataType.VARCHAR, is_primary=True, max_length=64)
-            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-            schema.add_field("filename", DataType.VARCHAR, max_length=MAX_FILENAME_BYTES)
-            schema.add_field("mime", DataType.VARCHAR, max_length=64)
-            schema.add_field("width", DataType.INT32)
-            schema.add_field("height", DataType.INT32)
-            schema.add_field("size_bytes", DataType.INT64)
-            schema.add_field("tags", DataType.ARRAY, element_type=DataType.VARCHAR,
-                             max_capacity=MAX_TAGS, max_length=MAX_TAG_CHARS * 4)
-            schema.add_field("source", DataType.VARCHAR, max_length=16)
-            schema.add_field("created_at", DataType.INT64)
-            schema.add_field("prompt", DataType.VARCHAR, max_length=MAX_PROMPT_BYTES)
-            schema.add_field("model", DataType.VARCHAR, max_length=128)
-            schema.add_field("reference_ids", DataType.ARRAY, element_type=DataType.VARCHAR,
-                             max_capacity=MAX_REFERENCES, max_length=64)
-            index_params = client.prepare_index_params()
-            index_params.add_index("vector", metric_type="COSINE", **self._index)
-            self._call("create the asset collection", client.create_collection,
-                       self.collection, schema=schema, index_params=index_params)
-            self._call("record the collection's model", client.alter_collection_properties,
-                       self.collection, properties={"ragkit.model_id": self.model_id,
-                                                    "ragkit.schema_version": SCHEMA_VERSION})
+            self._create(complete)
         # A new process must load the collection before it can search (Milvus Lite 3.x too).
         self._call("load the asset collection", client.load_collection, self.collection)
 
+    def _create(self, complete: bool) -> None:
+        """Make the collection; with full-text search where the engine has it (schema.py)."""
+        client = self._client
+        for full_text in ((True, False) if self.version >= 2 else (False,)):
+            index_params = client.prepare_index_params()
+            index_params.add_index("vector", metric_type="COSINE", **self._index)
+            if full_text:
+                index_params.add_index(schemas.KEYWORDS_SPARSE, index_type="SPARSE_INVERTED_INDEX",
+                                       metric_type="BM25")
+            try:
+                client.create_collection(self.collection, schema=schemas.build_schema(self.version, self.dim, full_text),
+                                         index_params=index_params)
+            except Exception as exc:  # noqa: BLE001 - Milvus 2.3 refuses sparse vectors: go without
+                if client.has_collection(self.collection):
+                    client.drop_collection(self.collection)
+                if full_text:
+                    log.info("no full-text search on this Milvus (%s); keywords are stored as plain text", short(str(exc)))
+                    continue
+                raise StoreError(f"Milvus could not create the asset collection: {short(str(exc))}") from None
+            self.full_text = full_text
+            break
+        self._call("record the collection's model", client.alter_collection_properties,
+                   self.collection, properties={schemas.PROP_MODEL: self.model_id,
+                                                schemas.PROP_VERSION: str(self.version),
+                                                schemas.PROP_KEYWORDS: "bm25" if self.full_text else "none",
+                                                schemas.PROP_COMPLETE: "1" if complete else "0"})
+
+    def _properties(self) -> dict:
+        info = self._call("describe the asset collection", self._client.describe_collection, self.collection)
+        return info.get("properties") or {}
+
     def _check_compatible(self) -> None:
         info = self._call("describe the asset collection", self._client.describe_collection, self.collection)
-        stored_model = (info.get("properties") or {}).get("ragkit.model_id", "")
+        properties = info.get("properties") or {}
+        self.version = int(properties.get(schemas.PROP_VERSION) or 1)
+        self.full_text = properties.get(schemas.PROP_KEYWORDS) == "bm25"
+        stored_model = properties.get(schemas.PROP_MODEL, "")
         vector_dim = next((int(f["params"]["dim"]) for f in info["fields"] if f["name"] == "vector"), None)
         if (stored_model and stored_model != self.model_id) or vector_dim != self.dim:
             raise ModelMismatchError(
@@ -151,27 +163,17 @@ class AssetStore:
             return
         rows = [self._row(asset, vector) for asset, vector in zip(assets, vectors)]
         with self._write_lock:
+            self._refuse_if_superseded()
             self._call("store the assets", self._client.upsert, self.collection, rows)
-            self._listing.note([("put", row["sha256"], entry_of(row)) for row in rows])
+            self._listing.note([("remove", asset.sha256, None) if asset.trashed else
+                                ("put", row["sha256"], entry_of(row)) for asset, row in zip(assets, rows)])
             if self._recent is not None:
                 self._recent.remember(row["sha256"] for row in rows)
 
     def _row(self, asset: Asset, vector: np.ndarray) -> dict:
         if vector.shape != (self.dim,):
             raise ModelMismatchError(f"vector has shape {vector.shape}, the collection expects ({self.dim},)")
-        return {
-            "sha256": validate_sha256(asset.sha256),
-            "vector": np.asarray(vector, dtype=np.float32).tolist(),
-            "filename": truncate_utf8(asset.filename, MAX_FILENAME_BYTES),
-            "mime": asset.mime[:64],
-            "width": int(asset.width), "height": int(asset.height), "size_bytes": int(asset.size_bytes),
-            "tags": list(normalise_tags(asset.tags)),
-            "source": asset.source,
-            "created_at": int(asset.created_at),
-            "prompt": truncate_utf8(asset.prompt, MAX_PROMPT_BYTES),
-            "model": asset.model[:128],
-            "reference_ids": [validate_sha256(r) for r in asset.reference_ids][:MAX_REFERENCES],
-        }
+        return schemas.asset_row(asset, vector, self.version)
 
     def flush(self) -> None:
         """After a batch of writes: Milvus Lite searches unsealed rows slowly until a flush seals
@@ -184,6 +186,7 @@ class AssetStore:
         if not ids:
             return 0
         with self._write_lock:
+            self._refuse_if_superseded()
             result = self._call("delete assets", self._client.delete, self.collection, ids=ids)
             if not self.embedded:
                 # Milvus 2.3 answers a Session read right after a delete without it (count and
@@ -203,27 +206,19 @@ class AssetStore:
         current = row[0]
         removed = set(normalise_tags(remove))
         tags = [t for t in normalise_tags([*current["tags"], *add]) if t not in removed]
-        asset = self._asset(current)
-        updated = Asset(**{**asset.__dict__, "tags": tuple(tags)})
+        updated = dataclasses.replace(self._asset(current), tags=tuple(tags))
         self.upsert([updated], np.asarray([current["vector"]], dtype=np.float32))
         return updated
 
     # --- reads --------------------------------------------------------------------------
     def _asset(self, row: dict) -> Asset:
-        return Asset(
-            sha256=row["sha256"], filename=row.get("filename", ""), mime=row.get("mime", ""),
-            width=int(row.get("width", 0)), height=int(row.get("height", 0)),
-            size_bytes=int(row.get("size_bytes", 0)), tags=tuple(row.get("tags") or ()),
-            source=row.get("source", "upload"), created_at=int(row.get("created_at", 0)),
-            prompt=row.get("prompt", ""), model=row.get("model", ""),
-            reference_ids=tuple(row.get("reference_ids") or ()),
-        )
+        return schemas.row_asset(row)
 
     def _get_rows(self, sha256s: Sequence[str], with_vector: bool = False) -> list[dict]:
         ids = [validate_sha256(s) for s in sha256s]
         if not ids:
             return []
-        fields = METADATA_FIELDS + (["vector"] if with_vector else [])
+        fields = self.fields + (["vector"] if with_vector else [])
         return list(self._call("read assets", self._client.get, self.collection, ids=ids,
                                output_fields=fields, **self._read))
 
@@ -267,12 +262,17 @@ class AssetStore:
         return np.asarray(rows[0]["vector"], dtype=np.float32)
 
     def count(self, tags: Iterable[str] = (), source: str | None = None) -> int:
-        expr = _filter(tags, source)
-        if not expr:
-            rows = self._call("count assets", self._client.query, self.collection, filter="",
+        """Assets in the library (not in the trash) with all these tags and this source."""
+        if not tags and not source:
+            rows = self._call("count assets", self._client.query, self.collection, filter=self._live,
                               output_fields=["count(*)"], **self._read)
             return int(rows[0]["count(*)"]) if rows else 0
         return len(self._ordered_ids(tags, source))
+
+    def _expr(self, tags: Iterable[str] = (), source: str | None = None) -> str:
+        """The filter for these tags (normalised the way they are stored: 'Red ' finds 'red') and
+        this source, over the assets that are not in the trash."""
+        return asset_filter(normalise_tags(tags), source, live=bool(self._live))
 
     def search(self, vector: np.ndarray, k: int = 6, tags: Iterable[str] = (), source: str | None = None,
                min_score: float | None = None) -> list[SearchHit]:
@@ -282,8 +282,8 @@ class AssetStore:
         if query.shape[1] != self.dim:
             raise ModelMismatchError(f"query vector is {query.shape[1]}-d, the collection is {self.dim}-d")
         results = self._call("search", self._client.search, self.collection, data=query.tolist(),
-                             anns_field="vector", limit=k, filter=_filter(tags, source),
-                             output_fields=METADATA_FIELDS,
+                             anns_field="vector", limit=k, filter=self._expr(tags, source),
+                             output_fields=self.fields,
                              search_params={"metric_type": "COSINE", "params": self._search_params(k)},
                              **self._read)
         hits = [SearchHit(self._asset(hit["entity"]), float(hit["distance"])) for hit in results[0]]
@@ -309,8 +309,12 @@ class AssetStore:
 
     def _ordered_ids(self, tags: Iterable[str] = (), source: str | None = None) -> list[str]:
         """Ids matching the filter, newest first (Milvus cannot ORDER BY)."""
-        _filter(tags, source)  # validates the source, like a query would
+        self._expr(tags, source)  # validates the source, like a query would
         return self._listing.ordered(self.count(), normalise_tags(tags), source or None)
+
+    def matching_ids(self, tags: Iterable[str] = (), source: str | None = None) -> list[str]:
+        """Every asset in the library with these tags and this source, newest first (export)."""
+        return list(self._ordered_ids(tags, source))
 
     def scan(self, expr: str = "", fields: Sequence[str] = ("created_at",)) -> list[dict]:
         """Every matching row (chosen fields), however many there are."""
@@ -336,6 +340,42 @@ class AssetStore:
         offset = max(0, int(offset))
         window = ordered[offset:offset + limit]
         return Page(assets=self.get_many(window), total=len(ordered), offset=offset, limit=limit)
+
+    def trashed(self) -> list[Asset]:
+        """What is in the trash, most recently trashed first (empty for a schema-1 library)."""
+        if self.version < 2:
+            return []
+        ids = [row["sha256"] for row in sorted(self.scan(IN_TRASH, ["trashed_at"]),
+                                                 key=lambda r: (-int(r["trashed_at"]), r["sha256"]))]
+        found: list[Asset] = []
+        for start in range(0, len(ids), 1000):
+            found += self.get_many(ids[start:start + 1000])
+        return found
+
+    # --- upgrades (ragkit.upgrade) ----------------------------------------------------------
+    @property
+    def complete(self) -> bool:
+        """False while an upgrade is still copying into this collection."""
+        return self._properties().get(schemas.PROP_COMPLETE, "1") != "0"
+
+    def mark_complete(self) -> None:
+        self._call("mark the collection complete", self._client.alter_collection_properties,
+                   self.collection, properties={schemas.PROP_COMPLETE: "1"})
+
+    def mark_superseded(self, by: str) -> None:
+        """From now on writes here are refused: they would not reach the collection that replaced it."""
+        self._call("mark the collection as replaced", self._client.alter_collection_properties,
+                   self.collection, properties={schemas.PROP_SUPERSEDED_BY: by})
+
+    def superseded_by(self) -> str:
+        return self._properties().get(schemas.PROP_SUPERSEDED_BY, "")
+
+    def _refuse_if_superseded(self) -> None:
+        """(Write lock held.) Another process may have upgraded the library since we opened it."""
+        if self.version < schemas.LATEST and self.superseded_by():
+            raise StoreSupersededError(
+                "The library was upgraded to a new format by another process while this one had it open, "
+                "so this change was not saved. Reload the page (or run the command again) and redo it.")
 
     def all_tags(self) -> list[tuple[str, int]]:
         """Every tag with its number of assets, most used first (for filter pickers)."""
