@@ -19,6 +19,7 @@ import numpy as np
 from .config import redact_uri
 from .errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreLockedError
 from .catalog import Catalog, Change, entry_of
+from . import lite_reads
 from .filters import asset_filter, ids_filter, validate_sha256
 from .records import Asset, Page, SearchHit
 
@@ -404,14 +405,27 @@ class AssetStore:
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != self.dim:
             raise ModelMismatchError(f"query vector is {query.shape[1]}-d, the collection is {self.dim}-d")
-        results = self._call("search", self._client.search, self.collection, data=query.tolist(),
-                             anns_field="vector", limit=k, filter=_filter(tags, source),
-                             output_fields=METADATA_FIELDS,
-                             search_params={"metric_type": "COSINE", "params": self._search_params(k)})
-        hits = [SearchHit(self._asset(hit["entity"]), float(hit["distance"])) for hit in results[0]]
+        expr = _filter(tags, source)
+        if expr and not self._shared:  # embedded Milvus Lite: its own filters are slow (ragkit.lite_reads)
+            matching, total = self._listing_view(tags, source)
+            found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, e, limit, ef), matching,
+                                               total, k, normalise_tags(tags), source or None,
+                                               self._search_params(k).get("ef", 0))
+        else:
+            found = self._search_raw(query, expr, k)
+        hits = [SearchHit(self._asset(hit["entity"]), float(hit["distance"])) for hit in found]
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]
         return hits
+
+    def _search_raw(self, query: np.ndarray, expr: str, limit: int, min_ef: int = 0) -> list[dict]:
+        params = self._search_params(limit)
+        if "ef" in params:
+            params["ef"] = max(params["ef"], min_ef)
+        results = self._call("search", self._client.search, self.collection, data=query.tolist(),
+                             anns_field="vector", limit=limit, filter=expr, output_fields=METADATA_FIELDS,
+                             search_params={"metric_type": "COSINE", "params": params})
+        return list(results[0])
 
     def _search_params(self, k: int) -> dict:
         index_type = self._index.get("index_type")
@@ -473,6 +487,16 @@ class AssetStore:
             self._catalog_total = total
         return self._catalog_total == total
 
+    def _listing_view(self, tags: Iterable[str], source: str | None) -> tuple[list[str], int]:
+        """Ids matching the filter and the number of assets, from the listing as it stands: built if
+        needed, but not re-counted (on Milvus Lite a count(*) costs as much as a search)."""
+        with self._catalog_lock:
+            catalog = self._catalog
+        if catalog is None:
+            catalog = self._listing()
+        with self._catalog_lock:
+            return catalog.ordered(normalise_tags(tags), source or None), len(catalog)
+
     def _ordered_ids(self, tags: Iterable[str] = (), source: str | None = None) -> list[str]:
         """Ids matching the filter, newest first (Milvus cannot ORDER BY)."""
         _filter(tags, source)  # validates the source, like a query would
@@ -483,6 +507,9 @@ class AssetStore:
     def scan(self, expr: str = "", fields: Sequence[str] = ("created_at",)) -> list[dict]:
         """Every matching row (chosen fields), however many there are."""
         output = list(dict.fromkeys(["sha256", *fields]))
+        if not self._shared:  # embedded Milvus Lite: a few big queries, not an iterator (ragkit.lite_reads)
+            return lite_reads.scan(lambda e: self._call("list assets", self._client.query, self.collection,
+                                                        filter=e, output_fields=output), expr, self.count())
         rows = self._call("list assets", self._client.query, self.collection, filter=expr,
                           output_fields=output, limit=QUERY_WINDOW)
         if len(rows) < QUERY_WINDOW:
