@@ -1,6 +1,6 @@
 """ragkit benchmarks: one command, tables on stdout (and saved under bench/results/).
 
-    .venv/bin/python bench/run.py                       # everything, default sizes (~20 min on a quiet machine)
+    .venv/bin/python bench/run.py                       # everything, default sizes (~35 min on a quiet machine)
     .venv/bin/python bench/run.py --quick               # small sizes, to check the benchmark itself
     .venv/bin/python bench/run.py --only query,index --sizes 1000,10000,100000
     .venv/bin/python bench/run.py --only text --queries 40     # text encoder: 77 positions vs trimmed
