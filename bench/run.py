@@ -1,10 +1,11 @@
 """ragkit benchmarks: one command, tables on stdout (and saved under bench/results/).
 
-    .venv/bin/python bench/run.py                       # everything, default sizes (~20 min on a quiet machine)
+    .venv/bin/python bench/run.py                       # everything, default sizes (~35 min on a quiet machine)
     .venv/bin/python bench/run.py --quick               # small sizes, to check the benchmark itself
     .venv/bin/python bench/run.py --only query,index --sizes 1000,10000,100000
     .venv/bin/python bench/run.py --only text --queries 40     # text encoder: 77 positions vs trimmed
     .venv/bin/python bench/run.py --only ingest --images 96 --images-24mp 24 --repeat 3
+    .venv/bin/python bench/run.py --only filtered --sizes 20000,100000
 
 Sub-benchmarks (--only, comma-separated; default all but sweep):
   ingest   images/s: naive notebook loop, batched model ceiling, ragkit ingest (800x600 and 24 MP)
@@ -14,6 +15,8 @@ Sub-benchmarks (--only, comma-separated; default all but sweep):
   cold     a fresh app process: imports, DB open, first search, model load (at --cold-size)
   memory   peak RSS of that app process (at --memory-size)
   page     the Library page's calls at --page-size assets (+ the app.py Library page through AppTest)
+  filtered filtered search (tag, source, tag+source) vs unfiltered at each --sizes, recall@10 against
+           exact filtered brute force, every route forced; and the full scan behind the listing
   sweep    ingest over batch sizes x worker counts (how the ingest defaults were chosen)
 
 Inputs are generated once into bench/.cache/ (gitignored): textured JPEGs and synthetic
@@ -32,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import TMP_DIR, Table, loadavg, machine_table, quiet_logs, save_results, show  # noqa: E402
 
-ALL = ["ingest", "query", "text", "index", "cold", "memory", "page"]
+ALL = ["ingest", "query", "text", "index", "cold", "memory", "page", "filtered"]
 EXTRA = ["sweep"]
 
 
@@ -61,6 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--index", default=None,
                         help="index for query/cold/memory/page libraries, e.g. HNSW:M=16,efConstruction=200 "
                              "(default: ragkit.store.DEFAULT_INDEX)")
+    parser.add_argument("--before-queries", type=int, default=3,
+                        help="filtered: queries for Milvus Lite's own tag expressions (~5 s each at 100k; default 3)")
+    parser.add_argument("--alternatives", action="store_true",
+                        help="filtered: also time the other expression forms and scan ways that were tried")
     parser.add_argument("--sweep-batches", type=_ints, default=[16, 32, 48], help="batch sizes for sweep")
     parser.add_argument("--sweep-workers", type=_ints, default=[1, 2, 3], help="worker counts for sweep")
     parser.add_argument("--no-save", action="store_true", help="don't write bench/results/bench-*.json and .md")
@@ -179,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         if "page" in args.only:
             from bench import page_bench
             for table in page_bench.run(args.page_size, repeat or 10, log=log):
+                show(table, tables)
+        if "filtered" in args.only:
+            from bench import filtered_bench
+            for table in filtered_bench.run(args.sizes, args.queries, args.recall_queries, args.before_queries,
+                                            args.alternatives, log=log):
                 show(table, tables)
     finally:
         shutil.rmtree(TMP_DIR, ignore_errors=True)

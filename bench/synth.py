@@ -28,6 +28,9 @@ JPEG_KINDS = {
     "24mp": (6000, 4000, 92),
 }
 GENERATOR_VERSION = 2  # bump to regenerate cached inputs after changing the generators
+# Synthetic libraries only (the JPEG sets keep GENERATOR_VERSION): 3 = tags with realistic
+# selectivity (Zipf: 30 % .. 1 %) and sources 90/10 upload/generated.
+LIBRARY_VERSION = 3
 
 
 # --- JPEG sets ----------------------------------------------------------------------------
@@ -152,6 +155,11 @@ TAG_WORDS = ["summer", "winter", "hero", "draft", "approved", "red", "blue", "go
              "watch", "shoe", "bag", "cape", "knight", "dragon", "forest", "studio", "outdoor", "night",
              "banner", "social", "print", "web", "campaign-24", "campaign-25", "product", "lifestyle",
              "character", "environment"]
+# Tag j is on ~30 %/(j+1) of the assets, independently of the others and of the vectors:
+# "summer" on 30 %, "winter" on 15 %, ..., "environment" on 1 % (about 1.2 tags per asset).
+TAG_SHARES = {word: 0.30 / (j + 1) for j, word in enumerate(TAG_WORDS)}
+COMMON_TAG, RARE_TAG = TAG_WORDS[0], TAG_WORDS[-1]
+GENERATED_EVERY = 10  # every 10th asset is generated (10 %), the rest uploads (90 %)
 PROMPT = ("A hero banner of a golden wristwatch on dark velvet, soft rim light, studio photography, "
           "brand colours navy and gold, space for a headline on the left")
 
@@ -192,11 +200,11 @@ def synthetic_library(n: int, index: dict | None = None, thumbnails: int = 1000,
     page a benchmark opens, without writing n files.
     """
     from ragkit.library import Library
-    from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset
+    from ragkit.records import SOURCE_GENERATED, Asset
     from ragkit.store import DEFAULT_INDEX
 
     index = index or DEFAULT_INDEX
-    root = CACHE_DIR / f"lib-{n}-{index_key(index)}-g{GENERATOR_VERSION}"
+    root = CACHE_DIR / f"lib-{n}-{index_key(index)}-l{LIBRARY_VERSION}"
     marker = root / "done.json"
     lib = SyntheticLibrary(n, root, root / "data", index, root / "vectors.npy")
     if marker.exists():
@@ -210,18 +218,18 @@ def synthetic_library(n: int, index: dict | None = None, thumbnails: int = 1000,
     np.save(lib.vectors_path, vectors)
     library = Library.open(bench_settings(lib.data_dir), index=index)
     thumb = _thumbnail_bytes()
-    rng = np.random.default_rng(7)
+    labels = asset_labels(n)
     base_ms = 1_700_000_000_000
     try:
         for begin in range(0, n, 5000):
             assets = []
             for i in range(begin, min(n, begin + 5000)):
-                generated = i % 20 == 0
-                tags = tuple(TAG_WORDS[j] for j in rng.choice(len(TAG_WORDS), int(rng.integers(0, 4)), replace=False))
+                tags, source = labels[i]
+                generated = source == SOURCE_GENERATED
                 assets.append(Asset(
                     sha256=asset_id(n, i), filename=f"photo_{i:06d}.jpg", mime="image/jpeg",
                     width=800, height=600, size_bytes=150_000 + i % 5000, tags=tags,
-                    source=SOURCE_GENERATED if generated else SOURCE_UPLOAD,
+                    source=source,
                     created_at=base_ms + i * 1000,
                     prompt=PROMPT if generated else "", model="gemini-2.5-flash-image" if generated else "",
                 ))
@@ -234,6 +242,17 @@ def synthetic_library(n: int, index: dict | None = None, thumbnails: int = 1000,
     marker.write_text(json.dumps({"n": n, "index": index, "seconds": round(time.perf_counter() - start, 1)}))
     log(f"  ... done in {time.perf_counter() - start:.0f} s")
     return lib
+
+
+def asset_labels(n: int) -> list[tuple[tuple[str, ...], str]]:
+    """(tags, source) of asset i of a synthetic library of n (deterministic: ground truth for filters)."""
+    from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD
+
+    shares = np.array(list(TAG_SHARES.values()))
+    has_tag = np.random.default_rng([n, 7]).random((n, len(TAG_WORDS))) < shares
+    return [(tuple(TAG_WORDS[j] for j in np.flatnonzero(row)),
+             SOURCE_GENERATED if i % GENERATED_EVERY == 0 else SOURCE_UPLOAD)
+            for i, row in enumerate(has_tag)]
 
 
 def _thumbnail_bytes() -> bytes:

@@ -114,12 +114,22 @@ class Listing:
         with self._lock:
             return catalog.ordered(tags, source)
 
+    def as_it_stands(self, tags: tuple[str, ...] = (), source: str | None = None) -> tuple[list[str], int]:
+        """Ids with all of `tags` and this source, and the number of assets, from the catalog as it is
+        (built if there is none, but not checked against a fresh count)."""
+        with self._lock:
+            catalog = self._catalog
+        if catalog is None:
+            catalog = self._current(None)
+        with self._lock:
+            return catalog.ordered(tags, source), len(catalog)
+
     def tag_counts(self, total: int) -> list[tuple[str, int]]:
         catalog = self._current(total)
         with self._lock:
             return list(catalog.tag_counts())
 
-    def _current(self, total: int) -> Catalog:
+    def _current(self, total: int | None) -> Catalog:
         with self._lock:
             if self._fresh(total):
                 return self._catalog  # type: ignore[return-value]
@@ -138,13 +148,16 @@ class Listing:
                 catalog = Catalog(rows)
                 catalog.apply(self._log or [])  # writes the scan may or may not have seen
                 self._catalog, self._log = catalog, None
-                self._made_at, self._total = time.monotonic(), total
+                # Without a count (as_it_stands), its own size is the count it agrees with.
+                self._made_at, self._total = time.monotonic(), len(catalog) if total is None else total
                 return catalog
 
-    def _fresh(self, total: int) -> bool:
-        """(Lock held.) Does the catalog still describe the collection?"""
+    def _fresh(self, total: int | None) -> bool:
+        """(Lock held.) Does the catalog still describe the collection? (`total` None: any catalog will do.)"""
         if self._catalog is None:
             return False
+        if total is None:
+            return True
         if self._refresh_seconds is not None and time.monotonic() - self._made_at >= self._refresh_seconds:
             return False
         if self._total is None:  # our own writes since: they are in it; note the new count

@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import lite_reads
 from . import schema as schemas
 from .catalog import Listing, entry_of
 from .connection import short
@@ -269,6 +270,12 @@ class AssetStore:
             return int(rows[0]["count(*)"]) if rows else 0
         return len(self._ordered_ids(tags, source))
 
+    def _rows(self) -> int:
+        """Every row, the trash included."""
+        rows = self._call("count assets", self._client.query, self.collection, filter="",
+                          output_fields=["count(*)"], **self._read)
+        return int(rows[0]["count(*)"]) if rows else 0
+
     def _expr(self, tags: Iterable[str] = (), source: str | None = None) -> str:
         """The filter for these tags (normalised the way they are stored: 'Red ' finds 'red') and
         this source, over the assets that are not in the trash."""
@@ -281,15 +288,30 @@ class AssetStore:
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != self.dim:
             raise ModelMismatchError(f"query vector is {query.shape[1]}-d, the collection is {self.dim}-d")
-        results = self._call("search", self._client.search, self.collection, data=query.tolist(),
-                             anns_field="vector", limit=k, filter=self._expr(tags, source),
-                             output_fields=self.fields,
-                             search_params={"metric_type": "COSINE", "params": self._search_params(k)},
-                             **self._read)
-        hits = [SearchHit(self._asset(hit["entity"]), float(hit["distance"])) for hit in results[0]]
+        if (tags or source) and self.embedded:  # Milvus Lite's own tag filters are slow (ragkit.lite_reads)
+            matching, total = self._listing_view(tags, source)
+            found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, self._live_and(e), limit, ef),
+                                               matching, total, k, normalise_tags(tags), source or None,
+                                               self._search_params(k).get("ef", 0))
+        else:
+            found = self._search_raw(query, self._expr(tags, source), k)
+        hits = [SearchHit(self._asset(hit["entity"]), float(hit["distance"])) for hit in found]
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]
         return hits
+
+    def _live_and(self, expr: str) -> str:
+        """`expr` over the assets that are not in the trash."""
+        return " and ".join(f"({part})" for part in (self._live, expr) if part)
+
+    def _search_raw(self, query: np.ndarray, expr: str, limit: int, min_ef: int = 0) -> list[dict]:
+        params = self._search_params(limit)
+        if "ef" in params:
+            params["ef"] = max(params["ef"], min_ef)
+        results = self._call("search", self._client.search, self.collection, data=query.tolist(),
+                             anns_field="vector", limit=limit, filter=expr, output_fields=self.fields,
+                             search_params={"metric_type": "COSINE", "params": params}, **self._read)
+        return list(results[0])
 
     def _search_params(self, k: int) -> dict:
         index_type = self._index.get("index_type")
@@ -307,6 +329,11 @@ class AssetStore:
         """Forget the catalog: the next listing rescans (benchmarks, tests)."""
         self._listing.drop()
 
+    def _listing_view(self, tags: Iterable[str], source: str | None) -> tuple[list[str], int]:
+        """Ids matching the filter and the number of assets, from the listing as it stands (built if
+        needed, not re-counted: on Milvus Lite a count(*) costs as much as a search)."""
+        return self._listing.as_it_stands(normalise_tags(tags), source or None)
+
     def _ordered_ids(self, tags: Iterable[str] = (), source: str | None = None) -> list[str]:
         """Ids matching the filter, newest first (Milvus cannot ORDER BY)."""
         self._expr(tags, source)  # validates the source, like a query would
@@ -319,6 +346,9 @@ class AssetStore:
     def scan(self, expr: str = "", fields: Sequence[str] = ("created_at",)) -> list[dict]:
         """Every matching row (chosen fields), however many there are."""
         output = list(dict.fromkeys(["sha256", *fields]))
+        if self.embedded:  # Milvus Lite: a few big queries, not an iterator (ragkit.lite_reads)
+            return lite_reads.scan(lambda e: self._call("list assets", self._client.query, self.collection,
+                                                        filter=e, output_fields=output), expr, self._rows())
         rows = self._call("list assets", self._client.query, self.collection, filter=expr,
                           output_fields=output, limit=QUERY_WINDOW, **self._read)
         if len(rows) < QUERY_WINDOW:
