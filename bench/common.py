@@ -43,10 +43,26 @@ def quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+# `bench/run.py --uri URI` puts the benchmark libraries on a Milvus server: these variables say which
+# (the environment, so that the app probe's own process follows too).
+SERVER_URI_VAR, SERVER_TOKEN_VAR = "RAGKIT_BENCH_MILVUS_URI", "RAGKIT_BENCH_MILVUS_TOKEN"
+
+
+def bench_server() -> tuple[str, str] | None:
+    """(uri, token) of the Milvus server benchmark libraries live on now; None: embedded files."""
+    uri = os.environ.get(SERVER_URI_VAR, "")
+    return (uri, os.environ.get(SERVER_TOKEN_VAR, "")) if uri else None
+
+
 def bench_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    """Environment of a ragkit process on a benchmark library (random ViT-B-32 on the CPU)."""
-    return {"RAGKIT_DATA_DIR": str(data_dir), "RAGKIT_CLIP_MODEL": BENCH_MODEL,
-            "RAGKIT_CLIP_PRETRAINED": BENCH_PRETRAINED, "RAGKIT_DEVICE": "cpu", **extra}
+    """Environment of a ragkit process on a benchmark library (random ViT-B-32 on the CPU), on the
+    benchmark's Milvus server when there is one (its files stay in data_dir)."""
+    env = {"RAGKIT_DATA_DIR": str(data_dir), "RAGKIT_CLIP_MODEL": BENCH_MODEL,
+           "RAGKIT_CLIP_PRETRAINED": BENCH_PRETRAINED, "RAGKIT_DEVICE": "cpu"}
+    server = bench_server()
+    if server:
+        env["RAGKIT_MILVUS_URI"], env["RAGKIT_MILVUS_TOKEN"] = server
+    return {**env, **extra}
 
 
 def bench_settings(data_dir: Path):

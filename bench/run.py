@@ -6,6 +6,8 @@
     .venv/bin/python bench/run.py --only text --queries 40     # text encoder: 77 positions vs trimmed
     .venv/bin/python bench/run.py --only ingest --images 96 --images-24mp 24 --repeat 3
     .venv/bin/python bench/run.py --only filtered --sizes 20000,100000
+    .venv/bin/python bench/run.py --only engines --uri http://127.0.0.1:19530 --token root:Milvus --sizes 100000
+    .venv/bin/python bench/run.py --only query,page,memory --uri http://127.0.0.1:19530   # each: embedded, then server
 
 Sub-benchmarks (--only, comma-separated; default all but sweep):
   ingest   images/s: naive notebook loop, batched model ceiling, ragkit ingest (800x600 and 24 MP)
@@ -17,7 +19,14 @@ Sub-benchmarks (--only, comma-separated; default all but sweep):
   page     the Library page's calls at --page-size assets (+ the app.py Library page through AppTest)
   filtered filtered search (tag, source, tag+source) vs unfiltered at each --sizes, recall@10 against
            exact filtered brute force, every route forced; and the full scan behind the listing
+  engines  embedded Milvus Lite and the --uri server side by side at each --sizes: text query, filtered
+           searches, recall@10, first Library visit, app memory (needs --uri)
   sweep    ingest over batch sizes x worker counts (how the ingest defaults were chosen)
+
+With --uri (and --token), the sub-benchmarks that read a library (query, index, cold, memory, page,
+filtered) run twice in the same run, on the embedded file and then on that Milvus server, each
+table saying which; the libraries are the same synthetic ones (put on the server once, rebuilt when
+another size is asked for, since a server holds one collection per model).
 
 Inputs are generated once into bench/.cache/ (gitignored): textured JPEGs and synthetic
 libraries. Speed runs use open_clip ViT-B-32 with fixed random weights (the real compute).
@@ -36,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import TMP_DIR, Table, loadavg, machine_table, quiet_logs, save_results, show  # noqa: E402
 
 ALL = ["ingest", "query", "text", "index", "cold", "memory", "page", "filtered"]
-EXTRA = ["sweep"]
+EXTRA = ["sweep", "engines"]
+ON_BOTH_ENGINES = ["query", "index", "cold", "memory", "page", "filtered"]
 
 
 def _ints(text: str) -> list[int]:
@@ -70,6 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="filtered: also time the other expression forms and scan ways that were tried")
     parser.add_argument("--sweep-batches", type=_ints, default=[16, 32, 48], help="batch sizes for sweep")
     parser.add_argument("--sweep-workers", type=_ints, default=[1, 2, 3], help="worker counts for sweep")
+    parser.add_argument("--uri", default="", help="a Milvus server to measure next to the embedded file "
+                                                     "(e.g. http://127.0.0.1:19530)")
+    parser.add_argument("--token", default="", help="user:password or API key of --uri")
+    parser.add_argument("--engines-embedded-max", type=int, default=200_000,
+                        help="engines: larger sizes run on the server only (default 200000)")
     parser.add_argument("--no-save", action="store_true", help="don't write bench/results/bench-*.json and .md")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -88,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.memory_size = args.memory_size or largest
     args.page_size = args.page_size or (min(10000, largest))
     args.index_spec = _index_spec(args.index) if args.index else None
+    if "engines" in args.only and not args.uri:
+        parser.error("engines compares the embedded file with a server: give --uri")
     return args
 
 
@@ -142,6 +159,27 @@ def text_encode_table(calls: int, log=print) -> Table:
     return table.finish()
 
 
+def library_benchmarks(args: argparse.Namespace, repeat: int | None, log):
+    """The sub-benchmarks that read a library, on whichever engine _Engine has set (tables, lazily)."""
+    if "query" in args.only:
+        from bench import query_bench
+        yield from query_bench.run(args.sizes, args.queries, args.recall_queries, args.index_spec, log=log)
+    if "index" in args.only:
+        from bench import index_bench
+        yield from index_bench.run(args.index_size, max(20, args.queries // 2), args.recall_queries, log=log)
+    if "cold" in args.only or "memory" in args.only:
+        from bench import process_bench
+        yield from process_bench.run(args.cold_size, args.memory_size, repeat or 2,
+                                     "cold" in args.only, "memory" in args.only, log=log)
+    if "page" in args.only:
+        from bench import page_bench
+        yield from page_bench.run(args.page_size, repeat or 10, log=log)
+    if "filtered" in args.only:
+        from bench import filtered_bench
+        yield from filtered_bench.run(args.sizes, args.queries, args.recall_queries, args.before_queries,
+                                      args.alternatives, log=log)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     quiet_logs()
@@ -168,29 +206,18 @@ def main(argv: list[str] | None = None) -> int:
             for table in ingest_bench.sweep({"800x600": args.images, "24mp": args.images_24mp},
                                             args.sweep_batches, args.sweep_workers, log=log):
                 show(table, tables)
-        if "query" in args.only:
-            from bench import query_bench
-            for table in query_bench.run(args.sizes, args.queries, args.recall_queries, args.index_spec, log=log):
-                show(table, tables)
         if "text" in args.only:
             show(text_encode_table(args.queries, log=log), tables)
-        if "index" in args.only:
-            from bench import index_bench
-            for table in index_bench.run(args.index_size, max(20, args.queries // 2), args.recall_queries, log=log):
-                show(table, tables)
-        if "cold" in args.only or "memory" in args.only:
-            from bench import process_bench
-            for table in process_bench.run(args.cold_size, args.memory_size, repeat or 2,
-                                           "cold" in args.only, "memory" in args.only, log=log):
-                show(table, tables)
-        if "page" in args.only:
-            from bench import page_bench
-            for table in page_bench.run(args.page_size, repeat or 10, log=log):
-                show(table, tables)
-        if "filtered" in args.only:
-            from bench import filtered_bench
-            for table in filtered_bench.run(args.sizes, args.queries, args.recall_queries, args.before_queries,
-                                            args.alternatives, log=log):
+        from bench.engines_bench import _Engine
+        for engine, label in (((None, ""),) + (((args.uri, " — on the --uri server"),) if args.uri else ())):
+            with _Engine(engine, args.token):
+                for table in library_benchmarks(args, repeat, log):
+                    table.title += label or (" — embedded" if args.uri else "")
+                    show(table, tables)
+        if "engines" in args.only:
+            from bench import engines_bench
+            for table in engines_bench.run(args.sizes, args.uri, args.token, args.queries, args.recall_queries,
+                                           args.engines_embedded_max, log=log):
                 show(table, tables)
     finally:
         shutil.rmtree(TMP_DIR, ignore_errors=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import CACHE_DIR, bench_settings
+from bench.common import CACHE_DIR, bench_server, bench_settings
 
 JPEG_KINDS = {
     # name: (width, height, quality)
@@ -30,7 +30,7 @@ JPEG_KINDS = {
 GENERATOR_VERSION = 2  # bump to regenerate cached inputs after changing the generators
 # Synthetic libraries only (the JPEG sets keep GENERATOR_VERSION): 3 = tags with realistic
 # selectivity (Zipf: 30 % .. 1 %) and sources 90/10 upload/generated.
-LIBRARY_VERSION = 3
+LIBRARY_VERSION = 4  # 4: ragkit's schema 2 (trash, rights, keywords)
 
 
 # --- JPEG sets ----------------------------------------------------------------------------
@@ -132,15 +132,20 @@ class VectorModel:
         return common, centers
 
     def assets(self, n: int, seed: int = 0) -> np.ndarray:
+        out = np.empty((n, self.dim), dtype=np.float32)
+        for start, chunk in self.asset_chunks(n, seed):
+            out[start:start + len(chunk)] = chunk
+        return out
+
+    def asset_chunks(self, n: int, seed: int = 0, size: int = 20000):
+        """(start, vectors) of assets(n) in order, `size` at a time (a million without 2 GB at once)."""
         common, centers = self._basis(n, seed)
         rng = np.random.default_rng([seed, 2])
-        out = np.empty((n, self.dim), dtype=np.float32)
-        for start in range(0, n, 20000):
-            m = min(20000, n - start)
+        for start in range(0, n, size):
+            m = min(size, n - start)
             noise = rng.standard_normal((m, self.dim)).astype(np.float32) / math.sqrt(self.dim)
             topic = centers[rng.integers(0, len(centers), m)]
-            out[start:start + m] = _unit(self.common * common + self.topic * topic + self.noise * noise)
-        return out
+            yield start, _unit(self.common * common + self.topic * topic + self.noise * noise)
 
     def queries(self, count: int, n: int, seed: int = 0) -> np.ndarray:
         common, centers = self._basis(n, seed)
@@ -197,16 +202,19 @@ def synthetic_library(n: int, index: dict | None = None, thumbnails: int = 1000,
 
     Rows go through ragkit's own AssetStore.upsert and flush, in batches of 5000; thumbnails
     (real small JPEGs) are written for the newest `thumbnails` assets only, which is every
-    page a benchmark opens, without writing n files.
+    page a benchmark opens, without writing n files. With a benchmark server (bench/run.py
+    --uri), the same rows go there instead; the files and vectors stay in the cache.
     """
     from ragkit.library import Library
-    from ragkit.records import SOURCE_GENERATED, Asset
     from ragkit.store import DEFAULT_INDEX
 
     index = index or DEFAULT_INDEX
     root = CACHE_DIR / f"lib-{n}-{index_key(index)}-l{LIBRARY_VERSION}"
     marker = root / "done.json"
     lib = SyntheticLibrary(n, root, root / "data", index, root / "vectors.npy")
+    if bench_server():
+        _on_server(lib, log)
+        return lib
     if marker.exists():
         return lib
     if root.exists():
@@ -217,31 +225,105 @@ def synthetic_library(n: int, index: dict | None = None, thumbnails: int = 1000,
     vectors = VECTORS.assets(n)
     np.save(lib.vectors_path, vectors)
     library = Library.open(bench_settings(lib.data_dir), index=index)
-    thumb = _thumbnail_bytes()
-    labels = asset_labels(n)
-    base_ms = 1_700_000_000_000
     try:
-        for begin in range(0, n, 5000):
-            assets = []
-            for i in range(begin, min(n, begin + 5000)):
-                tags, source = labels[i]
-                generated = source == SOURCE_GENERATED
-                assets.append(Asset(
-                    sha256=asset_id(n, i), filename=f"photo_{i:06d}.jpg", mime="image/jpeg",
-                    width=800, height=600, size_bytes=150_000 + i % 5000, tags=tags,
-                    source=source,
-                    created_at=base_ms + i * 1000,
-                    prompt=PROMPT if generated else "", model="gemini-2.5-flash-image" if generated else "",
-                ))
-            library.store.upsert(assets, vectors[begin:begin + len(assets)])
-        library.store.flush()
-        for i in range(max(0, n - thumbnails), n):
-            library.blobs.put_thumbnail(asset_id(n, i), thumb)
+        _fill(library, lib, vectors)
+        _thumbnails(library, lib, thumbnails)
     finally:
         library.close()  # stops the Lite server: waits for its background index build
     marker.write_text(json.dumps({"n": n, "index": index, "seconds": round(time.perf_counter() - start, 1)}))
     log(f"  ... done in {time.perf_counter() - start:.0f} s")
     return lib
+
+
+def _fill(library, lib: SyntheticLibrary, vectors: np.ndarray, batch: int = 5000) -> None:
+    """Every asset of the synthetic library, through ragkit's store, then a flush."""
+    labels = asset_labels(lib.n)
+    for begin in range(0, lib.n, batch):
+        end = min(lib.n, begin + batch)
+        library.store.upsert(synthetic_assets(lib.n, begin, end, labels), np.asarray(vectors[begin:end]))
+    library.store.flush()
+
+
+def synthetic_assets(n: int, begin: int, end: int, labels) -> list:
+    """Assets begin..end-1 of the synthetic library of n: one photo a second, 10 % generated."""
+    from ragkit.records import SOURCE_GENERATED, Asset
+    base_ms = 1_700_000_000_000
+    assets = []
+    for i in range(begin, end):
+        tags, source = labels[i]
+        generated = source == SOURCE_GENERATED
+        assets.append(Asset(
+            sha256=asset_id(n, i), filename=f"photo_{i:06d}.jpg", mime="image/jpeg",
+            width=800, height=600, size_bytes=150_000 + i % 5000, tags=tags, source=source,
+            created_at=base_ms + i * 1000,
+            prompt=PROMPT if generated else "", model="gemini-2.5-flash-image" if generated else ""))
+    return assets
+
+
+def _thumbnails(library, lib: SyntheticLibrary, count: int) -> None:
+    thumb = _thumbnail_bytes()
+    for i in range(max(0, lib.n - count), lib.n):
+        library.blobs.put_thumbnail(asset_id(lib.n, i), thumb)
+
+
+SERVER_MARK = "ragkit.bench_library"  # a collection property: which synthetic library the server holds
+
+
+def _on_server(lib: SyntheticLibrary, log=print) -> None:
+    """Make the benchmark server hold exactly this library (one per model: a collection is per model):
+    kept if it already does, rebuilt otherwise, straight from the generator (no embedded copy needed,
+    so sizes that Milvus Lite could not hold work too). Then wait until its vector index is built."""
+    from ragkit.library import Library
+    lib.data_dir.mkdir(parents=True, exist_ok=True)
+    mark = lib.root.name
+    library = Library.open(bench_settings(lib.data_dir), index=lib.index)
+    try:
+        client, collection = library._client, library.store.collection  # noqa: SLF001
+        if client.describe_collection(collection).get("properties", {}).get(SERVER_MARK) == mark \
+                and library.store._rows() == lib.n:  # noqa: SLF001
+            return
+        log(f"  putting the synthetic library of {lib.n} assets on the server ...")
+        start = time.perf_counter()
+        client.drop_collection(collection)
+    finally:
+        library.close()
+    library = Library.open(bench_settings(lib.data_dir), index=lib.index)
+    try:
+        client, collection = library._client, library.store.collection  # noqa: SLF001
+        labels = asset_labels(lib.n)
+        keep = None if lib.vectors_path.exists() else np.lib.format.open_memmap(
+            lib.vectors_path, mode="w+", dtype=np.float32, shape=(lib.n, VECTORS.dim))  # for recall, later
+        for begin, chunk in VECTORS.asset_chunks(lib.n):
+            if keep is not None:
+                keep[begin:begin + len(chunk)] = chunk
+            for sub in range(0, len(chunk), 5000):
+                stop = min(len(chunk), sub + 5000)
+                library.store.upsert(synthetic_assets(lib.n, begin + sub, begin + stop, labels), chunk[sub:stop])
+        client.flush(collection)
+        _wait_for_index(client, collection, lib.n, log)
+        client.alter_collection_properties(collection, properties={SERVER_MARK: mark})
+        _thumbnails(library, lib, 1000)
+        if keep is not None:
+            keep.flush()
+    finally:
+        library.close()
+    log(f"  ... done in {time.perf_counter() - start:.0f} s")
+
+
+def _wait_for_index(client, collection: str, n: int, log=print, timeout: float = 3600) -> None:
+    """A server builds its vector index in the background after a flush: time searches only after."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        info = client.describe_index(collection, "vector") or {}
+        indexed = int(info.get("indexed_rows", 0) or 0)
+        if indexed >= n or (info.get("state") == "Finished" and not int(info.get("pending_index_rows", 0) or 0)):
+            return
+        if indexed != last:
+            log(f"    index: {indexed} of {n} rows")
+            last = indexed
+        time.sleep(5)
+    raise TimeoutError(f"the server's index of {collection} was not built after {timeout:.0f}s")
 
 
 def asset_labels(n: int) -> list[tuple[tuple[str, ...], str]]:
