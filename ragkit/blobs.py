@@ -14,6 +14,22 @@ from typing import Iterator
 from .filters import validate_sha256
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same folder and a rename: a crash leaves
+    the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -28,29 +44,15 @@ class BlobStore:
         sha = validate_sha256(sha256)
         return self.thumbnails_dir / sha[:2] / f"{sha}.jpg"
 
-    @staticmethod
-    def _write_atomic(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
     def put(self, sha256: str, original: bytes, thumbnail: bytes) -> None:
         """Store both files; content-addressed, so an existing original is left alone."""
         original_path = self.original_path(sha256)
         if not original_path.exists() or original_path.stat().st_size != len(original):
-            self._write_atomic(original_path, original)
-        self._write_atomic(self.thumbnail_path(sha256), thumbnail)
+            write_atomic(original_path, original)
+        write_atomic(self.thumbnail_path(sha256), thumbnail)
 
     def put_thumbnail(self, sha256: str, thumbnail: bytes) -> None:
-        self._write_atomic(self.thumbnail_path(sha256), thumbnail)
+        write_atomic(self.thumbnail_path(sha256), thumbnail)
 
     def read_original(self, sha256: str) -> bytes:
         return self.original_path(sha256).read_bytes()

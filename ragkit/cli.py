@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import Settings
-from .errors import InvalidImageError, RagkitError
+from .errors import InvalidImageError, InvalidInputError, RagkitError
 from .messages import user_message
 from .records import SOURCES
 from .text import printable
@@ -150,16 +150,22 @@ def cmd_search(args, settings: Settings) -> int:
 
 
 def cmd_stats(args, settings: Settings) -> int:
+    from .studio.cost import CostLedger, format_usd
     library = _open_library(settings)
     stats = library.stats()
+    spent = CostLedger(settings.data_dir).totals()
     if args.json:
-        print(json.dumps(stats.to_dict(), ensure_ascii=False))
+        print(json.dumps({**stats.to_dict(), "generation_cost_usd": spent.known_cost,
+                          "generations": spent.generations, "generations_unpriced": spent.unpriced},
+                         ensure_ascii=False))
         return EXIT_OK
     _out(f"assets     {stats.assets}")
     _out(f"generated  {stats.generated}")
     _out(f"model      {stats.model}{'  (RANDOM WEIGHTS: demo/test only)' if stats.random_weights else ''}")
     _out(f"database   {stats.db_uri}  (collection {stats.collection})")
     _out(f"files      {stats.data_dir}")
+    unpriced = f" + {spent.unpriced} at an unknown price" if spent.unpriced and spent.known_cost is not None else ""
+    _out(f"generated  {spent.generations} time(s) in the Studio, cost {format_usd(spent.known_cost)}{unpriced}")
     if stats.advice:
         _out(f"advice     {stats.advice}")
     return EXIT_OK
@@ -270,6 +276,106 @@ def cmd_generate(args, settings: Settings) -> int:
     elif generation.text:
         _out(generation.text, keep_newlines=True)
     return EXIT_OK if not generation.warnings else EXIT_PARTIAL
+
+
+def cmd_brand_kit(args, settings: Settings) -> int:
+    from .studio import kits
+    store = kits.kit_store(settings)
+    if args.action == "list":
+        return _list_kits(args, store, _open_library(settings))
+    if args.action == "delete":
+        if not store.delete(args.name):
+            raise kits.KitNotFoundError(f"No brand kit named {kits.clean_name(args.name)!r}; "
+                                        "`python -m ragkit brand-kit list` shows the kits.")
+        _err(f"deleted brand kit {kits.clean_name(args.name)!r}; images made with it keep its name")
+        return EXIT_OK
+    library = _open_library(settings)
+    current = store.find(args.name)
+    kit = kits.make_kit(args.name,
+                        args.style if args.style is not None else (current.style if current else ""),
+                        [] if args.no_refs else args.ref or (current.reference_ids if current else ()),
+                        args.avoid if args.avoid is not None else (current.avoid if current else ()),
+                        args.aspect if args.aspect is not None else (current.aspect if current else None))
+    _check_kit_references(library, kit)
+    saved = store.save(kit)  # last write wins; the version it prints tells
+    if args.json:
+        print(json.dumps(saved.to_dict(), ensure_ascii=False))
+    _err(f"saved brand kit {saved.name!r}, version {saved.version}")
+    return EXIT_OK
+
+
+def _check_kit_references(library, kit) -> None:
+    """A kit's references must be in the library (a usable one, or it can't be sent)."""
+    from .studio.kits import reference_problems
+    problems = reference_problems(library, kit)
+    if problems:
+        raise InvalidInputError(f"Can't save the brand kit {kit.name!r}: {'; '.join(problems)}.")
+
+
+def _list_kits(args, store, library) -> int:
+    from .studio.kits import reference_problems
+    listed = [(kit, reference_problems(library, kit)) for kit in store.list()]
+    if args.json:
+        print(json.dumps({"kits": [{**kit.to_dict(), "problems": problems} for kit, problems in listed]},
+                         ensure_ascii=False))
+        return EXIT_OK
+    if not listed:
+        _err("no brand kits yet: `python -m ragkit brand-kit set NAME --style TEXT [--ref SHA]`")
+    for kit, problems in listed:
+        _out(f"{kit.name}  (version {kit.version}, {len(kit.reference_ids)} reference(s), "
+             f"aspect {kit.aspect or 'auto'})")
+        if kit.style:
+            _out(f"    style: {kit.style[:100]}")
+        if kit.avoid:
+            _out(f"    avoid: {', '.join(kit.avoid)}")
+        for problem in problems:
+            _out(f"    can't be used: {problem}")
+    return EXIT_OK
+
+
+def cmd_batch(args, settings: Settings) -> int:
+    from .studio import ImageGenerator, batch
+    from .studio.cost import format_usd
+    ImageGenerator.from_settings(settings).close()  # no key -> a clear error before anything loads
+    library = _open_library(settings)
+    store = batch.job_store(settings)
+    job = store.load(args.resume) if args.resume else store.create(_plan_batch(args, library, settings))
+    for skipped in job.spec.skipped:
+        _err(f"skipped: {skipped['reference'][:12]}…: {skipped['reason']}")
+    pending = job.counts()[batch.PENDING] + (job.counts()[batch.FAILED] if args.retry_failed else 0)
+    _err(f"batch job {job.id}: {len(job.spec.products)} product(s) x {job.spec.variations} with "
+         f"{job.spec.model}; {pending} request(s) to send, {args.concurrency} at a time")
+    progress = _CountProgress("finished", unit="image")
+    try:
+        job = batch.run_batch(store, job.id, library, concurrency=args.concurrency, approve=args.approve,
+                              retry_failed=args.retry_failed, on_progress=progress)
+    finally:
+        progress.close()
+    report = batch.job_report(job)
+    counts = job.counts()
+    if job.error:
+        _err(f"error: {job.error}")
+    for item in report["items"]:
+        if item["reason"]:
+            _err(f"{item['status']}: {item['reference'][:12]}…: {item['reason']}")
+    _err(f"{counts[batch.DONE]} of {len(job.takes)} image(s) made, {counts[batch.FAILED]} failed, "
+         f"{counts[batch.PENDING]} not sent; cost {format_usd(job.cost_usd)}. "
+         + (f"Saved to the library with the tag {job.tag}." if args.approve else
+            f"Review them in the Studio › Batch (job {job.id}), or run again with --approve to keep them all."))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+    if counts[batch.DONE] == 0:
+        return EXIT_FAILURE
+    return EXIT_OK if counts[batch.DONE] == len(job.takes) and not job.spec.skipped else EXIT_PARTIAL
+
+
+def _plan_batch(args, library, settings: Settings):
+    from .studio import batch, kits
+    if not args.brief:
+        raise InvalidInputError("Give the brief with --brief TEXT (or --resume ID to finish a job).")
+    kit = kits.kit_store(settings).get(args.brand_kit) if args.brand_kit else None
+    return batch.plan_batch(library, args.brief, tag=args.tag, ref_each=args.ref_each, with_refs=args.with_ref,
+                            kit=kit, variations=args.n, model=args.model, aspect=args.aspect, new=args.new)
 
 
 def cmd_migrate(args, settings: Settings) -> int:
@@ -403,6 +509,51 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", default="out", metavar="DIR", help="where image files are written (default out/)")
     generate.set_defaults(handler=cmd_generate)
 
+    brand_kit = commands.add_parser("brand-kit", help="brand kits: a style, references and words to avoid for "
+                                                      "every brief that uses them")
+    kit_actions = brand_kit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    kit_set = kit_actions.add_parser("set", help="create a kit, or change the options given (a new version)")
+    kit_set.add_argument("name", metavar="NAME")
+    kit_set.add_argument("--style", default=None, metavar="TEXT", help="added to every brief, e.g. 'pastel, flat light'")
+    kit_set.add_argument("--ref", action="append", default=[], metavar="SHA256",
+                         help="a reference sent with every request: logo, palette, mascot (repeatable; replaces the kit's)")
+    kit_set.add_argument("--no-refs", action="store_true", help="remove the kit's references")
+    kit_set.add_argument("--avoid", action="append", default=None, metavar="TEXT",
+                         help="words or phrases the images must not show (repeatable or comma-separated; '' clears)")
+    kit_set.add_argument("--aspect", default=None, help="default aspect ratio, e.g. 4:5")
+    kit_list = kit_actions.add_parser("list", help="the kits, and any reference that can't be used any more")
+    kit_delete = kit_actions.add_parser("delete", help="remove a kit (images made with it keep its name)")
+    kit_delete.add_argument("name", metavar="NAME")
+    for sub in (kit_set, kit_list, kit_delete):
+        sub.set_defaults(handler=cmd_brand_kit)
+        sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+    batch = commands.add_parser(
+        "batch", help="one brief x many products: each product the first reference of its own requests",
+        description="Make N variations for every product (an asset tagged --tag, or each --ref-each id): each "
+                    "request carries its product first, then the --with-ref assets and the brand kit's references. "
+                    "The job is kept in RAGKIT_DATA_DIR/jobs/: run the same command again (or --resume ID) after an "
+                    "interruption and only the unfinished requests are sent. The images wait for review in the "
+                    "Studio's Batch tab unless --approve saves them all to the library (tag batch-<job id>).")
+    batch.add_argument("--brief", default=None, metavar="TEXT", help="what every product's picture should show")
+    products = batch.add_mutually_exclusive_group()
+    products.add_argument("--tag", default=None, help="the products: every usable asset with this tag")
+    products.add_argument("--ref-each", nargs="+", default=[], metavar="SHA256", help="the products, by id")
+    products.add_argument("--resume", default=None, metavar="ID", help="finish the job with this id")
+    batch.add_argument("--with-ref", action="append", default=[], metavar="SHA256",
+                       help="a reference added to every request, after the product (repeatable)")
+    batch.add_argument("--brand-kit", default=None, metavar="NAME", help="add this kit's style, references and words to avoid")
+    batch.add_argument("-n", type=_whole_number(1, 8), default=1, metavar="N", help="variations per product, 1-8 (default 1)")
+    batch.add_argument("--model", default=None,
+                       help="gemini-2.5-flash-image (Nano Banana, default) or gemini-3-pro-image-preview (Pro)")
+    batch.add_argument("--aspect", default=None, help="aspect ratio, e.g. 1:1, 4:5, 9:16 (default: the kit's, or auto)")
+    batch.add_argument("--concurrency", type=_whole_number(1, 16), default=4, metavar="C",
+                       help="requests at a time, 1-16 (default 4)")
+    batch.add_argument("--approve", action="store_true", help="save every image to the library (no review)")
+    batch.add_argument("--retry-failed", action="store_true", help="send the requests that failed again, too")
+    batch.add_argument("--new", action="store_true", help="a new job even if these parameters made one before")
+    batch.set_defaults(handler=cmd_batch)
+
     migrate = commands.add_parser(
         "migrate", help="copy the library (vectors included, no re-embedding) to a Milvus server",
         description="Copy every asset of the current model's collection to the Milvus at --to. Safe to run "
@@ -425,7 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="assets per copy step (default 256)")
     upgrade.set_defaults(handler=cmd_upgrade)
 
-    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, migrate, upgrade):
+    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, batch, migrate, upgrade):
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return parser
 

@@ -31,6 +31,7 @@ SETTINGS_TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("gemini_api_key", "GEMINI_API_KEY", "", "Gemini API key (GOOGLE_API_KEY also works)"),
     ("gemini_model", "RAGKIT_GEMINI_MODEL", DEFAULT_GEMINI_MODEL, "default image model for the Studio"),
     ("gemini_base_url", "RAGKIT_GEMINI_BASE_URL", "", "override the Gemini API endpoint (proxies, tests)"),
+    ("prices", "RAGKIT_PRICES", "", "Studio prices per model (JSON or a JSON file's path) over the defaults from Google's price list"),
     ("max_image_pixels", "RAGKIT_MAX_IMAGE_PIXELS", "150000000", "larger images are rejected as decompression bombs"),
     ("require_login", "RAGKIT_REQUIRE_LOGIN", "false", "true: visitors must sign in (Streamlit OIDC, [auth] in secrets.toml)"),
     ("allowed_emails", "RAGKIT_ALLOWED_EMAILS", "", "with login: comma-separated emails or @domain.com suffixes allowed in"),
@@ -68,6 +69,7 @@ class Settings:
     gemini_api_key: str = field(default="", repr=False)
     gemini_model: str = DEFAULT_GEMINI_MODEL
     gemini_base_url: str = ""
+    prices: str = ""  # RAGKIT_PRICES, read by ragkit.studio.cost when a price is needed
     max_image_pixels: int = 150_000_000
     require_login: bool = False
     allowed_emails: tuple[str, ...] = ()
@@ -109,6 +111,7 @@ class Settings:
             gemini_api_key=get("GEMINI_API_KEY") or get("GOOGLE_API_KEY"),
             gemini_model=get("RAGKIT_GEMINI_MODEL", DEFAULT_GEMINI_MODEL),
             gemini_base_url=get("RAGKIT_GEMINI_BASE_URL"),
+            prices=get("RAGKIT_PRICES"),
             max_image_pixels=max_pixels,
             require_login=_truthy(get("RAGKIT_REQUIRE_LOGIN", "false"), "RAGKIT_REQUIRE_LOGIN"),
             allowed_emails=tuple(e.strip().lower() for e in get("RAGKIT_ALLOWED_EMAILS").split(",") if e.strip()),

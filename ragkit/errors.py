@@ -89,3 +89,15 @@ class NoImageReturnedError(GenerationError):
 
 class TooManyReferencesError(GenerationError):
     pass
+
+
+class KitNotFoundError(InvalidInputError):
+    """No brand kit of that name."""
+
+
+class KitConflictError(RagkitError):
+    """Someone else saved the brand kit since it was opened for editing."""
+
+
+class BatchError(RagkitError):
+    """A batch job can't be started or resumed as asked."""

@@ -63,6 +63,7 @@ class Provenance:
     prompt: str
     model: str
     reference_ids: tuple[str, ...] = ()
+    details: dict = field(default_factory=dict, hash=False)  # more provenance: brand kit, job, usage, cost
 
 
 @dataclass(frozen=True)
@@ -324,6 +325,7 @@ class IngestPipeline:
             prompt=provenance.prompt if provenance else "",
             model=provenance.model if provenance else "",
             reference_ids=provenance.reference_ids if provenance else (),
+            details=dict(provenance.details) if provenance else {},
         )
         return _Prepared(loaded, asset, thumbnail, tensor)
 

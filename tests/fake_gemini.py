@@ -3,8 +3,10 @@
 It answers ``POST /{version}/models/{model}:generateContent`` the way Gemini does
 (camelCase JSON, base64 ``inlineData``), records every request for assertions, and
 replies from a per-test queue of scripted answers. With an empty queue it returns a
-real PNG: a gradient whose colours depend on the brief and whose shape follows the
-requested aspect ratio, so the same brief always gives the same picture.
+real PNG: a gradient whose colours depend on the brief and the first reference image and
+whose shape follows the requested aspect ratio, so the same brief with the same first
+reference gives the same first picture (a batch: one picture per product), and asking
+again gives another one, as variations do.
 
 Three ways to use it::
 
@@ -22,7 +24,8 @@ In the standalone server nothing is queued, so a brief can ask for a failure by
 containing a tag (handy to see how the Studio page shows each error):
 ``[fake:blocked]`` ``[fake:safety]`` ``[fake:image-safety]`` ``[fake:text]``
 ``[fake:invalid-key]`` ``[fake:403]`` ``[fake:429]`` ``[fake:500]`` ``[fake:503]``
-``[fake:slow=SECONDS]``.
+``[fake:slow=SECONDS]`` ``[fake:quota=SECONDS]`` (a 429 with Gemini's RetryInfo delay). ``--delay SECONDS``
+makes every image answer take that long, like a real model.
 """
 from __future__ import annotations
 
@@ -34,7 +37,8 @@ import io
 import json
 import re
 import threading
-from collections import deque
+import time
+from collections import Counter, deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator
@@ -80,6 +84,29 @@ def _size_for_ratio(aspect_ratio: str | None, long_side: int) -> tuple[int, int]
     if w >= h:
         return long_side, max(1, round(long_side * h / w))
     return max(1, round(long_side * w / h)), long_side
+
+
+IMAGE_TOKENS = 1290     # what one 1024 px Nano Banana image is billed as
+REFERENCE_TOKENS = 258  # an input image (one tile)
+
+
+def usage_metadata(prompt: int = 12, image: int = IMAGE_TOKENS, text: int = 0, thoughts: int = 0,
+                   reference_images: int = 0) -> dict[str, Any]:
+    """usageMetadata as Gemini sends it: totals plus the per-modality details of prompt and output."""
+    prompt_details = [{"modality": "TEXT", "tokenCount": prompt}]
+    if reference_images:
+        prompt_details.append({"modality": "IMAGE", "tokenCount": REFERENCE_TOKENS * reference_images})
+    prompt_total = prompt + REFERENCE_TOKENS * reference_images
+    output_details = [d for d in ({"modality": "TEXT", "tokenCount": text}, {"modality": "IMAGE", "tokenCount": image})
+                      if d["tokenCount"]]
+    usage: dict[str, Any] = {"promptTokenCount": prompt_total, "candidatesTokenCount": text + image,
+                             "totalTokenCount": prompt_total + text + image + thoughts,
+                             "promptTokensDetails": prompt_details}
+    if output_details:
+        usage["candidatesTokensDetails"] = output_details
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+    return usage
 
 
 def _usage(prompt: int = 12, output: int = 1290) -> dict[str, int]:
@@ -164,6 +191,28 @@ def error_reply(code: int, message: str | None = None, status: str | None = None
     return Reply(code, {"error": error})
 
 
+def quota_reply(retry_delay_s: float = 37, model: str = "gemini-2.5-flash-image") -> Reply:
+    """A 429 the way Gemini sends one on a per-minute quota: QuotaFailure, Help and RetryInfo details."""
+    delay = f"{retry_delay_s:g}s"
+    error = {
+        "code": 429, "status": "RESOURCE_EXHAUSTED",
+        "message": f"You exceeded your current quota, please check your plan and billing details. For more "
+                   f"information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. "
+                   f"Please retry in {retry_delay_s:g}s.",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                "quotaMetric": "generativelanguage.googleapis.com/generate_content_paid_tier_requests",
+                "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-PaidTier",
+                "quotaDimensions": {"location": "global", "model": model}, "quotaValue": "10"}]},
+            {"@type": "type.googleapis.com/google.rpc.Help", "links": [
+                {"description": "Learn more about Gemini API quotas",
+                 "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+        ],
+    }
+    return Reply(429, {"error": error})
+
+
 def slow_reply(delay_s: float, then: Reply | None = None) -> Reply:
     """Wait delay_s seconds before answering (with `then`, default an image) -- for timeouts."""
     base = then or Reply()
@@ -194,6 +243,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]  # keys lower-cased
     body: dict[str, Any]
+    at: float = 0.0  # time.monotonic() when it arrived (to check back-off)
 
     @property
     def model(self) -> str | None:
@@ -243,12 +293,14 @@ class RecordedRequest:
 class FakeGemini:
     """A threaded HTTP server on 127.0.0.1 speaking enough of the Gemini REST API."""
 
-    def __init__(self, port: int = 0, *, tags: bool = True) -> None:
+    def __init__(self, port: int = 0, *, tags: bool = True, delay_s: float = 0.0) -> None:
         self._port = port
         self.tags = tags  # honour [fake:...] tags in briefs when nothing is queued
+        self.delay_s = delay_s  # every default image answer waits this long (a model's time to draw)
         self.requests: list[RecordedRequest] = []
         self.default: Reply | Callable[[RecordedRequest], Reply] | None = None
         self._queue: deque[Reply] = deque()
+        self._drawn: Counter[str] = Counter()  # default pictures drawn per brief and first reference
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -305,11 +357,21 @@ class FakeGemini:
             return self.default(request)
         if self.default is not None:
             return self.default
-        return (self.tags and _reply_for_tags(request.brief)) or Reply()
+        return (self.tags and _reply_for_tags(request.brief)) or Reply(delay_s=self.delay_s)
 
     def _default_image_body(self, request: RecordedRequest) -> dict[str, Any]:
-        png = make_png(request.brief, request.aspect_ratio)
-        return image_reply(f"Generated for: {request.brief[:80]}", png).body or {}
+        """The gradient for this brief, billed like Gemini bills it: the brief's words and each
+        reference image in, one image and a line of text out."""
+        first_reference = hashlib.sha256(request.images[0][1]).hexdigest() if request.images else ""
+        seed = request.brief + first_reference  # one product, one picture
+        with self._lock:  # asked again (a variation): another picture, as a model would draw
+            repeat = self._drawn[seed]
+            self._drawn[seed] += 1
+        png = make_png(seed if not repeat else f"{seed}#{repeat}", request.aspect_ratio)
+        text = f"Generated for: {request.brief[:80]}"
+        usage = usage_metadata(prompt=len(request.brief.split()), text=len(text.split()),
+                               reference_images=len(request.images))
+        return image_reply(text, png, usage=usage).body or {}
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep, but wake early when the server stops; True if the server is stopping."""
@@ -333,6 +395,8 @@ def _reply_for_tags(brief: str) -> Reply | None:
     }
     if name == "slow":
         return slow_reply(float(arg or 30))
+    if name == "quota":  # Gemini's 429 with a RetryInfo delay of `arg` seconds
+        return quota_reply(float(arg or 37))
     return simple[name]() if name in simple else None
 
 
@@ -349,7 +413,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"code": 400, "message": "Invalid JSON payload received.",
                                        "status": "INVALID_ARGUMENT"}})
             return
-        request = RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+        request = RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body,
+                                  time.monotonic())
         if not _PATH.match(self.path.split("?", 1)[0]):
             self._send(404, {"error": {"code": 404, "message": f"Unknown path {self.path}", "status": "NOT_FOUND"}})
             return
@@ -407,8 +472,10 @@ if pytest is not None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run a fake Gemini API on 127.0.0.1 for manual testing.")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
+                        help="answer each image request after this long, like a real model (default 0)")
     args = parser.parse_args(argv)
-    server = FakeGemini(args.port).start()
+    server = FakeGemini(args.port, delay_s=args.delay).start()
     print(f"Fake Gemini listening on {server.url}  (Ctrl-C to stop)")
     print(f"  RAGKIT_GEMINI_BASE_URL={server.url} GEMINI_API_KEY=fake-key streamlit run app.py")
     print("  Put [fake:429], [fake:blocked], [fake:safety], [fake:text], [fake:slow=30] ... in a brief to see errors.")

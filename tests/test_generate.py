@@ -139,7 +139,9 @@ def test_request_carries_brief_references_config_and_key(make_generator, fake_ge
     assert len(result.images) == 1 and result.images[0].mime == "image/png"
     assert decode(result.images[0].data).size == (77, 96)  # the fake honours 4:5: a real picture
     assert result.text.startswith("Generated for: a red bicycle")
-    assert result.usage == {"prompt_tokens": 12, "output_tokens": 1290, "total_tokens": 1302}
+    # Usage as Gemini reports it (fake: a token per word, 258 per reference image, 1290 per image out).
+    assert result.usage == {"prompt_tokens": 6 + 2 * 258, "output_tokens": 8 + 1290, "total_tokens": 522 + 1298,
+                            "text_tokens": 8, "image_tokens": 1290, "thoughts_tokens": 0, "images": 1}
     assert result.seconds > 0 and result.warnings == []
     assert_key_never_shown(None, capture_all_logs, [repr(result)])
 
@@ -227,7 +229,7 @@ def test_variations_run_concurrently_in_order(make_generator, fake_gemini):
     assert elapsed < 1.2, f"4 x 0.4 s requests took {elapsed:.2f} s: not concurrent"
     assert [(d, t) for d, t, _ in progress] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
     assert {name for _, _, name in progress} == {threading.current_thread().name}  # UI-safe thread
-    assert result.usage["total_tokens"] == 4 * 1302
+    assert result.usage["images"] == 4 and result.usage["image_tokens"] == 4 * 1290  # summed over variations
 
 
 def test_some_variations_fail_the_rest_are_returned_with_warnings(make_generator, fake_gemini, capture_all_logs):

@@ -80,9 +80,10 @@ class Generation:
     text: str
     reference_ids: list[str]
     aspect_ratio: str | None
-    usage: dict[str, int]  # prompt_tokens, output_tokens, total_tokens (summed over variations)
+    usage: dict[str, int]  # token and image counts, summed over variations (see _usage)
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # provenance beyond the brief: kit, cost, ...
 
 
 @dataclass
@@ -274,7 +275,7 @@ class ImageGenerator:
                                f"(variation {index}): {error}")
             log.warning("%s", note)
             notes.append(note)
-        usage = {k: sum(a.usage[k] for a in answers) for k in ("prompt_tokens", "output_tokens", "total_tokens")}
+        usage = {k: sum(a.usage.get(k, 0) for a in answers) for k in answers[0].usage}
         return Generation(
             prompt=prompt, model=info.id,
             images=[img for a in answers for img in a.images],
@@ -421,7 +422,7 @@ def _read_response(response: types.GenerateContentResponse, info: ModelInfo) -> 
         notes.append(f"{info.label} flagged part of the output ({finish}); some images may be missing.")
     if not images:
         raise NoImageReturnedError(_no_image_message(info, text, finish))
-    return _Answer(images, text, _usage(response.usage_metadata), notes)
+    return _Answer(images, text, _usage(response.usage_metadata, len(images)), notes)
 
 
 def _no_image_message(info: ModelInfo, text: str, finish: str) -> str:
@@ -433,8 +434,17 @@ def _no_image_message(info: ModelInfo, text: str, finish: str) -> str:
     return f"{info.label} returned no image{why}. Try again, or rephrase the brief."
 
 
-def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> dict[str, int]:
+def _usage(meta: types.GenerateContentResponseUsageMetadata | None, images: int) -> dict[str, int]:
+    """One answer's usage, the counts ragkit.studio.cost prices: prompt tokens (brief and references),
+    output tokens split into text and image tokens (by the answer's per-modality details; without
+    them, all output counts as image tokens when images came back: the dearer rate, never an
+    under-estimate), thinking tokens, and the number of images."""
     prompt = (meta.prompt_token_count or 0) if meta else 0
     output = (meta.candidates_token_count or 0) if meta else 0
+    thoughts = (meta.thoughts_token_count or 0) if meta else 0
     total = (meta.total_token_count or 0) if meta else 0
-    return {"prompt_tokens": prompt, "output_tokens": output, "total_tokens": total or prompt + output}
+    by_modality = {_enum_name(d.modality): d.token_count or 0
+                   for d in ((meta.candidates_tokens_details or []) if meta else [])}
+    image_tokens = by_modality.get("IMAGE", 0) if by_modality else (output if images else 0)
+    return {"prompt_tokens": prompt, "output_tokens": output, "total_tokens": total or prompt + output + thoughts,
+            "text_tokens": output - image_tokens, "image_tokens": image_tokens, "thoughts_tokens": thoughts, "images": images}

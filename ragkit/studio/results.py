@@ -16,8 +16,21 @@ def save_generated_image(library, generation: Generation, image: GeneratedImage,
 
     `name` is the filename shown in the library (default: generated-<model>.<ext>).
     """
-    provenance = Provenance(generation.prompt, generation.model, tuple(generation.reference_ids))
+    provenance = Provenance(generation.prompt, generation.model, tuple(generation.reference_ids),
+                            details=image_details(generation))
     return library.save_generated(image.data, image.mime, provenance, tags=tags, name=name)
+
+
+def image_details(generation: Generation) -> dict:
+    """The provenance details one of the generation's images keeps: the generation's (kit, brief as
+    typed), with its share of the usage and cost (a generation of n images: each costs about 1/n)."""
+    details = dict(generation.details)
+    share = max(1, len(generation.images))
+    if details.get("cost_usd") is not None:
+        details["cost_usd"] = round(details["cost_usd"] / share, 9)
+    if "usage" in details:
+        details["usage"] = {key: round(value / share) for key, value in details["usage"].items()}
+    return details
 
 
 def file_name_for(brief: str, index: int, mime: str) -> str:
