@@ -104,7 +104,7 @@ def _read_override(setting: str) -> dict[str, Any]:
     if not text:
         return {}
     source = "RAGKIT_PRICES"
-    if not text.startswith("{"):
+    if not text.startswith(("{", "[")):
         path = Path(text).expanduser()
         try:
             text = path.read_text(encoding="utf-8")
@@ -195,7 +195,8 @@ class CostLedger:
 
     def record(self, model: str, usage: Mapping[str, int], cost_usd: float | None, *, source: str,
                job: str | None = None, kit: str | None = None) -> None:
-        """Append one generation. One os.write of one line: appends from several processes don't mix."""
+        """Append one generation. One os.write of one line: appends from several processes don't mix.
+        After a torn last line (a process killed mid-write, a full disk) the new line starts afresh."""
         entry = {"at": int(time.time() * 1000), "model": bare_id(model), "usage": usage_of(usage),
                  "cost_usd": cost_usd, "source": source}
         if job:
@@ -204,8 +205,11 @@ class CostLedger:
             entry["kit"] = kit
         line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
             os.write(fd, line)
         finally:
             os.close(fd)

@@ -221,7 +221,7 @@ def _conflict_message(name: str, expected: int, current: Kit | None) -> str:
         return (f"The brand kit {name!r} was deleted by someone else while you edited it. Save again to "
                 "create it anew with your changes.")
     if expected == 0:
-        return (f"Someone else created a brand kit named {name!r} meanwhile (version {current.version}). "
+        return (f"Someone else created a brand kit named {current.name!r} meanwhile (version {current.version}). "
                 "Open it to edit it, or choose another name.")
     return (f"Someone else saved the brand kit {name!r} while you edited it (now version {current.version}, "
             f"you opened version {expected}). Reload it, apply your change again and save.")
