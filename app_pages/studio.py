@@ -13,6 +13,10 @@ generation only replaces the error: the brief, the tray and earlier results stay
 Generate starts a background job (``ragkit.jobs.Job``, kept by ``ragkit/ui/pending.py``) and the page
 polls it at the very end of its run, so the page stays usable and the user can leave the Studio
 while the model works; coming back picks the job up again.
+
+Three tabs, of which only the open one runs: Generate (the above), Batch (one brief x many products,
+app_pages/studio_batch.py) and Brand kits (app_pages/studio_kits.py). A kit picked for Generate adds
+its style, words to avoid and references; its references count against the model's limit.
 """
 import uuid
 from dataclasses import dataclass, field
@@ -24,14 +28,17 @@ from ragkit.config import Settings, redact_uri
 from ragkit.jobs import Job
 from ragkit.library import Library
 from ragkit.records import Asset, SearchHit
-from ragkit.studio import (ASPECT_LABELS, DEFAULT_ENDPOINT, PRESET_BRIEFS, Generation, ModelInfo, default_model,
-                           file_name_for, generate_from, model_info, model_options, models_help, recent_generated,
-                           save_generated_image, suggest_references, too_many_references)
+from ragkit.studio import (ASPECT_LABELS, DEFAULT_ENDPOINT, PRESET_BRIEFS, Generation, Kit, ModelInfo,
+                           default_model, file_name_for, generate_from, model_info, model_options, models_help,
+                           recent_generated, save_generated_image, suggest_references, too_many_references)
+from ragkit.studio.cost import CostLedger, format_usd
 from ragkit.tags import normalise_tags
 from ragkit.ui import pending, state, tray
 from ragkit.ui.errors import error_message, guard, show_message
 from ragkit.ui.grid import grid, inject_css, score_label, short_name, show_thumbnail, thumbnail_bytes
 from ragkit.ui.markdown import md_escape
+
+from app_pages import studio_batch, studio_kits
 
 # Session-state keys (widgets and page state).
 K_BRIEF = "studio.brief"
@@ -42,6 +49,10 @@ K_SAVE_TAGS = "studio.save-tags"
 K_RESULT = "studio.result"            # the last successful generation (a StudioResult)
 K_ERROR = "studio.error"              # the last failure's message, until the next Generate
 K_SUGGESTIONS = "studio.suggestions"  # (brief, hits) from "Suggest references"
+K_KIT = "studio.kit"                  # the brand kit picked for Generate
+K_TAB = "studio.tab"                  # the tab widget
+K_TAB_SHOWN = "studio.tab-shown"      # the tab to open when coming back to the Studio
+TABS = ("Generate", "Batch", "Brand kits")
 
 AUTO_ASPECT = "auto"
 ASPECT_CHOICES = {AUTO_ASPECT: "Auto (model decides)", **ASPECT_LABELS}
@@ -103,7 +114,7 @@ def presets() -> None:
                       help=preset.text, type="secondary", icon=":material/bolt:")
 
 
-def options_row(settings: Settings) -> tuple[str, str | None]:
+def options_row(library: Library, settings: Settings) -> tuple[str, str | None, Kit | None]:
     options = model_options(settings.gemini_model)
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="studio-options"):
         model = st.selectbox("Model", options, index=options.index(default_model(settings.gemini_model)),
@@ -113,27 +124,38 @@ def options_row(settings: Settings) -> tuple[str, str | None]:
         ratios = [AUTO_ASPECT, *info.aspect_ratios]
         aspect = st.selectbox("Aspect ratio", ratios, format_func=lambda r: ASPECT_CHOICES.get(r, r),
                               key=K_ASPECT, persist_state="session", width=240)
-    return model, (None if aspect == AUTO_ASPECT else aspect)
+        kit = studio_kits.kit_picker(library, K_KIT)
+    if kit and kit.aspect and aspect == AUTO_ASPECT:
+        st.caption(f"Aspect ratio: the kit's {kit.aspect}.")
+    return model, (None if aspect == AUTO_ASPECT else aspect), kit
 
 
-def brief_section(settings: Settings, tray_count: int) -> tuple[str, str, str | None, int, bool]:
-    """Presets, the brief, the options and Generate; returns (brief, model, aspect, variations, clicked)."""
+def brief_section(library: Library, settings: Settings,
+                  tray_count: int) -> tuple[str, str, str | None, int, Kit | None, bool]:
+    """Presets, the brief, the options and Generate; returns (brief, model, aspect, variations, kit, clicked)."""
     st.subheader("Brief")
     presets()
     brief = st.text_area("What should the new image show?", key=K_BRIEF, persist_state="session", height=130,
                          placeholder="A model wearing these sneakers on a sunny beach, golden hour, editorial "
                                      "photo", max_chars=4000)
-    model, aspect = options_row(settings)
+    model, aspect, kit = options_row(library, settings)
     info = model_info(model)
-    warning = too_many_references(tray_count, info)
+    kit_refs = len(kit.reference_ids) if kit else 0
+    warning = too_many_references(tray_count + kit_refs, info)
     if warning:
-        st.warning(md_escape(warning), icon=":material/filter_9_plus:")
+        with_kit = f"With the kit's {kit_refs} reference{'s' if kit_refs != 1 else ''}: " if kit_refs else ""
+        st.warning(md_escape(with_kit + warning), icon=":material/filter_9_plus:")
+    kit_problem = studio_kits.kit_problems(library, kit)
+    if kit_problem:
+        st.warning(md_escape(kit_problem), icon=":material/warning:")
     has_key = bool(settings.gemini_api_key)
     why = None
     if not has_key:
         why = "Add a Gemini API key first (see above)."
     elif warning:
         why = "Too many references for this model (see above)."
+    elif kit_problem:
+        why = "The brand kit can't be used (see above)."
     elif pending.running():
         why = "Images are on their way (see below). Generate again once they are here."
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="studio-generate-row"):
@@ -145,11 +167,11 @@ def brief_section(settings: Settings, tray_count: int) -> tuple[str, str, str | 
     endpoint = redact_uri(settings.gemini_base_url) if settings.gemini_base_url else None
     if endpoint and endpoint != DEFAULT_ENDPOINT:
         st.caption(f":material/dns: Endpoint `{endpoint}` (RAGKIT_GEMINI_BASE_URL)")
-    return brief, model, aspect, variations, clicked
+    return brief, model, aspect, variations, kit, clicked
 
 
 def start_generation(library: Library, settings: Settings, brief: str, model: str, aspect: str | None,
-                     variations: int) -> None:
+                     variations: int, kit: Kit | None) -> None:
     """Send the brief and the tray to the model in a background job (see ragkit.jobs), then redraw."""
     if pending.running():  # a second click while one runs: never pay twice
         return
@@ -163,7 +185,7 @@ def start_generation(library: Library, settings: Settings, brief: str, model: st
 
     def work(progress):  # reading and shrinking the references is part of the wait, not of the click
         return generate_from(library, generator, brief, picked, model=model, aspect_ratio=aspect,
-                             variations=variations, on_progress=progress)
+                             variations=variations, on_progress=progress, kit=kit)
 
     job = Job.start(work, name="nano-banana-job")
     pending.put(pending.PendingGeneration(job, model_info(model).label, variations, len(picked)))
@@ -249,16 +271,23 @@ def suggest_section(library: Library, brief: str) -> None:
     grid(hits, cell, key="studio-suggest", min_column_width=120)
 
 
-def references_section(library: Library, info: ModelInfo, brief: str) -> None:
+def references_section(library: Library, info: ModelInfo, brief: str, kit: Kit | None) -> None:
     picked = tray.assets(library)
-    over = len(picked) > info.max_references
+    kit_refs = len(kit.reference_ids) if kit else 0
+    used = len(picked) + kit_refs
+    over = used > info.max_references
     count = f":red[{len(picked)}]" if over else f"{len(picked)}"
+    from_kit = f" + {kit_refs} from the kit" if kit_refs else ""
     with st.container(horizontal=True, vertical_alignment="bottom", key="studio-refs-header"):
-        st.subheader(f"References · {count} of {info.max_references}")
+        st.subheader(f"References · {count}{from_kit} of {info.max_references}")
         st.space("stretch")
         if picked:
             st.button("Clear all", key="studio.clear", on_click=tray.clear, icon=":material/clear_all:",
                       type="tertiary")
+    left = info.max_references - used
+    st.caption(f"{left} slot{'s' if left != 1 else ''} left for references" if left > 0 else
+               "No slot left for references" if left == 0 else
+               f"{-left} reference{'s' if left != -1 else ''} too many for {md_escape(info.label)}")
     if picked:
         tray.render_grid(library, key="studio")
     else:
@@ -318,8 +347,13 @@ def results_section(library: Library) -> None:
     st.subheader("Results")
     aspect = generation.aspect_ratio or "auto"
     tokens = generation.usage.get("total_tokens", 0)
+    cost = generation.details.get("cost_usd")
+    each = f" (about {format_usd(cost / count)} each)" if cost is not None and count > 1 else ""
+    kit = (f" · kit {md_escape(generation.details['kit'])} v{generation.details['kit_version']}"
+           if "kit" in generation.details else "")
     st.caption(f"{count} image{'s' if count != 1 else ''} · {md_escape(info.label)} · aspect {aspect} · "
-               f"{generation.seconds:.1f} s" + (f" · {tokens:,} tokens" if tokens else ""))
+               f"{generation.seconds:.1f} s" + (f" · {tokens:,} tokens" if tokens else "")
+               + (f" · cost {format_usd(cost)}{each}" if "cost_usd" in generation.details else "") + kit)
     with st.container(border=True, key="studio-result-brief"):
         st.markdown(f"> {md_escape(generation.prompt)}")
         if generation.reference_ids:
@@ -388,28 +422,57 @@ def history_section(library: Library) -> None:
     grid(recent, cell, key="studio-history", min_column_width=200)
 
 
+def spent_caption(library: Library) -> None:
+    """What this library's generations cost so far (every process's, from the ledger)."""
+    spent = CostLedger(library.settings.data_dir).totals()
+    if spent.generations:
+        unpriced = f" (+ {spent.unpriced} at an unknown price)" if spent.unpriced and spent.known_cost is not None else ""
+        st.caption(f":material/payments: {format_usd(spent.known_cost)}{unpriced} spent on {spent.generations:,} "
+                   f"generation{'s' if spent.generations != 1 else ''} in this library so far, kept or not "
+                   "(Google's list prices).")
+
+
+def generate_tab(library: Library, settings: Settings) -> None:
+    left, right = st.columns([3, 2], gap="large")
+    with left:  # (the sidebar, drawn before the page, has already dropped references deleted meanwhile)
+        brief, model, aspect, variations, kit, clicked = brief_section(library, settings, tray.count())
+    with right:
+        with guard("showing the references"):
+            references_section(library, model_info(model), brief, kit)
+        progress_slot = st.empty()
+    if clicked:
+        start_generation(library, settings, brief, model, aspect, variations, kit)
+    error_section()
+    with guard("showing the results"):
+        results_section(library)
+    with guard("showing the history"):
+        history_section(library)
+    # Last, so the whole tab (earlier results, history, tray) is drawn and usable while it waits:
+    # a click anywhere interrupts the wait, does its thing, and the next run waits again.
+    wait_for_generation(progress_slot)
+
+
 # --- the page ----------------------------------------------------------------------------------
 library = state.library()
 settings = state.settings()
 st.title("Studio")
 st.caption("Pick references, write a brief, and let Google's Nano Banana make new images from them. "
            "Keep the good ones: they go into the library with their brief, model and references.")
+with guard("reading what generations cost"):
+    spent_caption(library)
 if not settings.gemini_api_key:
     key_help()
-left, right = st.columns([3, 2], gap="large")
-with left:  # (the sidebar, drawn before the page, has already dropped references deleted meanwhile)
-    brief, model, aspect, variations, clicked = brief_section(settings, tray.count())
-with right:
-    with guard("showing the references"):
-        references_section(library, model_info(model), brief)
-    progress_slot = st.empty()
-if clicked:
-    start_generation(library, settings, brief, model, aspect, variations)
-error_section()
-with guard("showing the results"):
-    results_section(library)
-with guard("showing the history"):
-    history_section(library)
-# Last, so the whole page (earlier results, history, tray) is drawn and usable while it waits:
-# a click anywhere interrupts the wait, does its thing, and the next run waits again.
-wait_for_generation(progress_slot)
+# Only the open tab runs (on_change): a Batch tab's progress doesn't cost the Generate tab anything.
+asked = {"generate": TABS[0], "batch": TABS[1], "kits": TABS[2]}.get(st.query_params.get("tab", ""))  # a link's
+generate, batch_tab, kits_tab = st.tabs(TABS, key=K_TAB, default=asked or st.session_state.get(K_TAB_SHOWN, TABS[0]),
+                                        on_change="rerun")
+st.session_state[K_TAB_SHOWN] = st.session_state[K_TAB]  # coming back to the Studio opens the same tab
+if generate.open:
+    with generate:
+        generate_tab(library, settings)
+if batch_tab.open:
+    with batch_tab, guard("showing the batch jobs"):
+        studio_batch.render(library)
+if kits_tab.open:
+    with kits_tab, guard("showing the brand kits"):
+        studio_kits.render(library)

@@ -70,6 +70,12 @@ DEFAULT_PRICES: dict[str, Price] = {
     "gemini-3-pro-image-preview": Price(2.00, 12.00, 120.00),
 }
 
+# Tokens per generated 1K image (Google's price list: 1,290 for 2.5 Flash Image, 1,120 for 3 Pro Image up
+# to 2K), per reference image (one tile), and a brief's text: only for estimates made before sending.
+IMAGE_TOKENS = {"gemini-2.5-flash-image": 1290, "gemini-3-pro-image-preview": 1120}
+REFERENCE_TOKENS = 258
+BRIEF_TOKENS = 100
+
 
 class PriceTable:
     """Prices per model id: the defaults above with RAGKIT_PRICES applied."""
@@ -84,6 +90,14 @@ class PriceTable:
         for model, override in _read_override(setting).items():
             prices[bare_id(model)] = _price_from(model, override, prices.get(bare_id(model)))
         return cls(prices)
+
+    def estimate(self, model: str, references: int, images: int = 1) -> float | None:
+        """About what `images` requests with `references` images each will cost (before sending them):
+        a 1K image's tokens out, a tile per reference and a brief's worth of text in."""
+        usage = {"prompt_tokens": BRIEF_TOKENS + REFERENCE_TOKENS * references,
+                 "image_tokens": IMAGE_TOKENS.get(bare_id(model), IMAGE_TOKENS["gemini-2.5-flash-image"])}
+        cost = self.cost(model, usage)
+        return None if cost is None else round(cost * images, 9)
 
     def price(self, model: str) -> Price | None:
         return self._prices.get(bare_id(model))

@@ -7,7 +7,7 @@ import streamlit as st
 
 from ..library import Library
 from ..records import SOURCE_GENERATED
-from . import pending, state, tray, uploads
+from . import batches, pending, state, tray, uploads
 from .errors import guard
 from .markdown import md_escape
 
@@ -70,6 +70,12 @@ def render(library: Library, *, on_studio_page: bool = False, on_library_page: b
                 uploads.sidebar_note()
         else:
             upload_slot.empty()
+        batch_slot = st.empty()  # the same for this session's batch jobs
+        if not on_studio_page and batches.running():
+            with batch_slot.container():
+                batches.sidebar_note(library)
+        else:
+            batch_slot.empty()
         st.divider()
         with guard("showing the reference tray"):
             tray.render_sidebar(library, open_studio_button=not on_studio_page)

@@ -1,0 +1,332 @@
+"""The Studio page's Batch tab: one brief x many products, in the background, then review.
+A part of app_pages/studio.py, not a page of its own.
+
+Top to bottom: "New batch" (the brief, the products: a tag or the tray, a brand kit, model, aspect,
+variations, requests at a time, and what it will send and about cost, then Start); the job picker;
+the picked job: what it makes, Stop / Resume / Retry failed / Delete, the progress (overall, ETA,
+cost so far) and the results as a grid per product with Approve / Reject, Approve all and a zip
+of the approved ones.
+
+The job runs in a background thread (ragkit.ui.batches) and writes its state to disk after every
+request (ragkit.studio.batch); the progress part of this tab is a fragment that re-reads that
+state every second while the job runs, so the rest of the page stays still and usable, and the
+person can go to other pages: the job goes on, and the sidebar there says how far it got.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import streamlit as st
+
+from ragkit.errors import RagkitError
+from ragkit.images import decode_image, make_thumbnail
+from ragkit.library import Library
+from ragkit.studio import ASPECT_LABELS, batch, default_model, model_info, model_options, models_help
+from ragkit.studio.cost import format_usd, prices_for, sum_costs
+from ragkit.ui import batches, state, tray
+from ragkit.ui.errors import error_message, guard, show_error, show_message
+from ragkit.ui.grid import inject_css, short_name, thumbnail_bytes
+from ragkit.ui.markdown import md_escape
+
+from app_pages.studio_kits import kit_picker, kit_problems
+
+K_BRIEF = "batch.brief"
+K_SOURCE = "batch.source"
+K_TAG = "batch.tag"
+K_WITH_TRAY = "batch.with-tray"
+K_KIT = "batch.kit"
+K_MODEL = "batch.model"
+K_ASPECT = "batch.aspect"
+K_VARIATIONS = "batch.variations"
+K_CONCURRENCY = "batch.concurrency"
+K_JOB = "batch.job"              # the job shown
+K_JOB_NEXT = "batch.job-next"    # set by Start: the job to show on the next run
+SOURCE_TAG = "Images with a tag"
+SOURCE_TRAY = "The reference tray"
+AUTO = "auto"
+POLL_S = 1.0                     # how often a running job's progress is redrawn
+PREVIEW_SIDE = 384
+
+
+# --- a new batch ---------------------------------------------------------------------------------
+def new_batch(library: Library, store: batch.JobStore) -> None:
+    settings = library.settings
+    brief = st.text_area("Brief for every product", key=K_BRIEF, persist_state="session", height=100,
+                         max_chars=4000, placeholder="The product on a pastel podium, soft studio light, "
+                                                     "a few spring flowers, e-commerce hero shot")
+    source = st.segmented_control("Products", [SOURCE_TAG, SOURCE_TRAY], default=SOURCE_TAG, required=True,
+                                  key=K_SOURCE, help="Each product image is the first reference of its own requests.")
+    tag, products, with_refs = None, [], []
+    if source == SOURCE_TAG:
+        counts = dict(library.all_tags())
+        tag = st.selectbox("Tag", list(counts), index=None, placeholder="Choose the tag of the product shots",
+                           format_func=lambda t: f"{t} ({counts.get(t, 0)})", key=K_TAG, width=360)
+        if tray.count() and st.toggle(f"Also send the tray's {tray.count()} reference"
+                                      f"{'s' if tray.count() != 1 else ''} with every product", key=K_WITH_TRAY):
+            with_refs = tray.ids()
+    else:
+        products = tray.ids()
+        st.caption(f"{len(products)} image{'s' if len(products) != 1 else ''} in the tray: each one is a product."
+                   if products else "The tray is empty: pick product shots on the Search or Library page.")
+    with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="batch-options"):
+        kit = kit_picker(library, K_KIT)
+        options = model_options(settings.gemini_model)
+        model = st.selectbox("Model", options, index=options.index(default_model(settings.gemini_model)),
+                             format_func=lambda m: model_info(m).label, key=K_MODEL, width=200, help=models_help())
+        ratios = [AUTO, *model_info(model).aspect_ratios]
+        aspect = st.selectbox("Aspect ratio", ratios, key=K_ASPECT, width=220,
+                              format_func=lambda r: ("Auto, or the kit's" if r == AUTO else ASPECT_LABELS.get(r, r)))
+        variations = int(st.segmented_control("Variations per product", [1, 2, 3, 4], default=2, required=True,
+                                              key=K_VARIATIONS))
+        concurrency = int(st.number_input("Requests at a time", 1, 8, batch.DEFAULT_CONCURRENCY, key=K_CONCURRENCY,
+                                          width=160, help="More finishes sooner, until Gemini's rate limit "
+                                                          "answers 429; then every request waits as Gemini asks."))
+    spec, why = plan(library, brief, tag, products, with_refs, kit, variations, model, aspect)
+    if spec is not None:
+        refs = len(spec.references_for(spec.products[0]))
+        estimate = prices_for(settings).estimate(spec.model, refs, len(spec.products) * spec.variations)
+        skipped = f" · {len(spec.skipped)} skipped (not usable)" if spec.skipped else ""
+        st.caption(f"{len(spec.products)} product{'s' if len(spec.products) != 1 else ''} × {spec.variations} = "
+                   f"**{len(spec.products) * spec.variations} requests**, each with {refs} reference"
+                   f"{'s' if refs != 1 else ''} (of {model_info(model).max_references}){skipped} · "
+                   f"about {format_usd(estimate)}")
+    elif why:
+        st.warning(md_escape(why), icon=":material/info:")
+    if not settings.gemini_api_key:
+        why = "Add a Gemini API key first (see the top of the page)."
+    if st.button("Start the batch", key="batch.start", type="primary", icon=":material/dynamic_feed:",
+                 disabled=spec is None or not settings.gemini_api_key, help=why):
+        start(library, store, spec, concurrency)
+
+
+def plan(library: Library, brief: str, tag: str | None, products: list[str], with_refs: list[str], kit,
+         variations: int, model: str, aspect: str) -> tuple[batch.BatchSpec | None, str | None]:
+    """The job these choices make, or why there is none yet (None when the form is just not filled in)."""
+    if not brief.strip() or (tag is None and not products):
+        return None, None
+    problem = kit_problems(library, kit)
+    if problem:
+        return None, problem
+    try:
+        return batch.plan_batch(library, brief, tag=tag, ref_each=products, with_refs=with_refs, kit=kit,
+                                variations=variations, model=model, aspect=None if aspect == AUTO else aspect), None
+    except RagkitError as exc:
+        return None, error_message(exc)
+
+
+def start(library: Library, store: batch.JobStore, spec: batch.BatchSpec, concurrency: int) -> None:
+    with guard("starting the batch"):
+        job = store.create(spec)
+        if job.finished:
+            st.toast("These products, brief and options made this job before: here it is. Change the brief or "
+                     "the options for a new one.", icon=":material/history:")
+        elif not store.is_running(job.id):
+            batches.start(library, job.id, concurrency)
+        st.session_state[K_JOB_NEXT] = job.id
+        st.rerun()
+
+
+# --- the jobs ------------------------------------------------------------------------------------
+def job_label(job: batch.BatchJob) -> str:
+    counts = job.counts()
+    when = datetime.fromtimestamp(job.created_at / 1000).strftime("%m-%d %H:%M")
+    return f"{when} · {short_name(job.spec.brief, 40)} · {counts[batch.DONE]}/{len(job.takes)}"
+
+
+def job_picker(jobs: list[batch.BatchJob]) -> str:
+    ids = [job.id for job in jobs]
+    if K_JOB_NEXT in st.session_state:
+        st.session_state[K_JOB] = st.session_state.pop(K_JOB_NEXT)
+    if st.session_state.get(K_JOB) not in ids:
+        st.session_state[K_JOB] = ids[0]
+    labels = {job.id: job_label(job) for job in jobs}
+    return st.selectbox("Job", ids, key=K_JOB, format_func=lambda i: labels.get(i, i), width=520)
+
+
+def job_section(library: Library, store: batch.JobStore, job_id: str) -> None:
+    collect_outcome(job_id)
+    job = store.load(job_id)
+    live = store.is_running(job_id)
+    spec = job.spec
+    with st.container(border=True, key="batch-job"):
+        st.markdown(f"> {md_escape(spec.brief)}")
+        kit = f" · kit {md_escape(spec.kit['name'])} v{spec.kit['version']}" if spec.kit else ""
+        st.caption(f"Job `{job.id}` · {len(spec.products)} products × {spec.variations} · "
+                   f"{md_escape(model_info(spec.model).label)} · aspect {spec.aspect or 'auto'}{kit} · "
+                   f"approved images get the tag `{job.tag}`")
+        controls(library, store, job, live)
+    if job.error and not live:
+        show_message(f"The job stopped: {job.error} Fix it, then Resume: the images made so far are kept.")
+    st.fragment(progress_and_review, run_every=POLL_S if live else None)(library, store, job_id, live)
+
+
+def collect_outcome(job_id: str) -> None:
+    """A run this session started that ended with an error (e.g. a reference gone): say so, once."""
+    run = batches.started(job_id)
+    if run is None or not run.done:
+        return
+    batches.forget(job_id)
+    try:
+        run.outcome()
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+        show_error(exc, "running the batch")
+
+
+def controls(library: Library, store: batch.JobStore, job: batch.BatchJob, live: bool) -> None:
+    counts = job.counts()
+    here = batch.live_run(job.id)
+    concurrency = int(st.session_state.get(K_CONCURRENCY, batch.DEFAULT_CONCURRENCY))
+    with st.container(horizontal=True, gap="small", key="batch-controls"):
+        if live and here is not None:
+            st.button("Stop", key="batch.stop", on_click=batches.stop, args=(job.id,), icon=":material/stop_circle:",
+                      disabled=here.stopping, help="Send no more requests; those on their way finish and are kept. "
+                                                   "Resume later sends the rest.")
+        elif live:
+            st.caption(":material/sync: Running in another session or process.")
+        if not live and counts[batch.PENDING]:
+            if st.button(f"Resume ({counts[batch.PENDING]} to send)", key="batch.resume", type="primary",
+                         icon=":material/play_arrow:", disabled=not library.settings.gemini_api_key):
+                run_again(library, store, job.id, concurrency, retry_failed=False)
+        if not live and counts[batch.FAILED]:
+            if st.button(f"Retry the {counts[batch.FAILED]} failed", key="batch.retry", icon=":material/replay:",
+                         disabled=not library.settings.gemini_api_key):
+                run_again(library, store, job.id, concurrency, retry_failed=True)
+        if not live:
+            with st.popover("Delete job…", icon=":material/delete:"):
+                st.caption("Delete this job and its images that were not approved? Approved images stay in the "
+                           "library.")
+                if st.button("Delete the job", key="batch.delete", type="primary"):
+                    with guard("deleting the job"):
+                        store.delete(job.id)
+                        st.session_state.pop(K_JOB, None)
+                        st.rerun()
+
+
+def run_again(library: Library, store: batch.JobStore, job_id: str, concurrency: int, *, retry_failed: bool) -> None:
+    if not store.is_running(job_id):
+        batches.start(library, job_id, concurrency, retry_failed=retry_failed)
+    st.rerun()
+
+
+# --- progress and review (a fragment: redrawn every second while the job runs) --------------------
+def progress_and_review(library: Library, store: batch.JobStore, job_id: str, was_live: bool) -> None:
+    live = store.is_running(job_id)
+    if was_live and not live:
+        st.rerun()  # the whole app: the controls change, the polling stops
+    try:
+        job = store.load(job_id)
+    except RagkitError as exc:
+        show_error(exc)
+        return
+    counts = job.counts()
+    finished = counts[batch.DONE] + counts[batch.FAILED]
+    run = batch.live_run(job_id)
+    line = batches.progress_line(job, run)
+    if live:
+        line = f":material/hourglass_top: {line}" + (" · stopping" if run and run.stopping else "")
+    st.progress(finished / max(1, len(job.takes)), text=line)
+    review_actions(library, store, job)
+    inject_css()
+    for product, takes in job.products():
+        product_row(library, store, job, product, takes, live)
+
+
+def review_actions(library: Library, store: batch.JobStore, job: batch.BatchJob) -> None:
+    waiting = [t for t in job.takes if t.status == batch.DONE and not t.saved and t.review != batch.REJECTED]
+    approved = [t for t in job.takes if t.review == batch.APPROVED]
+    with st.container(horizontal=True, gap="small", key="batch-review-actions"):
+        if st.button(f"Approve all ({len(waiting)})", key="batch.approve-all", icon=":material/done_all:",
+                     disabled=not waiting, help="Save every image not yet approved or rejected to the library."):
+            with guard("approving the images"):
+                with st.spinner(f"Saving {len(waiting)} images…"):
+                    batch.approve_all(store, job.id, library)
+                saved_changed(library, f"Saved {len(waiting)} images with the tag {job.tag}")
+        st.download_button(f"Download approved ({len(approved)}) as zip", data=lambda: batch.approved_zip(store.load(job.id)),
+                           file_name=f"{job.tag}.zip", mime="application/zip", key="batch.zip", on_click="ignore",
+                           icon=":material/folder_zip:", disabled=not approved)
+
+
+def product_row(library: Library, store: batch.JobStore, job: batch.BatchJob, product: str,
+                takes: list[batch.Take], live: bool) -> None:
+    asset = next(iter(library.get_many([product])), None)
+    status = batch.item_status(takes)
+    badge = {"done": ":green-badge[Done]", "failed": ":red-badge[Failed]", "partial": ":orange-badge[Partly]",
+             "pending": ":blue-badge[Drawing…]" if live else ":gray-badge[Not sent]"}[status]
+    with st.container(border=True, key=f"batch-item-{product[:12]}"):
+        with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+            data = thumbnail_bytes(library, product) if asset else None
+            if data:
+                st.image(data, width=56, alt=asset.filename)
+            name = md_escape(short_name(asset.filename if asset else product[:12], 40))
+            cost = sum_costs([t.cost_usd for t in takes if t.status == batch.DONE])
+            st.markdown(f"**{name}** {badge} :small[{format_usd(cost)}]")
+        cells = st.grid(min(4, len(takes)), min_column_width=160, gap="small", key=f"batch-grid-{product[:12]}")
+        for take in takes:
+            with cells.cell():
+                take_cell(library, store, job, take, live)
+
+
+def take_cell(library: Library, store: batch.JobStore, job: batch.BatchJob, take: batch.Take, live: bool) -> None:
+    key = f"{job.id}.{take.product[:12]}.{take.variation}"
+    if take.status == batch.PENDING:
+        st.caption(":material/hourglass_top: Waiting for the model…" if live else "Not sent yet (Resume)")
+        return
+    if take.status == batch.FAILED:
+        st.caption(f":material/block: {md_escape(take.reason)}")
+        return
+    if take.review == batch.REJECTED:
+        st.caption(":material/delete: Rejected")
+        return
+    preview = result_preview(library, job.image_path(take))
+    if preview:
+        st.image(preview, width="stretch", alt=f"Variation {take.variation + 1}")
+    with st.container(horizontal=True, gap="xsmall", vertical_alignment="center"):
+        if take.saved:
+            st.caption(":material/check_circle: In the library")
+        else:
+            if st.button("Approve", key=f"batch.approve.{key}", type="primary", icon=":material/check:"):
+                with guard("saving the image"):
+                    batch.approve(store, job.id, take.product, take.variation, library)
+                    saved_changed(library, "Saved to the library")
+            if st.button("Reject", key=f"batch.reject.{key}", type="tertiary", icon=":material/close:"):
+                with guard("rejecting the image"):
+                    batch.reject(store, job.id, take.product, take.variation)
+                    st.rerun(scope="fragment")
+        st.caption(format_usd(take.cost_usd))
+
+
+def saved_changed(library: Library, message: str) -> None:
+    state.mark_changed(library)
+    st.toast(md_escape(message), icon=":material/check:")
+    st.rerun()  # the whole app: the sidebar's count too
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _preview(path: str, modified_ns: int, side: int, max_pixels: int) -> bytes:
+    decoded = decode_image(Path(path).read_bytes(), max_pixels=max_pixels, min_long=side)
+    return make_thumbnail(decoded.image, side=side, quality=85)
+
+
+def result_preview(library: Library, path: Path) -> bytes | None:
+    """A small JPEG of a result (redrawn every second while the job runs: never the whole PNG)."""
+    try:
+        return _preview(str(path), path.stat().st_mtime_ns, PREVIEW_SIDE, library.settings.max_image_pixels)
+    except (OSError, RagkitError):
+        return None
+
+
+# --- the tab -------------------------------------------------------------------------------------
+def render(library: Library) -> None:
+    store = batches.store(library)
+    jobs = store.list()
+    st.caption("One brief for many products: every product shot is the first reference of its own requests, "
+               "with the brand kit's references after it. The job runs in the background (go on working on "
+               "other pages) and survives a restart: Resume sends only what is missing.")
+    with st.expander("New batch", expanded=not jobs, icon=":material/add_circle:"):
+        new_batch(library, store)
+    if not jobs:
+        return
+    job_id = job_picker(jobs)
+    job_section(library, store, job_id)
+
