@@ -47,6 +47,7 @@ SOURCE_TRAY = "The reference tray"
 AUTO = "auto"
 POLL_S = 1.0                     # how often a running job's progress is redrawn
 PREVIEW_SIDE = 384
+RESULT_COLUMNS = 4               # variations side by side (more wrap to the next row)
 
 
 # --- a new batch ---------------------------------------------------------------------------------
@@ -129,9 +130,9 @@ def start(library: Library, store: batch.JobStore, spec: batch.BatchSpec, concur
 
 # --- the jobs ------------------------------------------------------------------------------------
 def job_label(job: batch.BatchJob) -> str:
-    counts = job.counts()
+    """'12-02 13:14 · The product on a pastel… · 6 x 2' (its progress is shown below, kept current)."""
     when = datetime.fromtimestamp(job.created_at / 1000).strftime("%m-%d %H:%M")
-    return f"{when} · {short_name(job.spec.brief, 40)} · {counts[batch.DONE]}/{len(job.takes)}"
+    return f"{when} · {short_name(job.spec.brief, 48)} · {len(job.spec.products)} × {job.spec.variations}"
 
 
 def job_picker(jobs: list[batch.BatchJob]) -> str:
@@ -149,7 +150,7 @@ def job_section(library: Library, store: batch.JobStore, job_id: str) -> None:
     job = store.load(job_id)
     live = store.is_running(job_id)
     spec = job.spec
-    with st.container(border=True, key="batch-job"):
+    with st.container(border=True, key="batch-job-card"):
         st.markdown(f"> {md_escape(spec.brief)}")
         kit = f" · kit {md_escape(spec.kit['name'])} v{spec.kit['version']}" if spec.kit else ""
         st.caption(f"Job `{job.id}` · {len(spec.products)} products × {spec.variations} · "
@@ -249,22 +250,26 @@ def review_actions(library: Library, store: batch.JobStore, job: batch.BatchJob)
 
 def product_row(library: Library, store: batch.JobStore, job: batch.BatchJob, product: str,
                 takes: list[batch.Take], live: bool) -> None:
+    """One product: its shot, name, state and cost on the left; its variations in a row on the right."""
     asset = next(iter(library.get_many([product])), None)
     status = batch.item_status(takes)
     badge = {"done": ":green-badge[Done]", "failed": ":red-badge[Failed]", "partial": ":orange-badge[Partly]",
              "pending": ":blue-badge[Drawing…]" if live else ":gray-badge[Not sent]"}[status]
     with st.container(border=True, key=f"batch-item-{product[:12]}"):
-        with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        left, right = st.columns([1, 5], gap="medium")
+        with left:
             data = thumbnail_bytes(library, product) if asset else None
             if data:
-                st.image(data, width=56, alt=asset.filename)
-            name = md_escape(short_name(asset.filename if asset else product[:12], 40))
-            cost = sum_costs([t.cost_usd for t in takes if t.status == batch.DONE])
-            st.markdown(f"**{name}** {badge} :small[{format_usd(cost)}]")
-        cells = st.grid(min(4, len(takes)), min_column_width=160, gap="small", key=f"batch-grid-{product[:12]}")
-        for take in takes:
-            with cells.cell():
-                take_cell(library, store, job, take, live)
+                st.image(data, width="stretch", alt=asset.filename)
+            name = md_escape(short_name(asset.filename if asset else product[:12], 24))
+            done = [t.cost_usd for t in takes if t.status == batch.DONE]
+            cost = f" :small[{format_usd(sum_costs(done))}]" if done else ""
+            st.markdown(f"**{name}**  \n{badge}{cost}")
+        with right:
+            cells = st.grid(RESULT_COLUMNS, gap="small", key=f"batch-grid-{product[:12]}")
+            for take in takes:
+                with cells.cell():
+                    take_cell(library, store, job, take, live)
 
 
 def take_cell(library: Library, store: batch.JobStore, job: batch.BatchJob, take: batch.Take, live: bool) -> None:

@@ -63,7 +63,7 @@ def progress_line(job: batch.BatchJob, run: batch.BatchRun | None) -> str:
     eta = run.eta_s() if run else None
     if eta is not None and counts[batch.PENDING]:
         parts.append(f"about {eta:.0f} s left")
-    parts.append(f"{format_usd(job.cost_usd)} so far")
+    parts.append(f"{format_usd(job.cost_usd)} so far" if counts[batch.PENDING] else f"cost {format_usd(job.cost_usd)}")
     return " · ".join(parts)
 
 
