@@ -120,17 +120,24 @@ def cmd_search(args, settings: Settings) -> int:
     library = _open_library(settings)
     _warn_random(library)
     filters = {"tags": args.tag, "source": args.source, "min_score": args.min_score}
+    data = None
     if args.image:
         from .ingest import MAX_FILE_BYTES, read_image_file
         try:
             data = read_image_file(Path(args.image), MAX_FILE_BYTES)
         except InvalidImageError as exc:
             raise InvalidImageError(f"The example image {args.image} can't be used: {exc}") from None
+    if (args.image or args.similar) and (args.text or args.not_text):  # "like this, but red"
+        hits = library.search_composed(image=data, similar=args.similar, text=args.text or "",
+                                       text_weight=args.text_weight, not_text=args.not_text, k=args.k, **filters)
+    elif args.image:
         hits = library.search_image(data, args.k, **filters)
     elif args.similar:
         hits = library.search_similar(args.similar, args.k, **filters)
     else:
-        hits = library.search_text(args.text or "", args.k, **filters)
+        hits = library.search_text(args.text or "", args.k, keywords=not args.no_keywords, **filters)
+        if not args.no_keywords and library.keyword_search and not args.json:
+            _err(f"note: words in names and tags are not searched: {library.keyword_search}")
     if args.json:
         print(json.dumps({"query": args.text or args.image or args.similar,
                           "hits": [hit.to_dict() for hit in hits]}, ensure_ascii=False))
@@ -143,7 +150,8 @@ def cmd_search(args, settings: Settings) -> int:
     for rank, hit in enumerate(hits, 1):
         asset = hit.asset
         tags = f"  [{', '.join(asset.tags)}]" if asset.tags else ""
-        _out(f"{rank:>2}  {hit.score:6.3f}  {asset.sha256[:12]}  {asset.source:<9}  {asset.filename}{tags}")
+        found = "  (by words: " + ", ".join(hit.matched) + ")" if hit.matched else ""
+        _out(f"{rank:>2}  {hit.score:6.3f}  {asset.sha256[:12]}  {asset.source:<9}  {asset.filename}{tags}{found}")
         if asset.prompt:
             _out(f"{'':>34}prompt: {asset.prompt[:100]}")
     return EXIT_OK
@@ -318,6 +326,17 @@ class _Parser(argparse.ArgumentParser):
         super().error(printable(message))
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {printable(text)[:40]}")
+    return value
+
+
 def _whole_number(low: int, high: int):
     """An argparse type: an int in [low, high], or a usage error that says the range."""
     def parse(text: str) -> int:
@@ -351,8 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="find images by text, by an example image, or similar to an asset")
     search.add_argument("text", nargs="?", help="what you are looking for")
-    search.add_argument("--image", metavar="FILE", help="search by an example image instead of text")
-    search.add_argument("--similar", metavar="SHA256", help="images similar to an asset in the library")
+    search.add_argument("--image", metavar="FILE", help="search by an example image (with TEXT: like it, moved by the words)")
+    search.add_argument("--similar", metavar="SHA256", help="images similar to an asset (with TEXT: moved by the words)")
+    search.add_argument("--text-weight", type=_fraction, default=0.5, metavar="W",
+                        help="with --image/--similar and TEXT: 0 = the picture only .. 1 = the words only (default 0.5)")
+    search.add_argument("--not", dest="not_text", default="", metavar="TEXT",
+                        help="with --image/--similar: move away from this (e.g. 'people')")
+    search.add_argument("--no-keywords", action="store_true",
+                        help="TEXT by what pictures show only (CLIP), not also by words in names, tags and briefs")
     search.add_argument("-k", type=_whole_number(1, MAX_HITS), default=6,
                         help=f"number of hits, 1-{MAX_HITS} (default 6)")
     search.add_argument("--tag", action="append", default=[], help="only assets with this tag (repeatable)")
@@ -438,8 +463,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "search" and sum(bool(x) for x in (args.text, args.image, args.similar)) != 1:
-        parser.error("search takes exactly one of: TEXT, --image FILE, --similar SHA256")
+    if args.command == "search":
+        examples = bool(args.image) + bool(args.similar)
+        if examples > 1 or not (examples or args.text):
+            parser.error("search takes TEXT, --image FILE or --similar SHA256 (TEXT may go with one of the other two)")
+        if args.not_text and not examples:
+            parser.error("--not goes with --image or --similar (words alone can't be 'not' something)")
     debug = os.environ.get("RAGKIT_DEBUG") == "1"
     logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
