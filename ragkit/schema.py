@@ -102,12 +102,15 @@ def keyword_query(text: str) -> str:
 
 
 _TOKEN = re.compile(r"[^\W_]+")
+# Words too common to count as a match ("a red cape with gold trim" matching "a" is not a word match).
+STOPWORDS = frozenset("a an and are as at be by for from has in is it of on or that the to with".split())
 
 
 def keyword_tokens(text: str) -> set[str]:
     """The words full-text search sees in a text: lower-case runs of letters and digits (Milvus'
-    standard analyzer splits the same way for the names, tags and briefs people type)."""
-    return set(_TOKEN.findall(keyword_query(text).lower()))
+    standard analyzer splits the same way for the names, tags and briefs people type), without
+    STOPWORDS."""
+    return set(_TOKEN.findall(keyword_query(text).lower())) - STOPWORDS
 
 
 def asset_row(asset: Asset, vector: np.ndarray, version: int) -> dict[str, Any]:
