@@ -274,6 +274,63 @@ def cmd_migrate(args, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _threshold_arg(text: str) -> float:
+    """--threshold: a cosine similarity in (0, 1], or a usage error (exit 2)."""
+    from .duplicates import validate_threshold
+    try:
+        return validate_threshold(text)
+    except RagkitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _candidates_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"give a whole number from 1 to 256, not {text[:40]!r}")
+    return value
+
+
+def cmd_duplicates(args, settings: Settings) -> int:
+    from .duplicates import assets_to_delete, find_duplicate_groups
+    library = _open_library(settings)
+    if library.random_weights:
+        _err("warning: the CLIP model has RANDOM weights: unrelated pictures score as near-duplicates; "
+             "these groups are meaningless. Use a real pretrained tag or checkpoint.")
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None and total and sys.stderr.isatty():
+            from tqdm import tqdm
+            bar = tqdm(total=total, unit="asset", file=sys.stderr, dynamic_ncols=True, desc="comparing")
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        groups = find_duplicate_groups(library, args.threshold, candidates=args.candidates, on_progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps({"threshold": args.threshold, "model": library.model_id,
+                          "random_weights": library.random_weights,
+                          "groups": [group.to_dict() for group in groups]}, ensure_ascii=False))
+        return EXIT_OK
+    for number, group in enumerate(groups, 1):
+        print(f"group {number}: {len(group.assets)} assets, lowest similarity {group.min_score:.3f}")
+        for asset, score in zip(group.assets, group.scores):
+            mark = "keep" if asset.sha256 == group.keep else f"{score:.3f}"
+            print(f"  {mark:>5}  {asset.sha256[:12]}  {asset.width}x{asset.height}  "
+                  f"{asset.size_bytes / 1024:,.0f} KiB  {asset.filename}")
+        print()
+    _err(f"{len(groups)} group(s) at similarity >= {args.threshold}; keeping the first of each would delete "
+         f"{assets_to_delete(groups)} asset(s)" + (" (`python -m ragkit delete SHA256...`)" if groups else ""))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ragkit",
@@ -354,7 +411,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="user:password or API key of the target (or write user:password@ into the URI)")
     migrate.set_defaults(handler=cmd_migrate)
 
-    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, migrate):
+    from .duplicates import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
+    duplicates = commands.add_parser(
+        "duplicates", help="groups of near-duplicate assets (resized, re-encoded, cropped, rotated copies)",
+        description="List groups of assets whose CLIP vectors have a cosine similarity >= THRESHOLD, "
+                    "linked transitively (a copy of a copy joins the group). Each group names the copy "
+                    "to keep by default (most pixels, then biggest file). Nothing is deleted.")
+    duplicates.add_argument("--threshold", type=_threshold_arg, default=DEFAULT_THRESHOLD, metavar="T",
+                            help="cosine similarity, above 0 and at most 1 (default %(default)s)")
+    duplicates.add_argument("--candidates", type=_candidates_arg, default=DEFAULT_CANDIDATES, metavar="K",
+                            help="neighbours compared per asset, 1-256 (default %(default)s); bigger groups "
+                                 "still join up through their members")
+    duplicates.set_defaults(handler=cmd_duplicates)
+
+    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, migrate, duplicates):
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return parser
 
