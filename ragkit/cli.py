@@ -293,27 +293,36 @@ def _candidates_arg(text: str) -> int:
     return value
 
 
+class _CountBar:
+    """A tqdm bar fed by (done, total) callbacks, on a terminal only (logs stay readable when piped)."""
+    def __init__(self, unit: str, description: str) -> None:
+        self._bar = None
+        self._unit, self._description = unit, description
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None and total and sys.stderr.isatty():
+            from tqdm import tqdm
+            self._bar = tqdm(total=total, unit=self._unit, desc=self._description, file=sys.stderr,
+                             dynamic_ncols=True)
+        if self._bar is not None:
+            self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def cmd_duplicates(args, settings: Settings) -> int:
     from .duplicates import assets_to_delete, find_duplicate_groups
     library = _open_library(settings)
     if library.random_weights:
-        _err("warning: the CLIP model has RANDOM weights: unrelated pictures score as near-duplicates; "
-             "these groups are meaningless. Use a real pretrained tag or checkpoint.")
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None and total and sys.stderr.isatty():
-            from tqdm import tqdm
-            bar = tqdm(total=total, unit="asset", file=sys.stderr, dynamic_ncols=True, desc="comparing")
-        if bar is not None:
-            bar.update(done - bar.n)
-
+        _err("warning: the CLIP model has RANDOM weights: unrelated pictures score as near-duplicates, "
+             "so these groups are meaningless. Use a real pretrained tag or checkpoint.")
+    bar = _CountBar("asset", "comparing")
     try:
-        groups = find_duplicate_groups(library, args.threshold, candidates=args.candidates, on_progress=progress)
+        groups = find_duplicate_groups(library, args.threshold, candidates=args.candidates, on_progress=bar)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if args.json:
         print(json.dumps({"threshold": args.threshold, "model": library.model_id,
                           "random_weights": library.random_weights,

@@ -11,8 +11,9 @@ drops edges, and components survive a missing edge where cliques split. The pric
 (A~B, B~C, A and C unlike), so every group says `min_score`, the lowest similarity between
 any two of its members: a group far below the threshold is a chain to look at, not to bulk-delete.
 
-The cost is one batched k-nearest-neighbour search per asset, done by Milvus (never all pairs in
-Python): n/batch_size search calls of batch_size vectors (bench/duplicates_bench.py).
+The cost is one batched nearest-neighbour search per asset, done by Milvus (never all pairs in
+Python), plus a second, wider one for the few assets that have a near neighbour at all
+(bench/duplicates_bench.py).
 """
 from __future__ import annotations
 
@@ -158,8 +159,7 @@ def _link_similar(store, min_score: float, candidates: int, batch_size: int,
     links = UnionFind()
     total, done = store.count(), 0
     for ids, vectors in store.vector_batches(batch_size):
-        # +1: an asset's nearest neighbour is itself.
-        for sha, hits in zip(ids, store.neighbours(vectors, candidates + 1, min_score)):
+        for sha, hits in zip(ids, _neighbours(store, vectors, candidates, min_score)):
             for other, _score in hits:
                 if other != sha:
                     links.union(sha, other)
@@ -167,6 +167,21 @@ def _link_similar(store, min_score: float, candidates: int, batch_size: int,
         if on_progress is not None:
             on_progress(done, max(total, done))
     return links
+
+
+def _neighbours(store, vectors: np.ndarray, candidates: int, min_score: float) -> list[list[tuple[str, float]]]:
+    """Each vector's stored neighbours at or above min_score (itself included), in two rounds.
+
+    Most assets have no near-duplicate, and a search's cost grows with the hits it returns (on
+    Milvus Lite about 0.1 ms a hit: bench/duplicates_bench.py), so the first round asks for 2 hits
+    (the asset and its nearest other); only the assets whose nearest other passes are asked again
+    for `candidates` others."""
+    hits = store.neighbours(vectors, 2, min_score)
+    crowded = [i for i, found in enumerate(hits) if len(found) == 2]
+    if crowded and candidates > 1:
+        for i, found in zip(crowded, store.neighbours(vectors[crowded], candidates + 1, min_score)):
+            hits[i] = found
+    return hits
 
 
 # --- one group ------------------------------------------------------------------------------
