@@ -27,14 +27,16 @@ from .errors import AssetNotFoundError, InvalidInputError
 from .filters import validate_sha256
 from .records import Asset
 
-# CLIP ViT-B-32 image-image cosine for near-duplicates (README, bench/duplicates_bench.py --quality):
-# re-encodes, resizes and small crops of one shot score above ~0.95; different shots of one
-# subject score below it. Random weights crowd everything together: pass a threshold there.
+# From practice with CLIP ViT-B-32 image embeddings, not measured here (no real weights on this
+# machine): Immich's default keeps only cosine >= 0.99 (re-encodes, resizes), and 0.95 is the usual
+# starting point that also takes small crops. A person reviews every group before anything is
+# deleted, so we lean to recall. Random weights crowd everything together: pass a threshold there.
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_CANDIDATES = 16   # neighbours asked per asset; bigger groups still connect through union-find
 QUERY_BATCH = 512         # vectors per search call
 SCORE_TOLERANCE = 1e-6    # float32 cosines of identical pictures come back as 0.9999999
 PAIRWISE_BLOCK = 1024     # rows per block when computing a group's lowest pairwise similarity
+EXACT_MIN_SCORE_UP_TO = 4096  # members; above, min_score is a bound (m² dot products take minutes)
 ROWS_PER_READ = 1000      # group members read back per call
 
 ProgressCallback = Callable[[int, int], None]  # (assets scanned, assets in all)
@@ -45,7 +47,7 @@ class DuplicateGroup:
     """Assets that show the same picture. `assets[0]` is the one to keep by default (`keep`)."""
     assets: tuple[Asset, ...]       # the suggested keeper first, then most similar to it first
     scores: tuple[float, ...]       # cosine of each asset to the suggested keeper (1.0 for itself)
-    min_score: float                # lowest cosine between any two members
+    min_score: float                # lowest cosine between any two members (a lower bound for huge groups)
 
     @property
     def keep(self) -> str:
@@ -90,7 +92,7 @@ def validate_threshold(value: object) -> float:
 def find_duplicate_groups(library_or_store, threshold: float = DEFAULT_THRESHOLD, *,
                           candidates: int = DEFAULT_CANDIDATES, batch_size: int = QUERY_BATCH,
                           on_progress: ProgressCallback | None = None) -> list[DuplicateGroup]:
-    """Groups of two or more assets whose vectors are >= threshold apart, biggest groups first.
+    """Groups of two or more assets linked by cosine similarity >= threshold, biggest groups first.
 
     Accepts a Library or its AssetStore. `candidates` bounds the neighbours looked at per asset
     (and so the cost); `on_progress(done, total)` is called after each batch of assets."""
@@ -211,11 +213,16 @@ def _group(rows: Sequence[tuple[Asset, np.ndarray]]) -> DuplicateGroup | None:
     order = sorted(range(len(assets)), key=lambda i: (i != keeper, -to_keeper[i], _keeper_rank(assets[i])))
     return DuplicateGroup(assets=tuple(assets[i] for i in order),
                           scores=tuple(min(1.0, float(to_keeper[i])) for i in order),
-                          min_score=lowest_pairwise_similarity(vectors))
+                          min_score=_lowest_similarity(vectors, to_keeper))
 
 
-def lowest_pairwise_similarity(vectors: np.ndarray) -> float:
-    """min over i != j of cos(v_i, v_j), for unit vectors, a block of rows at a time."""
+def _lowest_similarity(vectors: np.ndarray, to_keeper: np.ndarray) -> float:
+    """min over i != j of cos(v_i, v_j) for unit vectors, a block of rows at a time; for a huge group
+    (only random weights or a very low threshold make one) the bound cos(a + b), a and b the two
+    widest angles to the keeper (the angle between two unit vectors obeys the triangle inequality)."""
+    if len(vectors) > EXACT_MIN_SCORE_UP_TO:
+        widest = np.sort(np.arccos(np.clip(to_keeper, -1.0, 1.0)))[-2:]
+        return float(np.cos(min(math.pi, float(widest.sum()))))
     lowest = 1.0
     for start in range(0, len(vectors), PAIRWISE_BLOCK):
         block = vectors[start:start + PAIRWISE_BLOCK] @ vectors.T

@@ -96,6 +96,18 @@ def test_groups_are_connected_components_at_the_threshold(library):
     assert pair.min_score == pytest.approx(0.951, abs=1e-4)
 
 
+def test_a_huge_group_reports_a_lower_bound_not_an_exact_minimum(library, monkeypatch):
+    """Above EXACT_MIN_SCORE_UP_TO members the m² pass is skipped; the bound must never overstate."""
+    import ragkit.duplicates as duplicates
+    store_vectors(library, scene(library.dim))
+    exact = 2 * 0.96 ** 2 - 1
+    monkeypatch.setattr(duplicates, "EXACT_MIN_SCORE_UP_TO", 2)
+    chain = find_duplicate_groups(library, 0.95)[0]
+    # keeper a or c: the widest angles to it are θ and 2θ, so the bound is cos(3θ); keeper b: exact
+    assert chain.min_score <= exact + 1e-5
+    assert chain.min_score >= math.cos(3 * math.acos(0.96)) - 1e-5
+
+
 def test_the_threshold_is_inclusive_and_moves_the_boundary(library):
     store_vectors(library, scene(library.dim))
     assert groups_by_name(find_duplicate_groups(library, 0.949)) == [{"a", "b", "c"}, {"d", "e"}, {"f", "g"}]
