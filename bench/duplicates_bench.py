@@ -3,7 +3,7 @@
     python bench/duplicates_bench.py --sizes 10000,100000          # cost on both Lite engines
     python bench/duplicates_bench.py --quality                     # threshold table on the test set
     python bench/duplicates_bench.py --quality --models ViT-B-32:openai   # ... where real weights exist
-    python bench/duplicates_bench.py --sizes 10000 --batch-sizes 64,512,2048
+    python bench/duplicates_bench.py --sizes 10000 --batch-sizes 512,4096 --methods search
 
 Cost: a synthetic library of N assets with CLIP-like clustered vectors (bench/synth.py's model)
 in which 1% of the assets are originals with 1-4 planted copies (cosine 0.96-0.995 to their
@@ -152,10 +152,13 @@ def open_library(lib: DupLibrary, engine: str) -> Iterator[object]:
 def range_neighbours(store):
     """store.neighbours done as a Milvus range search (radius = the threshold), for comparison."""
     def neighbours(vectors, k, min_score):
+        params = store._search_params(k)
+        if "ef" in params:
+            params["ef"] = max(store.NEIGHBOUR_EF, k)
         results = store._client.search(
             store.collection, data=np.asarray(vectors, dtype=np.float32).tolist(), anns_field="vector",
             limit=k, output_fields=["sha256"], **store._read,
-            search_params={"metric_type": "COSINE", "params": {**store._search_params(k), "radius": min_score}})
+            search_params={"metric_type": "COSINE", "params": {**params, "radius": min_score}})
         return [[(hit["sha256"], float(hit["distance"])) for hit in hits] for hits in results]
     return neighbours
 
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="", help="library sizes for the cost table, e.g. 10000,100000")
     parser.add_argument("--engines", default="embedded,lite-server")
     parser.add_argument("--methods", default="search,search-1round,range")
-    parser.add_argument("--batch-sizes", default="512", help="vectors per search call (comma-separated)")
+    parser.add_argument("--batch-sizes", default="4096", help="vectors per search call (comma-separated)")
     parser.add_argument("--threshold", type=float, default=0.95)
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--quality", action="store_true", help="the threshold table on the labelled test set")

@@ -33,7 +33,7 @@ from .records import Asset
 # deleted, so we lean to recall. Random weights crowd everything together: pass a threshold there.
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_CANDIDATES = 16   # neighbours asked per asset; bigger groups still connect through union-find
-QUERY_BATCH = 512         # vectors per search call
+QUERY_BATCH = 4096        # vectors read and searched per call: Lite pays a pass over the collection per call
 SCORE_TOLERANCE = 1e-6    # float32 cosines of identical pictures come back as 0.9999999
 PAIRWISE_BLOCK = 1024     # rows per block when computing a group's lowest pairwise similarity
 EXACT_MIN_SCORE_UP_TO = 4096  # members; above, min_score is a bound (m² dot products take minutes)

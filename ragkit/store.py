@@ -342,9 +342,13 @@ class AssetStore:
         return self._listing.tag_counts(self.count())
 
     # --- near-duplicates (ragkit.duplicates) -----------------------------------------------
-    def vector_batches(self, batch_size: int = 1024) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Every asset's id and stored vector, one batch at a time (a whole library's vectors
-        as Python lists would not fit in memory at 100k)."""
+    # HNSW breadth for neighbour searches: a near-duplicate sits very close, the easiest query there
+    # is; at 100k the same pairs came back at ef 16-128, and 64 costs half of 128 (bench/duplicates_bench.py).
+    NEIGHBOUR_EF = 64
+
+    def vector_batches(self, batch_size: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Every asset's id and stored vector, one batch at a time (as Python lists, the vectors of a
+        100k library would take ~2 GB)."""
         iterator = self._call("read the vectors", self._client.query_iterator, self.collection,
                               batch_size=batch_size, filter="", output_fields=["sha256", "vector"])
         try:
@@ -365,9 +369,11 @@ class AssetStore:
         if not len(queries):
             return []
         k = max(1, min(int(k), 1024))
+        params = self._search_params(k)
+        if "ef" in params:
+            params["ef"] = max(self.NEIGHBOUR_EF, k)
         results = self._call("search for near-duplicates", self._client.search, self.collection,
                              data=queries.tolist(), anns_field="vector", limit=k, output_fields=["sha256"],
-                             search_params={"metric_type": "COSINE", "params": self._search_params(k)},
-                             **self._read)
+                             search_params={"metric_type": "COSINE", "params": params}, **self._read)
         return [[(hit["sha256"], float(hit["distance"])) for hit in hits if hit["distance"] >= min_score]
                 for hits in results]
