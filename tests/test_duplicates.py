@@ -96,6 +96,15 @@ def test_groups_are_connected_components_at_the_threshold(library):
     assert pair.min_score == pytest.approx(0.951, abs=1e-4)
 
 
+def test_the_same_groups_on_every_engine(any_library):
+    """Embedded Lite, `milvus-lite server` and the real Milvus engine (2.3: no group_by, its own
+    consistency): the same searches, the same groups."""
+    store_vectors(any_library, scene(any_library.dim))
+    groups = find_duplicate_groups(any_library, 0.95, batch_size=8)
+    assert groups_by_name(groups) == [{"a", "b", "c"}, {"d", "e"}]
+    assert groups[0].min_score == pytest.approx(2 * 0.96 ** 2 - 1, abs=1e-4)
+
+
 def test_a_huge_group_reports_a_lower_bound_not_an_exact_minimum(library, monkeypatch):
     """Above EXACT_MIN_SCORE_UP_TO members the m² pass is skipped; the bound must never overstate."""
     import ragkit.duplicates as duplicates
