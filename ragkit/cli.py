@@ -350,6 +350,53 @@ def _whole_number(low: int, high: int):
     return parse
 
 
+def _threshold_arg(text: str) -> float:
+    """--threshold: a cosine similarity in (0, 1], or a usage error (exit 2)."""
+    from .duplicates import validate_threshold
+    try:
+        return validate_threshold(text)
+    except RagkitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _candidates_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"give a whole number from 1 to 256, not {printable(text)[:40]!r}")
+    return value
+
+
+def cmd_duplicates(args, settings: Settings) -> int:
+    from .duplicates import assets_to_delete, find_duplicate_groups
+    library = _open_library(settings)
+    if library.random_weights:
+        _err("warning: the CLIP model has RANDOM weights: unrelated pictures score as near-duplicates, "
+             "so these groups are meaningless. Use a real pretrained tag or checkpoint.")
+    bar = _CountProgress("compared")
+    try:
+        groups = find_duplicate_groups(library, args.threshold, candidates=args.candidates, on_progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps({"threshold": args.threshold, "model": library.model_id,
+                          "random_weights": library.random_weights,
+                          "groups": [group.to_dict() for group in groups]}, ensure_ascii=False))
+        return EXIT_OK
+    for number, group in enumerate(groups, 1):
+        _out(f"group {number}: {len(group.assets)} assets, lowest similarity {group.min_score:.3f}")
+        for asset, score in zip(group.assets, group.scores):
+            mark = "keep" if asset.sha256 == group.keep else f"{score:.3f}"
+            _out(f"  {mark:>5}  {asset.sha256[:12]}  {asset.width}x{asset.height}  "
+                 f"{asset.size_bytes / 1024:,.0f} KiB  {asset.filename}")
+        _out("")
+    _err(f"{len(groups)} group(s) at similarity >= {args.threshold}; keeping the first of each would delete "
+         f"{assets_to_delete(groups)} asset(s)" + (" (`python -m ragkit delete SHA256...`)" if groups else ""))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m ragkit",
@@ -446,11 +493,25 @@ def build_parser() -> argparse.ArgumentParser:
                     "the trash, usage rights, captions and keyword search. Safe to interrupt: the library keeps "
                     "using the old collection until the copy is complete, and the next run completes it.")
     upgrade.add_argument("--drop-old", action="store_true", help="then drop the old collection")
-    upgrade.add_argument("--batch-size", type=_whole_number(1, 16384), default=256, metavar="N",
+    upgrade.add_argument("--batch-size", type=_whole_number(1, MAX_COPY_BATCH), default=256, metavar="N",
                          help="assets per copy step (default 256)")
     upgrade.set_defaults(handler=cmd_upgrade)
 
-    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, migrate, upgrade):
+
+    from .duplicates import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
+    duplicates = commands.add_parser(
+        "duplicates", help="groups of near-duplicate assets (resized, re-encoded, cropped, rotated copies)",
+        description="List groups of assets whose CLIP vectors have a cosine similarity >= THRESHOLD, "
+                    "linked transitively (a copy of a copy joins the group). Each group names the copy "
+                    "to keep by default (most pixels, then biggest file). Nothing is deleted.")
+    duplicates.add_argument("--threshold", type=_threshold_arg, default=DEFAULT_THRESHOLD, metavar="T",
+                            help="cosine similarity, above 0 and at most 1 (default %(default)s)")
+    duplicates.add_argument("--candidates", type=_candidates_arg, default=DEFAULT_CANDIDATES, metavar="K",
+                            help="neighbours compared per asset, 1-256 (default %(default)s); bigger groups "
+                                 "still join up through their members")
+    duplicates.set_defaults(handler=cmd_duplicates)
+
+    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, migrate, upgrade, duplicates):
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return parser
 

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -469,3 +469,41 @@ class AssetStore:
     def all_tags(self) -> list[tuple[str, int]]:
         """Every tag with its number of assets, most used first (for filter pickers)."""
         return self._listing.tag_counts(self._rows())
+
+    # --- near-duplicates (ragkit.duplicates) -----------------------------------------------
+    # HNSW breadth for neighbour searches: a near-duplicate sits very close, the easiest query there
+    # is; at 100k the same pairs came back at ef 16-128, and 64 costs half of 128 (bench/duplicates_bench.py).
+    NEIGHBOUR_EF = 64
+
+    def vector_batches(self, batch_size: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Every asset's id and stored vector, one batch at a time (as Python lists, the vectors of a
+        100k library would take ~2 GB)."""
+        iterator = self._call("read the vectors", self._client.query_iterator, self.collection,
+                              batch_size=batch_size, filter=self._live, output_fields=["sha256", "vector"])
+        try:
+            while batch := self._call("read the vectors", iterator.next):
+                vectors = np.asarray([row["vector"] for row in batch], dtype=np.float32)
+                yield [row["sha256"] for row in batch], vectors.reshape(len(batch), self.dim)
+        finally:
+            iterator.close()
+
+    def neighbours(self, vectors: np.ndarray, k: int, min_score: float) -> list[list[tuple[str, float]]]:
+        """For each query vector, up to k stored ids with cosine >= min_score, best first.
+
+        One search call for the whole batch: Milvus Lite pays a per-row pass over the
+        collection once per call, however many vectors it carries. A plain top-k with the cut
+        done here, not a range search: Lite's range search is this same top-k (over-fetched 5x,
+        so slower), and both engines answer it alike (bench/duplicates_bench.py)."""
+        queries = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if not len(queries):
+            return []
+        k = max(1, min(int(k), 1024))
+        params = self._search_params(k)
+        if "ef" in params:
+            params["ef"] = max(self.NEIGHBOUR_EF, k)
+        results = self._call("search for near-duplicates", self._client.search, self.collection,
+                             data=queries.tolist(), anns_field="vector", limit=k, output_fields=["sha256"],
+                             filter=self._live, search_params={"metric_type": "COSINE", "params": params},
+                             **self._read)
+        return [[(hit["sha256"], float(hit["distance"])) for hit in hits if hit["distance"] >= min_score]
+                for hits in results]
