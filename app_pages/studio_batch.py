@@ -229,8 +229,9 @@ def progress_and_review(library: Library, store: batch.JobStore, job_id: str, wa
     st.progress(finished / max(1, len(job.takes)), text=line)
     review_actions(library, store, job)
     inject_css()
+    sending = run.sending() if run else None  # one snapshot per redraw: at most C "Drawing…"
     for product, takes in job.products():
-        product_row(library, store, job, product, takes, live)
+        product_row(library, store, job, product, takes, live, sending)
 
 
 def review_actions(library: Library, store: batch.JobStore, job: batch.BatchJob) -> None:
@@ -249,12 +250,12 @@ def review_actions(library: Library, store: batch.JobStore, job: batch.BatchJob)
 
 
 def product_row(library: Library, store: batch.JobStore, job: batch.BatchJob, product: str,
-                takes: list[batch.Take], live: bool) -> None:
+                takes: list[batch.Take], live: bool, sending: frozenset | None) -> None:
     """One product: its shot, name, state and cost on the left; its variations in a row on the right."""
     asset = next(iter(library.get_many([product])), None)
     status = batch.item_status(takes)
     badge = {"done": ":green-badge[Done]", "failed": ":red-badge[Failed]", "partial": ":orange-badge[Partly]",
-             "pending": ":blue-badge[Drawing…]" if live else ":gray-badge[Not sent]"}[status]
+             "pending": pending_badge(takes, live, sending)}[status]
     with st.container(border=True, key=f"batch-item-{product[:12]}"):
         left, right = st.columns([1, 5], gap="medium")
         with left:
@@ -269,13 +270,31 @@ def product_row(library: Library, store: batch.JobStore, job: batch.BatchJob, pr
             cells = st.grid(RESULT_COLUMNS, gap="small", key=f"batch-grid-{product[:12]}")
             for take in takes:
                 with cells.cell():
-                    take_cell(library, store, job, take, live)
+                    take_cell(library, store, job, take, live, sending)
 
 
-def take_cell(library: Library, store: batch.JobStore, job: batch.BatchJob, take: batch.Take, live: bool) -> None:
+def pending_badge(takes: list[batch.Take], live: bool, sending: frozenset | None) -> str:
+    """A product not finished: being drawn, queued, waiting (run elsewhere), or not sent (stopped)."""
+    if not live:
+        return ":gray-badge[Not sent]"
+    if sending is None:
+        return ":blue-badge[Waiting]"
+    return ":blue-badge[Drawing…]" if any(t.key in sending for t in takes) else ":gray-badge[Queued]"
+
+
+def pending_caption(take: batch.Take, live: bool, sending: frozenset | None) -> str:
+    if not live:
+        return "Not sent yet (Resume)"
+    if sending is None:  # run by another session or process: only its state file is known here
+        return ":material/hourglass_top: Waiting for the model…"
+    return ":material/brush: Drawing…" if take.key in sending else ":material/schedule: Queued"
+
+
+def take_cell(library: Library, store: batch.JobStore, job: batch.BatchJob, take: batch.Take, live: bool,
+              sending: frozenset | None) -> None:
     key = f"{job.id}.{take.product[:12]}.{take.variation}"
     if take.status == batch.PENDING:
-        st.caption(":material/hourglass_top: Waiting for the model…" if live else "Not sent yet (Resume)")
+        st.caption(pending_caption(take, live, sending))
         return
     if take.status == batch.FAILED:
         st.caption(f":material/block: {md_escape(take.reason)}")

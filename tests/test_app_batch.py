@@ -73,11 +73,18 @@ def test_a_batch_runs_in_the_background_shows_progress_elsewhere_and_is_reviewed
     run(at)
     summary = " ".join(texts(at.caption))
     assert "3 products × 2 = **6 requests**, each with 2 references (of 3)" in summary and "about $0.2" in summary
+    at.number_input(key="batch.concurrency").set_value(1)
+    run(at)
     at.button(key="batch.start").click()
     run(at)
 
-    # In flight: the progress, and the sidebar of another page says how far it got.
+    # In flight: the progress; one request at a time is being drawn, the others say they are queued.
     assert "of 6 images" in progress_text(at)
+    wait_until(at, lambda page: any("Drawing…" in caption for caption in texts(page.caption)), timeout=20)
+    captions = texts(at.caption)
+    assert sum("Drawing…" in c for c in captions) == 1 and any("Queued" in c for c in captions)
+    assert sum("Drawing…" in m for m in texts(at.markdown)) == 1  # the one product's badge
+    # The sidebar of another page says how far it got.
     at.switch_page(LIBRARY)
     run(at)
     assert any("of 6 images" in note for note in texts(at.sidebar.info))

@@ -380,9 +380,19 @@ class BatchRun:
     to_do: int                     # takes pending when this run started
     started_at: float = field(default_factory=time.monotonic)
     finished_this_run: int = 0
-    in_flight: int = 0
     stop_event: threading.Event = field(default_factory=threading.Event)
     done: bool = False
+    _sending: set[tuple[str, int]] = field(default_factory=set)  # the takes whose request is on its way
+    _sending_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def sending(self) -> frozenset[tuple[str, int]]:
+        """The takes whose request is on its way now (the others pending are queued)."""
+        with self._sending_lock:
+            return frozenset(self._sending)
+
+    def mark_sending(self, take: "Take", on_its_way: bool) -> None:
+        with self._sending_lock:
+            (self._sending.add if on_its_way else self._sending.discard)(take.key)
 
     def stop(self) -> None:
         """Send no more requests; those in flight finish and are kept."""
@@ -474,14 +484,13 @@ def _send(store: JobStore, job: BatchJob, to_do: list[Take], library, prices: Pr
         backoff.wait()
         if run.stop_event.is_set():
             return
-        with lock:
-            run.in_flight += 1
+        run.mark_sending(take, True)
         ended = False
         try:
             ended = _run_take(store, job, take, library, generator, prices, shared, run)
         finally:
+            run.mark_sending(take, False)
             with lock:
-                run.in_flight -= 1
                 if ended:
                     run.finished_this_run += 1
                     finished[0] += 1
