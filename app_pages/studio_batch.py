@@ -307,7 +307,7 @@ def take_cell(library: Library, store: batch.JobStore, job: batch.BatchJob, take
         st.image(preview, width="stretch", alt=f"Variation {take.variation + 1}")
     with st.container(horizontal=True, gap="xsmall", vertical_alignment="center"):
         if take.saved:
-            st.caption(":material/check_circle: In the library")
+            st.caption(":material/check_circle: In the library", width="content")
         else:
             if st.button("Approve", key=f"batch.approve.{key}", type="primary", icon=":material/check:"):
                 with guard("saving the image"):
@@ -317,7 +317,7 @@ def take_cell(library: Library, store: batch.JobStore, job: batch.BatchJob, take
                 with guard("rejecting the image"):
                     batch.reject(store, job.id, take.product, take.variation)
                     st.rerun(scope="fragment")
-        st.caption(format_usd(take.cost_usd))
+        st.caption(format_usd(take.cost_usd), width="content")
 
 
 def saved_changed(library: Library, message: str) -> None:

@@ -13,9 +13,11 @@ import sys
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
+from ragkit import cli
 from ragkit.config import Settings
 from ragkit.errors import BatchError
 from ragkit.ingest import Upload
@@ -88,6 +90,31 @@ def test_four_products_two_variations_make_eight_requests_product_first_kit_afte
     assert job.counts() == {"pending": 0, "done": 8, "failed": 0}
     assert all(job.image_path(t).is_file() for t in job.takes)
     assert len({job.image_path(t).read_bytes() for t in job.takes}) == 8  # a picture per request
+
+
+def test_cli_with_ref_follows_each_product_and_the_json_reports_every_item(lib, fake_gemini, studio_env, tmp_path,
+                                                                        monkeypatch, capsys):
+    products = add(lib, (15, 16))
+    extra = add(lib, (96,), name="backdrop")[0]
+    for name, value in studio_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_open_library", lambda settings: lib)  # in process, on the test's library
+    # The second product is also added to every request: its own requests carry it once, first.
+    code = cli.main(["batch", "--brief", BRIEF, "--ref-each", *products, "--with-ref", extra,
+                     "--with-ref", products[1], "-n", "2", "--json"])
+    out, err = capsys.readouterr()
+
+    assert code == 0, err
+    original = lib.original_bytes
+    expected = [[original(products[0]), original(extra), original(products[1])]] * 2 + \
+        [[original(products[1]), original(extra)]] * 2
+    assert sorted([data for _, data in r.images] for r in fake_gemini.requests) == sorted(expected)
+    report = json.loads(out)
+    assert {"job", "items", "cost_usd"} <= set(report) and report["cost_usd"] > 0
+    assert [(i["reference"], i["status"], len(i["images"]), i["reason"]) for i in report["items"]] == [
+        (products[0], "done", 2, None), (products[1], "done", 2, None)]
+    assert all(Path(image["path"]).is_file() for item in report["items"] for image in item["images"])
 
 
 def test_too_many_references_for_the_model_are_refused_before_anything_is_sent(lib, fake_gemini):

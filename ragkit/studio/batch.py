@@ -528,7 +528,8 @@ def _run_take(store: JobStore, job: BatchJob, take: Take, library, generator: Im
     started = time.monotonic()
     try:
         product = load_references(library, [take.product])
-        generation = generator.generate(spec.prompt, [*product, *shared], model=spec.model,
+        others = [ref for ref in shared if ref.sha256 != take.product]  # as spec.references_for(product)
+        generation = generator.generate(spec.prompt, [*product, *others], model=spec.model,
                                         aspect_ratio=spec.aspect, variations=1)
     except _FATAL as exc:
         run.stop()  # the take stays pending: fixed key, Resume finishes the job
