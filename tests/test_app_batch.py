@@ -9,6 +9,7 @@ import pytest
 
 from ragkit.ingest import Upload
 from ragkit.studio import batch, kits
+from ragkit.studio.cost import format_usd
 from ragkit.ui.tray import TRAY_KEY
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.fake_gemini import slow_reply
@@ -97,6 +98,8 @@ def test_a_batch_runs_in_the_background_shows_progress_elsewhere_and_is_reviewed
     for request in fake.requests:
         assert "Brand style: pastel" in request.brief and len(request.images) == 2
     job_id = at.session_state["batch.job"]
+    cost = batch.job_store(settings).load(job_id).cost_usd
+    assert cost > 0 and f"6 of 6 images · cost {format_usd(cost)}" in progress_text(at)  # the job's cost
     assert {b.key.split(".")[3] for b in at.button if b.key and b.key.startswith("batch.approve.")} == \
         {p[:12] for p in products}
     first = next(b for b in at.button if b.key and b.key.startswith("batch.approve."))

@@ -334,3 +334,26 @@ def test_a_generation_in_flight_shows_on_other_pages_and_lands_in_the_studio(wit
     run(at)
     assert not at.sidebar.success and "Generating" not in " ".join(texts(at.sidebar.info))
     generator.close()
+
+
+@pytest.mark.parametrize("prices", ["", '{"gemini-2.5-flash-image": null}'], ids=["priced", "unpriced"])
+def test_each_result_and_the_total_spent_show_their_cost_and_an_unknown_price_is_unknown(
+        with_key, refs, settings, monkeypatch, prices):
+    from ragkit.studio.cost import CostLedger, format_usd
+    monkeypatch.setenv("RAGKIT_PRICES", prices)
+    at = studio(refs[:1])
+    at.text_area(key=K_BRIEF).set_value(BRIEF)
+    at.segmented_control(key=K_VARIATIONS).set_value(2)
+    run(at)
+    at.button(key="studio.generate").click()
+    run(at)
+    run(at)  # the page as it is after the generation (the total spent is drawn above the results)
+
+    spent = CostLedger(settings.data_dir).totals()
+    assert (spent.generations, spent.images) == (1, 2)  # one generation of two images
+    total = format_usd(spent.known_cost)
+    assert total == ("unknown" if prices else format_usd(spent.cost_usd)) and total != "$0.000"
+    captions = texts(at.caption)
+    assert any(c.startswith("2 images · ") and f"· cost {total}" in c for c in captions), captions
+    assert any(f"{total} spent on 1 generation " in c for c in captions), captions
+    assert "$0.000" not in all_text(at)
