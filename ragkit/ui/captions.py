@@ -130,13 +130,14 @@ def library_panel(library: Library) -> None:
             _outcome(library, found)
         problem = key_problem(library)
         if st.button("Describe all without a caption", key="library.describe-all", icon=":material/subtitles:",
-                     disabled=bool(problem), help="Ask Gemini for a caption and suggested tags for every image "
-                     "that has none yet; it goes on while you browse."):
+                     disabled=bool(problem), help=problem or "Ask Gemini for a caption and suggested tags for every "
+                     "image that has none yet; it goes on while you browse."):
             with guard("starting Describe"):
                 start(library)
                 st.rerun()
-        if problem:
-            st.caption(md_escape(f"Describe needs a Gemini API key. {problem}"))
+        if problem:  # the whole how-to is the button's help
+            st.caption("Describe needs a Gemini API key: set `GEMINI_API_KEY` (or add it to "
+                       "`.streamlit/secrets.toml`) and restart ragkit")
 
 
 def _progress(library: Library) -> None:
