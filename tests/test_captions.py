@@ -51,17 +51,12 @@ def run(library, **what) -> describe.Outcome:
 
 def answer_by_image(library, answers: dict[str, object]):
     """A fake reply per asset: `answers` maps an asset id to a Reply or a caption failure mode."""
-    by_hash = {}
-    for sha, answer in answers.items():
-        by_hash[sha] = caption_failure_reply(answer) if isinstance(answer, str) else answer
-
-    def reply(request):
-        sent = hashlib.sha256(request.images[0][1]).hexdigest()
-        return by_hash[sent_to_asset[sent]]
-    # What is sent is the original as prepared for the model: map those bytes back to the asset.
     from ragkit.studio.describe import _load_image
-    sent_to_asset = {hashlib.sha256(_load_image(library, sha).data).hexdigest(): sha for sha in answers}
-    return reply
+    replies = {sha: caption_failure_reply(answer) if isinstance(answer, str) else answer
+               for sha, answer in answers.items()}
+    # What is sent is the original as prepared for the model: map those bytes back to their asset.
+    asset_of = {hashlib.sha256(_load_image(library, sha).data).hexdigest(): sha for sha in answers}
+    return lambda request: replies[asset_of[hashlib.sha256(request.images[0][1]).hexdigest()]]
 
 
 # ----------------------------------------------------------------------------- the request
