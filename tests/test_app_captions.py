@@ -52,6 +52,12 @@ def test_describe_all_then_accept_a_suggested_tag_in_the_details(with_key, seed)
     assert asset.tags == ("kite",) and asset.details["suggested_tags"] == ["beach"]
     assert at.multiselect(key=f"library.edit-tags.{sha}").value == ["kite"]  # the tag editor shows it
 
+    with_key.always(caption_reply("A blue kite over the dunes.", ["dunes"]))
+    at.button(key="library.describe-one").click()  # "Describe again", for this image only
+    finish_describe(run(at))
+    assert "A blue kite over the dunes." in shown(all_text(at)) and len(with_key.requests) == 4
+    assert state.library().get(sha).tags == ("kite",)  # the new suggestion waits too
+
 
 def test_without_a_key_describe_says_how_to_set_one(app_env, seed):
     [(_, asset)] = seed([Upload("shot.jpg", jpeg_bytes(1))]).added
