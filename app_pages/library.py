@@ -9,7 +9,7 @@ from ragkit.ingest import Upload
 from ragkit.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport
 from ragkit.tags import normalise_tags
-from ragkit.ui import state, tray, uploads
+from ragkit.ui import captions, state, tray, uploads
 from ragkit.ui.errors import guard, show_error
 from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, short_name, show_thumbnail,
                             thumbnail_bytes)
@@ -66,10 +66,11 @@ def summarize(report: IngestReport) -> dict:
             "rejected": len(report.rejected), "seconds": report.seconds, "rows": rows}
 
 
-def add_images(files, tags_text: str) -> None:
+def add_images(files, tags_text: str, describe: bool = False) -> None:
     """Start the upload in the background (ui/uploads.py): leaving the page no longer stops it."""
     tags = [t for t in tags_text.split(",") if t.strip()]
-    uploads.put(uploads.start(library, [Upload(f.name, f.getvalue()) for f in files], tags))
+    uploads.put(uploads.start(library, [Upload(f.name, f.getvalue()) for f in files], tags,
+                              then=captions.after_upload(library) if describe else None))
     for key in (K_REPORT, K_UPLOAD_ERROR):
         st.session_state.pop(key, None)
     # A new, empty drop zone: the job holds the bytes now, the old widget's files can go.
@@ -123,11 +124,12 @@ def upload_section(empty: bool) -> None:
                    "For thousands of files use `python -m ragkit ingest FOLDER`.")
         tags_text = st.text_input("Tags for these images (optional, comma-separated)", key=K_UPLOAD_TAGS,
                                   placeholder="summer, campaign, hero")
+        describe = captions.upload_checkbox(library)
         label = f"Add {len(files)} image{'s' if len(files) != 1 else ''} to the library" if files else "Add to the library"
         busy = uploads.running()
         if st.button(label, type="primary", disabled=not files or busy, icon=":material/add_photo_alternate:",
                      key="library.add", help="An upload is running; add more once it has finished." if busy else None):
-            add_images(files, tags_text)
+            add_images(files, tags_text, describe)
 
 
 def dismiss_report() -> None:
@@ -268,6 +270,7 @@ def details(sha256: str) -> None:
             st.markdown(f"### {md_escape(asset.filename)}")
             asset_facts(asset)
             tag_editor(asset)
+            captions.details_section(library, asset)
             if asset.is_generated:
                 provenance(asset)
             tray.pick_toggle(asset.sha256, key_prefix="library.details", label="Use as a reference")
@@ -374,6 +377,7 @@ with guard("loading the library"):
     progress_slot = st.empty()
     report_section()
     if total:
+        captions.library_panel(library)
         browse(total)
     if st.session_state.get(state.OPEN_ASSET):
         details(st.session_state[state.OPEN_ASSET])

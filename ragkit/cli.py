@@ -98,6 +98,9 @@ class _CountProgress:
 
 
 def cmd_ingest(args, settings: Settings) -> int:
+    if args.describe:
+        from .studio.captions import Captioner
+        Captioner.from_settings(settings).close()  # no key -> a clear error before anything is added
     library = _open_library(settings)
     _warn_random(library)
     bar = _Progress(sys.stderr.isatty() and not args.quiet)
@@ -111,9 +114,29 @@ def cmd_ingest(args, settings: Settings) -> int:
     rate = len(report.added) / report.seconds if report.seconds and report.added else 0.0
     _err(f"added {len(report.added)}, duplicates {len(report.duplicates)}, rejected {len(report.rejected)} "
          f"in {report.seconds:.1f}s ({rate:.1f} images/s)")
+    described = _describe_added(library, report, args.concurrency) if args.describe else None
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
-    return EXIT_OK if report.ok else EXIT_PARTIAL
+        print(json.dumps({**report.to_dict(), **({"describe": described.to_dict()} if described else {})},
+                         ensure_ascii=False))
+    described_all = described is None or described.counts()["done"] == len(report.added)
+    return EXIT_OK if report.ok and described_all else EXIT_PARTIAL
+
+
+def _describe_added(library, report, concurrency: int):
+    """ingest --describe: captions for the images just added (`describe --all` finishes an interrupted run)."""
+    from .studio import describe
+    from .studio.cost import format_usd
+    if not report.added:
+        return None
+    plan = describe.plan_describe(library, ids=[asset.sha256 for _, asset in report.added])
+    outcome = _run_describe(library, plan, concurrency)
+    for item in outcome.items:
+        if item.reason:
+            _err(f"not described: {item.sha256[:12]}…: {item.reason}")
+    if outcome.error:
+        _err(f"error: {outcome.error} (`python -m ragkit describe --all` describes the rest)")
+    _err(f"described {outcome.counts()['done']} of {len(report.added)}, cost {format_usd(outcome.cost_usd)}")
+    return outcome
 
 
 def cmd_search(args, settings: Settings) -> int:
@@ -249,9 +272,29 @@ def cmd_import(args, settings: Settings) -> int:
     for rejected in report.rejected:
         _err(f"rejected: {rejected.path}: {rejected.reason}")
     _err(f"imported {len(report.added)}, duplicates {len(report.duplicates)}, rejected {len(report.rejected)}")
+    described = _describe_added(library, report, args.concurrency) if args.describe else None
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
-    return EXIT_OK if report.ok else EXIT_PARTIAL
+        print(json.dumps({**report.to_dict(), **({"describe": described.to_dict()} if described else {})},
+                         ensure_ascii=False))
+    described_all = described is None or described.counts()["done"] == len(report.added)
+    return EXIT_OK if report.ok and described_all else EXIT_PARTIAL
+
+
+def _describe_added(library, report, concurrency: int):
+    """ingest --describe: captions for the images just added (`describe --all` finishes an interrupted run)."""
+    from .studio import describe
+    from .studio.cost import format_usd
+    if not report.added:
+        return None
+    plan = describe.plan_describe(library, ids=[asset.sha256 for _, asset in report.added])
+    outcome = _run_describe(library, plan, concurrency)
+    for item in outcome.items:
+        if item.reason:
+            _err(f"not described: {item.sha256[:12]}…: {item.reason}")
+    if outcome.error:
+        _err(f"error: {outcome.error} (`python -m ragkit describe --all` describes the rest)")
+    _err(f"described {outcome.counts()['done']} of {len(report.added)}, cost {format_usd(outcome.cost_usd)}")
+    return outcome
 
 
 def cmd_generate(args, settings: Settings) -> int:
@@ -375,6 +418,50 @@ def cmd_batch(args, settings: Settings) -> int:
     if counts[batch.DONE] == 0:
         return EXIT_FAILURE
     return EXIT_OK if counts[batch.DONE] == len(job.takes) and not job.spec.skipped else EXIT_PARTIAL
+
+
+def cmd_describe(args, settings: Settings) -> int:
+    from .studio import describe
+    from .studio.captions import Captioner
+    from .studio.cost import format_usd
+    from .studio.models import bare_id
+    Captioner.from_settings(settings).close()  # no key -> a clear error before anything loads
+    library = _open_library(settings)
+    plan = describe.plan_describe(library, everything=args.all, tag=args.tag, ids=args.sha256,
+                                  retry_failed=args.retry_failed, new=args.new)
+    _err(f"describing {plan.assets} image(s) with {bare_id(settings.caption_model)}, "
+         f"{args.concurrency} at a time" + (f"; {len(plan.skipped)} skipped" if plan.skipped else ""))
+    outcome = _run_describe(library, plan, args.concurrency, args.retry_failed)
+    for skipped in outcome.skipped:
+        _err(f"skipped: {skipped['sha256'][:12]}…: {skipped['reason']}")
+    for item in outcome.items:
+        if item.reason:
+            _err(f"{item.status}: {item.sha256[:12]}…: {item.reason}")
+    counts = outcome.counts()
+    if outcome.error:
+        _err(f"error: {outcome.error}")
+    _err(f"{counts[describe.DONE]} described, {counts[describe.FAILED]} failed, {counts[describe.PENDING]} not sent; "
+         f"cost {format_usd(outcome.cost_usd)}. Suggested tags wait in each image's details until accepted.")
+    if args.json:
+        print(json.dumps(outcome.to_dict(), ensure_ascii=False))
+    elif not args.all and not args.tag:
+        for item in outcome.items:
+            if item.caption:
+                _out(f"{item.sha256[:12]}  {item.caption}  [suggested: {', '.join(item.suggested_tags) or '-'}]")
+    if plan.assets and counts[describe.DONE] == 0:
+        return EXIT_FAILURE
+    return EXIT_OK if counts[describe.DONE] == plan.assets and not outcome.skipped else EXIT_PARTIAL
+
+
+def _run_describe(library, plan, concurrency: int, retry_failed: bool = False):
+    """Describe with a progress line; the outcome (ragkit.studio.describe.Outcome)."""
+    from .studio import describe
+    progress = _CountProgress("described", unit="image")
+    try:
+        return describe.describe(library, plan, concurrency=concurrency, retry_failed=retry_failed,
+                                 on_progress=progress)
+    finally:
+        progress.close()
 
 
 def _plan_batch(args, library, settings: Settings):
@@ -519,6 +606,10 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--workers", type=_whole_number(1, MAX_WORKERS), default=2,
                         help=f"decoding threads, 1-{MAX_WORKERS} (default 2)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
+    ingest.add_argument("--describe", action="store_true",
+                        help="then caption the added images with Gemini (RAGKIT_CAPTION_MODEL; needs GEMINI_API_KEY)")
+    ingest.add_argument("--concurrency", type=_whole_number(1, 16), default=4, metavar="C",
+                        help="with --describe: requests at a time, 1-16 (default 4)")
     ingest.set_defaults(handler=cmd_ingest)
 
     search = commands.add_parser("search", help="find images by text, by an example image, or similar to an asset")
@@ -626,6 +717,24 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--new", action="store_true", help="a new job even if these parameters made one before")
     batch.set_defaults(handler=cmd_batch)
 
+    describe = commands.add_parser(
+        "describe", help="captions and suggested tags from Gemini (RAGKIT_CAPTION_MODEL) for images",
+        description="Ask a Gemini text model for a one-sentence caption and up to 8 suggested tags per image. "
+                    "The caption is stored on the image and found by words in searches; suggested tags wait in "
+                    "the image's details until someone accepts them. --all and --tag describe the images without "
+                    "a caption (not those that failed before, unless --retry-failed); run the same command again "
+                    "after an interruption and only the rest is sent. Costs go to the ledger (`stats`).")
+    which = describe.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every image without a caption")
+    which.add_argument("--tag", default=None, help="the images with this tag and without a caption")
+    which.add_argument("sha256", nargs="*", default=[], metavar="SHA256", help="these images (described again if "
+                       "they have a caption; a finished job of the same ids is not sent again unless --new)")
+    describe.add_argument("--concurrency", type=_whole_number(1, 16), default=4, metavar="C",
+                          help="requests at a time, 1-16 (default 4)")
+    describe.add_argument("--retry-failed", action="store_true", help="send the images that failed before again, too")
+    describe.add_argument("--new", action="store_true", help="with ids: describe them again even if a job did")
+    describe.set_defaults(handler=cmd_describe)
+
     migrate = commands.add_parser(
         "migrate", help="copy the library (vectors included, no re-embedding) to a Milvus server",
         description="Copy every asset of the current model's collection to the Milvus at --to. Safe to run "
@@ -662,7 +771,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "still join up through their members")
     duplicates.set_defaults(handler=cmd_duplicates)
 
-    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, batch, migrate, upgrade, duplicates):
+    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, batch, describe, migrate,
+                upgrade, duplicates):
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return parser
 

@@ -19,6 +19,7 @@ from .errors import ConfigError
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash-image"
+DEFAULT_CAPTION_MODEL = "gemini-2.5-flash"
 
 # (setting name, environment variable, default, meaning): the README table lists each (tests/test_config.py).
 SETTINGS_TABLE: tuple[tuple[str, str, str, str], ...] = (
@@ -30,6 +31,7 @@ SETTINGS_TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("device", "RAGKIT_DEVICE", "auto", "auto, cpu, cuda or mps"),
     ("gemini_api_key", "GEMINI_API_KEY", "", "Gemini API key (GOOGLE_API_KEY also works)"),
     ("gemini_model", "RAGKIT_GEMINI_MODEL", DEFAULT_GEMINI_MODEL, "default image model for the Studio"),
+    ("caption_model", "RAGKIT_CAPTION_MODEL", DEFAULT_CAPTION_MODEL, "Gemini text model that describes images (Describe: caption and suggested tags)"),
     ("gemini_base_url", "RAGKIT_GEMINI_BASE_URL", "", "override the Gemini API endpoint (proxies, tests)"),
     ("prices", "RAGKIT_PRICES", "", "Studio prices per model (JSON or a JSON file's path) over the defaults from Google's price list"),
     ("max_image_pixels", "RAGKIT_MAX_IMAGE_PIXELS", "150000000", "larger images are rejected as decompression bombs"),
@@ -68,6 +70,7 @@ class Settings:
     device: str = "auto"
     gemini_api_key: str = field(default="", repr=False)
     gemini_model: str = DEFAULT_GEMINI_MODEL
+    caption_model: str = DEFAULT_CAPTION_MODEL
     gemini_base_url: str = ""
     prices: str = ""  # RAGKIT_PRICES, read by ragkit.studio.cost when a price is needed
     max_image_pixels: int = 150_000_000
@@ -110,6 +113,7 @@ class Settings:
             device=device,
             gemini_api_key=get("GEMINI_API_KEY") or get("GOOGLE_API_KEY"),
             gemini_model=get("RAGKIT_GEMINI_MODEL", DEFAULT_GEMINI_MODEL),
+            caption_model=get("RAGKIT_CAPTION_MODEL", DEFAULT_CAPTION_MODEL),
             gemini_base_url=get("RAGKIT_GEMINI_BASE_URL"),
             prices=get("RAGKIT_PRICES"),
             max_image_pixels=max_pixels,

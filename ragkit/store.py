@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -227,15 +227,19 @@ class AssetStore:
         return int(result.get("delete_count", len(ids))) if isinstance(result, dict) else len(ids)
 
     def update_tags(self, sha256: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Asset:
-        """Add/remove tags on one asset (Milvus has no partial update: re-upsert the row)."""
+        """Add/remove tags on one asset."""
+        removed = set(normalise_tags(remove))
+        return self.update(sha256, lambda asset: dataclasses.replace(
+            asset, tags=tuple(t for t in normalise_tags([*asset.tags, *add]) if t not in removed)))
+
+    def update(self, sha256: str, change: Callable[[Asset], Asset]) -> Asset:
+        """Rewrite one asset as `change` makes it (Milvus has no partial update: the row is re-upserted
+        with its vector; derived fields such as `keywords` follow the new values)."""
         row = self._get_rows([sha256], with_vector=True)
         if not row:
             raise AssetNotFoundError(f"No asset {sha256} in the library.")
-        current = row[0]
-        removed = set(normalise_tags(remove))
-        tags = [t for t in normalise_tags([*current["tags"], *add]) if t not in removed]
-        updated = dataclasses.replace(self._asset(current), tags=tuple(tags))
-        self.upsert([updated], np.asarray([current["vector"]], dtype=np.float32))
+        updated = change(self._asset(row[0]))
+        self.upsert([updated], np.asarray([row[0]["vector"]], dtype=np.float32))
         return updated
 
     # --- reads --------------------------------------------------------------------------

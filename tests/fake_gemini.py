@@ -26,6 +26,12 @@ containing a tag (handy to see how the Studio page shows each error):
 ``[fake:invalid-key]`` ``[fake:403]`` ``[fake:429]`` ``[fake:500]`` ``[fake:503]``
 ``[fake:slow=SECONDS]`` ``[fake:quota=SECONDS]`` (a 429 with Gemini's RetryInfo delay). ``--delay SECONDS``
 makes every image answer take that long, like a real model.
+
+Captions: a request that asks for JSON (``responseMimeType`` application/json, as Describe does) with an
+image is answered with ``{"caption": ..., "tags": [...]}`` for that image (``caption_for``: the same
+image, the same caption), billed as a text model bills it. ``caption_mode`` (``--caption MODE``) switches
+every such answer to a failure: ``bad-json``, ``missing-field``, ``too-many-tags``, ``long-caption``,
+``safety`` (finishReason SAFETY), ``max-tokens`` (cut off, finishReason MAX_TOKENS) or ``429``.
 """
 from __future__ import annotations
 
@@ -219,6 +225,61 @@ def slow_reply(delay_s: float, then: Reply | None = None) -> Reply:
     return Reply(base.status, base.body, delay_s)
 
 
+# --------------------------------------------------------------------------- captions
+_CAPTION_SUBJECTS = ("lighthouse", "sneaker", "teapot", "bicycle", "armchair", "backpack", "cactus", "guitar",
+                     "lantern", "umbrella", "kettle", "skateboard", "violin", "hourglass", "typewriter", "compass")
+_CAPTION_COLOURS = ("crimson", "teal", "amber", "violet", "olive", "coral", "indigo", "ochre")
+_CAPTION_SETTINGS = ("on a pastel podium", "on a wooden table", "against a concrete wall", "in soft studio light")
+CAPTION_MODES = ("ok", "bad-json", "missing-field", "too-many-tags", "long-caption", "safety", "max-tokens", "429")
+
+
+def caption_for(image: bytes) -> tuple[str, list[str]]:
+    """The fake's caption and tags for an image: picked from word lists by the image's hash."""
+    digest = hashlib.sha256(image).digest()
+    subject = _CAPTION_SUBJECTS[digest[0] % len(_CAPTION_SUBJECTS)]
+    colour = _CAPTION_COLOURS[digest[1] % len(_CAPTION_COLOURS)]
+    setting = _CAPTION_SETTINGS[digest[2] % len(_CAPTION_SETTINGS)]
+    article = "An" if colour[0] in "aeiou" else "A"
+    return f"{article} {colour} {subject} {setting}.", [subject, colour, "product shot"]
+
+
+def caption_usage(output_text: str, prompt: int = 80, images: int = 1) -> dict[str, Any]:
+    """A text model's usageMetadata: the instruction and the image in, the JSON text out."""
+    return usage_metadata(prompt=prompt, image=0, text=max(1, len(output_text) // 4), reference_images=images)
+
+
+def caption_text_reply(text: str, finish: str = "STOP") -> Reply:
+    """A text model's answer: `text` as the one part (JSON or not), finishing with `finish`."""
+    return Reply(200, _candidate([{"text": text}], finish, caption_usage(text)))
+
+
+def caption_reply(caption: str, tags: list[str]) -> Reply:
+    """A well-formed caption answer."""
+    return caption_text_reply(json.dumps({"caption": caption, "tags": tags}))
+
+
+def caption_failure_reply(mode: str, image: bytes = b"") -> Reply:
+    """A caption answer that goes wrong in one of the CAPTION_MODES ways (other than ok)."""
+    caption, tags = caption_for(image)
+    if mode == "bad-json":
+        return caption_text_reply('{"caption": "A teapot on a table", "tags": ["teapot", ')
+    if mode == "missing-field":
+        return caption_text_reply(json.dumps({"tags": tags}))
+    if mode == "too-many-tags":
+        return caption_reply(caption, [f"tag {n}" for n in range(12)])
+    if mode == "long-caption":
+        return caption_reply(" ".join([caption] * 40), tags)
+    if mode == "safety":
+        body = _candidate([], "SAFETY", caption_usage("", images=1))
+        body["candidates"][0].pop("content")
+        return Reply(200, body)
+    if mode == "max-tokens":
+        return caption_text_reply(json.dumps({"caption": caption, "tags": tags})[:25], finish="MAX_TOKENS")
+    if mode == "429":
+        return quota_reply(1, model="gemini-2.5-flash")
+    raise ValueError(f"unknown caption mode {mode!r}; one of {', '.join(CAPTION_MODES)}")
+
+
 def _candidate(parts: list[dict[str, Any]], finish: str, usage: dict[str, int]) -> dict[str, Any]:
     return {"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish, "index": 0}],
             "usageMetadata": usage, "modelVersion": "fake", "responseId": "fake-response"}
@@ -288,13 +349,23 @@ class RecordedRequest:
     def aspect_ratio(self) -> str | None:
         return self.generation_config.get("imageConfig", {}).get("aspectRatio")
 
+    @property
+    def wants_json(self) -> bool:
+        """Structured output was asked for (a caption request)."""
+        return self.generation_config.get("responseMimeType") == "application/json"
+
+    @property
+    def response_schema(self) -> dict[str, Any]:
+        return self.generation_config.get("responseSchema", {})
+
 
 # --------------------------------------------------------------------------- server
 class FakeGemini:
     """A threaded HTTP server on 127.0.0.1 speaking enough of the Gemini REST API."""
 
-    def __init__(self, port: int = 0, *, tags: bool = True, delay_s: float = 0.0) -> None:
+    def __init__(self, port: int = 0, *, tags: bool = True, delay_s: float = 0.0, caption_mode: str = "ok") -> None:
         self._port = port
+        self.caption_mode = caption_mode  # how JSON (caption) requests are answered: CAPTION_MODES
         self.tags = tags  # honour [fake:...] tags in briefs when nothing is queued
         self.delay_s = delay_s  # every default image answer waits this long (a model's time to draw)
         self.requests: list[RecordedRequest] = []
@@ -357,7 +428,15 @@ class FakeGemini:
             return self.default(request)
         if self.default is not None:
             return self.default
+        if request.wants_json and request.images:
+            return self._caption_reply(request)
         return (self.tags and _reply_for_tags(request.brief)) or Reply(delay_s=self.delay_s)
+
+    def _caption_reply(self, request: RecordedRequest) -> Reply:
+        image = request.images[0][1]
+        if self.caption_mode != "ok":
+            return caption_failure_reply(self.caption_mode, image)
+        return caption_reply(*caption_for(image))
 
     def _default_image_body(self, request: RecordedRequest) -> dict[str, Any]:
         """The gradient for this brief, billed like Gemini bills it: the brief's words and each
@@ -474,8 +553,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
                         help="answer each image request after this long, like a real model (default 0)")
+    parser.add_argument("--caption", default="ok", choices=CAPTION_MODES, metavar="MODE",
+                        help=f"how caption (Describe) requests are answered: {', '.join(CAPTION_MODES)} (default ok)")
     args = parser.parse_args(argv)
-    server = FakeGemini(args.port, delay_s=args.delay).start()
+    server = FakeGemini(args.port, delay_s=args.delay, caption_mode=args.caption).start()
     print(f"Fake Gemini listening on {server.url}  (Ctrl-C to stop)")
     print(f"  RAGKIT_GEMINI_BASE_URL={server.url} GEMINI_API_KEY=fake-key streamlit run app.py")
     print("  Put [fake:429], [fake:blocked], [fake:safety], [fake:text], [fake:slow=30] ... in a brief to see errors.")

@@ -3,7 +3,7 @@
 Each product asset is the first reference of its own request; the job's other references (--with-ref)
 and its brand kit's follow in every request; each product gets N variations, one request ("take")
 each. Takes run on a thread pool with a concurrency cap. A 429 from Gemini pauses *every* worker for
-the server's RetryInfo delay (``_Backoff``, the generator's sleep), so the quota window is respected by
+the server's RetryInfo delay (``Backoff``, the generator's sleep), so the quota window is respected by
 the whole job, not retried into by the other workers; after the retries a take is marked failed with
 the reason, like a refusal (safety, text only), and the others go on.
 
@@ -185,14 +185,23 @@ def item_status(takes: Sequence[Take]) -> str:
 
 # ----------------------------------------------------------------------------- on disk
 class JobStore:
-    """The batch jobs of one library: RAGKIT_DATA_DIR/jobs/<id>/."""
+    """The batch jobs of one library: RAGKIT_DATA_DIR/jobs/<id>/.
+
+    Other resumable jobs (ragkit.studio.describe) subclass it with their own folder, noun and record."""
+    SUBDIR = JOBS_DIR
+    NOUN = "batch job"
+    COMMAND = "batch"
 
     def __init__(self, data_dir: Path) -> None:
-        self.folder = Path(data_dir) / JOBS_DIR
+        self.folder = Path(data_dir) / self.SUBDIR
+
+    @staticmethod
+    def _from_dict(data: dict, folder: Path):
+        return _job_from_dict(data, folder)
 
     def job_folder(self, job_id: str) -> Path:
         if not (len(job_id) == 10 and all(c in "0123456789abcdef" for c in job_id)):
-            raise BatchError(f"{job_id!r} is not a batch job id (10 hex characters, as `batch` prints).")
+            raise BatchError(f"{job_id!r} is not a {self.NOUN} id (10 hex characters, as `{self.COMMAND}` prints).")
         return self.folder / job_id
 
     @contextlib.contextmanager
@@ -219,11 +228,11 @@ class JobStore:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise BatchError(f"No batch job {job_id} in {self.folder} (was it deleted?).") from None
+            raise BatchError(f"No {self.NOUN} {job_id} in {self.folder} (was it deleted?).") from None
         except ValueError as exc:
-            raise BatchError(f"The state of batch job {job_id} ({path}) is damaged ({exc}). Delete the folder "
+            raise BatchError(f"The state of {self.NOUN} {job_id} ({path}) is damaged ({exc}). Delete the folder "
                              "to start the job again.") from None
-        return _job_from_dict(data, path.parent)
+        return self._from_dict(data, path.parent)
 
     def list(self) -> list[BatchJob]:
         """Every job, newest first; a damaged one is skipped (and logged)."""
@@ -232,7 +241,7 @@ class JobStore:
             try:
                 jobs.append(self.load(path.parent.name))
             except (BatchError, KeyError, TypeError) as exc:
-                log.warning("skipping the batch job in %s: %s", path.parent, exc)
+                log.warning("skipping the %s in %s: %s", self.NOUN, path.parent, exc)
         return sorted(jobs, key=lambda job: job.created_at, reverse=True)
 
     def create(self, spec: BatchSpec) -> BatchJob:
@@ -271,14 +280,14 @@ class JobStore:
         """Hold the job's run lock, or refuse: one runner per job, across processes."""
         with self._flock(job_id, "run.lock", blocking=False) as acquired:
             if not acquired:
-                raise BatchError(f"Batch job {job_id} is already running (in the app or another command). "
+                raise BatchError(f"{self.NOUN.capitalize()} {job_id} is already running (in the app or another command). "
                                  "Wait for it to finish, or stop it there first.")
             yield
 
     def delete(self, job_id: str) -> None:
         """Remove a job and its result images (approved ones stay in the library)."""
         if self.is_running(job_id):
-            raise BatchError(f"Batch job {job_id} is running; stop it before deleting it.")
+            raise BatchError(f"{self.NOUN.capitalize()} {job_id} is running; stop it before deleting it.")
         shutil.rmtree(self.job_folder(job_id), ignore_errors=False)
 
 
@@ -353,7 +362,7 @@ def _usable_products(library, candidates: Sequence[str], now_ms: int | None) -> 
 
 
 # ----------------------------------------------------------------------------- running a job
-class _Backoff:
+class Backoff:
     """Shared by a job's workers: a 429's retry delay pauses them all (the generator's `sleep`)."""
 
     def __init__(self, stop: threading.Event) -> None:
@@ -472,7 +481,7 @@ def _send(store: JobStore, job: BatchJob, to_do: list[Take], library, prices: Pr
           concurrency: int, backoff_s: float, on_progress: Callable[[int, int], None] | None) -> None:
     spec = job.spec
     shared = _load_shared(library, spec)
-    backoff = _Backoff(run.stop_event)
+    backoff = Backoff(run.stop_event)
     finished = [len(job.takes) - len(to_do)]
     lock = threading.Lock()
     progress = on_progress or (lambda done, total: None)

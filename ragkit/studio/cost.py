@@ -14,9 +14,11 @@ model                        input    text and thinking    images
 ===========================  =======  ===================  ==============================
 gemini-2.5-flash-image       0.30     2.50                 30.00 ($0.039 per 1K image)
 gemini-3-pro-image-preview   2.00     12.00                120.00 ($0.134 per 1K/2K image)
+gemini-2.5-flash             0.30     2.50                 (makes no images)
 ===========================  =======  ===================  ==============================
 
-(2.5 Flash Image's text output is listed with Gemini 2.5 Flash.) Prices change: ``RAGKIT_PRICES``
+(2.5 Flash Image's text output is listed with Gemini 2.5 Flash. Gemini 2.5 Flash is the text model that
+writes captions, ragkit.studio.captions: an image in is 258 tokens per tile at the input price.) Prices change: ``RAGKIT_PRICES``
 overrides them, as JSON or as the path of a JSON file, e.g.
 ``{"gemini-3-pro-image-preview": {"input": 2, "output_text": 12, "output_image": 120}}``; a model set
 to ``null`` has no price. A model without a price costs "unknown", never $0.
@@ -68,6 +70,8 @@ DEFAULT_PRICES: dict[str, Price] = {
     "gemini-2.5-flash-image": Price(0.30, 2.50, 30.00),
     "gemini-2.5-flash-image-preview": Price(0.30, 2.50, 30.00),
     "gemini-3-pro-image-preview": Price(2.00, 12.00, 120.00),
+    # Captions (a text model): it bills no image output; any output token is at its output price.
+    "gemini-2.5-flash": Price(0.30, 2.50, 2.50),
 }
 
 # Tokens per generated 1K image (Google's price list: 1,290 for 2.5 Flash Image, 1,120 for 3 Pro Image up

@@ -287,11 +287,22 @@ class ImageGenerator:
 
     # -- one request, with bounded retry
     def _generate_one(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig) -> _Answer:
+        response = self.send(info, contents, config)
+        try:
+            return _read_response(response, info)
+        except GenerationError as exc:  # refusal texts come from the server: scrub them too
+            raise type(exc)(self._scrub(str(exc))) from None
+
+    def send(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig, *,
+             model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
+        """One request with the bounded retry (429s wait for the server's delay, through `sleep`): the
+        answer as the SDK read it, or a typed GenerationError. Also what captions (ragkit.studio.captions)
+        send; `model_setting` is the setting a 404 tells the person to check."""
         started = time.monotonic()
         retries = 0
         while True:
             try:
-                response = self._call(info, contents, config)
+                return self._call(info, contents, config, model_setting)
             except _Retryable as failure:
                 if retries >= self.max_retries:
                     raise failure.final(retries, time.monotonic() - started) from None
@@ -299,19 +310,14 @@ class ImageGenerator:
                 retries += 1
                 log.info("Gemini busy or rate-limited; retry %d of %d in %.1f s", retries, self.max_retries, delay)
                 self._sleep(delay)
-                continue
-            try:
-                return _read_response(response, info)
-            except GenerationError as exc:  # refusal texts come from the server: scrub them too
-                raise type(exc)(self._scrub(str(exc))) from None
 
-    def _call(self, info: ModelInfo, contents: list[Any],
-              config: types.GenerateContentConfig) -> types.GenerateContentResponse:
+    def _call(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig,
+              model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
         """One SDK call; every SDK/transport failure becomes a GenerationError or _Retryable."""
         try:
             return self._client.models.generate_content(model=info.id, contents=contents, config=config)
         except genai_errors.APIError as exc:
-            raise self._http_error(exc, info) from None
+            raise self._http_error(exc, info, model_setting) from None
         except _TIMEOUT_ERRORS:
             raise GenerationTimeoutError(
                 f"{info.label} did not answer within {self.timeout_s:g} s. Image generation can be slow under "
@@ -333,7 +339,8 @@ class ImageGenerator:
                 f"The Gemini client failed unexpectedly ({type(exc).__name__}: {_reason(exc)}). "
                 "Try again; if it keeps happening, report it with the brief you used.")) from None
 
-    def _http_error(self, exc: genai_errors.APIError, info: ModelInfo) -> Exception:
+    def _http_error(self, exc: genai_errors.APIError, info: ModelInfo,
+                    model_setting: str = "RAGKIT_GEMINI_MODEL") -> Exception:
         """Map an HTTP error answer to the typed error (or a retry) a person can act on."""
         code = int(exc.code or 0)
         status = exc.status or ""
@@ -353,7 +360,7 @@ class ImageGenerator:
             return _Retryable(lambda n, s: GenerationServerError(
                 f"Gemini had a server problem ({detail}); {_retried(n, s)}. The service may be overloaded: "
                 "try again in a few minutes."))
-        hint = f" Check the model name ({info.id}, set by RAGKIT_GEMINI_MODEL)." if code == 404 else ""
+        hint = f" Check the model name ({info.id}, set by {model_setting})." if code == 404 else ""
         return GenerationError(f"Gemini rejected the request ({detail}).{hint}")
 
     def _scrub(self, text: str) -> str:

@@ -10,7 +10,7 @@ other pages says how far it got.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import streamlit as st
 
@@ -46,9 +46,11 @@ class PendingUpload:
         return self.latest.added if self.latest else 0
 
 
-def start(library: Library, uploads: list[Upload], tags: Iterable[str]) -> PendingUpload:
+def start(library: Library, uploads: list[Upload], tags: Iterable[str],
+          then: Callable[[IngestReport], None] | None = None) -> PendingUpload:
     """Ingest `uploads` in a background job (keep it with `put`). The job takes the list over: it
-    empties it once the ingest is over, so the session does not keep the bytes."""
+    empties it once the ingest is over, so the session does not keep the bytes. `then` gets the
+    report of a finished ingest (e.g. to describe the new images)."""
     pending = PendingUpload(len(uploads))
     tags = list(tags)
 
@@ -58,7 +60,10 @@ def start(library: Library, uploads: list[Upload], tags: Iterable[str]) -> Pendi
             progress(update.done, update.total)
 
         try:
-            return library.ingest_uploads(uploads, tags=tags, on_progress=on_progress)
+            report = library.ingest_uploads(uploads, tags=tags, on_progress=on_progress)
+            if then is not None:
+                then(report)
+            return report
         finally:
             uploads.clear()
             state.mark_changed(library)  # even a failed run may have stored some
