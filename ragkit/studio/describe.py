@@ -323,14 +323,11 @@ def _send(store: DescribeStore, job: DescribeJob, to_do: list[Item], library, pr
         backoff.wait()
         if run.stop_event.is_set():
             return
-        with lock:
-            run.in_flight += 1
         ended = False
         try:
             ended = _describe_item(store, job, item, library, captioner, prices, run)
         finally:
             with lock:
-                run.in_flight -= 1
                 if ended:
                     run.finished_this_run += 1
                     finished[0] += 1
