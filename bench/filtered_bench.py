@@ -183,7 +183,7 @@ def _forced_routes(table: Table, store, n: int, label: str, tags: tuple[str, ...
 
     matching = [ids[i] for i in np.flatnonzero(mask)]
     share = mask.mean()
-    keeps = lite_reads._matcher(tags, source)  # noqa: SLF001
+    keeps = lite_reads.matcher(tags, source)
     default_ef = store._search_params(K)["ef"]  # noqa: SLF001
     truth = exact_filtered_topk(vectors, queries, mask, ids)
     expr = ids_filter(matching) if tags else f"source == {quote_literal(source or '')}"

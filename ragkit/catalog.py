@@ -12,13 +12,14 @@ import threading
 import time
 from typing import Callable, Iterable
 
-Entry = tuple[int, str, tuple[str, ...]]  # created_at, source, tags
-Change = tuple[str, str, "Entry | None"]   # ("put", id, entry) or ("remove", id, None)
+Entry = tuple[int, str, tuple[str, ...], int]  # created_at, source, tags, trashed_at (0: in the library)
+Change = tuple[str, str, "Entry | None"]        # ("put", id, entry) or ("remove", id, None)
 MAX_VIEWS = 64  # filtered orders kept per version (a person clicks through a handful of filters)
 
 
 class Catalog:
-    """sha256 -> (created_at, source, tags); not thread-safe (the store locks around it)."""
+    """sha256 -> (created_at, source, tags, trashed_at) of every row, the trash included; lists and
+    counts only what is in the library unless asked for the trash. Not thread-safe (Listing locks)."""
 
     def __init__(self, rows: Iterable[dict] = ()) -> None:
         self._entries: dict[str, Entry] = {}
@@ -27,6 +28,12 @@ class Catalog:
         self._forget_derived()
 
     def __len__(self) -> int:
+        """Assets in the library (not in the trash)."""
+        return len(self.ordered())
+
+    @property
+    def rows(self) -> int:
+        """Every row, the trash included: what a count(*) of the collection says."""
         return len(self._entries)
 
     def apply(self, changes: Iterable[Change]) -> None:
@@ -44,10 +51,11 @@ class Catalog:
         self._tag_counts: list[tuple[str, int]] | None = None
 
     def ordered(self, tags: tuple[str, ...] = (), source: str | None = None) -> list[str]:
-        """Ids with all of `tags` (normalised) and this source, newest first (ties by id)."""
+        """Ids in the library with all of `tags` (normalised) and this source, newest first (ties by id)."""
         if self._newest_first is None:
             entries = self._entries
-            self._newest_first = sorted(entries, key=lambda sha: (-entries[sha][0], sha))
+            self._newest_first = sorted((sha for sha, e in entries.items() if not e[3]),
+                                        key=lambda sha: (-entries[sha][0], sha))
         if not tags and source is None:
             return self._newest_first
         key = (tuple(sorted(set(tags))), source)
@@ -62,11 +70,18 @@ class Catalog:
             self._views[key] = view
         return view
 
+    def trashed(self) -> list[str]:
+        """Ids in the trash, most recently trashed first."""
+        entries = self._entries
+        return sorted((sha for sha, e in entries.items() if e[3]), key=lambda sha: (-entries[sha][3], sha))
+
     def tag_counts(self) -> list[tuple[str, int]]:
-        """Every tag with its number of assets, most used first, then by name."""
+        """Every tag with its number of assets in the library, most used first, then by name."""
         if self._tag_counts is None:
             counts: dict[str, int] = {}
-            for _, _, tags in self._entries.values():
+            for _, _, tags, trashed_at in self._entries.values():
+                if trashed_at:
+                    continue
                 for tag in tags:
                     counts[tag] = counts.get(tag, 0) + 1
             self._tag_counts = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -74,14 +89,16 @@ class Catalog:
 
 
 def entry_of(row: dict) -> Entry:
-    return int(row.get("created_at") or 0), str(row.get("source") or "upload"), tuple(row.get("tags") or ())
+    return (int(row.get("created_at") or 0), str(row.get("source") or "upload"), tuple(row.get("tags") or ()),
+            int(row.get("trashed_at") or 0))
 
 
 class Listing:
-    """The catalog, kept current for the store: built by one scan, then following the store's own
-    writes (`note`). Rebuilt when the row count it agrees with changes behind its back (another
-    store or process wrote) and, with `refresh_seconds` (a shared server), that often, so other
-    people's tag edits show up. Thread-safe: builds are serialised, reads see a finished catalog.
+    """The catalog, kept current for the store: built by one scan of every row, then following the
+    store's own writes (`note`). Rebuilt when the collection's row count (`total`: every row, the
+    trash included) changes behind its back (another store or process wrote) and, with
+    `refresh_seconds` (a shared server), that often, so other people's tag edits show up.
+    Thread-safe: builds are serialised, reads see a finished catalog.
     """
 
     def __init__(self, scan: Callable[[], list[dict]], refresh_seconds: float | None = None) -> None:
@@ -109,10 +126,21 @@ class Listing:
             self._catalog = None
 
     def ordered(self, total: int, tags: tuple[str, ...] = (), source: str | None = None) -> list[str]:
-        """Ids with all of `tags` and this source, newest first; `total` is the collection's row count now."""
+        """Ids in the library with all of `tags` and this source, newest first; `total` is the
+        collection's row count now."""
         catalog = self._current(total)
         with self._lock:
             return catalog.ordered(tags, source)
+
+    def trashed(self, total: int) -> list[str]:
+        catalog = self._current(total)
+        with self._lock:
+            return catalog.trashed()
+
+    def count_if_current(self, total: int) -> int | None:
+        """The number of assets in the library, if the catalog is built and still current (no scan)."""
+        with self._lock:
+            return len(self._catalog) if self._fresh(total) else None  # type: ignore[arg-type]
 
     def as_it_stands(self, tags: tuple[str, ...] = (), source: str | None = None) -> tuple[list[str], int]:
         """Ids with all of `tags` and this source, and the number of assets, from the catalog as it is
@@ -149,7 +177,7 @@ class Listing:
                 catalog.apply(self._log or [])  # writes the scan may or may not have seen
                 self._catalog, self._log = catalog, None
                 # Without a count (as_it_stands), its own size is the count it agrees with.
-                self._made_at, self._total = time.monotonic(), len(catalog) if total is None else total
+                self._made_at, self._total = time.monotonic(), catalog.rows if total is None else total
                 return catalog
 
     def _fresh(self, total: int | None) -> bool:

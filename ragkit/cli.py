@@ -148,17 +148,24 @@ def cmd_search(args, settings: Settings) -> int:
     if args.usable:
         from .rights import now_ms
         filters["usable_at"] = now_ms()
+    data = None
     if args.image:
         from .ingest import MAX_FILE_BYTES, read_image_file
         try:
             data = read_image_file(Path(args.image), MAX_FILE_BYTES)
         except InvalidImageError as exc:
             raise InvalidImageError(f"The example image {args.image} can't be used: {exc}") from None
+    if (args.image or args.similar) and (args.text or args.not_text):  # "like this, but red"
+        hits = library.search_composed(image=data, similar=args.similar, text=args.text or "",
+                                       text_weight=args.text_weight, not_text=args.not_text, k=args.k, **filters)
+    elif args.image:
         hits = library.search_image(data, args.k, **filters)
     elif args.similar:
         hits = library.search_similar(args.similar, args.k, **filters)
     else:
-        hits = library.search_text(args.text or "", args.k, **filters)
+        hits = library.search_text(args.text or "", args.k, keywords=not args.no_keywords, **filters)
+        if not args.no_keywords and library.keyword_search and not args.json:
+            _err(f"note: words in names and tags are not searched: {library.keyword_search}")
     if args.json:
         print(json.dumps({"query": args.text or args.image or args.similar,
                           "hits": [hit.to_dict() for hit in hits]}, ensure_ascii=False))
@@ -171,7 +178,8 @@ def cmd_search(args, settings: Settings) -> int:
     for rank, hit in enumerate(hits, 1):
         asset = hit.asset
         tags = f"  [{', '.join(asset.tags)}]" if asset.tags else ""
-        _out(f"{rank:>2}  {hit.score:6.3f}  {asset.sha256[:12]}  {asset.source:<9}  {asset.filename}{tags}")
+        found = "  (by words: " + ", ".join(hit.matched) + ")" if hit.matched else ""
+        _out(f"{rank:>2}  {hit.score:6.3f}  {asset.sha256[:12]}  {asset.source:<9}  {asset.filename}{tags}{found}")
         if asset.prompt:
             _out(f"{'':>34}prompt: {asset.prompt[:100]}")
     return EXIT_OK
@@ -438,6 +446,17 @@ class _Parser(argparse.ArgumentParser):
         super().error(printable(message))
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, not {printable(text)[:40]}")
+    return value
+
+
 def _whole_number(low: int, high: int):
     """An argparse type: an int in [low, high], or a usage error that says the range."""
     def parse(text: str) -> int:
@@ -449,6 +468,53 @@ def _whole_number(low: int, high: int):
             raise argparse.ArgumentTypeError(f"must be from {low} to {high}, not {value}")
         return value
     return parse
+
+
+def _threshold_arg(text: str) -> float:
+    """--threshold: a cosine similarity in (0, 1], or a usage error (exit 2)."""
+    from .duplicates import validate_threshold
+    try:
+        return validate_threshold(text)
+    except RagkitError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _candidates_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"give a whole number from 1 to 256, not {printable(text)[:40]!r}")
+    return value
+
+
+def cmd_duplicates(args, settings: Settings) -> int:
+    from .duplicates import assets_to_delete, find_duplicate_groups
+    library = _open_library(settings)
+    if library.random_weights:
+        _err("warning: the CLIP model has RANDOM weights: unrelated pictures score as near-duplicates, "
+             "so these groups are meaningless. Use a real pretrained tag or checkpoint.")
+    bar = _CountProgress("compared")
+    try:
+        groups = find_duplicate_groups(library, args.threshold, candidates=args.candidates, on_progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps({"threshold": args.threshold, "model": library.model_id,
+                          "random_weights": library.random_weights,
+                          "groups": [group.to_dict() for group in groups]}, ensure_ascii=False))
+        return EXIT_OK
+    for number, group in enumerate(groups, 1):
+        _out(f"group {number}: {len(group.assets)} assets, lowest similarity {group.min_score:.3f}")
+        for asset, score in zip(group.assets, group.scores):
+            mark = "keep" if asset.sha256 == group.keep else f"{score:.3f}"
+            _out(f"  {mark:>5}  {asset.sha256[:12]}  {asset.width}x{asset.height}  "
+                 f"{asset.size_bytes / 1024:,.0f} KiB  {asset.filename}")
+        _out("")
+    _err(f"{len(groups)} group(s) at similarity >= {args.threshold}; keeping the first of each would delete "
+         f"{assets_to_delete(groups)} asset(s)" + (" (`python -m ragkit delete SHA256...`)" if groups else ""))
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -471,8 +537,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     search = commands.add_parser("search", help="find images by text, by an example image, or similar to an asset")
     search.add_argument("text", nargs="?", help="what you are looking for")
-    search.add_argument("--image", metavar="FILE", help="search by an example image instead of text")
-    search.add_argument("--similar", metavar="SHA256", help="images similar to an asset in the library")
+    search.add_argument("--image", metavar="FILE", help="search by an example image (with TEXT: like it, moved by the words)")
+    search.add_argument("--similar", metavar="SHA256", help="images similar to an asset (with TEXT: moved by the words)")
+    search.add_argument("--text-weight", type=_fraction, default=0.5, metavar="W",
+                        help="with --image/--similar and TEXT: 0 = the picture only .. 1 = the words only (default 0.5)")
+    search.add_argument("--not", dest="not_text", default="", metavar="TEXT",
+                        help="with --image/--similar: move away from this (e.g. 'people')")
+    search.add_argument("--no-keywords", action="store_true",
+                        help="TEXT by what pictures show only (CLIP), not also by words in names, tags and briefs")
     search.add_argument("-k", type=_whole_number(1, MAX_HITS), default=6,
                         help=f"number of hits, 1-{MAX_HITS} (default 6)")
     search.add_argument("--tag", action="append", default=[], help="only assets with this tag (repeatable)")
@@ -574,12 +646,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "the trash, usage rights, captions and keyword search. Safe to interrupt: the library keeps "
                     "using the old collection until the copy is complete, and the next run completes it.")
     upgrade.add_argument("--drop-old", action="store_true", help="then drop the old collection")
-    upgrade.add_argument("--batch-size", type=_whole_number(1, 16384), default=256, metavar="N",
+    upgrade.add_argument("--batch-size", type=_whole_number(1, MAX_COPY_BATCH), default=256, metavar="N",
                          help="assets per copy step (default 256)")
     upgrade.set_defaults(handler=cmd_upgrade)
 
+
+    from .duplicates import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
+    duplicates = commands.add_parser(
+        "duplicates", help="groups of near-duplicate assets (resized, re-encoded, cropped, rotated copies)",
+        description="List groups of assets whose CLIP vectors have a cosine similarity >= THRESHOLD, "
+                    "linked transitively (a copy of a copy joins the group). Each group names the copy "
+                    "to keep by default (most pixels, then biggest file). Nothing is deleted.")
+    duplicates.add_argument("--threshold", type=_threshold_arg, default=DEFAULT_THRESHOLD, metavar="T",
+                            help="cosine similarity, above 0 and at most 1 (default %(default)s)")
+    duplicates.add_argument("--candidates", type=_candidates_arg, default=DEFAULT_CANDIDATES, metavar="K",
+                            help="neighbours compared per asset, 1-256 (default %(default)s); bigger groups "
+                                 "still join up through their members")
+    duplicates.set_defaults(handler=cmd_duplicates)
+
     for sub in (ingest, search, stats, delete, tag, rights, trash, trash_restore, trash_empty, doctor, export,
-                import_, generate, migrate, upgrade):
+                import_, generate, migrate, upgrade, duplicates):
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return parser
 
@@ -592,8 +678,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "search" and sum(bool(x) for x in (args.text, args.image, args.similar)) != 1:
-        parser.error("search takes exactly one of: TEXT, --image FILE, --similar SHA256")
+    if args.command == "search":
+        examples = bool(args.image) + bool(args.similar)
+        if examples > 1 or not (examples or args.text):
+            parser.error("search takes TEXT, --image FILE or --similar SHA256 (TEXT may go with one of the other two)")
+        if args.not_text and not examples:
+            parser.error("--not goes with --image or --similar (words alone can't be 'not' something)")
     debug = os.environ.get("RAGKIT_DEBUG") == "1"
     logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")

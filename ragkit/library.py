@@ -21,8 +21,10 @@ from .errors import AssetNotFoundError, ModelUnavailableError, RagkitError, Upgr
 from .images import EXTENSION_BY_MIME
 from .ingest import (IngestPipeline, IngestProgress, Provenance, Upload, collect_sources,
                      embed_query_image)
+from . import hybrid
 from . import trash as trash_bin
-from .records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, BulkResult, IngestReport, Page, SearchHit
+from .records import (ROUTE_KEYWORDS, SOURCE_GENERATED, SOURCE_UPLOAD, Asset, BulkResult, IngestReport, Page,
+                      SearchHit)
 from .rights import RightsChange
 from .connection import connect, disconnect
 from .schema import LATEST as LATEST_SCHEMA
@@ -187,12 +189,49 @@ class Library:
         return report.added[0][1]
 
     # --- finding images ---------------------------------------------------------------------
-    def search_text(self, text: str, k: int = 6, **filters) -> list[SearchHit]:
+    def search_text(self, text: str, k: int = 6, keywords: bool = True, **filters) -> list[SearchHit]:
+        """By what the picture shows (CLIP) and, with `keywords`, by the words in names, tags, briefs
+        and captions too (ragkit.hybrid), where the library has full-text search."""
         from .errors import InvalidInputError
         if not text.strip():
             raise InvalidInputError("Type what you are looking for, e.g. 'red silk cape with gold trim'.")
         vector = self.embedder.embed_texts([text.strip()])[0]
-        return self.store.search(vector, k, **filters)
+        if not keywords or not self.store.full_text:
+            return self.store.search(vector, k, **filters)
+        min_score = filters.pop("min_score", None)
+        depth = hybrid.candidates(k)
+        clip = self.store.search(vector, depth, **filters)
+        rows = self.store.keyword_search(text, depth, **filters)  # tags, source and the rights filters
+        hits = hybrid.fuse(clip, rows, vector, text, k)
+        if min_score is not None:  # a similarity floor is about pictures: word matches stay
+            hits = [h for h in hits if h.score >= min_score or ROUTE_KEYWORDS in h.routes]
+        return hits
+
+    def search_composed(self, *, image: bytes | None = None, similar: str | None = None, text: str = "",
+                        text_weight: float = 0.5, not_text: str = "", k: int = 6, **filters) -> list[SearchHit]:
+        """"Like this, but red": an example picture (uploaded bytes, or an asset's id) moved by words,
+        and away from `not_text` (ragkit.hybrid.composed_vector). The example asset itself is left out."""
+        if (image is None) == (similar is None):
+            raise ValueError("give exactly one of image (bytes) or similar (an asset id)")
+        if similar is not None:
+            picture = self.store.get_vector(similar)
+        else:
+            picture = embed_query_image(image, self.embedder, self.settings.max_image_pixels)
+        texts = [t.strip() for t in (text, not_text)]
+        vectors = dict(zip([t for t in texts if t], self.embedder.embed_texts([t for t in texts if t]))) \
+            if any(texts) else {}
+        query = hybrid.composed_vector(picture, vectors.get(texts[0]), text_weight, vectors.get(texts[1]))
+        hits = self.store.search(query, k + (1 if similar else 0), **filters)
+        return [h for h in hits if h.asset.sha256 != similar][:k]
+
+    @property
+    def keyword_search(self) -> str:
+        """'' when text queries also match words; otherwise why not (for the UI and `stats`)."""
+        if self.store.version < 2:
+            return "this library was made by an older ragkit: run `python -m ragkit upgrade`"
+        if not self.store.full_text:
+            return "this Milvus has no full-text search (it needs Milvus 2.5 or later, or Milvus Lite)"
+        return ""
 
     def search_image(self, data: bytes, k: int = 6, **filters) -> list[SearchHit]:
         vector = embed_query_image(data, self.embedder, self.settings.max_image_pixels)

@@ -63,7 +63,7 @@ def filtered_search(search: SearchFn, matching_ids: Sequence[str], total: int, k
     selectivity = len(matching_ids) / max(total, len(matching_ids))
     over_fetch = over_fetch_limit(k, selectivity)
     by_ids_ef = ef_for(k, selectivity, total, default_ef)
-    keeps = _matcher(tags, source)
+    keeps = matcher(tags, source)
     if over_fetch <= MAX_LIMIT and (over_fetch_cost(over_fetch, default_ef, total)
                                     <= by_ids_cost(len(matching_ids) if tags else 0, by_ids_ef, total)):
         hits = search("", over_fetch, 0)
@@ -103,7 +103,8 @@ def _ef_cost(ef: int, total: int) -> float:
     return ef * COST_PER_EF_US * (1 + ef / 8000) * max(1.0, total / ROWS_PER_SEGMENT)
 
 
-def _matcher(tags: Sequence[str], source: str | None) -> Callable[[dict], bool]:
+def matcher(tags: Sequence[str], source: str | None) -> Callable[[dict], bool]:
+    """Does a returned row (its tags and source) match the filter? For filtering hits here."""
     wanted = set(tags)
 
     def keeps(entity: dict) -> bool:

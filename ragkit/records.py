@@ -7,6 +7,8 @@ from datetime import date, datetime, timedelta, timezone
 SOURCE_UPLOAD = "upload"
 SOURCE_GENERATED = "generated"
 SOURCES = (SOURCE_UPLOAD, SOURCE_GENERATED)
+ROUTE_CLIP = "clip"          # found by the picture's CLIP vector
+ROUTE_KEYWORDS = "keywords"  # found by words in its name, tags, brief or caption (full-text search)
 
 # The dates an asset can carry (unix epoch milliseconds, half-open). Older versions and hand-edited
 # imports stored dates like year 1 or 9999, which datetime can't even represent in every time zone;
@@ -96,10 +98,13 @@ def _iso_date(epoch_ms: int, timespec: str = "seconds") -> str | None:
 @dataclass(frozen=True)
 class SearchHit:
     asset: Asset
-    score: float  # cosine similarity in [-1, 1]; higher is more similar
+    score: float  # cosine similarity in [-1, 1] to the query's CLIP vector; higher is more similar
+    routes: tuple[str, ...] = (ROUTE_CLIP,)  # which searches found it: ROUTE_CLIP and/or ROUTE_KEYWORDS
+    matched: tuple[str, ...] = ()           # the query's words found in its name, tags, brief or caption
 
     def to_dict(self) -> dict:
-        return {**self.asset.to_dict(), "score": round(self.score, 6)}
+        return {**self.asset.to_dict(), "score": round(self.score, 6), "routes": list(self.routes),
+                "matched": list(self.matched)}
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,23 @@ def keyword_text(asset: Asset) -> str:
     return truncate_utf8(" \n".join(p for p in parts if p), MAX_KEYWORDS_BYTES)
 
 
+def keyword_query(text: str) -> str:
+    """A search text prepared the way `keyword_text` prepares names ("IMG_2231" -> "IMG 2231")."""
+    return _WORD_SPLIT.sub(" ", text)
+
+
+_TOKEN = re.compile(r"[^\W_]+")
+# Words too common to count as a match ("a red cape with gold trim" matching "a" is not a word match).
+STOPWORDS = frozenset("a an and are as at be by for from has in is it of on or that the to with".split())
+
+
+def keyword_tokens(text: str) -> set[str]:
+    """The words full-text search sees in a text: lower-case runs of letters and digits (Milvus'
+    standard analyzer splits the same way for the names, tags and briefs people type), without
+    STOPWORDS."""
+    return set(_TOKEN.findall(keyword_query(text).lower())) - STOPWORDS
+
+
 def asset_row(asset: Asset, vector: np.ndarray, version: int) -> dict[str, Any]:
     """The row that stores `asset` in a collection of this schema version (values bounded to its fields)."""
     row: dict[str, Any] = {

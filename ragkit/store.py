@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -42,6 +42,7 @@ DEFAULT_INDEX = {"index_type": "HNSW", "params": {"M": 16, "efConstruction": 200
 LISTING_REFRESH_SECONDS = 30.0  # on a shared server: how stale other people's tag edits may be
 READ_CONSISTENCY = "Session"    # server reads: own writes at once (see the module docstring)
 DEDUP_CONSISTENCY = "Strong"    # server duplicate checks: every write of every process
+OVER_FETCH_MIN_SHARE = 0.05     # server filtered search: see _server_filtered_search
 # Changes to many assets (tags, trash, rights) read and re-upsert this many rows (vectors included:
 # ~1 MB at 512-d) per step: one upsert per step, and a kill between steps leaves whole steps done.
 UPDATE_BATCH = 512
@@ -77,13 +78,14 @@ class AssetStore:
         self._read = {} if embedded else {"consistency_level": READ_CONSISTENCY}
         self._dedup_read = {} if embedded else {"consistency_level": DEDUP_CONSISTENCY}
         # The Library page's listing (ragkit.catalog): one scan, then our own writes.
-        self._listing = Listing(lambda: self.scan(self._live, ["created_at", "source", "tags"]),
+        self._listing = Listing(lambda: self.scan("", self._listing_fields),
                                 refresh_seconds=None if embedded else LISTING_REFRESH_SECONDS)
         self._recent = RecentWrites() if embedded else None  # Lite's stale reads (existing())
         self._write_lock = threading.Lock()  # a write and its note in the listing stay in order
         self._ensure_collection(complete)
         self.fields = schemas.OUTPUT_FIELDS[self.version]
         self._live = LIVE if self.version >= 2 else ""  # what every read of the library keeps
+        self._listing_fields = ["created_at", "source", "tags"] + (["trashed_at"] if self.version >= 2 else [])
 
     # --- set-up -------------------------------------------------------------------------
     def _call(self, what: str, fn, *args, **kwargs):
@@ -169,12 +171,11 @@ class AssetStore:
             self._upsert_locked(assets, vectors)
 
     def _upsert_locked(self, assets: Sequence[Asset], vectors) -> None:
-        """(Write lock held.) Store these rows, and note them in the listing (what is trashed leaves it)."""
+        """(Write lock held.) Store these rows, and note them in the listing (which knows the trash)."""
         rows = [self._row(asset, vector) for asset, vector in zip(assets, vectors)]
         self._refuse_if_superseded()
         self._call("store the assets", self._client.upsert, self.collection, rows)
-        self._listing.note([("remove", asset.sha256, None) if asset.trashed else
-                            ("put", row["sha256"], entry_of(row)) for asset, row in zip(assets, rows)])
+        self._listing.note([("put", row["sha256"], entry_of(row)) for row in rows])
         if self._recent is not None:
             self._recent.remember(row["sha256"] for row in rows)
 
@@ -298,11 +299,23 @@ class AssetStore:
 
     def count(self, tags: Iterable[str] = (), source: str | None = None) -> int:
         """Assets in the library (not in the trash) with all these tags and this source."""
-        if not tags and not source:
+        if tags or source:
+            return len(self._ordered_ids(tags, source))
+        if not self._live:
+            return self._rows()
+        if not self.embedded:  # a server counts through a filter in its engine
             rows = self._call("count assets", self._client.query, self.collection, filter=self._live,
                               output_fields=["count(*)"], **self._read)
             return int(rows[0]["count(*)"]) if rows else 0
-        return len(self._ordered_ids(tags, source))
+        # Milvus Lite counts through a filter by building every matching row: 14 s at 100k. The
+        # listing knows; before it is built, all rows minus the trash (which is small) is 0.4 s.
+        total = self._rows()
+        known = self._listing.count_if_current(total)
+        if known is not None:
+            return known
+        trashed = self._call("count the trash", self._client.query, self.collection, filter=IN_TRASH,
+                             output_fields=["count(*)"], **self._read)
+        return total - (int(trashed[0]["count(*)"]) if trashed else 0)
 
     def _rows(self) -> int:
         """Every row, the trash included."""
@@ -332,6 +345,8 @@ class AssetStore:
             found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, _both(base, e), limit, ef),
                                                matching, total, k, normalise_tags(tags), source or None,
                                                self._search_params(k).get("ef", 0))
+        elif tags or source:
+            found = self._server_filtered_search(query, k, tags, source, rights)
         else:
             found = self._search_raw(query, _both(self._expr(tags, source), rights), k)
         hits = [SearchHit(self._asset(hit["entity"]), float(hit["distance"])) for hit in found]
@@ -339,16 +354,65 @@ class AssetStore:
             hits = [h for h in hits if h.score >= min_score]
         return hits
 
+    def _server_filtered_search(self, query: np.ndarray, k: int, tags: Iterable[str], source: str | None,
+                                rights: str = "") -> list[dict]:
+        """A filtered search on a Milvus server. Milvus filters in its engine, fast, but HNSW with a
+        filter that keeps some percent of the rows loses recall (Milvus 2.3.5 at 100k: 0.90 for a 10 %
+        filter at ef 128, still 0.97 at ef 1500), while a narrow one (1-3 %) is searched exactly. So a
+        filter that keeps >= OVER_FETCH_MIN_SHARE of the library is an unfiltered search deep enough for
+        k matches, checked here (recall 1.0); a narrower one is Milvus' own filtered search."""
+        tags = normalise_tags(tags)
+        matching, total = self._listing_view(tags, source)
+        share = len(matching) / max(total, 1)
+        if share >= OVER_FETCH_MIN_SHARE:
+            limit = lite_reads.over_fetch_limit(k, share)
+            if limit <= lite_reads.MAX_LIMIT:
+                # Only what the check needs comes back with the deep search; the k kept get the rest.
+                hits = self._search_raw(query, self._live_and(rights), limit, fields=["sha256", "tags", "source"])
+                keeps = lite_reads.matcher(tags, source or None)
+                kept = [hit for hit in hits if keeps(hit["entity"])][:k]
+                if len(kept) >= k or len(hits) < limit:  # enough, or every asset was looked at
+                    rows = {row["sha256"]: row for row in self._get_rows([h["entity"]["sha256"] for h in kept])}
+                    return [{"distance": h["distance"], "entity": rows[h["entity"]["sha256"]]}
+                            for h in kept if h["entity"]["sha256"] in rows]
+        # A narrow filter: Milvus searches it exactly (below ~7 % of a segment, knowhere leaves HNSW).
+        return self._search_raw(query, _both(self._expr(tags, source), rights), k)
+
+    def keyword_search(self, text: str, limit: int, tags: Iterable[str] = (), source: str | None = None,
+                       usable_at: int | None = None, for_reference: bool = False) -> list[dict]:
+        """Rows whose name, tags, brief or caption contain words of `text` (Milvus full-text search,
+        BM25), best first, with their `keywords` and `vector` (ragkit.hybrid orders and fuses them).
+        [] where the collection has no full-text index (schema 1, or Milvus before 2.5). The usage-rights
+        filters are those of `search`."""
+        if not self.full_text:
+            return []
+        tags = normalise_tags(tags)
+        # On Milvus Lite a tag filter is its slow row-wise path (lite_reads): filter the hits here instead.
+        post_filter = self.embedded and bool(tags or source)
+        rights = rights_filter(usable_at, for_reference)  # full text implies schema 2 or later
+        expr = _both(self._live if post_filter else self._expr(tags, source), rights)
+        results = self._call("search by words", self._client.search, self.collection,
+                             data=[schemas.keyword_query(text)], anns_field=schemas.KEYWORDS_SPARSE,
+                             limit=max(1, min(int(limit), 1024)), filter=expr,
+                             output_fields=[*self.fields, "keywords", "vector"],
+                             search_params={"metric_type": "BM25"}, **self._read)
+        rows = [hit["entity"] for hit in results[0]]
+        if post_filter:
+            keeps = lite_reads.matcher(tags, source or None)
+            rows = [row for row in rows if keeps(row)]
+        return rows
+
     def _live_and(self, expr: str) -> str:
         """`expr` over the assets that are not in the trash."""
         return _both(self._live, expr)
 
-    def _search_raw(self, query: np.ndarray, expr: str, limit: int, min_ef: int = 0) -> list[dict]:
+    def _search_raw(self, query: np.ndarray, expr: str, limit: int, min_ef: int = 0,
+                    fields: list[str] | None = None) -> list[dict]:
         params = self._search_params(limit)
         if "ef" in params:
             params["ef"] = max(params["ef"], min_ef)
         results = self._call("search", self._client.search, self.collection, data=query.tolist(),
-                             anns_field="vector", limit=limit, filter=expr, output_fields=self.fields,
+                             anns_field="vector", limit=limit, filter=expr, output_fields=fields or self.fields,
                              search_params={"metric_type": "COSINE", "params": params}, **self._read)
         return list(results[0])
 
@@ -376,7 +440,7 @@ class AssetStore:
     def _ordered_ids(self, tags: Iterable[str] = (), source: str | None = None) -> list[str]:
         """Ids matching the filter, newest first (Milvus cannot ORDER BY)."""
         self._expr(tags, source)  # validates the source, like a query would
-        return self._listing.ordered(self.count(), normalise_tags(tags), source or None)
+        return self._listing.ordered(self._rows(), normalise_tags(tags), source or None)
 
     def matching_ids(self, tags: Iterable[str] = (), source: str | None = None) -> list[str]:
         """Every asset in the library with these tags and this source, newest first (export)."""
@@ -412,7 +476,7 @@ class AssetStore:
 
     # --- the trash (schema 2 and later; a schema-1 library has none) -----------------------
     def trashed(self) -> list[Asset]:
-        """What is in the trash, most recently trashed first."""
+        """What is in the trash, most recently trashed first (empty for a schema-1 library)."""
         ids = self.trashed_ids()
         found: list[Asset] = []
         for start in range(0, len(ids), 1000):
@@ -423,8 +487,7 @@ class AssetStore:
         """Ids in the trash, most recently trashed first."""
         if self.version < 2:
             return []
-        rows = self.scan(IN_TRASH, ["trashed_at"])
-        return [row["sha256"] for row in sorted(rows, key=lambda r: (-int(r["trashed_at"]), r["sha256"]))]
+        return self._listing.trashed(self._rows())
 
     def trashed_page(self, offset: int = 0, limit: int = 24) -> Page:
         ordered = self.trashed_ids()
@@ -486,7 +549,45 @@ class AssetStore:
 
     def all_tags(self) -> list[tuple[str, int]]:
         """Every tag with its number of assets, most used first (for filter pickers)."""
-        return self._listing.tag_counts(self.count())
+        return self._listing.tag_counts(self._rows())
+
+    # --- near-duplicates (ragkit.duplicates) -----------------------------------------------
+    # HNSW breadth for neighbour searches: a near-duplicate sits very close, the easiest query there
+    # is; at 100k the same pairs came back at ef 16-128, and 64 costs half of 128 (bench/duplicates_bench.py).
+    NEIGHBOUR_EF = 64
+
+    def vector_batches(self, batch_size: int = 4096) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Every asset's id and stored vector, one batch at a time (as Python lists, the vectors of a
+        100k library would take ~2 GB)."""
+        iterator = self._call("read the vectors", self._client.query_iterator, self.collection,
+                              batch_size=batch_size, filter=self._live, output_fields=["sha256", "vector"])
+        try:
+            while batch := self._call("read the vectors", iterator.next):
+                vectors = np.asarray([row["vector"] for row in batch], dtype=np.float32)
+                yield [row["sha256"] for row in batch], vectors.reshape(len(batch), self.dim)
+        finally:
+            iterator.close()
+
+    def neighbours(self, vectors: np.ndarray, k: int, min_score: float) -> list[list[tuple[str, float]]]:
+        """For each query vector, up to k stored ids with cosine >= min_score, best first.
+
+        One search call for the whole batch: Milvus Lite pays a per-row pass over the
+        collection once per call, however many vectors it carries. A plain top-k with the cut
+        done here, not a range search: Lite's range search is this same top-k (over-fetched 5x,
+        so slower), and both engines answer it alike (bench/duplicates_bench.py)."""
+        queries = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if not len(queries):
+            return []
+        k = max(1, min(int(k), 1024))
+        params = self._search_params(k)
+        if "ef" in params:
+            params["ef"] = max(self.NEIGHBOUR_EF, k)
+        results = self._call("search for near-duplicates", self._client.search, self.collection,
+                             data=queries.tolist(), anns_field="vector", limit=k, output_fields=["sha256"],
+                             filter=self._live, search_params={"metric_type": "COSINE", "params": params},
+                             **self._read)
+        return [[(hit["sha256"], float(hit["distance"])) for hit in hits if hit["distance"] >= min_score]
+                for hits in results]
 
 
 def _both(*exprs: str) -> str:

@@ -52,7 +52,8 @@ def test_search_on_an_empty_library_points_to_the_library(app_env):
     assert at.get("page_link")
 
 
-def test_text_search_shows_scored_thumbnails(app_env, library_of_ten):
+def test_text_search_shows_scored_thumbnails(app_env, library_of_ten, settings, tiny_embedder):
+    from ragkit.library import Library
     at = search_page()
     assert "Search 10 images" in all_text(at)  # before a query: what the page can do
     assert not hit_ids(at)
@@ -60,8 +61,15 @@ def test_text_search_shows_scored_thumbnails(app_env, library_of_ten):
     ids = hit_ids(at)
     assert len(ids) == 6  # default top-k
     assert set(ids) <= {a.sha256 for a in library_of_ten.values()}
+    library = Library.open(settings, embedder=tiny_embedder)
+    try:  # best first: by picture and by words fused ("cape" is in the generated images' brief)
+        expected = library.search_text("a red silk cape with gold trim", 6)
+    finally:
+        library.close()
+    assert ids == [h.asset.sha256 for h in expected]
+    assert {library_of_ten["gen-0.png"].sha256, library_of_ten["gen-1.png"].sha256} <= set(ids[:2])
     scores = hit_scores(at)
-    assert len(scores) == 6 and scores == sorted(scores, reverse=True)  # best first, shown as 0.83
+    assert len(scores) == 6 and scores == [round(h.score, 2) for h in expected]  # shown as 0.83
     assert len(at.main.image) == 6
     assert any("**6** results for “a red silk cape with gold trim”" in m for m in texts(at.markdown))
 
