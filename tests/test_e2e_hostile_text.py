@@ -346,7 +346,7 @@ def _visit_every_page(page, app_url: str, trap: str, ids: dict[str, str], check)
     page.get_by_text("results for").wait_for(timeout=60_000)
     wait_for_app_idle(page)
     check("search results")
-    switches = page.locator('[class*="st-key-ragkit-grid-search"] [data-testid="stCheckbox"]')
+    switches = page.locator('[class*="st-key-ragkit-grid-search"] [data-testid="stCheckbox"]').filter(has_text="Reference")
     for index in range(switches.count()):
         switches.nth(index).get_by_text("Reference").click()
         wait_for_app_idle(page)
