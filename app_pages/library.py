@@ -10,7 +10,7 @@ import streamlit as st
 from ragkit.ingest import Upload
 from ragkit.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, last_usable_day
-from ragkit.rights import blocked_as_reference, now_ms, rights_change
+from ragkit.rights import DAY_MS, blocked_as_reference, now_ms, rights_change
 from ragkit.tags import normalise_tags
 from ragkit.trash import expiry_cutoff
 from ragkit.ui import selection, selection_bar, state, tray, uploads
@@ -295,7 +295,7 @@ def delete_controls(asset: Asset) -> None:
             else:
                 library.delete([asset.sha256])
             tray.remove(asset.sha256)
-            selection.unselect(SCOPE, [asset.sha256])
+            selection.forget([asset.sha256])
             state.mark_changed(library)
             close_details()
             where = "Moved to the trash" if library.has_trash else "Deleted"
@@ -350,11 +350,8 @@ def cell(asset: Asset) -> None:
 def select_row(page_ids: list[str], total: int, filters: dict) -> None:
     """Select all on this page / all matching the filters; the bar (when something is selected)."""
     with st.container(horizontal=True, gap="small", key="library-select-row"):
-        st.button("Select this page", key="library.select-page", icon=":material/select_all:", type="tertiary",
-                  on_click=selection.select_all, args=(SCOPE, page_ids))
-        if total > len(page_ids):
-            st.button(f"Select all {total:,} matching", key="library.select-matching", icon=":material/done_all:",
-                      type="tertiary", on_click=lambda: selection.select_all(SCOPE, library.store.matching_ids(**filters)))
+        selection.page_buttons(SCOPE, page_ids, total, lambda: library.store.matching_ids(**filters),
+                               key="library.select", every_label=f"Select all {total:,} matching")
     selection_bar.render(library, SCOPE)
 
 
@@ -442,64 +439,98 @@ def view_switch(total: int) -> str:
 
 def days_left(trashed_at: int, now: int) -> int:
     """Whole days until an asset trashed at `trashed_at` is deleted for good (0: at the next opening)."""
-    return max(0, math.ceil((trashed_at - expiry_cutoff(now, library.settings.trash_days)) / 86_400_000))
+    return max(0, math.ceil((trashed_at - expiry_cutoff(now, library.settings.trash_days)) / DAY_MS))
+
+
+def images(count: int) -> str:
+    return f"{count:,} image{'s' if count != 1 else ''}"
 
 
 def restore(sha256s: list[str]) -> None:
     with guard("restoring"):
         result = library.restore(sha256s)
-        selection.unselect(TRASH_SCOPE, sha256s)
+        selection.forget(sha256s)
         state.mark_changed(library)
         gone = f"; {len(result.skipped)} could not be restored (see `python -m ragkit doctor`)" if result.skipped else ""
-        st.toast(f"Restored {len(result.done):,} image{'s' if len(result.done) != 1 else ''}{gone}",
-                 icon=":material/restore_from_trash:")
+        st.toast(f"Restored {images(len(result.done))} to the library{gone}", icon=":material/restore_from_trash:")
 
 
 def trash_cell(asset: Asset) -> None:
     selection.checkbox(TRASH_SCOPE, asset.sha256)
     show_thumbnail(library, asset)
     st.caption(md_escape(short_name(asset.filename)))
-    when = datetime.fromtimestamp(asset.trashed_at / 1000).strftime("%Y-%m-%d %H:%M")
+    deleted = datetime.fromtimestamp(asset.trashed_at / 1000)
     left = days_left(asset.trashed_at, now_ms())
-    st.caption(f"Deleted {when} · {left} day{'s' if left != 1 else ''} left")
+    colour = "red" if left <= 1 else "orange" if left <= 7 else "gray"  # what goes soon stands out
+    st.caption(f"Deleted {deleted:%b} {deleted.day}")
+    st.markdown(f":{colour}-badge[:material/timer: {left} day{'s' if left != 1 else ''} left]",
+                help=f"Deleted {deleted:%Y-%m-%d %H:%M}; deleted for good after {library.settings.trash_days} days.")
     st.button("Restore", key=f"library.restore.{asset.sha256}", on_click=restore, args=([asset.sha256],),
               icon=":material/restore_from_trash:", type="tertiary")
 
 
-def empty_trash(count: int) -> None:
-    with guard("emptying the trash"), st.spinner(f"Deleting {count:,} images for good…"):
-        result = library.empty_trash()
-        selection.clear(TRASH_SCOPE)
-        st.session_state.pop(K_CONFIRM_EMPTY, None)
+def ask_empty(what: str | None) -> None:
+    """Which confirmation the Trash view shows: "all" (Empty trash), "selected", or none."""
+    st.session_state[K_CONFIRM_EMPTY] = what
+
+
+def empty_trash(chosen: list[str] | None, count: int) -> None:
+    """Delete for good the whole trash (`chosen` None) or the chosen assets of it."""
+    with guard("emptying the trash"), st.spinner(f"Deleting {images(count)} for good…"):
+        result = library.empty_trash(chosen)
+        if chosen is None:
+            selection.clear(TRASH_SCOPE)
+        else:
+            selection.forget(chosen)
+        ask_empty(None)
         state.mark_changed(library)
-        state.flash(f"Deleted {len(result.done):,} images for good", ":material/delete_forever:")
+        state.flash(f"Deleted {images(len(result.done))} for good", ":material/delete_forever:")
         st.rerun()
 
 
 def trash_actions(page_ids: list[str], total: int) -> None:
-    chosen = selection.ids(TRASH_SCOPE)
     with st.container(horizontal=True, gap="small", vertical_alignment="center", key="library-trash-actions"):
-        st.button("Select this page", key="library.trash-select-page", icon=":material/select_all:", type="tertiary",
-                  on_click=selection.select_all, args=(TRASH_SCOPE, page_ids))
-        if total > len(page_ids):
-            st.button(f"Select all {total:,}", key="library.trash-select-all", icon=":material/done_all:",
-                      type="tertiary", on_click=lambda: selection.select_all(TRASH_SCOPE, library.store.trashed_ids()))
-        if chosen:
-            st.button(f"Restore {len(chosen):,} selected", key="library.restore-selected", type="primary",
-                      icon=":material/restore_from_trash:", on_click=restore, args=(chosen,))
-            st.button("Clear selection", key="library.trash-clear", icon=":material/deselect:", type="tertiary",
-                      on_click=selection.clear, args=(TRASH_SCOPE,))
+        selection.page_buttons(TRASH_SCOPE, page_ids, total, library.store.trashed_ids, key="library.trash-select",
+                               every_label=f"Select all {total:,} in the trash")
         st.space("stretch")
-        st.button("Empty trash…", key="library.empty-trash", icon=":material/delete_forever:",
-                  on_click=lambda: st.session_state.__setitem__(K_CONFIRM_EMPTY, True))
-    if st.session_state.get(K_CONFIRM_EMPTY):
-        st.warning(f"Delete all **{total:,}** images in the trash for good? Their originals and thumbnails are "
-                   "removed from disk; this cannot be undone.", icon=":material/delete_forever:")
-        with st.container(horizontal=True, gap="small"):
-            if st.button(f"Yes, delete {total:,} for good", key="library.empty-confirm", type="primary"):
-                empty_trash(total)
-            st.button("Cancel", key="library.empty-cancel",
-                      on_click=lambda: st.session_state.pop(K_CONFIRM_EMPTY, None))
+        st.button("Empty trash…", key="library.empty-trash", icon=":material/delete_forever:", on_click=ask_empty,
+                  args=("all",))
+    trash_selection_bar()
+    confirm_empty(total)
+
+
+def trash_selection_bar() -> None:
+    """The selected assets of the trash: restore them, or delete them for good."""
+    chosen = selection.ids(TRASH_SCOPE)
+    if not chosen:
+        return
+    with st.container(border=True, key="selection-bar-trash"), \
+            st.container(horizontal=True, gap="small", vertical_alignment="center"):
+        st.markdown(f"**{len(chosen):,} selected**")
+        st.button(f"Restore {len(chosen):,}", key="library.restore-selected", type="primary",
+                  icon=":material/restore_from_trash:", on_click=restore, args=(chosen,))
+        st.button(f"Delete {len(chosen):,} for good…", key="library.delete-selected", icon=":material/delete_forever:",
+                  on_click=ask_empty, args=("selected",))
+        st.space("stretch")
+        st.button("Clear selection", key="library.trash-clear", icon=":material/deselect:", type="tertiary",
+                  on_click=selection.clear, args=(TRASH_SCOPE,))
+
+
+def confirm_empty(total: int) -> None:
+    """Deleting for good cannot be undone: say what goes, and ask."""
+    what = st.session_state.get(K_CONFIRM_EMPTY)
+    chosen = selection.ids(TRASH_SCOPE) if what == "selected" else None
+    if not what or chosen == []:
+        return
+    count = total if chosen is None else len(chosen)
+    which = (f"{'the' if count == 1 else 'all'} **{images(count)}** in the trash" if chosen is None
+             else f"the **{images(count)}** you selected")
+    st.warning(f"Delete {which} for good? Their originals and thumbnails are removed from disk; this cannot be "
+               "undone.", icon=":material/delete_forever:")
+    with st.container(horizontal=True, gap="small"):
+        if st.button(f"Yes, delete {count:,} for good", key="library.empty-confirm", type="primary"):
+            empty_trash(chosen, count)
+        st.button("Cancel", key="library.empty-cancel", on_click=ask_empty, args=(None,))
 
 
 def trash_view() -> None:

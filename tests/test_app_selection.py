@@ -57,12 +57,18 @@ def test_selection_survives_paging_and_filters_and_tags_many_at_once(app_env, se
     selected = {first[0], first[5], second[0]}
     beach = tiles(at)
     assert len(beach) == 8 and all(at.checkbox(key=f"library.select.{sha}").value == (sha in selected) for sha in beach)
+    assert at.button(key="library.select-page").label == "Select this page (8)"
     at.button(key="library.select-page").click()  # the 8 beach images
     run(at)
     assert f"**{len(selected | set(beach))} selected**" in bar_text(at)
+    unselect = at.button(key="library.select-page")  # the whole page is selected: the button undoes it
+    assert unselect.label == "Unselect this page"
+    unselect.click()
+    run(at)
+    assert f"**{len(selected - set(beach))} selected**" in bar_text(at)
     at.multiselect(key="library.tags").set_value([])
     run(at)
-    at.button(key="library.select-matching").click()
+    at.button(key="library.select-all").click()
     run(at)
     assert "**30 selected**" in bar_text(at)
 
@@ -111,7 +117,8 @@ def test_bulk_delete_goes_to_the_trash_where_restore_and_empty_work(app_env, see
     view.set_value("trash")
     run(at)
     assert "**4** images in the trash" in " ".join(texts(at.markdown))
-    assert sum(1 for c in texts(at.caption) if "Deleted " in c and "30 days left" in c) == 4
+    assert sum("30 days left" in m for m in texts(at.markdown)) == 4
+    assert sum(c.startswith("Deleted ") for c in texts(at.caption)) == 4
     assert len([b for b in at.button if b.key.startswith("library.restore.")]) == 4
     at.button(key=f"library.restore.{ids[0]}").click()
     run(at)
@@ -124,9 +131,24 @@ def test_bulk_delete_goes_to_the_trash_where_restore_and_empty_work(app_env, see
     assert "**2** images in the trash" in " ".join(texts(at.markdown))
     assert library.count() == 4 and library.get(ids[1]).tags == ("draft",)
 
+    at.checkbox(key=f"trash.select.{ids[2]}").check()  # one of the two, for good
+    run(at)
+    at.button(key="library.delete-selected").click()
+    run(at)
+    assert any("Delete the **1 image** you selected for good" in w for w in texts(at.warning))
+    at.button(key="library.empty-cancel").click()
+    run(at)
+    assert not any("for good" in w for w in texts(at.warning)) and library.trash_count() == 2
+    at.button(key="library.delete-selected").click()
+    run(at)
+    at.button(key="library.empty-confirm").click()
+    run(at)
+    assert "**1** image in the trash" in " ".join(texts(at.markdown))
+    assert library.store.get(ids[2]) is None and library.store.get(ids[3]).trashed
+
     at.button(key="library.empty-trash").click()
     run(at)
-    assert any("Delete all **2** images in the trash for good" in w for w in texts(at.warning))
+    assert any("Delete the **1 image** in the trash for good" in w for w in texts(at.warning))
     at.button(key="library.empty-confirm").click()
     run(at)
     assert any("The trash is empty" in i for i in texts(at.info))
@@ -252,6 +274,8 @@ def test_search_results_select_all_badges_and_ask_first(app_env, seed, settings,
     finally:
         library.close()
     at = run(new_app())
+    at.button(key="library.select-page").click()  # all 8 in the Library's own selection
+    run(at)
     at.switch_page("app_pages/search.py")
     run(at)
     at.text_input(key="search.text").input("anything")
@@ -283,6 +307,9 @@ def test_search_results_select_all_badges_and_ask_first(app_env, seed, settings,
     run(at)
     assert state.library().count() == 2 and state.library().trash_count() == 6
     assert not [t for t in at.toggle if t.key.startswith("search.pick.") and t.key.rsplit(".", 1)[1] in hits]
+    at.switch_page("app_pages/library.py")  # what went to the trash left the Library's selection too
+    run(at)
+    assert "**2 selected**" in bar_text(at)
 
 
 def test_a_picture_added_again_from_the_trash_is_reported_as_restored(app_env, seed):

@@ -99,6 +99,7 @@ def _walk_through(page, url: str) -> None:
     wait_for_app_idle(page)
     page.get_by_text("3 selected").wait_for()
     _dismiss_toasts(page)
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # no focus ring in the picture
     _shot(page, "selection", height=1000)
 
     # 3. Delete them: a confirmation, then they are in the trash.
@@ -114,9 +115,13 @@ def _walk_through(page, url: str) -> None:
     page.get_by_text("3 images in the trash").wait_for()
     wait_for_app_idle(page)
     _images_loaded(page, GRID_IMAGES.format("trash"), 3)
-    assert page.get_by_text("30 days left").count() == 3
+    badges = page.locator('[class*="st-key-ragkit-grid-trash"] [data-testid="stMarkdown"]')
+    assert badges.filter(has_text="30 days left").count() == 3
+    page.locator(TILE_CHECKBOXES.format("trash")).nth(1).click()  # the trash has its own selection bar
+    page.locator('[class*="st-key-selection-bar-trash"]').get_by_text("1 selected").wait_for()
+    wait_for_app_idle(page)
     _dismiss_toasts(page)
-    _shot(page, "trash", height=900)
+    _shot(page, "trash", height=1000)
     page.locator('[class*="st-key-ragkit-grid-trash"]').get_by_role("button", name="Restore").first.click()
     page.get_by_text("2 images in the trash").wait_for()
     wait_for_app_idle(page)

@@ -6,10 +6,12 @@ selected assets is in ragkit.ui.selection_bar.
     from ragkit.ui import selection
     selection.checkbox("library", sha)               # on a tile, synced with the selection
     selection.select("library", ids) / unselect / clear / ids / count
+    selection.page_buttons("library", page_ids, total, every_id, key="library.select", every_label=...)
+    selection.forget(ids)                            # deleted or restored: out of every page's selection
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import streamlit as st
 
@@ -63,6 +65,13 @@ def clear(scope: str) -> None:
     st.session_state[_key(scope)] = {}
 
 
+def forget(sha256s: Iterable[str]) -> None:
+    """Drop these ids from every page's selection (they moved to the trash, or out of it)."""
+    gone = set(sha256s)
+    for key in [k for k in st.session_state.keys() if str(k).startswith(_key(""))]:
+        st.session_state[key] = {sha: None for sha in st.session_state[key] if sha not in gone}
+
+
 def _sync_from_widget(scope: str, sha256: str, widget_key: str) -> None:
     if st.session_state.get(widget_key):
         select(scope, [sha256])
@@ -85,3 +94,18 @@ def select_all(scope: str, sha256s: list[str]) -> None:
         st.toast(f"A selection holds at most {MAX_SELECTION:,} images: {left_out:,} were left out. For more, "
                  "use the command line (`python -m ragkit tag`, `delete`, `rights` take many ids).",
                  icon=":material/info:")
+
+
+def page_buttons(scope: str, page_ids: list[str], total: int, every_id: Callable[[], list[str]], *, key: str,
+                 every_label: str) -> None:
+    """"Select this page (N)", or "Unselect this page" once it is all selected; and, when there is more
+    than this page, `every_label`, which selects `every_id()` (read only when clicked)."""
+    if page_ids and all(contains(scope, sha) for sha in page_ids):
+        st.button("Unselect this page", key=f"{key}-page", icon=":material/deselect:", type="tertiary",
+                  on_click=unselect, args=(scope, page_ids))
+    else:
+        st.button(f"Select this page ({len(page_ids):,})", key=f"{key}-page", icon=":material/select_all:",
+                  type="tertiary", on_click=select_all, args=(scope, page_ids))
+    if total > len(page_ids):
+        st.button(every_label, key=f"{key}-all", icon=":material/done_all:", type="tertiary",
+                  on_click=lambda: select_all(scope, every_id()))

@@ -204,7 +204,7 @@ def confirm_delete(library: Library, scope: str, chosen: list[str], noun: str) -
                     moved = library.delete([a.sha256 for a in library.get_many(chosen)])
                 for sha in chosen:
                     tray.remove(sha)
-                selection.clear(scope)
+                selection.forget(chosen)
                 _ask(scope, None)
                 where = "to the trash" if library.has_trash else "for good"
                 _done(library, f"Moved {moved:,} images {where}" if library.has_trash else f"Deleted {moved:,} images {where}",
