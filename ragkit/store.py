@@ -498,6 +498,10 @@ class AssetStore:
     def trash_count(self) -> int:
         if self.version < 2:
             return 0
+        if self.embedded:  # Milvus Lite counts through a filter by building every matching row (see count)
+            known = self._listing.trashed_if_current(self._rows())
+            if known is not None:
+                return len(known)
         rows = self._call("count the trash", self._client.query, self.collection, filter=IN_TRASH,
                           output_fields=["count(*)"], **self._read)
         return int(rows[0]["count(*)"]) if rows else 0
@@ -506,6 +510,10 @@ class AssetStore:
         """Ids moved to the trash before `cutoff_ms` (epoch ms): one filtered query, usually empty."""
         if self.version < 2:
             return []
+        if self.embedded:  # the listing knows, once built (a long-running app asks on every Trash view)
+            known = self._listing.trashed_if_current(self._rows(), before=int(cutoff_ms))
+            if known is not None:
+                return known
         return [row["sha256"] for row in self.scan(f"{IN_TRASH} and trashed_at < {int(cutoff_ms)}", ["trashed_at"])]
 
     def trashed_among(self, sha256s: Sequence[str]) -> set[str]:

@@ -105,6 +105,22 @@ def test_rights_on_many_assets_and_what_expired_is_left_out_of(any_library):
     assert {h.asset.sha256 for h in suggest_references(library, "x", k=10, now=now + 2 * DAY_MS)} == {ids[4]}
 
 
+def test_words_in_a_name_do_not_bring_back_what_the_rights_leave_out(library):
+    """Hybrid search's keyword route (names, tags, briefs) keeps to the same usage-rights filters."""
+    report = library.ingest_uploads([Upload(name, jpeg_bytes(950 + i)) for i, name in
+                                     enumerate(["kestrel-poster.jpg", "kestrel-banner.jpg", "kestrel-mug.jpg",
+                                                "plain.jpg", "other.jpg"])])
+    ids = {name: a.sha256 for name, a in report.added}
+    assert library.store.full_text
+    now = now_ms()
+    library.set_rights([ids["kestrel-poster.jpg"]], rights_change(until="2020-01-01"))
+    library.set_rights([ids["kestrel-banner.jpg"]], rights_change(no_reference=True))
+    found = {h.asset.filename for h in library.search_text("kestrel", 5, usable_at=now)}
+    assert "kestrel-poster.jpg" not in found and {"kestrel-banner.jpg", "kestrel-mug.jpg"} <= found
+    suggested = {h.asset.filename for h in suggest_references(library, "kestrel", k=5)}
+    assert "kestrel-mug.jpg" in suggested and not suggested & {"kestrel-poster.jpg", "kestrel-banner.jpg"}
+
+
 def test_a_library_of_schema_1_has_no_rights_yet(settings, tiny_embedder):
     from ragkit.library import Library
     from tests.test_upgrade import _old_library

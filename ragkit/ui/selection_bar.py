@@ -91,7 +91,7 @@ def tags_popover(library: Library, scope: str, chosen: list[str]) -> None:
             if not normalise_tags(add) and not normalise_tags(remove):
                 st.warning("Nothing to change: pick tags to add or to remove.")
                 return
-            with guard("changing the tags"):
+            with guard("changing the tags"), st.spinner(f"Changing the tags of {len(chosen):,} images…"):
                 result = library.update_tags_many(chosen, add=add, remove=remove)
                 _done(library, f"Tags changed on {len(result.done):,} images{_left_out(result)}", ":material/sell:")
 
@@ -123,7 +123,8 @@ def rights_form(library: Library, scope: str, chosen: list[str]) -> None:
             if change.empty:
                 st.warning("Nothing to change: set a date, a note or the reference choice.")
                 return
-            result = library.set_rights(chosen, change)
+            with st.spinner(f"Setting the usage rights of {len(chosen):,} images…"):
+                result = library.set_rights(chosen, change)
             _done(library, f"Usage rights set on {len(result.done):,} images{_left_out(result)}",
                   ":material/verified_user:")
 
@@ -197,7 +198,7 @@ def confirm_delete(library: Library, scope: str, chosen: list[str], noun: str) -
     with st.container(horizontal=True, gap="small"):
         if st.button("Yes, move to the trash" if library.has_trash else "Yes, delete for good",
                      key=_key(scope, "delete-confirm"), type="primary"):
-            with guard("deleting the images"):
+            with guard("deleting the images"), st.spinner(f"Moving {len(chosen):,} images…"):
                 if library.has_trash:
                     moved = len(library.trash(chosen).done)
                 else:
