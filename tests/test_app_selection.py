@@ -263,6 +263,9 @@ def test_rights_in_the_details_dialog_and_hostile_values(app_env, seed):
     at.button(key=f"library.details.pick-anyway.{sha}").click()
     run(at)
     assert at.session_state["ragkit.tray"] == [sha]
+    at.switch_page("app_pages/studio.py")  # the Studio's tray says so again, before it is sent
+    run(at)
+    assert any("Expired 2021-03-31" in m for m in texts(at.markdown))
 
 
 def test_search_results_select_all_badges_and_ask_first(app_env, seed, settings, tiny_embedder):

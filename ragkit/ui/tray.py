@@ -18,9 +18,10 @@ import streamlit as st
 
 from ..config import Settings
 from ..library import Library
+from ..rights import now_ms
 from ..studio.models import default_model, model_info
 from . import state
-from .grid import inject_css, short_name, thumbnail_bytes
+from .grid import inject_css, rights_badges, short_name, thumbnail_bytes
 from .markdown import md_escape
 
 TRAY_KEY = "ragkit.tray"
@@ -152,6 +153,7 @@ def render_grid(library: Library, *, key: str) -> None:
     if not picked:
         return
     inject_css()
+    now = now_ms()
     cells = st.grid("auto", min_column_width=150, border=True, gap="small", key=f"ragkit-grid-tray-{key}")
     for asset in picked:
         with cells.cell():
@@ -159,5 +161,6 @@ def render_grid(library: Library, *, key: str) -> None:
             if data:
                 st.image(data, width="stretch", alt=asset.filename)
             st.caption(md_escape(short_name(asset.filename)))
+            rights_badges(asset, now)  # added anyway, or expired since: the person sees it before sending
             st.button("Remove", key=f"{key}.tray-remove.{asset.sha256}", on_click=remove, args=(asset.sha256,),
                       icon=":material/close:", type="tertiary")
