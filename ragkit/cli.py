@@ -286,7 +286,7 @@ def cmd_trash(args, settings: Settings) -> int:
     from datetime import datetime
     for asset in trashed:
         when = datetime.fromtimestamp(asset.trashed_at / 1000).strftime("%Y-%m-%d %H:%M")
-        _out(f"{asset.sha256[:12]}  deleted {when}  {asset.filename}")
+        _out(f"{asset.sha256}  deleted {when}  {asset.filename}")  # whole: to paste into `trash restore`
     _err(f"{len(trashed)} asset(s) in the trash; each is deleted for good {settings.trash_days} days after it "
          "was deleted (RAGKIT_TRASH_DAYS)")
     return EXIT_OK

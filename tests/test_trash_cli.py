@@ -61,6 +61,7 @@ def test_delete_tag_and_trash_take_many_ids(tmp_path, ragkit_env):
     assert all(a["trashed_at"] for a in listed["assets"]) and listed["trash_days"] == 30
     human = run_cli(["trash"], ragkit_env, tmp_path)
     assert human.stdout.decode().count("deleted ") == 3 and b"30 days" in human.stderr
+    assert all(sha in human.stdout.decode() for sha in ids[:3])  # whole ids: what `trash restore` takes
 
     restored = _json(["trash", "restore", ids[0], ids[4]], ragkit_env, tmp_path, code=3)
     assert [a["sha256"] for a in restored["restored"]] == [ids[0]] and restored["restored"][0]["tags"] == ["campaign"]
