@@ -141,8 +141,13 @@ def results_section(hits: list[SearchHit], description: str, options: dict) -> N
                                     persist_state="session", label_visibility="collapsed")
     if sort == "Newest":
         hits = sorted(hits, key=lambda h: h.asset.created_at, reverse=True)
-    st.button(f"Select all {len(hits)} results", key="search.select-all", icon=":material/select_all:",
-              type="tertiary", on_click=selection.select_all, args=(SCOPE, [h.asset.sha256 for h in hits]))
+    shown = [h.asset.sha256 for h in hits]
+    if all(selection.contains(SCOPE, sha) for sha in shown):
+        st.button("Unselect these results", key="search.select-all", icon=":material/deselect:", type="tertiary",
+                  on_click=selection.unselect, args=(SCOPE, shown))
+    else:
+        st.button(f"Select all {len(hits)} results", key="search.select-all", icon=":material/select_all:",
+                  type="tertiary", on_click=selection.select_all, args=(SCOPE, shown))
     selection_bar.render(library, SCOPE)
     grid(hits, hit_cell, key="search")
 

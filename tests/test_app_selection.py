@@ -289,6 +289,7 @@ def test_search_results_select_all_badges_and_ask_first(app_env, seed, settings,
     at.button(key="search.select-all").click()
     run(at)
     assert "**6 selected**" in " ".join(texts(at.markdown))
+    assert at.button(key="search.select-all").label == "Unselect these results"
     at.multiselect(key="search.selection.add-tags").set_value(["picked"])
     at.button(key="search.selection.apply-tags").click()
     run(at)
