@@ -1,18 +1,22 @@
-"""Library: add images (drag and drop), browse them newest first, open one for details, export."""
+"""Library: add images (drag and drop), browse them newest first, select many and act on them, open one
+for details (tags, usage rights), export; the Trash view holds what was deleted until it is emptied."""
 import math
 import time
+from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
 
 from ragkit.ingest import Upload
 from ragkit.portable import export_library
-from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport
+from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, last_usable_day
+from ragkit.rights import DAY_MS, blocked_as_reference, now_ms, rights_change
 from ragkit.tags import normalise_tags
-from ragkit.ui import captions, state, tray, uploads
+from ragkit.trash import expiry_cutoff
+from ragkit.ui import captions, selection, selection_bar, state, tray, uploads
 from ragkit.ui.errors import guard, show_error
-from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, short_name, show_thumbnail,
-                            thumbnail_bytes)
+from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, rights_badges, short_name,
+                            show_thumbnail, thumbnail_bytes)
 from ragkit.ui.markdown import md_escape
 
 SOURCES = {"All": None, "Uploaded": SOURCE_UPLOAD, "Generated": SOURCE_GENERATED}
@@ -30,6 +34,13 @@ K_PAGING = "library.paging"              # (generation, the page that widget sta
 K_FILTERS_SEEN = "library.filters-seen"
 K_CONFIRM_DELETE = "library.confirm-delete"
 K_EXPORT = "library.export-path"
+K_VIEW = "library.view"                  # "library" or "trash"
+K_TRASH_PAGE = "library.trash-page"      # the Trash view's paging (like K_PAGE / K_PAGING)
+K_TRASH_PAGING = "library.trash-paging"
+K_CONFIRM_EMPTY = "library.confirm-empty"
+SCOPE = "library"                        # the Library view's selection (ragkit.ui.selection)
+TRASH_SCOPE = "trash"
+VIEWS = ["library", "trash"]
 POLL_S = 0.25  # how often the Library redraws an upload's progress (and can be left)
 
 library = state.library()
@@ -41,17 +52,17 @@ library = state.library()
 # its value is written through st.session_state, in a callback too. So the widget owns its value and
 # this page only reads it; going back to page 1 (new filters, new images) or to the last page (the
 # last one emptied) is a fresh widget: a new key, starting at its `default`.
-def paging() -> tuple[str, int]:
+def paging(key: str = K_PAGE, paging_key: str = K_PAGING) -> tuple[str, int]:
     """The pagination widget's key and the page it starts at."""
-    generation, start = st.session_state.get(K_PAGING, (0, 1))
-    return f"{K_PAGE}.{generation}", start
+    generation, start = st.session_state.get(paging_key, (0, 1))
+    return f"{key}.{generation}", start
 
 
-def restart_paging(at_page: int = 1) -> None:
+def restart_paging(at_page: int = 1, key: str = K_PAGE, paging_key: str = K_PAGING) -> None:
     """Show `at_page` next, in a new pagination widget."""
-    generation, _ = st.session_state.get(K_PAGING, (0, 1))
-    st.session_state.pop(f"{K_PAGE}.{generation}", None)  # the old widget's page is not needed again
-    st.session_state[K_PAGING] = (generation + 1, at_page)
+    generation, _ = st.session_state.get(paging_key, (0, 1))
+    st.session_state.pop(f"{key}.{generation}", None)  # the old widget's page is not needed again
+    st.session_state[paging_key] = (generation + 1, at_page)
 
 
 # --- adding images ---------------------------------------------------------------------------
@@ -62,7 +73,9 @@ def summarize(report: IngestReport) -> dict:
              for name, sha in report.duplicates]
     rows += [{"File": name, "Result": "Added", "Why": f"{a.width}×{a.height}, {human_size(a.size_bytes)}"}
              for name, a in report.added]
-    return {"added": len(report.added), "duplicates": len(report.duplicates),
+    rows += [{"File": name, "Result": "Restored from the trash", "Why": f"it had been deleted ({sha[:12]}…)"}
+             for name, sha in report.restored]
+    return {"added": len(report.added), "duplicates": len(report.duplicates), "restored": len(report.restored),
             "rejected": len(report.rejected), "seconds": report.seconds, "rows": rows}
 
 
@@ -153,7 +166,8 @@ def report_section() -> None:
     if not report:
         return
     with st.container(border=True, key="library-report"):
-        summary = (f"**{report['added']} added** · {report['duplicates']} already in the library · "
+        restored = f"**{report['restored']} restored from the trash** · " if report.get("restored") else ""
+        summary = (f"{restored}**{report['added']} added** · {report['duplicates']} already in the library · "
                    f"{report['rejected']} rejected · {report['seconds']:.1f} s")
         if report["rejected"]:
             st.warning(summary, icon=":material/report:")
@@ -237,21 +251,57 @@ def provenance(asset: Asset) -> None:
                         st.image(data, width="stretch", caption=md_escape(short_name(ref.filename, 16)))
 
 
+def rights_editor(asset: Asset) -> None:
+    """Usage rights: a licence or usage note, the last day it may be used, "not as a reference"."""
+    st.markdown("**Usage rights**")
+    if not library.has_rights:
+        st.caption("This library was made by an older ragkit: run `python -m ragkit upgrade` to record usage rights.")
+        return
+    why = blocked_as_reference(asset, now_ms())
+    if why:
+        st.caption(f":material/gpp_maybe: Not for the Studio: {md_escape(why)}.")
+    key = f"library.rights.{asset.sha256}"
+    note = st.text_input("Licence or usage note", value=asset.licence, key=f"{key}.note", max_chars=1024,
+                         placeholder="e.g. Getty #12345, web and social")
+    until = st.date_input("Usable until (the last day, UTC; empty = no limit)",
+                          value=last_usable_day(asset.usable_until), key=f"{key}.until")
+    no_reference = st.checkbox("Do not use as a reference", value=asset.no_reference, key=f"{key}.no-reference")
+    changed = (" ".join(note.split()) != asset.licence or until != last_usable_day(asset.usable_until)
+               or no_reference != asset.no_reference)
+    if st.button("Save rights", key=f"{key}.save", icon=":material/verified_user:", disabled=not changed):
+        with guard("saving the usage rights"):
+            library.set_rights([asset.sha256], rights_change(until=until, no_until=until is None, note=note,
+                                                             no_reference=no_reference))
+            state.mark_changed(library)
+            state.flash("Usage rights saved", ":material/check:")
+            st.rerun()
+
+
 def delete_controls(asset: Asset) -> None:
     if st.session_state.get(K_CONFIRM_DELETE) != asset.sha256:
         st.button("Delete…", key="library.delete", icon=":material/delete:",
                   on_click=lambda: st.session_state.__setitem__(K_CONFIRM_DELETE, asset.sha256))
         return
-    st.warning(f"Delete **{md_escape(asset.filename)}** for good? Its original and thumbnail are removed "
-               "from disk.", icon=":material/delete_forever:")
+    if library.has_trash:
+        st.warning(f"Move **{md_escape(asset.filename)}** to the trash? You can restore it from the Trash for "
+                   f"{library.settings.trash_days} days; after that it is deleted for good.", icon=":material/delete:")
+    else:
+        st.warning(f"Delete **{md_escape(asset.filename)}** for good? Its original and thumbnail are removed "
+                   "from disk. (Run `python -m ragkit upgrade` to get a trash for deleted images.)",
+                   icon=":material/delete_forever:")
     yes, no = st.columns(2)
     if yes.button("Yes, delete", key="library.delete-confirm", type="primary", width="stretch"):
         with guard("deleting the image"):
-            library.delete([asset.sha256])
+            if library.has_trash:
+                library.trash([asset.sha256])
+            else:
+                library.delete([asset.sha256])
             tray.remove(asset.sha256)
+            selection.forget([asset.sha256])
             state.mark_changed(library)
             close_details()
-            st.toast(f"Deleted {md_escape(asset.filename)}", icon=":material/delete:")
+            where = "Moved to the trash" if library.has_trash else "Deleted"
+            state.flash(f"{where}: {md_escape(asset.filename)}", ":material/delete:")
             st.rerun()
     no.button("Cancel", key="library.delete-cancel", width="stretch",
               on_click=lambda: st.session_state.pop(K_CONFIRM_DELETE, None))
@@ -273,7 +323,9 @@ def details(sha256: str) -> None:
             captions.details_section(library, asset)
             if asset.is_generated:
                 provenance(asset)
-            tray.pick_toggle(asset.sha256, key_prefix="library.details", label="Use as a reference")
+            rights_editor(asset)
+            tray.pick_toggle(asset.sha256, key_prefix="library.details", label="Use as a reference",
+                             blocked=blocked_as_reference(asset, now_ms()))
             has_original = library.blobs.original_path(sha256).is_file()
             with st.container(horizontal=True, gap="small"):
                 if has_original:
@@ -289,11 +341,21 @@ def details(sha256: str) -> None:
 
 # --- browsing ----------------------------------------------------------------------------------
 def cell(asset: Asset) -> None:
+    selection.checkbox(SCOPE, asset.sha256)
     show_thumbnail(library, asset)
     badge = ":material/auto_awesome: " if asset.is_generated else ""
     st.caption(badge + md_escape(short_name(asset.filename)))
+    rights_badges(asset, now_ms())
     st.button("Details", key=f"library.open.{asset.sha256}", on_click=open_details, args=(asset.sha256,),
               icon=":material/open_in_full:", type="tertiary")
+
+
+def select_row(page_ids: list[str], total: int, filters: dict) -> None:
+    """Select all on this page / all matching the filters; the bar (when something is selected)."""
+    with st.container(horizontal=True, gap="small", key="library-select-row"):
+        selection.page_buttons(SCOPE, page_ids, total, lambda: library.store.matching_ids(**filters),
+                               key="library.select", every_label=f"Select all {total:,} matching")
+    selection_bar.render(library, SCOPE)
 
 
 def export_section(filters: dict, matching: int, filtered: bool) -> None:
@@ -359,6 +421,7 @@ def browse(total: int) -> None:
     if not page.assets:
         st.info("No images match these filters. Clear a tag or pick another source.", icon=":material/filter_alt_off:")
         return
+    select_row([a.sha256 for a in page.assets], page.total, filters)
     grid(page.assets, cell, key="library")
     if pages > 1:
         st.pagination(pages, default=min(start, pages), key=page_key, persist_state="session",
@@ -366,19 +429,164 @@ def browse(total: int) -> None:
     export_section(filters, page.total, filtered)
 
 
+# --- the trash -----------------------------------------------------------------------------------
+def view_switch(total: int) -> str:
+    """Library | Trash (N): shown once there is something in either."""
+    in_trash = library.trash_count()
+    if not total and not in_trash:
+        return "library"
+    labels = {"library": f"Library ({total:,})", "trash": f"Trash ({in_trash:,})"}
+    return st.segmented_control("View", VIEWS, default="library", required=True, key=K_VIEW,
+                                persist_state="session", format_func=labels.get, label_visibility="collapsed")
+
+
+def days_left(trashed_at: int, now: int) -> int:
+    """Whole days until an asset trashed at `trashed_at` is deleted for good (0: at the next opening)."""
+    return max(0, math.ceil((trashed_at - expiry_cutoff(now, library.settings.trash_days)) / DAY_MS))
+
+
+def images(count: int) -> str:
+    return f"{count:,} image{'s' if count != 1 else ''}"
+
+
+def restore(sha256s: list[str]) -> None:
+    with guard("restoring"):
+        result = library.restore(sha256s)
+        selection.forget(sha256s)
+        state.mark_changed(library)
+        gone = f"; {len(result.skipped)} could not be restored (see `python -m ragkit doctor`)" if result.skipped else ""
+        st.toast(f"Restored {images(len(result.done))} to the library{gone}", icon=":material/restore_from_trash:")
+
+
+def trash_cell(asset: Asset) -> None:
+    selection.checkbox(TRASH_SCOPE, asset.sha256)
+    show_thumbnail(library, asset)
+    st.caption(md_escape(short_name(asset.filename)))
+    deleted = datetime.fromtimestamp(asset.trashed_at / 1000)
+    left = days_left(asset.trashed_at, now_ms())
+    colour = "red" if left <= 1 else "orange" if left <= 7 else "gray"  # what goes soon stands out
+    st.caption(f"Deleted {deleted:%b} {deleted.day}")
+    st.markdown(f":{colour}-badge[:material/timer: {left} day{'s' if left != 1 else ''} left]",
+                help=f"Deleted {deleted:%Y-%m-%d %H:%M}; deleted for good after {library.settings.trash_days} days.")
+    st.button("Restore", key=f"library.restore.{asset.sha256}", on_click=restore, args=([asset.sha256],),
+              icon=":material/restore_from_trash:", type="tertiary")
+
+
+def ask_empty(what: str | None) -> None:
+    """Which confirmation the Trash view shows: "all" (Empty trash), "selected", or none."""
+    st.session_state[K_CONFIRM_EMPTY] = what
+
+
+def empty_trash(chosen: list[str] | None, count: int) -> None:
+    """Delete for good the whole trash (`chosen` None) or the chosen assets of it."""
+    with guard("emptying the trash"), st.spinner(f"Deleting {images(count)} for good…"):
+        result = library.empty_trash(chosen)
+        if chosen is None:
+            selection.clear(TRASH_SCOPE)
+        else:
+            selection.forget(chosen)
+        ask_empty(None)
+        state.mark_changed(library)
+        state.flash(f"Deleted {images(len(result.done))} for good", ":material/delete_forever:")
+        st.rerun()
+
+
+def trash_actions(page_ids: list[str], total: int) -> None:
+    with st.container(horizontal=True, gap="small", vertical_alignment="center", key="library-trash-actions"):
+        selection.page_buttons(TRASH_SCOPE, page_ids, total, library.store.trashed_ids, key="library.trash-select",
+                               every_label=f"Select all {total:,} in the trash")
+        st.space("stretch")
+        st.button("Empty trash…", key="library.empty-trash", icon=":material/delete_forever:", on_click=ask_empty,
+                  args=("all",))
+    trash_selection_bar()
+    confirm_empty(total)
+
+
+def trash_selection_bar() -> None:
+    """The selected assets of the trash: restore them, or delete them for good."""
+    chosen = selection.ids(TRASH_SCOPE)
+    if not chosen:
+        return
+    with st.container(border=True, key="selection-bar-trash"), \
+            st.container(horizontal=True, gap="small", vertical_alignment="center"):
+        st.markdown(f"**{len(chosen):,} selected**")
+        st.button(f"Restore {len(chosen):,}", key="library.restore-selected", type="primary",
+                  icon=":material/restore_from_trash:", on_click=restore, args=(chosen,))
+        st.button(f"Delete {len(chosen):,} for good…", key="library.delete-selected", icon=":material/delete_forever:",
+                  on_click=ask_empty, args=("selected",))
+        st.space("stretch")
+        st.button("Clear selection", key="library.trash-clear", icon=":material/deselect:", type="tertiary",
+                  on_click=selection.clear, args=(TRASH_SCOPE,))
+
+
+def confirm_empty(total: int) -> None:
+    """Deleting for good cannot be undone: say what goes, and ask."""
+    what = st.session_state.get(K_CONFIRM_EMPTY)
+    chosen = selection.ids(TRASH_SCOPE) if what == "selected" else None
+    if not what or chosen == []:
+        return
+    count = total if chosen is None else len(chosen)
+    which = (f"{'the' if count == 1 else 'all'} **{images(count)}** in the trash" if chosen is None
+             else f"the **{images(count)}** you selected")
+    st.warning(f"Delete {which} for good? Their originals and thumbnails are removed from disk; this cannot be "
+               "undone.", icon=":material/delete_forever:")
+    with st.container(horizontal=True, gap="small"):
+        if st.button(f"Yes, delete {count:,} for good", key="library.empty-confirm", type="primary"):
+            empty_trash(chosen, count)
+        st.button("Cancel", key="library.empty-cancel", on_click=ask_empty, args=(None,))
+
+
+def trash_view() -> None:
+    if not library.has_trash:
+        st.info("This library was made by an older ragkit and has no trash: deleting an image there is for good. "
+                "Run `python -m ragkit upgrade` to get the trash (and usage rights).", icon=":material/upgrade:")
+        return
+    library.expire_trash()  # a long-running app: what has been there too long goes now, not at the next start
+    per_page = PAGE_SIZES[0]
+    page_key, start = paging(K_TRASH_PAGE, K_TRASH_PAGING)
+    current = st.session_state.get(page_key, start)
+    current = current if isinstance(current, int) and current >= 1 else start
+    page = library.trashed_page((current - 1) * per_page, per_page)
+    pages = max(1, math.ceil(page.total / per_page))
+    if current > pages:  # its last images were restored or deleted
+        current = pages
+        restart_paging(current, K_TRASH_PAGE, K_TRASH_PAGING)
+        page_key, start = paging(K_TRASH_PAGE, K_TRASH_PAGING)
+        page = library.trashed_page((current - 1) * per_page, per_page)
+    days = library.settings.trash_days
+    if not page.total:
+        st.info(f"The trash is empty. Images you delete wait here for {days} days, so they can be restored, "
+                "before they are deleted for good.", icon=":material/delete:")
+        return
+    where = f" · page {current} of {pages}" if pages > 1 else ""
+    st.markdown(f"**{page.total:,}** image{'s' if page.total != 1 else ''} in the trash, most recently deleted "
+                f"first{where}")
+    st.caption(f"Restore brings an image back as it was: tags, provenance, usage rights. Each is deleted for good "
+               f"{days} days after it was deleted (`RAGKIT_TRASH_DAYS`), or when you empty the trash.")
+    trash_actions([a.sha256 for a in page.assets], page.total)
+    grid(page.assets, trash_cell, key="trash")
+    if pages > 1:
+        st.pagination(pages, default=min(start, pages), key=page_key, persist_state="session", max_visible_pages=9)
+
+
 # --- the page ----------------------------------------------------------------------------------
 st.title("Library")
 with guard("loading the library"):
     collect_finished_upload()
     total = library.count()
-    if total == 0:
-        empty_state()
-    upload_section(empty=total == 0)
-    progress_slot = st.empty()
-    report_section()
-    if total:
-        captions.library_panel(library)
-        browse(total)
+    view = view_switch(total)
+    if view == "trash":
+        progress_slot = st.empty()
+        trash_view()
+    else:
+        if total == 0:
+            empty_state()
+        upload_section(empty=total == 0)
+        progress_slot = st.empty()
+        report_section()
+        if total:
+            captions.library_panel(library)
+            browse(total)
     if st.session_state.get(state.OPEN_ASSET):
         details(st.session_state[state.OPEN_ASSET])
     # Last, so the whole page is drawn and usable while it waits: a click anywhere interrupts the

@@ -4,9 +4,11 @@ import hashlib
 import streamlit as st
 
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, SearchHit
-from ragkit.ui import state, tray, uploads
+from ragkit.rights import blocked_as_reference, now_ms
+from ragkit.ui import selection, selection_bar, state, tray, uploads
 from ragkit.ui.errors import guard
-from ragkit.ui.grid import example_preview, grid, score_label, short_name, show_thumbnail, thumbnail_bytes
+from ragkit.ui.grid import (example_preview, grid, rights_badges, score_label, short_name, show_thumbnail,
+                            thumbnail_bytes)
 from ragkit.ui.markdown import md_escape
 
 SOURCES = {"All": None, "Uploaded": SOURCE_UPLOAD, "Generated": SOURCE_GENERATED}
@@ -22,6 +24,7 @@ K_SOURCE = "search.source"
 K_MIN_SCORE = "search.min-score"
 K_SORT = "search.sort"
 K_RESULTS = "search.results"
+SCOPE = "search"  # the selection of this page (ragkit.ui.selection)
 
 library = state.library()
 
@@ -110,6 +113,8 @@ def run_search(query, options, total) -> list[SearchHit]:
 
 def hit_cell(hit: SearchHit) -> None:
     asset = hit.asset
+    now = now_ms()
+    selection.checkbox(SCOPE, asset.sha256)
     show_thumbnail(library, asset)
     with st.container(horizontal=True, vertical_alignment="center", gap="xsmall", wrap=False):
         st.markdown(f":orange-badge[{score_label(hit.score)}]", help="Similarity to the query (1.00 = the same)")
@@ -117,7 +122,8 @@ def hit_cell(hit: SearchHit) -> None:
         st.button("", key=f"search.more.{asset.sha256}", on_click=more_like, args=(asset.sha256,),
                   icon=":material/image_search:", type="tertiary", help="More like this")
     st.caption(md_escape(short_name(asset.filename, 24)))
-    tray.pick_toggle(asset.sha256, key_prefix="search")
+    rights_badges(asset, now)
+    tray.pick_toggle(asset.sha256, key_prefix="search", blocked=blocked_as_reference(asset, now))
 
 
 def results_section(hits: list[SearchHit], description: str, options: dict) -> None:
@@ -135,6 +141,14 @@ def results_section(hits: list[SearchHit], description: str, options: dict) -> N
                                     persist_state="session", label_visibility="collapsed")
     if sort == "Newest":
         hits = sorted(hits, key=lambda h: h.asset.created_at, reverse=True)
+    shown = [h.asset.sha256 for h in hits]
+    if all(selection.contains(SCOPE, sha) for sha in shown):
+        st.button("Unselect these results", key="search.select-all", icon=":material/deselect:", type="tertiary",
+                  on_click=selection.unselect, args=(SCOPE, shown))
+    else:
+        st.button(f"Select all {len(hits)} results", key="search.select-all", icon=":material/select_all:",
+                  type="tertiary", on_click=selection.select_all, args=(SCOPE, shown))
+    selection_bar.render(library, SCOPE)
     grid(hits, hit_cell, key="search")
 
 

@@ -28,6 +28,7 @@ from ragkit.config import Settings, redact_uri
 from ragkit.jobs import Job
 from ragkit.library import Library
 from ragkit.records import Asset, SearchHit
+from ragkit.rights import blocked_as_reference, now_ms
 from ragkit.studio import (ASPECT_LABELS, DEFAULT_ENDPOINT, PRESET_BRIEFS, Generation, Kit, ModelInfo,
                            default_model, file_name_for, generate_from, model_info, model_options, models_help,
                            recent_generated, save_generated_image, suggest_references, too_many_references)
@@ -410,7 +411,8 @@ def history_section(library: Library) -> None:
                     f":small[{md_escape(short_name(asset.prompt or asset.filename, 120))}]",
                     help=md_escape(asset.prompt) if len(asset.prompt) > 120 else None)
         reference_strip(library, asset.reference_ids, key=f"history-refs-{asset.sha256}", columns=6, width=32)
-        tray.pick_toggle(asset.sha256, key_prefix="studio.history", label="Use as reference")
+        tray.pick_toggle(asset.sha256, key_prefix="studio.history", label="Use as reference",
+                         blocked=blocked_as_reference(asset, now_ms()))
         with st.container(horizontal=True, gap="small"):
             if asset.prompt:
                 st.button("Reuse brief", key=f"studio.reuse.{asset.sha256}", on_click=use_brief,

@@ -70,10 +70,11 @@ class Catalog:
             self._views[key] = view
         return view
 
-    def trashed(self) -> list[str]:
-        """Ids in the trash, most recently trashed first."""
+    def trashed(self, before: int | None = None) -> list[str]:
+        """Ids in the trash (moved there before `before`, epoch ms, if given), most recently trashed first."""
         entries = self._entries
-        return sorted((sha for sha, e in entries.items() if e[3]), key=lambda sha: (-entries[sha][3], sha))
+        return sorted((sha for sha, e in entries.items() if e[3] and (before is None or e[3] < before)),
+                      key=lambda sha: (-entries[sha][3], sha))
 
     def tag_counts(self) -> list[tuple[str, int]]:
         """Every tag with its number of assets in the library, most used first, then by name."""
@@ -136,6 +137,11 @@ class Listing:
         catalog = self._current(total)
         with self._lock:
             return catalog.trashed()
+
+    def trashed_if_current(self, total: int, before: int | None = None) -> list[str] | None:
+        """Catalog.trashed, if the catalog is built and still current (no scan)."""
+        with self._lock:
+            return self._catalog.trashed(before) if self._fresh(total) else None  # type: ignore[union-attr]
 
     def count_if_current(self, total: int) -> int | None:
         """The number of assets in the library, if the catalog is built and still current (no scan)."""

@@ -1,4 +1,4 @@
-"""Command-line interface: `python -m ragkit ingest | search | stats | delete | tag`.
+"""Command-line interface: `python -m ragkit ingest | search | stats | delete | tag | rights | trash | ...`.
 
 With ``--json`` stdout carries exactly one JSON document; progress and messages go to
 stderr. Exit status: 0 = everything done, 3 = done but some inputs were rejected,
@@ -42,7 +42,31 @@ def _out(text: str, *, keep_newlines: bool = False) -> None:
 
 def _open_library(settings: Settings):
     from .library import Library
-    return Library.open(settings)
+    library = Library.open(settings)
+    if library.expired_on_open:
+        _err(f"emptied {library.expired_on_open} asset(s) from the trash: they were deleted more than "
+             f"{settings.trash_days} days ago (RAGKIT_TRASH_DAYS)")
+    return library
+
+
+def _asset_ids(texts: Sequence[str]) -> list[str]:
+    """Asset ids from the command line, checked and without repeats (a bad one stops the command)."""
+    from .filters import validate_sha256
+    return list(dict.fromkeys(validate_sha256(text) for text in texts))
+
+
+def _bulk_json(result, done_key: str) -> dict:
+    """A BulkResult as JSON: the assets as they are now, and what was not done, with why."""
+    return {done_key: [asset.to_dict() for asset in result.done],
+            "skipped": [{"sha256": sha, "reason": why} for sha, why in result.skipped.items()],
+            "not_found": result.missing}
+
+
+def _report_left_out(result) -> None:
+    for sha, why in result.skipped.items():
+        _err(f"skipped {sha}: {why}")
+    for sha in result.missing:
+        _err(f"not found: {sha}")
 
 
 def _warn_random(library) -> None:
@@ -112,7 +136,8 @@ def cmd_ingest(args, settings: Settings) -> int:
     for rejected in report.rejected:
         _err(f"rejected: {rejected.path}: {rejected.reason}")
     rate = len(report.added) / report.seconds if report.seconds and report.added else 0.0
-    _err(f"added {len(report.added)}, duplicates {len(report.duplicates)}, rejected {len(report.rejected)} "
+    restored = f", restored from the trash {len(report.restored)}" if report.restored else ""
+    _err(f"added {len(report.added)}, duplicates {len(report.duplicates)}{restored}, rejected {len(report.rejected)} "
          f"in {report.seconds:.1f}s ({rate:.1f} images/s)")
     described = _describe_added(library, report, args.concurrency) if args.describe else None
     if args.json:
@@ -143,6 +168,9 @@ def cmd_search(args, settings: Settings) -> int:
     library = _open_library(settings)
     _warn_random(library)
     filters = {"tags": args.tag, "source": args.source, "min_score": args.min_score}
+    if args.usable:
+        from .rights import now_ms
+        filters["usable_at"] = now_ms()
     data = None
     if args.image:
         from .ingest import MAX_FILE_BYTES, read_image_file
@@ -204,27 +232,119 @@ def cmd_stats(args, settings: Settings) -> int:
 
 def cmd_delete(args, settings: Settings) -> int:
     library = _open_library(settings)
-    from .filters import validate_sha256
-    ids = [validate_sha256(s) for s in args.sha256]
-    missing = [s for s in ids if library.store.get(s) is None]
-    deleted = library.delete([s for s in ids if s not in missing])
+    ids = _asset_ids(args.sha256)
+    if not library.has_trash:
+        return _delete_for_good(library, ids, args.json)
+    result = library.trash(ids)
+    _report_left_out(result)
+    if args.json:
+        print(json.dumps({"deleted": len(result.done), "to_trash": True, "not_found": result.missing,
+                          "already_in_trash": list(result.skipped)}))
+    else:
+        _err(f"moved {len(result.done)} asset(s) to the trash; `python -m ragkit trash restore SHA...` brings "
+             f"them back, `python -m ragkit trash empty` deletes them for good (so does time: after "
+             f"{settings.trash_days} days)")
+    return EXIT_OK if not result.missing else EXIT_PARTIAL
+
+
+def _delete_for_good(library, ids: list[str], as_json: bool) -> int:
+    """A library of schema 1 has no trash: delete as before, and say how to get the trash."""
+    found = {asset.sha256 for asset in library.get_many(ids)}
+    missing = [sha for sha in ids if sha not in found]
+    deleted = library.delete([sha for sha in ids if sha in found])
     for sha in missing:
         _err(f"not found: {sha}")
-    if args.json:
-        print(json.dumps({"deleted": deleted, "not_found": missing}))
-    else:
-        _err(f"deleted {deleted} asset(s)")
+    _err(f"deleted {deleted} asset(s) for good: this library has no trash yet; "
+         "`python -m ragkit upgrade` adds it (deleted images can then be restored)")
+    if as_json:
+        print(json.dumps({"deleted": deleted, "to_trash": False, "not_found": missing, "already_in_trash": []}))
     return EXIT_OK if not missing else EXIT_PARTIAL
 
 
 def cmd_tag(args, settings: Settings) -> int:
     library = _open_library(settings)
-    asset = library.update_tags(args.sha256, add=args.add, remove=args.remove)
+    result = library.update_tags_many(_asset_ids(args.sha256), add=args.add, remove=args.remove)
+    _report_left_out(result)
     if args.json:
-        print(json.dumps(asset.to_dict(), ensure_ascii=False))
+        print(json.dumps(_bulk_json(result, "updated"), ensure_ascii=False))
     else:
-        _out(", ".join(asset.tags) or "(no tags)")
+        for asset in result.done:
+            _out(f"{asset.sha256[:12]}  {', '.join(asset.tags) or '(no tags)'}")
+    return EXIT_OK if result.complete else EXIT_PARTIAL
+
+
+def cmd_rights(args, settings: Settings) -> int:
+    from .rights import describe, now_ms, rights_change
+    library = _open_library(settings)
+    ids = _asset_ids(args.sha256)
+    no_reference = True if args.no_reference else (False if args.allow_reference else None)
+    change = rights_change(until=args.until, no_until=args.no_until, note=args.note, no_reference=no_reference)
+    if change.empty:  # nothing to change: show them
+        from .records import BulkResult
+        found = {asset.sha256: asset for asset in library.get_many(ids)}
+        result = BulkResult(done=[found[sha] for sha in ids if sha in found],
+                            missing=[sha for sha in ids if sha not in found])
+    else:
+        result = library.set_rights(ids, change)
+    _report_left_out(result)
+    if args.json:
+        print(json.dumps(_bulk_json(result, "assets"), ensure_ascii=False))
+    else:
+        now = now_ms()
+        for asset in result.done:
+            _out(f"{asset.sha256[:12]}  {describe(asset, now) or '(no usage rights recorded)'}")
+    return EXIT_OK if result.complete else EXIT_PARTIAL
+
+
+def cmd_trash(args, settings: Settings) -> int:
+    from .trash import require_trash
+    library = _open_library(settings)
+    require_trash(library)
+    if args.action == "restore":
+        return _trash_restore(library, _asset_ids(args.sha256), args.json)
+    if args.action == "empty":
+        return _trash_empty(library, _asset_ids(args.sha256) if args.sha256 else None, args.json)
+    trashed = library.trashed()
+    if args.json:
+        print(json.dumps({"count": len(trashed), "trash_days": settings.trash_days,
+                          "assets": [asset.to_dict() for asset in trashed]}, ensure_ascii=False))
+        return EXIT_OK
+    if not trashed:
+        _err("the trash is empty")
+        return EXIT_OK
+    from datetime import datetime
+    for asset in trashed:
+        when = datetime.fromtimestamp(asset.trashed_at / 1000).strftime("%Y-%m-%d %H:%M")
+        _out(f"{asset.sha256}  deleted {when}  {asset.filename}")  # whole: to paste into `trash restore`
+    _err(f"{len(trashed)} asset(s) in the trash; each is deleted for good {settings.trash_days} days after it "
+         "was deleted (RAGKIT_TRASH_DAYS)")
     return EXIT_OK
+
+
+def _trash_restore(library, ids: list[str], as_json: bool) -> int:
+    result = library.restore(ids)
+    _report_left_out(result)
+    if as_json:
+        print(json.dumps(_bulk_json(result, "restored"), ensure_ascii=False))
+    else:
+        _err(f"restored {len(result.done)} asset(s)")
+    return EXIT_OK if result.complete else EXIT_PARTIAL
+
+
+def _trash_empty(library, ids: list[str] | None, as_json: bool) -> int:
+    progress = _CountProgress("emptying the trash:")
+    try:
+        result = library.empty_trash(ids, on_progress=progress)
+    finally:
+        progress.close()
+    _report_left_out(result)
+    if as_json:
+        print(json.dumps({"deleted": len(result.done), "deleted_ids": [a.sha256 for a in result.done],
+                          "skipped": [{"sha256": sha, "reason": why} for sha, why in result.skipped.items()],
+                          "not_found": result.missing}))
+    else:
+        _err(f"deleted {len(result.done)} asset(s) for good")
+    return EXIT_OK if result.complete else EXIT_PARTIAL
 
 
 def cmd_doctor(args, settings: Settings) -> int:
@@ -234,7 +354,7 @@ def cmd_doctor(args, settings: Settings) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
-        _out(f"rows {report.rows}, original files {report.files}")
+        _out(f"rows {report.rows} ({report.in_trash} in the trash), original files {report.files}")
         problems = [("rows whose original is missing", report.rows_without_original),
                     ("rows whose thumbnail is missing", report.rows_without_thumbnail),
                     ("files without a row", report.files_without_row),
@@ -627,20 +747,53 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--tag", action="append", default=[], help="only assets with this tag (repeatable)")
     search.add_argument("--source", choices=SOURCES, help="only uploaded or only generated assets")
     search.add_argument("--min-score", type=float, default=None, help="drop hits below this cosine similarity")
+    search.add_argument("--usable", action="store_true",
+                        help="only assets within their usage rights today (leaves out those past their "
+                             "usable-until date; see `rights`)")
     search.set_defaults(handler=cmd_search)
 
     stats = commands.add_parser("stats", help="library size, model and database")
     stats.set_defaults(handler=cmd_stats)
 
-    delete = commands.add_parser("delete", help="remove assets (row, original and thumbnail)")
-    delete.add_argument("sha256", nargs="+")
+    delete = commands.add_parser(
+        "delete", help="move assets to the trash (restorable; `trash empty` deletes for good)",
+        description="Move assets to the trash: out of the library, search and export, restorable as they were "
+                    "with `trash restore` until `trash empty` or RAGKIT_TRASH_DAYS delete them for good. "
+                    "(A library made by an older ragkit has no trash until `upgrade`: there this deletes for good.)")
+    delete.add_argument("sha256", nargs="+", metavar="SHA256")
     delete.set_defaults(handler=cmd_delete)
 
-    tag = commands.add_parser("tag", help="add or remove tags of an asset")
-    tag.add_argument("sha256")
-    tag.add_argument("--add", action="append", default=[], metavar="TAG")
-    tag.add_argument("--remove", action="append", default=[], metavar="TAG")
+    tag = commands.add_parser("tag", help="add or remove tags of one or many assets")
+    tag.add_argument("sha256", nargs="+", metavar="SHA256")
+    tag.add_argument("--add", action="append", default=[], metavar="TAG", help="a tag to add (repeatable)")
+    tag.add_argument("--remove", action="append", default=[], metavar="TAG", help="a tag to remove (repeatable)")
     tag.set_defaults(handler=cmd_tag)
+
+    rights = commands.add_parser(
+        "rights", help="usage rights of assets: licence note, usable-until date, not as a reference",
+        description="Set the usage rights of one or many assets; without options, show them. An asset past its "
+                    "usable-until date (the whole day counts, UTC) is marked expired: left out of the Studio's "
+                    "suggestions, batch products and `search --usable`.")
+    rights.add_argument("sha256", nargs="+", metavar="SHA256")
+    until = rights.add_mutually_exclusive_group()
+    until.add_argument("--until", metavar="YYYY-MM-DD", help="the last day the assets may be used")
+    until.add_argument("--no-until", action="store_true", help="remove the usable-until date")
+    rights.add_argument("--note", metavar="TEXT", help="licence or usage note ('' removes it)")
+    reference = rights.add_mutually_exclusive_group()
+    reference.add_argument("--no-reference", action="store_true", help="do not use them as references")
+    reference.add_argument("--allow-reference", action="store_true", help="they may be used as references again")
+    rights.set_defaults(handler=cmd_rights)
+
+    trash = commands.add_parser(
+        "trash", help="list the trash; `trash restore SHA...`; `trash empty [SHA...]` deletes for good",
+        description="Deleted assets wait in the trash for RAGKIT_TRASH_DAYS days (default 30), then they are "
+                    "deleted for good when the app or a command next opens the library.")
+    trash.set_defaults(handler=cmd_trash, sha256=[])
+    trash_actions = trash.add_subparsers(dest="action", metavar="ACTION")
+    trash_restore = trash_actions.add_parser("restore", help="bring assets back from the trash, as they were")
+    trash_restore.add_argument("sha256", nargs="+", metavar="SHA256")
+    trash_empty = trash_actions.add_parser("empty", help="delete for good everything in the trash, or these assets")
+    trash_empty.add_argument("sha256", nargs="*", metavar="SHA256")
 
     doctor = commands.add_parser("doctor", help="check that database rows and files agree (and --repair)")
     doctor.add_argument("--repair", action="store_true",
@@ -771,8 +924,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "still join up through their members")
     duplicates.set_defaults(handler=cmd_duplicates)
 
-    for sub in (ingest, search, stats, delete, tag, doctor, export, import_, generate, batch, describe, migrate,
-                upgrade, duplicates):
+    for sub in (ingest, search, stats, delete, tag, rights, trash, trash_restore, trash_empty, doctor, export,
+                import_, generate, batch, describe, migrate, upgrade, duplicates):
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return parser
 

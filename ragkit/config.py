@@ -37,7 +37,9 @@ SETTINGS_TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("max_image_pixels", "RAGKIT_MAX_IMAGE_PIXELS", "150000000", "larger images are rejected as decompression bombs"),
     ("require_login", "RAGKIT_REQUIRE_LOGIN", "false", "true: visitors must sign in (Streamlit OIDC, [auth] in secrets.toml)"),
     ("allowed_emails", "RAGKIT_ALLOWED_EMAILS", "", "with login: comma-separated emails or @domain.com suffixes allowed in"),
+    ("trash_days", "RAGKIT_TRASH_DAYS", "30", "days an asset stays in the trash before it is deleted for good"),
 )
+MAX_TRASH_DAYS = 36500  # a century: "keep it forever" without an overflow in the cutoff
 
 _SECRET_FIELDS = {"milvus_token", "gemini_api_key"}
 
@@ -76,6 +78,7 @@ class Settings:
     max_image_pixels: int = 150_000_000
     require_login: bool = False
     allowed_emails: tuple[str, ...] = ()
+    trash_days: int = 30
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, cwd: Path | None = None,
@@ -104,6 +107,7 @@ class Settings:
             max_pixels = int(get("RAGKIT_MAX_IMAGE_PIXELS", "150000000"))
         except ValueError:
             raise ConfigError("RAGKIT_MAX_IMAGE_PIXELS must be a whole number of pixels.") from None
+        trash_days = _trash_days(get("RAGKIT_TRASH_DAYS", "30"))
         return cls(
             data_dir=data_dir,
             milvus_uri=milvus_uri,
@@ -119,6 +123,7 @@ class Settings:
             max_image_pixels=max_pixels,
             require_login=_truthy(get("RAGKIT_REQUIRE_LOGIN", "false"), "RAGKIT_REQUIRE_LOGIN"),
             allowed_emails=tuple(e.strip().lower() for e in get("RAGKIT_ALLOWED_EMAILS").split(",") if e.strip()),
+            trash_days=trash_days,
         )
 
     @property
@@ -162,6 +167,17 @@ def is_embedded_uri(uri: str) -> bool:
     """The one rule for which engine a URI means: a path is a Milvus Lite file run in this process
     (pymilvus wants it to end in .db); scheme://… is a Milvus server, cluster or Zilliz Cloud."""
     return "://" not in uri and not uri.startswith("unix:")
+
+
+def _trash_days(value: str) -> int:
+    try:
+        days = int(value)
+    except ValueError:
+        days = -1
+    if not 1 <= days <= MAX_TRASH_DAYS:
+        raise ConfigError(f"RAGKIT_TRASH_DAYS={value[:40]!r}: use a whole number of days from 1 to {MAX_TRASH_DAYS} "
+                          "(how long a deleted image can still be restored).")
+    return days
 
 
 def _truthy(value: str, name: str) -> bool:

@@ -1,11 +1,15 @@
 """Find and fix disagreements between the database rows and the files on disk.
 
-Write order makes every disagreement unambiguous (see ingest.py and Library.delete):
+Write order makes every disagreement unambiguous (see ingest.py, Library.delete and ragkit.trash):
 - a file without a row  -> an ingest was interrupted after writing files: adopt it
   (embed it again and add the row, tagged ``recovered``);
-- a row without its original -> a delete was interrupted after removing files: drop the row;
+- a row without its original -> a delete for good (an emptying of the trash) was interrupted
+  after removing files: drop the row;
 - a row whose thumbnail is missing -> rebuild the thumbnail from the original;
 - ``.tmp-*`` files -> a write was interrupted: remove them.
+
+Assets in the trash keep their rows and files until it is emptied: they are counted (in_trash),
+and their files are not orphans.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ RECOVERED_TAG = "recovered"
 class DoctorReport:
     rows: int = 0
     files: int = 0
+    in_trash: int = 0  # rows (counted in `rows`) whose asset is in the trash
     rows_without_original: list[str] = field(default_factory=list)
     rows_without_thumbnail: list[str] = field(default_factory=list)
     files_without_row: list[str] = field(default_factory=list)
@@ -38,11 +43,13 @@ class DoctorReport:
 
 
 def check(library) -> DoctorReport:
-    rows = {row["sha256"] for row in library.store.scan()}
+    fields = ["trashed_at"] if library.has_trash else []
+    scanned = library.store.scan("", fields)  # every row, the trash included
+    rows = {row["sha256"] for row in scanned}
     originals = set(library.blobs.original_ids())
     thumbnails = set(library.blobs.thumbnail_ids())
     return DoctorReport(
-        rows=len(rows), files=len(originals),
+        rows=len(rows), files=len(originals), in_trash=sum(1 for row in scanned if row.get("trashed_at")),
         rows_without_original=sorted(rows - originals),
         rows_without_thumbnail=sorted((rows & originals) - thumbnails),
         files_without_row=sorted(originals - rows),
@@ -57,10 +64,12 @@ def repair(library) -> DoctorReport:
         Path(path).unlink(missing_ok=True)
         report.actions.append(f"removed unfinished write {path}")
     if report.rows_without_original:
+        trashed = library.store.trashed_among(report.rows_without_original)
         library.store.delete(report.rows_without_original)
         for sha in report.rows_without_original:
             library.blobs.delete(sha)  # a thumbnail may still be there
-            report.actions.append(f"dropped row {sha} (its original was deleted)")
+            report.actions.append(f"finished deleting {sha} from the trash" if sha in trashed
+                                  else f"dropped row {sha} (its original was deleted)")
     for sha in report.rows_without_thumbnail:
         try:
             decoded = decode_image(library.blobs.read_original(sha), max_pixels=library.settings.max_image_pixels)

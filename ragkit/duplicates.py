@@ -108,17 +108,21 @@ def find_duplicate_groups(library_or_store, threshold: float = DEFAULT_THRESHOLD
 
 
 def resolve_group(library, keep: str, group: DuplicateGroup) -> int:
-    """Keep one asset of a group and delete the others (files first, then rows: Library.delete).
+    """Keep one asset of a group and delete the others: to the trash (restorable, ragkit.trash), or
+    for good in a library of schema 1, which has no trash (files first, then rows: Library.delete).
 
     Refuses, deleting nothing, when `keep` is not in the group or is itself gone (deleted in
     another session since the groups were found): deleting the others then would lose the picture."""
     keep = validate_sha256(keep)
     if keep not in group.sha256s:
         raise InvalidInputError(f"Asset {keep[:12]}… is not in this group; choose one of its assets to keep.")
-    if library.store.get(keep) is None or not library.blobs.original_path(keep).is_file():
+    kept = library.store.get(keep)
+    if kept is None or kept.trashed or not library.blobs.original_path(keep).is_file():
         raise AssetNotFoundError(
             f"The asset to keep ({keep[:12]}…) is no longer in the library, so nothing was deleted. "
             "Look for duplicates again.")
+    if library.has_trash:
+        return len(library.trash(group.others(keep)).done)
     return library.delete(group.others(keep))
 
 

@@ -35,6 +35,10 @@ class StoreSupersededError(StoreError):
     """The collection was replaced (upgraded) by another process; a write to it would be lost."""
 
 
+class UpgradeNeededError(StoreError):
+    """The library was made by an older ragkit and lacks what was asked for (the trash, usage rights)."""
+
+
 class ModelMismatchError(StoreError):
     """The collection was built with a different embedding model."""
 

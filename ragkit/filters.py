@@ -57,3 +57,14 @@ def asset_filter(tags: Iterable[str] = (), source: str | None = None, live: bool
 
 def ids_filter(ids: Iterable[str]) -> str:
     return f"sha256 in [{', '.join(quote_literal(validate_sha256(i)) for i in ids)}]"
+
+
+def rights_filter(usable_at: int | None = None, for_reference: bool = False) -> str:
+    """Assets within their usage rights at `usable_at` (epoch ms; None: any), and with
+    `for_reference` only those that may be sent as references (schema 2 and later)."""
+    clauses = []
+    if usable_at is not None:
+        clauses.append(f"(usable_until == 0 or usable_until > {int(usable_at)})")
+    if for_reference:
+        clauses.append("no_reference == false")
+    return " and ".join(clauses)

@@ -13,6 +13,7 @@ A pipeline of small stages, in the spirit of clip-retrieval's reader -> mapper -
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -331,8 +332,9 @@ class IngestPipeline:
 
     def _stream(self, sources: Sequence[Source], pool: ThreadPoolExecutor, tags: tuple[str, ...],
                 source: str, provenance: Provenance | None, owner: object, held: set[str],
-                contested: list[tuple[Source, str]]) -> Iterator[_Prepared | Rejected | tuple[str, str]]:
-        """Yield, in input order, each input's outcome: prepared, rejected or (label, sha) duplicate.
+                contested: list[tuple[Source, str]]) -> Iterator[_Prepared | _Restored | Rejected | tuple[str, str]]:
+        """Yield, in input order, each input's outcome: prepared, rejected, restored from the trash,
+        or (label, sha) duplicate.
 
         Ids this run claims go into `held`; inputs whose id another run holds go into `contested`
         (and yield nothing now). A later input with the bytes of an earlier one shares its fate:
@@ -348,12 +350,18 @@ class IngestPipeline:
             claimed = _claims.claim(scope, fresh, owner)  # claim first, then look
             held.update(claimed)
             stored = self.store.existing(sorted(claimed))
+            in_trash = self.store.trashed_among(sorted(stored))
+            stored -= {sha for sha in in_trash if not self.blobs.original_path(sha).is_file()}  # half-emptied: anew
             _claims.release(scope, stored, owner)
             held.difference_update(stored)
-            pending: list[_Preparing | _Repeat | Rejected | tuple[str, str]] = []
+            restored = self._restore(in_trash & stored)
+            pending: list[_Preparing | _Repeat | _Restored | Rejected | tuple[str, str]] = []
             for original, item in zip(chunk, loaded):
                 if isinstance(item, Rejected):
                     pending.append(item)
+                elif item.sha256 in restored and item.sha256 not in seen:
+                    seen.add(item.sha256)  # a later copy in this run is a plain duplicate
+                    pending.append(_Restored(item.label, item.sha256))
                 elif item.sha256 in stored:
                     pending.append((item.label, item.sha256))
                 elif item.sha256 in seen:
@@ -366,6 +374,15 @@ class IngestPipeline:
                                                                          provenance)))
             for entry in pending:
                 yield _settle(entry, rejected_why)
+
+    def _restore(self, trashed: set[str]) -> set[str]:
+        """A picture added again while it is in the trash comes back from it, as it was (tags,
+        provenance); the ids that came back."""
+        if not trashed:
+            return set()
+        back = self.store.update_many(sorted(trashed), lambda asset: dataclasses.replace(asset, trashed_at=0),
+                                      applies=lambda asset: None if asset.trashed else "not in the trash")
+        return {asset.sha256 for asset in back.done}
 
     def run(self, sources: Sequence[Source], *, tags: Iterable[str] = (), source: str = SOURCE_UPLOAD,
             provenance: Provenance | None = None, on_progress: ProgressCallback | None = None,
@@ -419,6 +436,9 @@ class IngestPipeline:
                         if isinstance(outcome, Rejected):
                             report.rejected.append(outcome)
                             label = outcome.path
+                        elif isinstance(outcome, _Restored):
+                            report.restored.append((outcome.label, outcome.sha256))
+                            label = outcome.label
                         else:
                             report.duplicates.append(outcome)
                             label = outcome[0]
@@ -450,14 +470,21 @@ class _Preparing:
 
 
 @dataclass
+class _Restored:
+    """An input whose picture was in the trash, and is back in the library now."""
+    label: str
+    sha256: str
+
+
+@dataclass
 class _Repeat:
     """An input whose bytes an earlier input of this run already brought."""
     label: str
     sha256: str
 
 
-def _settle(entry: "_Preparing | _Repeat | Rejected | tuple[str, str]",
-            rejected_why: dict[str, str]) -> "_Prepared | Rejected | tuple[str, str]":
+def _settle(entry: "_Preparing | _Repeat | _Restored | Rejected | tuple[str, str]",
+            rejected_why: dict[str, str]) -> "_Prepared | _Restored | Rejected | tuple[str, str]":
     """An input's outcome, once known; inputs come in order, so a repeat's first is settled already."""
     if isinstance(entry, _Preparing):
         outcome = entry.future.result()

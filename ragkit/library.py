@@ -5,6 +5,7 @@ model's config. The CLIP model is loaded on first use (search, ingest) and then 
 """
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,16 +17,21 @@ from . import milvus_lite
 from .blobs import BlobStore
 from .config import Settings
 from .embedder import ClipEmbedder, collection_name_for, model_identity, weights_are_random
-from .errors import AssetNotFoundError, ModelUnavailableError
+from .errors import AssetNotFoundError, ModelUnavailableError, RagkitError, UpgradeNeededError
 from .images import EXTENSION_BY_MIME
 from .ingest import (IngestPipeline, IngestProgress, Provenance, Upload, collect_sources,
                      embed_query_image)
 from . import hybrid
-from .records import ROUTE_KEYWORDS, SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, Page, SearchHit
+from . import trash as trash_bin
+from .records import (ROUTE_KEYWORDS, SOURCE_GENERATED, SOURCE_UPLOAD, Asset, BulkResult, IngestReport, Page,
+                      SearchHit)
+from .rights import RightsChange
 from .connection import connect, disconnect
 from .schema import LATEST as LATEST_SCHEMA
 from .store import AssetStore
 from .upgrade import open_store
+
+log = logging.getLogger(__name__)
 
 
 def embedding_dim(model_name: str) -> int:
@@ -88,10 +94,17 @@ class Library:
         self._embedder = embedder
         self._embedder_lock = threading.Lock()
         self._random_weights: bool | None = None
+        self.expired_on_open = 0  # assets Library.open emptied from the trash (older than RAGKIT_TRASH_DAYS)
 
     @classmethod
     def open(cls, settings: Settings | None = None, **kwargs) -> "Library":
-        return cls(settings or Settings.load(), **kwargs)
+        """Open the library, and empty from its trash what has been there longer than RAGKIT_TRASH_DAYS."""
+        library = cls(settings or Settings.load(), **kwargs)
+        try:
+            library.expired_on_open = len(library.expire_trash().done)
+        except RagkitError as exc:  # the library is usable; the next open tries again
+            log.warning("could not empty the expired trash: %s", exc)
+        return library
 
     # --- the collection's format (ragkit.upgrade) ---------------------------------------------
     @property
@@ -188,7 +201,7 @@ class Library:
         min_score = filters.pop("min_score", None)
         depth = hybrid.candidates(k)
         clip = self.store.search(vector, depth, **filters)
-        rows = self.store.keyword_search(text, depth, tags=filters.get("tags", ()), source=filters.get("source"))
+        rows = self.store.keyword_search(text, depth, **filters)  # tags, source and the rights filters
         hits = hybrid.fuse(clip, rows, vector, text, k)
         if min_score is not None:  # a similarity floor is about pictures: word matches stay
             hits = [h for h in hits if h.score >= min_score or ROUTE_KEYWORDS in h.routes]
@@ -256,10 +269,58 @@ class Library:
     def update_tags(self, sha256: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Asset:
         return self.store.update_tags(sha256, add, remove)
 
+    def update_tags_many(self, sha256s: Iterable[str], add: Iterable[str] = (),
+                         remove: Iterable[str] = ()) -> BulkResult:
+        """Add and remove tags on many assets (one upsert per step of UPDATE_BATCH, not per asset);
+        assets in the trash are skipped."""
+        from .store import tag_change
+        return self.store.update_many(sha256s, tag_change(add, remove), applies=_live_only)
+
+    def set_rights(self, sha256s: Iterable[str], change: RightsChange) -> BulkResult:
+        """Set usage rights (ragkit.rights) on many assets; assets in the trash are skipped."""
+        if not self.has_rights:
+            raise UpgradeNeededError("This library was made by an older ragkit and has no usage rights yet: run "
+                                     "`python -m ragkit upgrade` (or the app's Upgrade button) first.")
+        return self.store.update_many(sha256s, change.apply, applies=_live_only)
+
+    # --- the trash (ragkit.trash) -----------------------------------------------------------
+    @property
+    def has_trash(self) -> bool:
+        """False for a library of schema 1: there, deleting is for good until it is upgraded."""
+        return self.store.version >= 2
+
+    has_rights = has_trash  # the same schema brought both
+
+    def trash(self, sha256s: Iterable[str], now: int | None = None) -> BulkResult:
+        """Move assets to the trash: out of every view, restorable exactly as they were."""
+        return trash_bin.move_to_trash(self, sha256s, now)
+
+    def restore(self, sha256s: Iterable[str]) -> BulkResult:
+        return trash_bin.restore(self, sha256s)
+
+    def empty_trash(self, sha256s: Iterable[str] | None = None, on_progress=None) -> BulkResult:
+        """Delete for good everything in the trash (or these assets of it)."""
+        return trash_bin.empty(self, sha256s, on_progress)
+
+    def expire_trash(self, now: int | None = None) -> BulkResult:
+        """Delete for good what has been in the trash longer than RAGKIT_TRASH_DAYS."""
+        return trash_bin.expire(self, now)
+
+    def trashed(self) -> list[Asset]:
+        return self.store.trashed()
+
+    def trashed_page(self, offset: int = 0, limit: int = 24) -> Page:
+        """One page of the trash, most recently trashed first."""
+        return self.store.trashed_page(offset, limit)
+
+    def trash_count(self) -> int:
+        return self.store.trash_count()
+
     def delete(self, sha256s: Iterable[str]) -> int:
-        """Delete files first, then rows. A crash in between leaves a row without its original,
-        which `doctor --repair` finishes deleting; so an orphan *file* always means an
-        interrupted ingest, and doctor can safely adopt it instead of guessing."""
+        """Delete for good (the trash's Empty; a schema-1 library's delete): files first, then rows.
+        A crash in between leaves a row without its original, which `doctor --repair` finishes
+        deleting; so an orphan *file* always means an interrupted ingest, and doctor can safely
+        adopt it instead of guessing."""
         ids = list(sha256s)
         for sha in ids:
             self.blobs.delete(sha)
@@ -295,6 +356,10 @@ class Library:
             data_dir=str(self.settings.data_dir),
             advice=self.scale_advice(assets),
         )
+
+
+def _live_only(asset: Asset) -> str | None:
+    return trash_bin.IN_TRASH if asset.trashed else None
 
 
 __all__ = ["Library", "LibraryStats", "Upload", "Provenance", "IngestProgress", "SOURCE_UPLOAD",

@@ -59,16 +59,23 @@ class ExportReport:
 
 
 def export_library(library, out: Path | str, *, tags: Iterable[str] = (), source: str | None = None,
+                   ids: Iterable[str] | None = None,
                    on_progress: Callable[[int, int], None] | None = None) -> ExportReport:
-    """Write originals + metadata.json for every asset matching the filters."""
+    """Write originals + metadata.json for every asset matching the filters, or for these `ids`
+    (a selection); never what is in the trash."""
     out = Path(out)
-    ids = library.store.matching_ids(tags, source)  # not what is in the trash
+    if ids is None:
+        ids = library.store.matching_ids(tags, source)
+    else:
+        ids = list(dict.fromkeys(validate_sha256(sha) for sha in ids))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     entries, missing = [], []
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for start in range(0, len(ids), 256):
             for asset in library.get_many(ids[start:start + 256]):
+                if asset.trashed:  # a selection may hold an asset moved to the trash since
+                    continue
                 path = library.blobs.original_path(asset.sha256)
                 if not path.is_file():
                     missing.append(asset.sha256)

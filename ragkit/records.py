@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 SOURCE_UPLOAD = "upload"
 SOURCE_GENERATED = "generated"
@@ -71,9 +71,21 @@ class Asset:
             "created_at": self.created.isoformat(timespec="milliseconds") if self.created else None,
             "prompt": self.prompt, "model": self.model, "reference_ids": list(self.reference_ids),
             "caption": self.caption, "licence": self.licence,
-            "usable_until": _iso_date(self.usable_until), "no_reference": self.no_reference,
+            "usable_until": _iso_day(last_usable_day(self.usable_until)), "no_reference": self.no_reference,
             "trashed_at": _iso_date(self.trashed_at, timespec="milliseconds"), "details": dict(self.details),
         }
+
+
+def last_usable_day(usable_until: int) -> date | None:
+    """The last day (UTC) an asset may be used: `usable_until` is the instant it expires, the start
+    of the next day (ragkit.rights). None: no limit, or a stored value that is not a date."""
+    if not 0 < usable_until < LATEST_CREATED_AT:
+        return None
+    return (datetime.fromtimestamp(usable_until / 1000, tz=timezone.utc) - timedelta(milliseconds=1)).date()
+
+
+def _iso_day(day: date | None) -> str | None:
+    return day.isoformat() if day else None
 
 
 def _iso_date(epoch_ms: int, timespec: str = "seconds") -> str | None:
@@ -108,6 +120,24 @@ class Page:
 
 
 @dataclass
+class BulkResult:
+    """What a change to many assets did: the assets as they are now, the ones it did not apply to
+    (id -> why: in the trash, not in the trash, its file is gone), and ids that are not in the library."""
+    done: list[Asset] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.skipped and not self.missing
+
+    def merge(self, other: "BulkResult") -> None:
+        self.done += other.done
+        self.skipped.update(other.skipped)
+        self.missing += other.missing
+
+
+@dataclass
 class Rejected:
     path: str
     reason: str
@@ -118,6 +148,7 @@ class IngestReport:
     added: list[tuple[str, Asset]] = field(default_factory=list)  # (path/name, asset)
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path/name, sha256)
     rejected: list[Rejected] = field(default_factory=list)
+    restored: list[tuple[str, str]] = field(default_factory=list)  # (path/name, sha256): was in the trash
     seconds: float = 0.0
 
     @property
@@ -129,5 +160,6 @@ class IngestReport:
             "added": [{"path": p, **a.to_dict()} for p, a in self.added],
             "duplicates": [{"path": p, "sha256": s} for p, s in self.duplicates],
             "rejected": [{"path": r.path, "reason": r.reason} for r in self.rejected],
+            "restored": [{"path": p, "sha256": s} for p, s in self.restored],
             "seconds": round(self.seconds, 3),
         }

@@ -29,9 +29,9 @@ from . import schema as schemas
 from .catalog import Listing, entry_of
 from .connection import short
 from .errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreSupersededError
-from .filters import IN_TRASH, LIVE, asset_filter, ids_filter, validate_sha256
+from .filters import IN_TRASH, LIVE, asset_filter, ids_filter, rights_filter, validate_sha256
 from .milvus_lite import RecentWrites
-from .records import Asset, Page, SearchHit
+from .records import Asset, BulkResult, Page, SearchHit
 from .tags import normalise_tags
 
 # Milvus caps offset+limit of a single query; larger scans go through query_iterator.
@@ -46,6 +46,9 @@ READ_CONSISTENCY = "Session"    # server reads: own writes at once (see the modu
 DEDUP_CONSISTENCY = "Strong"    # server duplicate checks: every write of every process
 OVER_FETCH_MIN_SHARE = 0.05     # server filtered search: see _server_filtered_search
 LOAD_WAIT_SECONDS = 20.0        # a collection another process is still making (see _load)
+# Changes to many assets (tags, trash, rights) read and re-upsert this many rows (vectors included:
+# ~1 MB at 512-d) per step: one upsert per step, and a kill between steps leaves whole steps done.
+UPDATE_BATCH = 512
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +193,17 @@ class AssetStore:
             raise ValueError("one vector per asset")
         if not assets:
             return
-        rows = [self._row(asset, vector) for asset, vector in zip(assets, vectors)]
         with self._write_lock:
-            self._refuse_if_superseded()
-            self._call("store the assets", self._client.upsert, self.collection, rows)
-            self._listing.note([("put", row["sha256"], entry_of(row)) for row in rows])
-            if self._recent is not None:
-                self._recent.remember(row["sha256"] for row in rows)
+            self._upsert_locked(assets, vectors)
+
+    def _upsert_locked(self, assets: Sequence[Asset], vectors) -> None:
+        """(Write lock held.) Store these rows, and note them in the listing (which knows the trash)."""
+        rows = [self._row(asset, vector) for asset, vector in zip(assets, vectors)]
+        self._refuse_if_superseded()
+        self._call("store the assets", self._client.upsert, self.collection, rows)
+        self._listing.note([("put", row["sha256"], entry_of(row)) for row in rows])
+        if self._recent is not None:
+            self._recent.remember(row["sha256"] for row in rows)
 
     def _row(self, asset: Asset, vector: np.ndarray) -> dict:
         if vector.shape != (self.dim,):
@@ -226,21 +233,52 @@ class AssetStore:
                 self._recent.forget(ids)
         return int(result.get("delete_count", len(ids))) if isinstance(result, dict) else len(ids)
 
+    def update_many(self, sha256s: Iterable[str], change: Callable[[Asset], Asset],
+                    applies: Callable[[Asset], str | None] = lambda asset: None) -> BulkResult:
+        """Change many assets, UPDATE_BATCH at a time: read their rows (vectors included: Milvus has
+        no partial update), apply `change`, upsert the step's rows at once. `applies(asset)` is None
+        for an asset the change is for, else why not (it is skipped). Read and write of a step hold
+        the write lock, so two changes in this process never undo each other."""
+        ids = list(dict.fromkeys(validate_sha256(s) for s in sha256s))
+        result = BulkResult()
+        for start in range(0, len(ids), UPDATE_BATCH):
+            step = ids[start:start + UPDATE_BATCH]
+            with self._write_lock:
+                rows = {row["sha256"]: row for row in self._get_rows(step, with_vector=True)}
+                changed, vectors = [], []
+                for sha in step:
+                    row = rows.get(sha)
+                    if row is None:
+                        result.missing.append(sha)
+                        continue
+                    asset = self._asset(row)
+                    why_not = applies(asset)
+                    if why_not:
+                        result.skipped[sha] = why_not
+                        continue
+                    updated = change(asset)
+                    result.done.append(updated)
+                    if updated != asset:
+                        changed.append(updated)
+                        vectors.append(row["vector"])
+                if changed:
+                    self._upsert_locked(changed, np.asarray(vectors, dtype=np.float32))
+        return result
+
     def update_tags(self, sha256: str, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Asset:
         """Add/remove tags on one asset."""
-        removed = set(normalise_tags(remove))
-        return self.update(sha256, lambda asset: dataclasses.replace(
-            asset, tags=tuple(t for t in normalise_tags([*asset.tags, *add]) if t not in removed)))
+        result = self.update_many([sha256], tag_change(add, remove))
+        if not result.done:
+            raise AssetNotFoundError(f"No asset {sha256} in the library.")
+        return result.done[0]
 
     def update(self, sha256: str, change: Callable[[Asset], Asset]) -> Asset:
         """Rewrite one asset as `change` makes it (Milvus has no partial update: the row is re-upserted
         with its vector; derived fields such as `keywords` follow the new values)."""
-        row = self._get_rows([sha256], with_vector=True)
-        if not row:
+        result = self.update_many([sha256], change)
+        if not result.done:
             raise AssetNotFoundError(f"No asset {sha256} in the library.")
-        updated = change(self._asset(row[0]))
-        self.upsert([updated], np.asarray([row[0]["vector"]], dtype=np.float32))
-        return updated
+        return result.done[0]
 
     # --- reads --------------------------------------------------------------------------
     def _asset(self, row: dict) -> Asset:
@@ -325,27 +363,33 @@ class AssetStore:
         return asset_filter(normalise_tags(tags), source, live=bool(self._live))
 
     def search(self, vector: np.ndarray, k: int = 6, tags: Iterable[str] = (), source: str | None = None,
-               min_score: float | None = None) -> list[SearchHit]:
-        """Top-k by cosine similarity, best first, optionally filtered."""
+               min_score: float | None = None, usable_at: int | None = None,
+               for_reference: bool = False) -> list[SearchHit]:
+        """Top-k by cosine similarity, best first, optionally filtered. With `usable_at` (epoch ms),
+        only assets within their usage rights then; with `for_reference`, only assets that may be
+        sent as references (not marked "do not use as a reference")."""
         k = max(1, min(int(k), 1024))
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != self.dim:
             raise ModelMismatchError(f"query vector is {query.shape[1]}-d, the collection is {self.dim}-d")
+        rights = rights_filter(usable_at, for_reference) if self.version >= 2 else ""
         if (tags or source) and self.embedded:  # Milvus Lite's own tag filters are slow (ragkit.lite_reads)
             matching, total = self._listing_view(tags, source)
-            found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, self._live_and(e), limit, ef),
+            base = self._live_and(rights)
+            found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, _both(base, e), limit, ef),
                                                matching, total, k, normalise_tags(tags), source or None,
                                                self._search_params(k).get("ef", 0))
         elif tags or source:
-            found = self._server_filtered_search(query, k, tags, source)
+            found = self._server_filtered_search(query, k, tags, source, rights)
         else:
-            found = self._search_raw(query, self._expr(tags, source), k)
+            found = self._search_raw(query, _both(self._expr(tags, source), rights), k)
         hits = [SearchHit(self._asset(hit["entity"]), float(hit["distance"])) for hit in found]
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]
         return hits
 
-    def _server_filtered_search(self, query: np.ndarray, k: int, tags: Iterable[str], source: str | None) -> list[dict]:
+    def _server_filtered_search(self, query: np.ndarray, k: int, tags: Iterable[str], source: str | None,
+                                rights: str = "") -> list[dict]:
         """A filtered search on a Milvus server. Milvus filters in its engine, fast, but HNSW with a
         filter that keeps some percent of the rows loses recall (Milvus 2.3.5 at 100k: 0.90 for a 10 %
         filter at ef 128, still 0.97 at ef 1500), while a narrow one (1-3 %) is searched exactly. So a
@@ -358,7 +402,7 @@ class AssetStore:
             limit = lite_reads.over_fetch_limit(k, share)
             if limit <= lite_reads.MAX_LIMIT:
                 # Only what the check needs comes back with the deep search; the k kept get the rest.
-                hits = self._search_raw(query, self._live, limit, fields=["sha256", "tags", "source"])
+                hits = self._search_raw(query, self._live_and(rights), limit, fields=["sha256", "tags", "source"])
                 keeps = lite_reads.matcher(tags, source or None)
                 kept = [hit for hit in hits if keeps(hit["entity"])][:k]
                 if len(kept) >= k or len(hits) < limit:  # enough, or every asset was looked at
@@ -366,18 +410,21 @@ class AssetStore:
                     return [{"distance": h["distance"], "entity": rows[h["entity"]["sha256"]]}
                             for h in kept if h["entity"]["sha256"] in rows]
         # A narrow filter: Milvus searches it exactly (below ~7 % of a segment, knowhere leaves HNSW).
-        return self._search_raw(query, self._expr(tags, source), k)
+        return self._search_raw(query, _both(self._expr(tags, source), rights), k)
 
-    def keyword_search(self, text: str, limit: int, tags: Iterable[str] = (), source: str | None = None) -> list[dict]:
+    def keyword_search(self, text: str, limit: int, tags: Iterable[str] = (), source: str | None = None,
+                       usable_at: int | None = None, for_reference: bool = False) -> list[dict]:
         """Rows whose name, tags, brief or caption contain words of `text` (Milvus full-text search,
         BM25), best first, with their `keywords` and `vector` (ragkit.hybrid orders and fuses them).
-        [] where the collection has no full-text index (schema 1, or Milvus before 2.5)."""
+        [] where the collection has no full-text index (schema 1, or Milvus before 2.5). The usage-rights
+        filters are those of `search`."""
         if not self.full_text:
             return []
         tags = normalise_tags(tags)
         # On Milvus Lite a tag filter is its slow row-wise path (lite_reads): filter the hits here instead.
         post_filter = self.embedded and bool(tags or source)
-        expr = self._live if post_filter else self._expr(tags, source)
+        rights = rights_filter(usable_at, for_reference)  # full text implies schema 2 or later
+        expr = _both(self._live if post_filter else self._expr(tags, source), rights)
         results = self._call("search by words", self._client.search, self.collection,
                              data=[schemas.keyword_query(text)], anns_field=schemas.KEYWORDS_SPARSE,
                              limit=max(1, min(int(limit), 1024)), filter=expr,
@@ -391,7 +438,7 @@ class AssetStore:
 
     def _live_and(self, expr: str) -> str:
         """`expr` over the assets that are not in the trash."""
-        return " and ".join(f"({part})" for part in (self._live, expr) if part)
+        return _both(self._live, expr)
 
     def _search_raw(self, query: np.ndarray, expr: str, limit: int, min_ef: int = 0,
                     fields: list[str] | None = None) -> list[dict]:
@@ -461,14 +508,60 @@ class AssetStore:
         window = ordered[offset:offset + limit]
         return Page(assets=self.get_many(window), total=len(ordered), offset=offset, limit=limit)
 
+    # --- the trash (schema 2 and later; a schema-1 library has none) -----------------------
     def trashed(self) -> list[Asset]:
         """What is in the trash, most recently trashed first (empty for a schema-1 library)."""
-        if self.version < 2:
-            return []
-        ids = self._listing.trashed(self._rows())
+        ids = self.trashed_ids()
         found: list[Asset] = []
         for start in range(0, len(ids), 1000):
             found += self.get_many(ids[start:start + 1000])
+        return found
+
+    def trashed_ids(self) -> list[str]:
+        """Ids in the trash, most recently trashed first."""
+        if self.version < 2:
+            return []
+        return self._listing.trashed(self._rows())
+
+    def trashed_page(self, offset: int = 0, limit: int = 24) -> Page:
+        ordered = self.trashed_ids()
+        offset = max(0, int(offset))
+        return Page(assets=self.get_many(ordered[offset:offset + limit]), total=len(ordered), offset=offset,
+                    limit=limit)
+
+    def trash_count(self) -> int:
+        if self.version < 2:
+            return 0
+        if self.embedded:  # Milvus Lite counts through a filter by building every matching row (see count)
+            known = self._listing.trashed_if_current(self._rows())
+            if known is not None:
+                return len(known)
+        rows = self._call("count the trash", self._client.query, self.collection, filter=IN_TRASH,
+                          output_fields=["count(*)"], **self._read)
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def trashed_before(self, cutoff_ms: int) -> list[str]:
+        """Ids moved to the trash before `cutoff_ms` (epoch ms): one filtered query, usually empty."""
+        if self.version < 2:
+            return []
+        if self.embedded:  # the listing knows, once built (a long-running app asks on every Trash view)
+            known = self._listing.trashed_if_current(self._rows(), before=int(cutoff_ms))
+            if known is not None:
+                return known
+        return [row["sha256"] for row in self.scan(f"{IN_TRASH} and trashed_at < {int(cutoff_ms)}", ["trashed_at"])]
+
+    def trashed_among(self, sha256s: Sequence[str]) -> set[str]:
+        """Which of these (stored) ids are in the trash; read like a duplicate check (every write seen)."""
+        if self.version < 2 or not sha256s:
+            return set()
+        found: set[str] = set()
+        ids = list(dict.fromkeys(sha256s))
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            rows = self._call("look in the trash", self._client.query, self.collection,
+                              filter=f"{ids_filter(chunk)} and {IN_TRASH}", output_fields=["sha256"],
+                              limit=len(chunk), **self._dedup_read)
+            found.update(row["sha256"] for row in rows)
         return found
 
     # --- upgrades (ragkit.upgrade) ----------------------------------------------------------
@@ -537,3 +630,18 @@ class AssetStore:
                              **self._read)
         return [[(hit["sha256"], float(hit["distance"])) for hit in hits if hit["distance"] >= min_score]
                 for hits in results]
+
+
+def _both(*exprs: str) -> str:
+    """The conjunction of these filter expressions ('' = no filter)."""
+    return " and ".join(f"({part})" for part in exprs if part)
+
+
+def tag_change(add: Iterable[str] = (), remove: Iterable[str] = ()) -> Callable[[Asset], Asset]:
+    """The change that adds and removes these tags (normalised; a tag both added and removed goes)."""
+    added, removed = normalise_tags(add), set(normalise_tags(remove))
+
+    def change(asset: Asset) -> Asset:
+        tags = tuple(t for t in normalise_tags([*asset.tags, *added]) if t not in removed)
+        return asset if tags == asset.tags else dataclasses.replace(asset, tags=tags)
+    return change

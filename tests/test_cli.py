@@ -41,12 +41,12 @@ def test_ingest_search_stats_tag_delete(tmp_path, ragkit_env, image_folder):
 
     sha = hits[0]["sha256"]
     tagged = run_cli(["tag", sha, "--add", "Hero", "--remove", "shoot", "--json"], ragkit_env, tmp_path)
-    assert json.loads(tagged.stdout)["tags"] == ["hero"]
+    assert [asset["tags"] for asset in json.loads(tagged.stdout)["updated"]] == [["hero"]]
     filtered = run_cli(["search", "x", "--tag", "hero", "-k", "10", "--json"], ragkit_env, tmp_path)
     assert [h["sha256"] for h in json.loads(filtered.stdout)["hits"]] == [sha]
 
     deleted = run_cli(["delete", sha, "--json"], ragkit_env, tmp_path)
-    assert json.loads(deleted.stdout) == {"deleted": 1, "not_found": []}
+    assert json.loads(deleted.stdout) == {"deleted": 1, "to_trash": True, "not_found": [], "already_in_trash": []}
     assert json.loads(run_cli(["stats", "--json"], ragkit_env, tmp_path).stdout)["assets"] == 7
 
 

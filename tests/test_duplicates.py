@@ -198,7 +198,7 @@ def files_exist(library, sha256: str) -> bool:
     return library.blobs.original_path(sha256).is_file() and library.blobs.thumbnail_path(sha256).is_file()
 
 
-def test_resolving_a_group_keeps_the_chosen_asset_and_deletes_the_others(library, tmp_path):
+def test_resolving_a_group_keeps_the_chosen_asset_and_moves_the_others_to_the_trash(library, tmp_path):
     group, bystander = ingested_group(library, tmp_path)
     keep = group.sha256s[1]  # not the suggested one: the person chose
     others = group.others(keep)
@@ -206,11 +206,22 @@ def test_resolving_a_group_keeps_the_chosen_asset_and_deletes_the_others(library
     assert resolve_group(library, keep, group) == 2
 
     assert exists(library, keep) and files_exist(library, keep)
+    assert sorted(a.sha256 for a in library.trashed()) == sorted(others)  # restorable, files kept
+    assert all(files_exist(library, gone) for gone in others)
+    assert exists(library, bystander.sha256) and files_exist(library, bystander.sha256)
+    assert library.count() == 2
+    library.empty_trash()
     for gone in others:
         assert not exists(library, gone)
         assert not library.blobs.original_path(gone).exists() and not library.blobs.thumbnail_path(gone).exists()
-    assert exists(library, bystander.sha256) and files_exist(library, bystander.sha256)
-    assert library.count() == 2
+
+
+def test_resolving_refuses_when_the_keeper_is_in_the_trash(library, tmp_path):
+    group, _ = ingested_group(library, tmp_path)
+    library.trash([group.keep])
+    with pytest.raises(AssetNotFoundError, match="nothing was deleted"):
+        resolve_group(library, group.keep, group)
+    assert library.trash_count() == 1
 
 
 def test_resolving_refuses_a_keeper_outside_the_group_and_deletes_nothing(library, tmp_path):

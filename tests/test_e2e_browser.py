@@ -136,7 +136,7 @@ def _walk_through(page, url: str, products: list[tuple[str, bytes]]) -> None:
     assert len(re.findall(r"^\s*-?\d\.\d\d\s*$", grid_text, re.M)) == 6, grid_text  # scores as 0.83
 
     # 6. Pick two hits as references: they show in the sidebar tray.
-    switches = page.locator('[class*="st-key-ragkit-grid-search"] [data-testid="stCheckbox"]')
+    switches = page.locator('[class*="st-key-ragkit-grid-search"] [data-testid="stCheckbox"]').filter(has_text="Reference")
     for index in (0, 1):
         switches.nth(index).get_by_text("Reference").click()
         wait_for_app_idle(page)

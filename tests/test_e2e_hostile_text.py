@@ -332,9 +332,15 @@ def _visit_every_page(page, app_url: str, trap: str, ids: dict[str, str], check)
     page.locator(f'[class*="st-key-library-open-{ids["email"]}"] button').click()
     page.get_by_role("button", name="Delete…").click()
     page.get_by_role("button", name="Yes, delete").click()
-    page.locator('[data-testid="stToast"]').get_by_text("Deleted").wait_for()
+    page.locator('[data-testid="stToast"]').get_by_text("Moved to the trash").wait_for()
     check("toast after a delete")
-    assert f"Deleted {names['email']}" in page_facts(page)["text"]
+    assert f"Moved to the trash: {names['email']}" in page_facts(page)["text"]
+    wait_for_app_idle(page)
+    page.get_by_text("Trash (1)", exact=True).click()  # its name in the Trash view, literally too
+    page.get_by_text("1 image in the trash").wait_for()
+    wait_for_app_idle(page)
+    check("trash view")
+    page.get_by_text("Library (", exact=False).first.click()
     wait_for_app_idle(page)
 
     # Search: the query and the hits' names; pick every hit as a reference.
@@ -346,7 +352,7 @@ def _visit_every_page(page, app_url: str, trap: str, ids: dict[str, str], check)
     page.get_by_text("results for").wait_for(timeout=60_000)
     wait_for_app_idle(page)
     check("search results")
-    switches = page.locator('[class*="st-key-ragkit-grid-search"] [data-testid="stCheckbox"]')
+    switches = page.locator('[class*="st-key-ragkit-grid-search"] [data-testid="stCheckbox"]').filter(has_text="Reference")
     for index in range(switches.count()):
         switches.nth(index).get_by_text("Reference").click()
         wait_for_app_idle(page)

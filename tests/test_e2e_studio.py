@@ -162,7 +162,7 @@ def journey(page, url: str, products: list[tuple[str, bytes]]) -> list[str]:
     captions = page.locator('[class*="st-key-ragkit-grid-search"] [data-testid="stCaptionContainer"]')
     # A caption per hit: its file name (after the score, if the page puts the score there).
     picked = [re.sub(r"^-?\d\.\d\d\s+", "", captions.nth(i).inner_text().strip()) for i in (0, 1)]
-    switches = page.locator('[class*="st-key-ragkit-grid-search"] [data-testid="stCheckbox"]')
+    switches = page.locator('[class*="st-key-ragkit-grid-search"] [data-testid="stCheckbox"]').filter(has_text="Reference")
     for index in (0, 1):
         switches.nth(index).get_by_text("Reference").click()
         wait_for_app_idle(page)

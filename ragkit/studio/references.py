@@ -6,6 +6,7 @@ from typing import Iterable, Sequence
 from ..errors import AssetNotFoundError, InvalidImageError
 from ..images import fit_for_model
 from ..records import SearchHit
+from ..rights import now_ms
 from .generation import ReferenceImage
 
 REFERENCE_MAX_SIDE = 1536
@@ -16,6 +17,9 @@ def load_references(library, sha256s: Sequence[str]) -> list[ReferenceImage]:
     references = []
     for sha in sha256s:
         asset = library.get(sha)
+        if asset.trashed:
+            raise AssetNotFoundError(f"Reference {asset.filename} ({sha[:12]}…) is in the trash; restore it in the "
+                                     "Library, or remove it from the tray.")
         try:
             data = library.original_bytes(sha)
         except AssetNotFoundError:
@@ -25,10 +29,13 @@ def load_references(library, sha256s: Sequence[str]) -> list[ReferenceImage]:
     return references
 
 
-def suggest_references(library, brief: str, k: int = 8, exclude: Iterable[str] = ()) -> list[SearchHit]:
-    """The retrieval half of the loop: library images that match the brief itself."""
+def suggest_references(library, brief: str, k: int = 8, exclude: Iterable[str] = (),
+                       now: int | None = None) -> list[SearchHit]:
+    """The retrieval half of the loop: library images that match the brief itself, among those that
+    may be used as references at `now` (not expired, not marked "do not use as a reference")."""
     skip = set(exclude)
-    hits = library.search_text(brief, k + len(skip))
+    hits = library.search_text(brief, k + len(skip), usable_at=now_ms() if now is None else now,
+                               for_reference=True)
     return [h for h in hits if h.asset.sha256 not in skip][:k]
 
 

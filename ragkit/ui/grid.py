@@ -11,6 +11,7 @@ from ..errors import RagkitError
 from ..images import decode_image, make_thumbnail
 from ..library import Library
 from ..records import Asset
+from .markdown import md_escape
 
 T = TypeVar("T")
 
@@ -82,6 +83,19 @@ def show_thumbnail(library: Library, asset: Asset, *, width="stretch") -> None:
         st.caption(":material/broken_image: thumbnail missing — run `python -m ragkit doctor --repair`")
     else:
         st.image(data, width=width, alt=asset.filename)
+
+
+def rights_badges(asset: Asset, now: int) -> None:
+    """Badges on a tile: expired usage rights, "not as a reference" (nothing for an asset without limits)."""
+    from ..records import last_usable_day
+    badges = []
+    if asset.expired(now):
+        day = last_usable_day(asset.usable_until)
+        badges.append(f":red-badge[:material/event_busy: Expired{f' {day.isoformat()}' if day else ''}]")
+    if asset.no_reference:
+        badges.append(":gray-badge[:material/block: Not as reference]")
+    if badges:
+        st.markdown(" ".join(badges), help=md_escape(asset.licence) if asset.licence else None)
 
 
 def inject_css() -> None:

@@ -39,6 +39,7 @@ def render_banner(library: Library) -> None:
 
 
 def render(library: Library, *, on_studio_page: bool = False, on_library_page: bool = False) -> None:
+    state.show_flash()
     with st.sidebar:
         with guard("reading the library size"):
             total = library.count()

@@ -129,6 +129,22 @@ def mark_changed(library: Library) -> None:
         _revisions[library_key(library.settings)] += 1
 
 
+FLASH = "ragkit.flash"  # a toast for the next run: (message, icon)
+
+
+def flash(message: str, icon: str) -> None:
+    """Show `message` as a toast on the next run: a toast sent just before st.rerun() can be lost."""
+    st.session_state[FLASH] = (message, icon)
+
+
+def show_flash() -> None:
+    """The toast left by flash(), once (every page calls this, through the sidebar)."""
+    waiting = st.session_state.pop(FLASH, None)
+    if waiting:
+        message, icon = waiting
+        st.toast(message, icon=icon)
+
+
 def find_similar(sha256: str) -> None:
     """Open the Search page with this asset as the query."""
     st.session_state[SIMILAR_TO] = sha256
