@@ -134,7 +134,7 @@ def test_unusable_products_are_skipped_with_their_reason(lib, fake_gemini):
     lib.store.upsert([dataclasses.replace(restricted, no_reference=True)], lib.store.get_vector(products[1])[None])
     spec = batch.plan_batch(lib, BRIEF, tag="sale")
     assert set(spec.products) == {products[0], products[2]}
-    assert spec.skipped == ({"reference": products[1], "reason": 'product-31.jpg is marked "do not use as a reference"'},)
+    assert spec.skipped == ({"reference": products[1], "reason": "product-31.jpg: it is marked “do not use as a reference”"},)
     job = run(lib, spec)
     report = batch.job_report(job)
     assert [(i["reference"], i["status"]) for i in report["items"]][-1] == (products[1], "skipped")

@@ -125,7 +125,8 @@ def test_a_kit_whose_reference_was_deleted_says_so_and_is_not_used(lib, fake_gem
 # ----------------------------------------------------------------------------- the command
 def test_cli_set_list_delete(tmp_path, ragkit_env, image_folder):
     ingest = run_cli(["ingest", str(image_folder), "--json"], ragkit_env, tmp_path)
-    logo, palette = [a["sha256"] for a in json.loads(ingest.stdout)["added"][:2]]
+    added = json.loads(ingest.stdout)["added"][:2]
+    logo, palette = [a["sha256"] for a in added]
 
     made = run_cli(["brand-kit", "set", "Acme", "--style", "pastel, flat light", "--ref", logo, "--ref", palette,
                     "--avoid", "text", "--aspect", "4:5", "--json"], ragkit_env, tmp_path)
@@ -138,7 +139,10 @@ def test_cli_set_list_delete(tmp_path, ragkit_env, image_folder):
     listed = json.loads(run_cli(["brand-kit", "list", "--json"], ragkit_env, tmp_path).stdout)
     assert [(k["name"], k["version"], k["problems"]) for k in listed["kits"]] == [("acme", 2, [])]
 
-    run_cli(["delete", logo], ragkit_env, tmp_path)
+    run_cli(["delete", logo], ragkit_env, tmp_path)  # to the trash: the kit says where it went
+    human = run_cli(["brand-kit", "list"], ragkit_env, tmp_path)
+    assert f"can't be used: reference {added[0]['filename']} is in the trash" in human.stdout.decode()
+    run_cli(["trash", "empty"], ragkit_env, tmp_path)
     human = run_cli(["brand-kit", "list"], ragkit_env, tmp_path)
     assert f"can't be used: reference {logo[:12]}… was deleted from the library" in human.stdout.decode()
     missing = run_cli(["brand-kit", "set", "Other", "--ref", logo], ragkit_env, tmp_path)
