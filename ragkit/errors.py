@@ -89,3 +89,7 @@ class NoImageReturnedError(GenerationError):
 
 class TooManyReferencesError(GenerationError):
     pass
+
+
+class ReindexError(RagkitError):
+    """A reindex could not finish (the library keeps its current model; running it again resumes)."""
