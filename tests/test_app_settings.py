@@ -58,6 +58,7 @@ def test_reindex_from_the_sidebar_while_the_pages_keep_working(app_env, seed, ch
     text = shown(all_text(at))
     assert "The library now uses `ragkit-tiny-b/file:ragkit-tiny-b.pt`" in text
     assert "ragkit-tiny-b · ragkit-tiny-b.pt" in text  # the sidebar's model line: the app switched
+    assert "RAGKIT_CLIP_MODEL names `ragkit-tiny/file:ragkit-tiny.pt`" in text  # the environment still says A
     assert state.library().model_id.startswith("ragkit-tiny-b") and state.library().count() == 6
     at.sidebar.button(key="settings.dismiss").click()
     run(at)

@@ -48,17 +48,21 @@ def start(library: Library, model: str, pretrained: str) -> Job[ReindexReport]:
 
 
 def render(library: Library) -> None:
-    """The Settings expander (in the sidebar)."""
+    """Under the model line: a configured model the library does not use, a reindex in progress in
+    any process; then the Settings expander."""
     current = job(library)
+    recorded = model_record.read_record(library.settings.data_dir).reindex
+    if library.active_model.differs:
+        st.caption(f":material/info: RAGKIT_CLIP_MODEL names `{md_escape(library.active_model.configured.model_id)}`; "
+                   "this library uses the model recorded in its data folder (Settings › re-index to change it).")
+    if recorded is not None and (current is None or current.done):
+        state = "stopped" if recorded.stalled else "running"
+        st.caption(f":material/sync: Re-index with `{md_escape(recorded.target.model_id)}` {state}: "
+                   f"{recorded.done:,} of {recorded.total:,}.")
     with st.expander("Settings", icon=":material/settings:", expanded=current is not None and not current.done):
         st.markdown("**Embedding model**")
         st.caption(f"This library searches with `{md_escape(library.model_id)}` "
                    f"({library.dim}-d vectors).")
-        if library.active_model.differs:
-            st.info(f"RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED name "
-                    f"`{md_escape(library.active_model.configured.model_id)}`, but this library uses the model "
-                    "recorded in its data folder. Re-index below to move it to another model.",
-                    icon=":material/info:")
         if current is not None and not current.done:
             st.fragment(_progress, run_every=REFRESH_S)(library)
             return
