@@ -63,3 +63,7 @@ def test_reindex_from_the_sidebar_while_the_pages_keep_working(app_env, seed, ch
     at.sidebar.button(key="settings.dismiss").click()
     run(at)
     assert "The library now uses" not in shown(all_text(at))
+    assert [c.model_id for c in state.library().store.other_collections()] == ["ragkit-tiny/file:ragkit-tiny.pt"]
+    at.sidebar.button(key="settings.drop-old").click()  # the old index, kept until now
+    run(at)
+    assert state.library().store.other_collections() == [] and state.library().count() == 6

@@ -15,7 +15,7 @@ import streamlit as st
 from .. import active_model as model_record
 from ..jobs import Job
 from ..library import Library
-from ..reindex import ReindexReport, reindex
+from ..reindex import ReindexReport, drop_old_collections, reindex
 from .errors import show_error
 from .markdown import md_escape
 
@@ -70,6 +70,7 @@ def render(library: Library) -> None:
             _outcome(library, current)
         _recorded_reindex(library)
         _form(library)
+        _old_indexes(library)
 
 
 def _progress(library: Library) -> None:
@@ -134,3 +135,19 @@ def _form(library: Library) -> None:
             return
         start(library, model, pretrained)
         st.rerun()
+
+
+def _old_indexes(library: Library) -> None:
+    """Indexes of models the library used before: kept until removed here (or `reindex --drop-old`)."""
+    in_progress = model_record.read_record(library.settings.data_dir).reindex
+    old = [c for c in library.store.other_collections()
+           if c.model_id not in (library.model_id, "?") and not (in_progress and c.model_id == in_progress.target.model_id)]
+    if not old:
+        return
+    with st.popover("Remove old indexes", icon=":material/delete:"):
+        for other in old:
+            st.caption(f"`{md_escape(other.model_id)}`: {other.count:,} images")
+        st.caption("Switching back to one of these models would then embed every image again.")
+        if st.button("Remove them", key="settings.drop-old", type="primary"):
+            drop_old_collections(library, library.store)
+            st.rerun()
