@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="timed forward per model, after the warm-up batch (at least one batch; default 10)")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="fresh processes per model; the best images/s is kept (others' load only slows; default 1)")
+                        help="fresh processes per model; the best images/s is kept (other load only slows it; "
+                             "default 1)")
     parser.add_argument("--openclip-docs", type=Path, default=None,
                         help="open_clip's docs/ folder, for the published figures")
     args = parser.parse_args(argv)
@@ -143,10 +144,10 @@ def main(argv: list[str] | None = None) -> None:
                 table.note(f"{arch}: ragkit can't load it as it is ({measured[arch]['note']}); "
                            "image tower timed alone")
         m, row = measured[arch], figures.get((arch, tag), {})
+        text_ms = f"{m['text_ms']:.0f}" if m["text_ms"] is not None else "n/a"
         table.add(arch, tag or "—", m["dim"], m["image_size"], f"{m['params_m']:.0f}", f"{m['images_per_s']:.1f}",
-                  f"{m['text_ms']:.0f}" if m["text_ms"] is not None else "n/a", f"{m['model_mib']:.0f}", _pct(row, "ImageNet 1k"),
-                  _pct(row, "Average perf. on 38 datasets"), _pct(row, "MSCOCO image retr. R@1"),
-                  _pct(row, "Flickr image retr. R@1"))
+                  text_ms, f"{m['model_mib']:.0f}", _pct(row, "ImageNet 1k"), _pct(row, "Average perf. on 38 datasets"),
+                  _pct(row, "MSCOCO image retr. R@1"), _pct(row, "Flickr image retr. R@1"))
     table.note("images/s: ClipEmbedder.embed_tensors on ready tensors, batch as above, after one warm-up batch "
                f"({args.seconds:.0f} s or at least one batch; best of {max(1, args.repeat)}); torch threads "
                f"{next(iter(measured.values()))['threads'] if measured else '?'}")

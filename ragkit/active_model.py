@@ -3,7 +3,8 @@
 The record is a small JSON file in the library's data folder, ``RAGKIT_DATA_DIR/model.json``,
 replaced atomically (a temp file renamed over it) whenever it changes:
 
-    {"active":  {"model": "ViT-B-16", "pretrained": "/models/b16.bin", "model_id": "ViT-B-16/file:b16.bin", "since": 1764669600},
+    {"active":  {"model": "ViT-B-16", "pretrained": "/models/b16.bin", "model_id": "ViT-B-16/file:b16.bin",
+                 "since": 1764669600},
      "reindex": {"model": "...", "pretrained": "...", "model_id": "...", "from": "<the active model_id>",
                  "started_at": 1764669000, "done": 1200, "total": 3000, "updated_at": 1764669590}}
 

@@ -114,12 +114,13 @@ class _Progress:
     def __init__(self, data_dir, state: ReindexState, callback: ProgressCallback | None) -> None:
         self._data_dir, self.state, self._callback = data_dir, state, callback
         self._written = 0.0
+        self.recording = True  # until the switch, which ends the reindex in the record
 
     def __call__(self, done: int, total: int) -> None:
         if self._callback:
             self._callback(done, total)
         self.state = replace(self.state, done=done, total=total, updated_at=int(time.time()))
-        if time.monotonic() - self._written >= RECORD_EVERY_S:
+        if self.recording and time.monotonic() - self._written >= RECORD_EVERY_S:
             self.save()
 
     def save(self) -> None:
@@ -165,7 +166,7 @@ class _Reindex:
         held = _digests(self.target, [sha for sha in base if sha in target_ids])
         result = _Pass(digests=now)
         added = [sha for sha in now if sha not in base and sha not in target_ids]
-        self.embed(added, 0, len(added), result)
+        self.embed(added, len(now) - len(added), len(now), result)
         result.updated = self.copy_fields([sha for sha, d in now.items()
                                            if sha in base and d != base[sha] and held.get(sha) == base[sha]])
         result.removed = self.remove([sha for sha in base if sha not in now and held.get(sha) == base[sha]])
@@ -249,6 +250,7 @@ class _Reindex:
         which the next run (or its switch) ends; never a new model whose old one still takes writes."""
         self.source.mark_superseded(self.target.collection)
         self.target.mark_complete()
+        self.progress.recording = False
         records.write_record(self.library.settings.data_dir, records.ModelRecord(active=target))
 
 

@@ -176,8 +176,8 @@ def test_what_changes_during_the_reindex_ends_up_in_the_new_index(any_library, c
         after.close()
 
 
-def test_changes_in_the_switch_window_are_caught_up_without_undoing_newer_ones(library, checkpoint_b, embedder_b,
-                                                                              monkeypatch):
+def test_changes_in_the_switch_window_are_caught_up_without_undoing_newer_ones(library, checkpoint_b,
+                                                                              embedder_b, monkeypatch):
     """A process still on the old model writes just before the switch; a process on the new one edits
     just after it. The catch-up brings the first over and keeps the second."""
     assets = _add(library, range(8))
@@ -194,9 +194,11 @@ def test_changes_in_the_switch_window_are_caught_up_without_undoing_newer_ones(l
         self.target.update_tags(assets[3].sha256, add=["new-side"])       # a process on the new model
 
     monkeypatch.setattr(_Reindex, "switch", switch_with_writers_around)
+    monkeypatch.setattr("ragkit.reindex.RECORD_EVERY_S", 0)  # progress into the record at every step
     report = reindex(library, MODEL_B, str(checkpoint_b), embedder=embedder_b, settle_seconds=0.1)
     after = _reopen(library)
     try:
+        assert after.stats().reindex is None  # the catch-up's progress did not bring the finished reindex back
         assert {a.sha256 for a in late} <= set(all_ids(after.store)) and report.assets == 10
         assert "old-side" in after.get(assets[2].sha256).tags
         assert after.get(assets[3].sha256).tags == ("new-side",)  # the newer edit, in the new index, wins

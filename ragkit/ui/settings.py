@@ -140,8 +140,8 @@ def _form(library: Library) -> None:
 def _old_indexes(library: Library) -> None:
     """Indexes of models the library used before: kept until removed here (or `reindex --drop-old`)."""
     in_progress = model_record.read_record(library.settings.data_dir).reindex
-    old = [c for c in library.store.other_collections()
-           if c.model_id not in (library.model_id, "?") and not (in_progress and c.model_id == in_progress.target.model_id)]
+    filling = in_progress.target.model_id if in_progress else ""
+    old = [c for c in library.store.other_collections() if c.model_id not in (library.model_id, "?", filling)]
     if not old:
         return
     with st.popover("Remove old indexes", icon=":material/delete:"):
