@@ -9,7 +9,9 @@ compute and memory as the trained model, no download. Each runs in a fresh proce
 is its own: `model MiB` is the peak resident memory of that process minus what the process held
 after importing torch and open_clip. `images/s` is ragkit's batched forward (ClipEmbedder.embed_tensors,
 batch 32 by default, after one warm-up batch) on ready tensors: the ceiling ingest and reindex approach
-(decoding overlaps it, docs/performance.md). `text ms` is one short query through embed_texts, median of 5.
+(decoding overlaps it, docs/performance.md). `CPU ms/image` is that loop's process CPU time per image,
+which other processes' load changes far less than the wall time (a shared machine). `text ms` is one
+short query through embed_texts, median of 5.
 
 With --openclip-docs, the published zero-shot and retrieval figures of each (architecture, pretrained
 tag) are read from open_clip's docs/openclip_results.csv and docs/openclip_retrieval_results.csv.
@@ -32,6 +34,7 @@ from bench.common import Table, loadavg, show  # noqa: E402
 CANDIDATES: list[tuple[str, str]] = [
     ("ViT-B-32", "laion2b_s34b_b79k"),
     ("ViT-B-32", "datacomp_xl_s13b_b90k"),
+    ("ViT-B-32-256", "datacomp_s34b_b86k"),
     ("MobileCLIP-S2", "datacompdr"),
     ("ViT-B-16", "datacomp_xl_s13b_b90k"),
     ("ViT-B-16-SigLIP", "webli"),
@@ -69,18 +72,19 @@ load_s = time.perf_counter() - started
 params = sum(p.numel() for p in model.parameters()) / 1e6
 tensors = torch.randn(batch, 3, size, size)
 encode(tensors)  # warm-up: the first call allocates
-done, started = 0, time.perf_counter()
+done, started, cpu_started = 0, time.perf_counter(), time.process_time()
 while done == 0 or time.perf_counter() - started < seconds:
     encode(tensors)
     done += batch
 images_per_s = done / (time.perf_counter() - started)
+cpu_ms_per_image = (time.process_time() - cpu_started) * 1000 / done
 text = []
 for _ in range(5 if embedder else 0):
     t = time.perf_counter()
     embedder.embed_texts(["red silk cape with gold trim"])
     text.append(time.perf_counter() - t)
 print(json.dumps({"dim": dim, "image_size": size, "params_m": params, "load_s": load_s,
-                  "images_per_s": images_per_s, "timed_images": done,
+                  "images_per_s": images_per_s, "cpu_ms_per_image": cpu_ms_per_image, "timed_images": done,
                   "text_ms": statistics.median(text) * 1000 if text else None,
                   "model_mib": rss_mib() - base, "peak_mib": rss_mib(), "threads": torch.get_num_threads(),
                   "note": note}))
@@ -132,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     candidates += [(a, "") for a in wanted if a not in {c[0] for c in CANDIDATES}]
     figures = published(args.openclip_docs)
     table = Table(f"Embedding models: random weights on the CPU, batch {args.batch}",
-                  ["model", "pretrained tag", "dim", "px", "params M", "images/s", "text ms", "model MiB",
+                  ["model", "pretrained tag", "dim", "px", "params M", "images/s", "CPU ms/image", "text ms",
+                   "model MiB",
                    "IN-1k %", "avg 38 %", "COCO img R@1 %", "Flickr img R@1 %"])
     measured: dict[str, dict] = {}
     for arch, tag in candidates:
@@ -146,11 +151,14 @@ def main(argv: list[str] | None = None) -> None:
         m, row = measured[arch], figures.get((arch, tag), {})
         text_ms = f"{m['text_ms']:.0f}" if m["text_ms"] is not None else "n/a"
         table.add(arch, tag or "—", m["dim"], m["image_size"], f"{m['params_m']:.0f}", f"{m['images_per_s']:.1f}",
-                  text_ms, f"{m['model_mib']:.0f}", _pct(row, "ImageNet 1k"), _pct(row, "Average perf. on 38 datasets"),
+                  f"{m['cpu_ms_per_image']:.0f}", text_ms, f"{m['model_mib']:.0f}", _pct(row, "ImageNet 1k"),
+                  _pct(row, "Average perf. on 38 datasets"),
                   _pct(row, "MSCOCO image retr. R@1"), _pct(row, "Flickr image retr. R@1"))
     table.note("images/s: ClipEmbedder.embed_tensors on ready tensors, batch as above, after one warm-up batch "
                f"({args.seconds:.0f} s or at least one batch; best of {max(1, args.repeat)}); torch threads "
                f"{next(iter(measured.values()))['threads'] if measured else '?'}")
+    table.note("CPU ms/image: the process's CPU time (all its threads) per image in the same loop: what load from "
+               "other processes changes least; a quiet machine with N free cores approaches N*1000/that images/s")
     table.note("model MiB: peak RSS of a fresh process minus its RSS after importing torch and open_clip")
     if figures:
         table.note(f"published figures: open_clip {args.openclip_docs}/openclip_results.csv and "

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -80,7 +81,9 @@ def test_reindex_keeps_every_field_switches_the_library_and_keeps_the_old_index(
         assert {a.sha256: a for a in after.store.get_many(list(before))} == before  # every field, as it was
         original = library.original_bytes(assets[6].sha256)
         assert after.search_image(original, k=1)[0].asset.sha256 == assets[6].sha256
-        assert after.search_text("red cape", k=3)[0].asset.sha256 == special.sha256  # its caption's words
+        assert after.store.full_text == library.store.full_text  # keyword search, where the engine has it
+        if after.store.full_text:  # Milvus 2.3 has no BM25: there random-weight CLIP alone ranks "red cape"
+            assert after.search_text("red cape", k=3)[0].asset.sha256 == special.sha256  # its caption's words
         np.testing.assert_allclose(after.store.get_vector(assets[6].sha256),  # the new model's vector
                                    embed_query_image(original, embedder_b, after.settings.max_image_pixels), atol=1e-4)
         stats = after.stats().to_dict()
@@ -143,8 +146,9 @@ def test_search_never_fails_or_comes_back_empty_while_the_library_is_reindexed(l
     assert report.switched and report.assets == 60
     assert seen["errors"] == [] and seen["empty"] == []
     assert len(seen["latency"]) > 30
-    print(f"\nsearches during the reindex: {len(seen['latency'])}, p50 {statistics.median(seen['latency']) * 1000:.1f} ms, "
-          f"max {max(seen['latency']) * 1000:.1f} ms; reindex {report.images_per_second:.1f} images/s")
+    print(f"\nsearches during the reindex: {len(seen['latency'])}, "
+          f"p50 {statistics.median(seen['latency']) * 1000:.1f} ms, max {max(seen['latency']) * 1000:.1f} ms; "
+          f"reindex {report.images_per_second:.1f} images/s")
 
 
 def test_what_changes_during_the_reindex_ends_up_in_the_new_index(any_library, checkpoint_b, embedder_b):
@@ -215,14 +219,15 @@ def _popen_reindex(env: dict, cwd, *args: str) -> subprocess.Popen:
 
 
 def test_a_killed_reindex_resumes_and_doubles_nothing(settings, ragkit_env, tmp_path, tiny_embedder, checkpoint_b):
+    ASSETS = 120  # noqa: N806 - enough that the kill lands mid-way (about 100 writes still to go)
     library = Library.open(settings, embedder=tiny_embedder)
     try:
-        ids = {a.sha256 for a in _add(library, range(600), tags=["big"])}
+        ids = {a.sha256 for a in _add(library, range(ASSETS), tags=["big"])}
     finally:
         library.close()
     process = _popen_reindex(ragkit_env, tmp_path, "--model", MODEL_B, "--pretrained", str(checkpoint_b),
-                             "--batch-size", "4", "--workers", "1", "--json")
-    for line in process.stderr:  # "re-indexed N of 600", a line per tenth: kill after the second
+                             "--batch-size", "1", "--workers", "1", "--json")  # a write per asset: time to kill it
+    for line in process.stderr:  # "re-indexed N of 120", a line per tenth: kill after the second
         if line.startswith(b"re-indexed ") and not line.startswith(b"re-indexed 0 "):
             break
     process.send_signal(signal.SIGKILL)
@@ -230,20 +235,20 @@ def test_a_killed_reindex_resumes_and_doubles_nothing(settings, ragkit_env, tmp_
     assert process.returncode == -signal.SIGKILL, "the reindex finished before it could be killed"
 
     stats = json.loads(run_cli(["stats", "--json"], ragkit_env, tmp_path).stdout)
-    assert stats["model"] == model_identity(TINY_MODEL, settings.clip_pretrained) and stats["assets"] == 600
+    assert stats["model"] == model_identity(TINY_MODEL, settings.clip_pretrained) and stats["assets"] == ASSETS
     assert stats["reindex"]["model_id"] == model_identity(MODEL_B, str(checkpoint_b))
-    assert stats["reindex"]["done"] < stats["reindex"]["total"] == 600  # the record's progress, every 2 s
+    assert stats["reindex"]["done"] < stats["reindex"]["total"] == ASSETS  # the record's progress, every 2 s
     partial = {o["model"]: o for o in stats["other_collections"]}[stats["reindex"]["model_id"]]
-    assert 0 < partial["count"] < 600 and not partial["complete"]
+    assert 0 < partial["count"] < ASSETS and not partial["complete"]
 
     out = run_cli(["reindex", "--model", MODEL_B, "--pretrained", str(checkpoint_b), "--json"], ragkit_env, tmp_path,
                   timeout=300)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     report = json.loads(out.stdout)
-    assert report["switched"] and report["assets"] == 600 and 0 < report["embedded"] < 600  # resumed
+    assert report["switched"] and report["assets"] == ASSETS and 0 < report["embedded"] < ASSETS  # resumed
     library = Library.open(settings)
     try:
-        assert library.model_id == report["model"] and library.count() == 600
+        assert library.model_id == report["model"] and library.count() == ASSETS
         assert sorted(all_ids(library.store)) == sorted(ids)  # each once
     finally:
         library.close()
@@ -267,6 +272,7 @@ def test_an_original_that_cant_be_read_stops_the_switch_and_loses_nothing(librar
 
 
 def test_drop_old_removes_the_previous_index_only(settings, ragkit_env, tmp_path, tiny_embedder, checkpoint_b):
+    """Two CLI runs (each loads torch: seconds); the checks between them read the library in-process."""
     library = Library.open(settings, embedder=tiny_embedder)
     try:
         _add(library, range(5))
@@ -274,15 +280,16 @@ def test_drop_old_removes_the_previous_index_only(settings, ragkit_env, tmp_path
         library.close()
     out = run_cli(["reindex", "--model", MODEL_B, "--pretrained", str(checkpoint_b)], ragkit_env, tmp_path)
     assert out.returncode == 0 and b"reindex --drop-old" in out.stderr, out.stderr.decode()[-2000:]
-    assert len(json.loads(run_cli(["stats", "--json"], ragkit_env, tmp_path).stdout)["other_collections"]) == 1
+    with closing(Library.open(settings)) as switched:
+        assert len(switched.stats().other_collections) == 1
     out = run_cli(["reindex", "--drop-old", "--json"], ragkit_env, tmp_path)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     assert not json.loads(out.stdout)["switched"] and len(json.loads(out.stdout)["dropped"]) == 1
-    stats = json.loads(run_cli(["stats", "--json"], ragkit_env, tmp_path).stdout)
-    assert stats["other_collections"] == [] and stats["assets"] == 5
-    assert stats["model"] == model_identity(MODEL_B, str(checkpoint_b))
-    search = run_cli(["search", "photo", "--json"], ragkit_env, tmp_path)
-    assert search.returncode == 0 and len(json.loads(search.stdout)["hits"]) == 5
+    with closing(Library.open(settings)) as dropped:
+        stats = dropped.stats().to_dict()
+        assert stats["other_collections"] == [] and stats["assets"] == 5
+        assert stats["model"] == model_identity(MODEL_B, str(checkpoint_b))
+        assert len(dropped.search_text("photo", k=10)) == 5
 
 
 def test_reindex_usage_errors(ragkit_env, tmp_path):
