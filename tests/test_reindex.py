@@ -218,7 +218,8 @@ def _popen_reindex(env: dict, cwd, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_a_killed_reindex_resumes_and_doubles_nothing(settings, ragkit_env, tmp_path, tiny_embedder, checkpoint_b):
+def test_a_killed_reindex_resumes_and_doubles_nothing(settings, ragkit_env, tmp_path, tiny_embedder, checkpoint_b,
+                                                       embedder_b):
     ASSETS = 120  # noqa: N806 - enough that the kill lands mid-way (about 100 writes still to go)
     library = Library.open(settings, embedder=tiny_embedder)
     try:
@@ -241,14 +242,15 @@ def test_a_killed_reindex_resumes_and_doubles_nothing(settings, ragkit_env, tmp_
     partial = {o["model"]: o for o in stats["other_collections"]}[stats["reindex"]["model_id"]]
     assert 0 < partial["count"] < ASSETS and not partial["complete"]
 
-    out = run_cli(["reindex", "--model", MODEL_B, "--pretrained", str(checkpoint_b), "--json"], ragkit_env, tmp_path,
-                  timeout=300)
-    assert out.returncode == 0, out.stderr.decode()[-2000:]
-    report = json.loads(out.stdout)
-    assert report["switched"] and report["assets"] == ASSETS and 0 < report["embedded"] < ASSETS  # resumed
+    library = Library.open(settings)  # the resume: the same call the CLI makes, in-process (no torch import)
+    try:
+        report = reindex(library, MODEL_B, str(checkpoint_b), embedder=embedder_b, settle_seconds=0)
+    finally:
+        library.close()
+    assert report.switched and report.assets == ASSETS and 0 < report.embedded < ASSETS  # resumed
     library = Library.open(settings)
     try:
-        assert library.model_id == report["model"] and library.count() == ASSETS
+        assert library.model_id == report.model and library.count() == ASSETS
         assert sorted(all_ids(library.store)) == sorted(ids)  # each once
     finally:
         library.close()
