@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -43,6 +45,7 @@ LISTING_REFRESH_SECONDS = 30.0  # on a shared server: how stale other people's t
 READ_CONSISTENCY = "Session"    # server reads: own writes at once (see the module docstring)
 DEDUP_CONSISTENCY = "Strong"    # server duplicate checks: every write of every process
 OVER_FETCH_MIN_SHARE = 0.05     # server filtered search: see _server_filtered_search
+LOAD_WAIT_SECONDS = 20.0        # a collection another process is still making (see _load)
 
 log = logging.getLogger(__name__)
 
@@ -100,35 +103,58 @@ class AssetStore:
             self._check_compatible()
         else:
             self._create(complete)
-        # A new process must load the collection before it can search (Milvus Lite 3.x too).
-        self._call("load the asset collection", client.load_collection, self.collection)
+        self._load()
+
+    def _load(self) -> None:
+        """A new process must load the collection before it can search (Milvus Lite 3.x too). Another
+        process may have made it a moment ago and not yet built its index: wait for that, briefly."""
+        deadline = time.monotonic() + LOAD_WAIT_SECONDS
+        while True:
+            try:
+                self._client.load_collection(self.collection)
+                return
+            except Exception as exc:  # noqa: BLE001
+                if "index not found" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"Milvus could not load the asset collection: {short(str(exc))}") from None
+                time.sleep(0.2)
 
     def _create(self, complete: bool) -> None:
-        """Make the collection; with full-text search where the engine has it (schema.py)."""
+        """Make the collection in one call, its properties included: another process that finds it a
+        moment later must read the same schema version (two first uploads at once, on a server)."""
         client = self._client
-        for full_text in ((True, False) if self.version >= 2 else (False,)):
-            index_params = client.prepare_index_params()
-            index_params.add_index("vector", metric_type="COSINE", **self._index)
-            if full_text:
-                index_params.add_index(schemas.KEYWORDS_SPARSE, index_type="SPARSE_INVERTED_INDEX",
-                                       metric_type="BM25")
-            try:
-                client.create_collection(self.collection, schema=schemas.build_schema(self.version, self.dim, full_text),
-                                         index_params=index_params)
-            except Exception as exc:  # noqa: BLE001 - Milvus 2.3 refuses sparse vectors: go without
-                if client.has_collection(self.collection):
-                    client.drop_collection(self.collection)
-                if full_text:
-                    log.info("no full-text search on this Milvus (%s); keywords are stored as plain text", short(str(exc)))
-                    continue
+        full_text = self.version >= 2 and self._engine_has_full_text()
+        index_params = client.prepare_index_params()
+        index_params.add_index("vector", metric_type="COSINE", **self._index)
+        if full_text:
+            index_params.add_index(schemas.KEYWORDS_SPARSE, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        properties = {schemas.PROP_MODEL: self.model_id, schemas.PROP_VERSION: str(self.version),
+                      schemas.PROP_KEYWORDS: "bm25" if full_text else "none",
+                      schemas.PROP_COMPLETE: "1" if complete else "0"}
+        try:
+            client.create_collection(self.collection, schema=schemas.build_schema(self.version, self.dim, full_text),
+                                     index_params=index_params, properties=properties)
+        except Exception as exc:  # noqa: BLE001
+            if not client.has_collection(self.collection):
                 raise StoreError(f"Milvus could not create the asset collection: {short(str(exc))}") from None
-            self.full_text = full_text
-            break
-        self._call("record the collection's model", client.alter_collection_properties,
-                   self.collection, properties={schemas.PROP_MODEL: self.model_id,
-                                                schemas.PROP_VERSION: str(self.version),
-                                                schemas.PROP_KEYWORDS: "bm25" if self.full_text else "none",
-                                                schemas.PROP_COMPLETE: "1" if complete else "0"})
+            # Another process made it first (or ours exists without its index): use what is there.
+            self._check_compatible()
+            return
+        self.full_text = full_text
+
+    def _engine_has_full_text(self) -> bool:
+        """BM25 full-text search needs Milvus 2.5 or later; Milvus Lite 3.x has it. Asked before
+        creating, because Milvus 2.3 makes the collection and only then refuses the sparse index:
+        a collection made and dropped again would break a process that found it in between."""
+        if self.embedded:
+            return True
+        try:
+            version = str(self._client.get_server_version())
+        except Exception:  # noqa: BLE001 - an engine that can't say: the plain schema works everywhere
+            return False
+        if version.startswith("milvus_lite"):
+            return True
+        numbers = re.findall(r"\d+", version)[:2]
+        return len(numbers) == 2 and (int(numbers[0]), int(numbers[1])) >= (2, 5)
 
     def _properties(self) -> dict:
         info = self._call("describe the asset collection", self._client.describe_collection, self.collection)

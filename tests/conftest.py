@@ -86,12 +86,14 @@ def wait_for_port(port: int, timeout: float = 60.0, process: subprocess.Popen | 
 
 # --- Milvus servers (tests/milvus_servers.py): each engine starts once per test session -------------
 SERVER_ENGINES = ["milvus-lite", "milvus"]
+_SERVERS: dict[str, LiteServer | RealMilvus] = {}  # engine -> the running server, to tell a crash from a bug
 
 
 @pytest.fixture(scope="session")
 def real_milvus(tmp_path_factory) -> Iterator[MilvusTarget]:
     """The real Milvus engine (2.3.x standalone), authentication on. One per machine: see milvus_servers."""
     server = RealMilvus(tmp_path_factory.mktemp("milvus") / "engine")
+    _SERVERS["milvus"] = server
     try:
         yield server.target
     finally:
@@ -102,6 +104,7 @@ def real_milvus(tmp_path_factory) -> Iterator[MilvusTarget]:
 def lite_server(tmp_path_factory) -> Iterator[MilvusTarget]:
     """`milvus-lite server` on 127.0.0.1 and a free port."""
     server = LiteServer(tmp_path_factory.mktemp("milvus-lite") / "data")
+    _SERVERS["milvus-lite"] = server
     try:
         yield server.target
     finally:
@@ -110,6 +113,9 @@ def lite_server(tmp_path_factory) -> Iterator[MilvusTarget]:
 
 def _empty_server(request, engine: str) -> MilvusTarget:
     target = request.getfixturevalue("real_milvus" if engine == "milvus" else "lite_server")
+    died = _SERVERS[engine].death_notice()
+    if died:
+        pytest.fail(died, pytrace=False)
     target.drop_all_collections()  # every test starts with an empty server
     return target
 

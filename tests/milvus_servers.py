@@ -114,6 +114,12 @@ class LiteServer:
             self.stop()
             raise
 
+    def death_notice(self) -> str | None:
+        """None while serving; else what its log said last (a crash mid-session fails loudly)."""
+        if self.process.poll() is None:
+            return None
+        return f"{self.target.engine} exited with {self.process.returncode} mid-session: {_tail(self.log)}"
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -158,6 +164,12 @@ class RealMilvus:
                 except OSError:
                     continue
         return pids
+
+    def death_notice(self) -> str | None:
+        """None while the engine serves; else the end of its log (a crash mid-session fails loudly)."""
+        if any(_alive(pid) for pid in self._binary_pids()):
+            return None
+        return f"the real Milvus engine died mid-session: {_tail(self.log, 4000)}"
 
     def stop(self, grace: float = 5) -> None:
         pids = self._binary_pids()

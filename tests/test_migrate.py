@@ -94,22 +94,16 @@ def test_a_killed_migration_is_completed_by_the_next_run(real_milvus, ragkit_env
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGKIT_", "GEMINI_", "GOOGLE_"))}
     env.update(ragkit_env, PYTHONPATH=str(REPO))
     command = [sys.executable, "-m", "ragkit", "migrate", "--to", real_milvus.uri, "--token", real_milvus.token,
-               "--batch-size", "20", "--json"]
+               "--batch-size", "1", "--json"]  # one row a request: seconds of copying to kill
     process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     watcher = real_milvus.client()
-    landed = 0
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                landed = watcher.query(_collection(watcher), filter="", output_fields=["count(*)"])[0]["count(*)"]
-            except Exception:  # noqa: BLE001 - not created or not loaded yet
-                landed = 0
-            if landed >= 100:
-                break
+        while time.monotonic() < deadline and process.poll() is None and _landed(watcher, "Eventually") < 100:
             time.sleep(0.05)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+        landed = _landed(watcher)  # what the killed run left: part of the library
     finally:
         watcher.close()
     assert process.returncode == -signal.SIGKILL, "the migration finished before it could be killed"
@@ -127,6 +121,15 @@ def test_a_killed_migration_is_completed_by_the_next_run(real_milvus, ragkit_env
         assert on_server.count(tags=["t3"]) == sum(1 for i in range(rows) if i % 7 == 3)
     finally:
         on_server.close()
+
+
+def _landed(client, consistency: str = "Strong") -> int:
+    """Rows on the server (Strong: all of them; Eventually: fast, to poll with)."""
+    try:
+        return client.query(_collection(client), filter="", output_fields=["count(*)"],
+                            consistency_level=consistency)[0]["count(*)"]
+    except Exception:  # noqa: BLE001 - not created or not loaded yet
+        return 0
 
 
 def _collection(client) -> str:
