@@ -227,6 +227,56 @@ def cmd_stats(args, settings: Settings) -> int:
     _out(f"generated  {spent.generations} time(s) in the Studio, cost {format_usd(spent.known_cost)}{unpriced}")
     if stats.advice:
         _out(f"advice     {stats.advice}")
+    _print_models(stats)
+    return EXIT_OK
+
+
+def _print_models(stats) -> None:
+    """The model part of `stats`: a configured model the library does not use, a reindex, other models."""
+    if stats.configured_model:
+        _out(f"note       RAGKIT_CLIP_MODEL/RAGKIT_CLIP_PRETRAINED name {stats.configured_model}, but this library "
+             f"uses {stats.model} (recorded in its data folder, model.json). To move it to that model: "
+             "python -m ragkit reindex --model ARCH --pretrained TAG_OR_PATH")
+    if stats.reindex:
+        state = stats.reindex
+        how = ("no progress for a while: it was probably stopped; run the same reindex again to resume"
+               if state["stalled"] else "in progress")
+        _out(f"reindex    to {state['model_id']}: {state['done']} of {state['total']} ({how})")
+    for other in stats.other_collections:
+        filling = "" if other["complete"] else ", being filled"
+        _out(f"other      {other['model']}: {other['count']} rows (collection {other['collection']}{filling})")
+
+
+def cmd_reindex(args, settings: Settings) -> int:
+    from .embedder import model_identity, weights_are_random
+    from .reindex import reindex
+    library = _open_library(settings)
+    model = args.model or library.active_model.choice.model  # --drop-old alone: the current model
+    pretrained = args.pretrained or library.active_model.choice.pretrained
+    if model_identity(model, pretrained) != library.model_id:
+        _err(f"re-indexing {library.count()} assets with {model_identity(model, pretrained)}: the library keeps "
+             f"using {library.model_id} until the new index is complete and verified; safe to interrupt "
+             "(run the same command again to resume)")
+        if weights_are_random(pretrained):
+            _err("warning: the new model has RANDOM weights; similarities will be meaningless.")
+    progress = _CountProgress("re-indexed")
+    try:
+        report = reindex(library, model, pretrained, on_progress=progress, drop_old=args.drop_old,
+                         batch_size=args.batch_size, workers=args.workers)
+    finally:
+        progress.close()
+    dropped = f"; dropped {', '.join(report.dropped)}" if report.dropped else ""
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    elif not report.switched:
+        _err(f"the library already uses {report.model} ({report.assets} assets){dropped}")
+    else:
+        _err(f"switched: the library now uses {report.model}, {report.assets} assets; embedded {report.embedded} in "
+             f"{report.seconds:.0f}s ({report.images_per_second:.1f} images/s), {report.verified} checked"
+             + (f", {report.updated} updated and {report.removed} removed during the reindex"
+                if report.updated or report.removed else "") + dropped)
+        if not report.dropped:
+            _err(f"the index of {report.previous} is kept (python -m ragkit reindex --drop-old removes it)")
     return EXIT_OK
 
 
@@ -910,6 +960,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help="assets per copy step (default 256)")
     upgrade.set_defaults(handler=cmd_upgrade)
 
+    reindex = commands.add_parser(
+        "reindex", help="embed every image again with another CLIP model, then switch the library to it",
+        description="Embed every original again with --model/--pretrained into that model's own index, while the "
+                    "current one keeps serving search; once complete and verified the library switches to it "
+                    "(recorded in RAGKIT_DATA_DIR/model.json: every process follows). Safe to interrupt: the next "
+                    "run resumes. The old index stays until --drop-old.")
+    reindex.add_argument("--model", default="", metavar="ARCH", help="open_clip architecture, e.g. ViT-B-16")
+    reindex.add_argument("--pretrained", default="", metavar="TAG_OR_PATH",
+                         help="an open_clip pretrained tag, a checkpoint file, or none (random weights)")
+    reindex.add_argument("--drop-old", action="store_true",
+                         help="then drop the other models' indexes (alone: drop them now)")
+    reindex.add_argument("--batch-size", type=_whole_number(1, MAX_BATCH_SIZE), default=32,
+                         help=f"images per model call, 1-{MAX_BATCH_SIZE} (default 32)")
+    reindex.add_argument("--workers", type=_whole_number(1, MAX_WORKERS), default=2,
+                         help=f"decoding threads, 1-{MAX_WORKERS} (default 2)")
+    reindex.set_defaults(handler=cmd_reindex)
+
 
     from .duplicates import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
     duplicates = commands.add_parser(
@@ -925,7 +992,7 @@ def build_parser() -> argparse.ArgumentParser:
     duplicates.set_defaults(handler=cmd_duplicates)
 
     for sub in (ingest, search, stats, delete, tag, rights, trash, trash_restore, trash_empty, doctor, export,
-                import_, generate, batch, describe, migrate, upgrade, duplicates):
+                import_, generate, batch, describe, migrate, upgrade, duplicates, reindex):
         sub.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return parser
 
@@ -944,6 +1011,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("search takes TEXT, --image FILE or --similar SHA256 (TEXT may go with one of the other two)")
         if args.not_text and not examples:
             parser.error("--not goes with --image or --similar (words alone can't be 'not' something)")
+    if args.command == "reindex":
+        if bool(args.model) != bool(args.pretrained):
+            parser.error("reindex: give --model ARCH and --pretrained TAG_OR_PATH together")
+        if not args.model and not args.drop_old:
+            parser.error("reindex: give --model ARCH --pretrained TAG_OR_PATH (or --drop-old alone)")
     debug = os.environ.get("RAGKIT_DEBUG") == "1"
     logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -105,3 +105,7 @@ class KitConflictError(RagkitError):
 
 class BatchError(RagkitError):
     """A batch job can't be started or resumed as asked."""
+
+
+class ReindexError(RagkitError):
+    """A reindex could not finish (the library keeps its current model; running it again resumes)."""

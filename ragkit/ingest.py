@@ -77,7 +77,17 @@ class IngestProgress:
     current: str     # display name of the last finished input
 
 
-Source = Union[Path, Upload]
+@dataclass(frozen=True)
+class Reembed:
+    """An original already in the library, to embed again with another model (ragkit.reindex).
+
+    It is read from its blob file and decoded and preprocessed like any input; its row keeps
+    every field of `asset` (only the vector is new) and its files are left as they are."""
+    path: Path
+    asset: Asset
+
+
+Source = Union[Path, Upload, Reembed]
 
 
 @dataclass
@@ -87,13 +97,14 @@ class _Loaded:
     data: bytes
     sha256: str
     upload: Upload | None = None  # per-file metadata, when the input carried any
+    stored: Asset | None = None   # a library asset being embedded again (Reembed)
 
 
 @dataclass
 class _Prepared:
     loaded: _Loaded
     asset: Asset
-    thumbnail: bytes
+    thumbnail: bytes  # empty for a re-embedded asset: its files exist
     tensor: object   # torch.Tensor, preprocessed for the model
 
 
@@ -222,7 +233,25 @@ def _read_at_most(fd: int, most: int, expected: int) -> bytes:
     return b"".join(chunks)  # one chunk is returned as is, not copied
 
 
+def _load_stored(source: Reembed) -> _Loaded | Rejected:
+    """A library original, checked against its id (a damaged file must not get another's vector)."""
+    asset = source.asset
+    if not source.path.is_file():
+        return Rejected(asset.sha256, "its original is missing from the blob store (`python -m ragkit doctor` "
+                                      "lists such rows; `doctor --repair` removes them)")
+    try:
+        data = read_image_file(source.path, MAX_FILE_BYTES)
+    except InvalidImageError as exc:
+        return Rejected(asset.sha256, f"its original can't be read: {exc}")
+    if hashlib.sha256(data).hexdigest() != asset.sha256:
+        return Rejected(asset.sha256, "its original no longer matches its id (the file was damaged on disk): "
+                                      "restore it from a backup, or delete the asset")
+    return _Loaded(asset.sha256, asset.filename, data, asset.sha256, stored=asset)
+
+
 def _load(source: Source) -> _Loaded | Rejected:
+    if isinstance(source, Reembed):
+        return _load_stored(source)
     if isinstance(source, Upload):
         label, filename, data = source.name, safe_display_name(source.name), source.data
     else:
@@ -310,10 +339,12 @@ class IngestPipeline:
         try:
             decoded = decode_image(loaded.data, max_pixels=self.max_pixels,
                                    min_short=getattr(self.embedder, "image_size", 224))
-            thumbnail = make_thumbnail(decoded.image)
+            thumbnail = make_thumbnail(decoded.image) if loaded.stored is None else b""
             tensor = self.embedder.preprocess(decoded.image)
         except InvalidImageError as exc:
             return Rejected(loaded.label, str(exc))
+        if loaded.stored is not None:
+            return _Prepared(loaded, loaded.stored, thumbnail, tensor)
         upload = loaded.upload
         if upload is not None:
             tags = normalise_tags([*tags, *upload.tags])
@@ -408,7 +439,8 @@ class IngestPipeline:
             vectors = self.embedder.embed_tensors(torch.stack([p.tensor for p in batch]))
             assets = []
             for prepared in batch:
-                self.blobs.put(prepared.asset.sha256, prepared.loaded.data, prepared.thumbnail)
+                if prepared.loaded.stored is None:  # a re-embedded asset has its files
+                    self.blobs.put(prepared.asset.sha256, prepared.loaded.data, prepared.thumbnail)
                 created_at = prepared.asset.created_at or _clock.next()  # imports keep their date
                 assets.append(Asset(**{**prepared.asset.__dict__, "created_at": created_at}))
             self.store.upsert(assets, vectors)
@@ -511,5 +543,5 @@ def embed_query_image(data: bytes, embedder, max_pixels: int) -> np.ndarray:
     return embedder.embed_images([decoded.image])[0]
 
 
-__all__ = ["IngestPipeline", "Upload", "Provenance", "IngestProgress", "collect_sources",
+__all__ = ["IngestPipeline", "Upload", "Reembed", "Provenance", "IngestProgress", "collect_sources",
            "read_image_file", "safe_display_name", "embed_query_image"]

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from . import active_model as model_record
 from . import milvus_lite
 from .blobs import BlobStore
 from .config import Settings
@@ -71,6 +72,11 @@ class LibraryStats:
     collection: str
     data_dir: str
     advice: str = ""  # e.g. an embedded library that has outgrown its engine
+    # ragkit.active_model.describe: RAGKIT_CLIP_MODEL when it names another model than the library's,
+    # a reindex in progress (target, done, total), and other models' collections (model, count).
+    configured_model: str = ""
+    reindex: dict | None = None
+    other_collections: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -79,6 +85,12 @@ class LibraryStats:
 class Library:
     def __init__(self, settings: Settings, embedder: ClipEmbedder | None = None,
                  index: dict | None = None) -> None:
+        # The library's model is the one recorded in its data folder; the environment chooses the
+        # model of a new library only (ragkit.active_model).
+        self.active_model = model_record.resolve(settings)
+        if embedder is not None:
+            self.active_model.check_embedder(embedder)
+        settings = self.active_model.apply(settings)
         self.settings = settings
         self.model_id = model_identity(settings.clip_model, settings.clip_pretrained)
         self.dim = embedder.dim if embedder else embedding_dim(settings.clip_model)
@@ -87,6 +99,8 @@ class Library:
         try:
             self.store = open_store(self._client, collection_name_for(self.model_id), self.dim, self.model_id,
                                     index=index, embedded=settings.is_embedded_db)
+            if not self.active_model.recorded:
+                model_record.record_new_library(self)
         except BaseException:
             self.close()  # e.g. a model mismatch: don't keep the Lite file open for nothing
             raise
@@ -144,6 +158,7 @@ class Library:
     def embedder(self) -> ClipEmbedder:
         with self._embedder_lock:
             if self._embedder is None:
+                self.active_model.check_weights()
                 self._embedder = ClipEmbedder.from_settings(self.settings)
             return self._embedder
 
@@ -355,6 +370,7 @@ class Library:
             collection=self.store.collection,
             data_dir=str(self.settings.data_dir),
             advice=self.scale_advice(assets),
+            **model_record.describe(self),
         )
 
 

@@ -37,8 +37,8 @@ def copy_assets(source: AssetStore, target: AssetStore, on_progress: ProgressCal
     if (source.dim, source.model_id) != (target.dim, target.model_id):
         raise StoreError(f"Cannot copy {source.model_id} ({source.dim}-d) vectors into a collection of "
                          f"{target.model_id} ({target.dim}-d).")
-    source_ids = _ids(source)
-    present = set(_ids(target))
+    source_ids = all_ids(source)
+    present = set(all_ids(target))
     missing = [sha for sha in source_ids if sha not in present]
     copied = 0
     if on_progress and missing:
@@ -50,7 +50,7 @@ def copy_assets(source: AssetStore, target: AssetStore, on_progress: ProgressCal
         if on_progress:
             on_progress(copied, len(missing))
     target.flush()
-    absent = set(source_ids) - set(_ids(target))
+    absent = set(source_ids) - set(all_ids(target))
     if absent:
         raise StoreError(f"{len(absent)} of {len(source_ids)} assets did not arrive in the target "
                          "(the copy was checked after writing). Run the same command again.")
@@ -58,7 +58,7 @@ def copy_assets(source: AssetStore, target: AssetStore, on_progress: ProgressCal
                       target_rows=target.count())
 
 
-def _ids(store: AssetStore) -> list[str]:
+def all_ids(store: AssetStore) -> list[str]:
     """Every id in the collection: one scan (an existence query per id would cost ~0.35 s per
     1,000 on a server, where duplicate checks are Strong)."""
     return [row["sha256"] for row in store.scan("", ())]

@@ -58,6 +58,7 @@ class CollectionInfo:
     name: str
     model_id: str
     count: int
+    complete: bool = True  # False while an upgrade or a reindex is still filling it
 
 
 class AssetStore:
@@ -184,7 +185,8 @@ class AssetStore:
                 continue
             props = self._client.describe_collection(name).get("properties") or {}
             count = self._client.get_collection_stats(name).get("row_count", 0)
-            found.append(CollectionInfo(name, props.get("ragkit.model_id", "?"), int(count)))
+            found.append(CollectionInfo(name, props.get(schemas.PROP_MODEL, "?"), int(count),
+                                        props.get(schemas.PROP_COMPLETE, "1") != "0"))
         return found
 
     # --- writes -------------------------------------------------------------------------
@@ -574,6 +576,11 @@ class AssetStore:
         self._call("mark the collection complete", self._client.alter_collection_properties,
                    self.collection, properties={schemas.PROP_COMPLETE: "1"})
 
+    def mark_filling(self) -> None:
+        """A reindex fills it (again, after it served once): not complete, and open to writes."""
+        self._call("mark the collection as being filled", self._client.alter_collection_properties,
+                   self.collection, properties={schemas.PROP_COMPLETE: "0", schemas.PROP_SUPERSEDED_BY: ""})
+
     def mark_superseded(self, by: str) -> None:
         """From now on writes here are refused: they would not reach the collection that replaced it."""
         self._call("mark the collection as replaced", self._client.alter_collection_properties,
@@ -583,11 +590,13 @@ class AssetStore:
         return self._properties().get(schemas.PROP_SUPERSEDED_BY, "")
 
     def _refuse_if_superseded(self) -> None:
-        """(Write lock held.) Another process may have upgraded the library since we opened it."""
-        if self.version < schemas.LATEST and self.superseded_by():
+        """(Write lock held.) Another process may have upgraded the library, or re-indexed it with another
+        model, since we opened it (one property read: ~1 ms on Milvus Lite, per batch of writes)."""
+        if self.superseded_by():
             raise StoreSupersededError(
-                "The library was upgraded to a new format by another process while this one had it open, "
-                "so this change was not saved. Reload the page (or run the command again) and redo it.")
+                "The library was upgraded by another process (to a new format, or re-indexed with another "
+                "embedding model) while this one had it open, so this change was not saved. Reload the page "
+                "(or run the command again) and redo it.")
 
     def all_tags(self) -> list[tuple[str, int]]:
         """Every tag with its number of assets, most used first (for filter pickers)."""

@@ -7,7 +7,7 @@ import streamlit as st
 
 from ..library import Library
 from ..records import SOURCE_GENERATED
-from . import batches, pending, state, tray, uploads
+from . import batches, pending, settings, state, tray, uploads
 from .errors import guard
 from .markdown import md_escape
 
@@ -55,6 +55,8 @@ def render(library: Library, *, on_studio_page: bool = False, on_library_page: b
         where = "server" if not library.settings.is_embedded_db else "embedded"
         uri = library.settings.milvus_uri_display
         st.caption(f":material/database: **Database** ({where}) `{short_location(uri)}`", help=md_escape(uri))
+        with guard("showing the settings"):
+            settings.render(library)
         # Always this slot, emptied explicitly when there is nothing to say: the Studio page keeps
         # its run going while it waits for the model, and until a run ends Streamlit goes on showing
         # what the previous page drew at any position the new run has not drawn over.

@@ -15,7 +15,9 @@ from collections import defaultdict
 
 import streamlit as st
 
+from ..active_model import read_record
 from ..config import Settings
+from ..embedder import model_identity
 from ..errors import RagkitError
 from ..library import Library
 from ..connection import quiet_milvus_logging
@@ -43,10 +45,13 @@ _revisions_lock = threading.Lock()
 
 
 def library_key(settings: Settings) -> str:
-    """What makes two configurations the same library (the token only as a digest)."""
+    """What makes two configurations the same library (the token only as a digest). It names the model
+    the library records too: after a reindex switched it, the next page view opens it on the new model."""
     token = hashlib.sha256(settings.milvus_token.encode()).hexdigest()[:16] if settings.milvus_token else ""
+    recorded = read_record(settings.data_dir).active  # a new library records the configured model: same key
+    in_use = recorded.model_id if recorded else model_identity(settings.clip_model, settings.clip_pretrained)
     return "|".join([str(settings.data_dir), settings.milvus_uri, token, settings.clip_model,
-                     settings.clip_pretrained, settings.device, str(settings.max_image_pixels)])
+                     settings.clip_pretrained, in_use, settings.device, str(settings.max_image_pixels)])
 
 
 def _release(library: Library) -> None:

@@ -1,0 +1,153 @@
+"""The sidebar's Settings: the library's embedding model, and re-indexing it with another one.
+
+A reindex embeds every image again (minutes to hours), so it runs as a `ragkit.jobs.Job` of this
+process, one per library whichever session started it, while every page keeps searching with the
+current model. Its progress is also in the library's record (ragkit.active_model), so a reindex run
+from the command line against a shared server shows here as well. Once it has switched the library,
+the next page view opens the library on the new model (state.library_key names the recorded model).
+"""
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+
+from .. import active_model as model_record
+from ..jobs import Job
+from ..library import Library
+from ..reindex import ReindexReport, drop_old_collections, reindex
+from .errors import show_error
+from .markdown import md_escape
+
+REFRESH_S = 1.0
+MODELS_DOC = "docs/models.md"
+
+_jobs: dict[str, Job[ReindexReport]] = {}  # library (data folder | database) -> this process's reindex
+_jobs_lock = threading.Lock()
+
+
+def _where(library: Library) -> str:
+    return f"{library.settings.data_dir}|{library.settings.milvus_uri}"
+
+
+def job(library: Library) -> Job[ReindexReport] | None:
+    with _jobs_lock:
+        return _jobs.get(_where(library))
+
+
+def start(library: Library, model: str, pretrained: str) -> Job[ReindexReport]:
+    """Start a reindex of `library` unless this process runs one already (then that one is returned)."""
+    with _jobs_lock:
+        running = _jobs.get(_where(library))
+        if running is not None and not running.done:
+            return running
+        started = Job.start(lambda progress: reindex(library, model, pretrained, on_progress=progress),
+                            name="ragkit-reindex")
+        _jobs[_where(library)] = started
+        return started
+
+
+def render(library: Library) -> None:
+    """Under the model line: a configured model the library does not use, a reindex in progress in
+    any process; then the Settings expander."""
+    current = job(library)
+    recorded = model_record.read_record(library.settings.data_dir).reindex
+    if library.active_model.differs:
+        st.caption(f":material/info: RAGKIT_CLIP_MODEL names `{md_escape(library.active_model.configured.model_id)}`; "
+                   "this library uses the model recorded in its data folder (Settings › re-index to change it).")
+    if recorded is not None and (current is None or current.done):
+        state = "stopped" if recorded.stalled else "running"
+        st.caption(f":material/sync: Re-index with `{md_escape(recorded.target.model_id)}` {state}: "
+                   f"{recorded.done:,} of {recorded.total:,}.")
+    with st.expander("Settings", icon=":material/settings:", expanded=current is not None and not current.done):
+        st.markdown("**Embedding model**")
+        st.caption(f"This library searches with `{md_escape(library.model_id)}` "
+                   f"({library.dim}-d vectors).")
+        if current is not None and not current.done:
+            st.fragment(_progress, run_every=REFRESH_S)(library)
+            return
+        if current is not None:
+            _outcome(library, current)
+        _recorded_reindex(library)
+        _form(library)
+        _old_indexes(library)
+
+
+def _progress(library: Library) -> None:
+    current = job(library)
+    if current is None or current.done:
+        st.rerun()  # the whole app: the outcome (and, after a switch, the new model) replaces this
+    done, total = current.progress
+    target = model_record.read_record(library.settings.data_dir).reindex
+    name = md_escape(target.target.model_id) if target else "the new model"
+    st.progress(done / total if total else 0.0, text=f"Re-indexing with {name}: {done:,} of {total:,}")
+    st.caption("Search keeps using the current model until the new index is complete and checked; "
+               "you can go on working.")
+
+
+def _outcome(library: Library, finished: Job[ReindexReport]) -> None:
+    try:
+        report = finished.outcome()
+    except Exception as exc:  # noqa: BLE001 - shown with its fix; running it again resumes
+        show_error(exc, "re-indexing the library")
+        st.caption("What was embedded is kept: re-index again to resume.")
+        return
+    if report.switched:
+        st.success(f"The library now uses `{md_escape(report.model)}` ({report.assets:,} images, "
+                   f"{report.images_per_second:.1f} images/s). The index of `{md_escape(report.previous)}` is kept "
+                   "until `python -m ragkit reindex --drop-old`.", icon=":material/check_circle:")
+    if st.button("Dismiss", key="settings.dismiss", type="tertiary", icon=":material/close:"):
+        with _jobs_lock:
+            _jobs.pop(_where(library), None)
+        st.rerun()
+
+
+def _recorded_reindex(library: Library) -> None:
+    """A reindex recorded but not running here: in another process, or stopped (then: resume)."""
+    state = model_record.read_record(library.settings.data_dir).reindex
+    if state is None:
+        return
+    target = md_escape(state.target.model_id)
+    if not state.stalled:
+        st.info(f"Another process is re-indexing with `{target}`: {state.done:,} of {state.total:,}.",
+                icon=":material/sync:")
+        return
+    st.warning(f"A re-index with `{target}` stopped at {state.done:,} of {state.total:,}.", icon=":material/pause:")
+    if st.button("Resume", key="settings.resume", icon=":material/play_arrow:"):
+        start(library, state.target.model, state.target.pretrained)
+        st.rerun()
+
+
+def _form(library: Library) -> None:
+    with st.form("settings.reindex", border=False):
+        model = st.text_input("Architecture", value=library.settings.clip_model, key="settings.model",
+                              help="An open_clip architecture, e.g. ViT-B-16 (see docs/models.md).")
+        pretrained = st.text_input("Weights", value="", key="settings.weights",
+                                   placeholder="pretrained tag, or /path/to/checkpoint",
+                                   help="An open_clip pretrained tag such as datacomp_xl_s13b_b90k, or the path of a "
+                                        "checkpoint file on the server (no network: README › Offline weights).")
+        submitted = st.form_submit_button("Re-index with this model", key="settings.reindex-button",
+                                          icon=":material/autorenew:")
+    st.caption(f"Every image is embedded again; search keeps working meanwhile. Which model: {MODELS_DOC}.")
+    if submitted:
+        if not model.strip() or not pretrained.strip():
+            st.error("Give the architecture and its weights.", icon=":material/error:")
+            return
+        start(library, model, pretrained)
+        st.rerun()
+
+
+def _old_indexes(library: Library) -> None:
+    """Indexes of models the library used before: kept until removed here (or `reindex --drop-old`)."""
+    in_progress = model_record.read_record(library.settings.data_dir).reindex
+    filling = in_progress.target.model_id if in_progress else ""
+    old = [c for c in library.store.other_collections() if c.model_id not in (library.model_id, "?", filling)]
+    if not old:
+        return
+    with st.popover("Remove old indexes", icon=":material/delete:"):
+        for other in old:
+            st.caption(f"`{md_escape(other.model_id)}`: {other.count:,} images")
+        st.caption("Switching back to one of these models would then embed every image again.")
+        if st.button("Remove them", key="settings.drop-old", type="primary"):
+            drop_old_collections(library, library.store)
+            st.rerun()

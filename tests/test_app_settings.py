@@ -1,0 +1,69 @@
+"""The sidebar's Settings through streamlit's AppTest: re-index the library with another model from the
+app, watch its progress while the pages keep working, and see the app switch to the new model."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ragkit.embedder import make_random_checkpoint
+from ragkit.ingest import Upload
+from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
+from tests.images_factory import jpeg_bytes
+
+MODEL_B = "ragkit-tiny-b"
+
+
+@pytest.fixture(scope="module")
+def checkpoint_b(tmp_path_factory):
+    return make_random_checkpoint(MODEL_B, tmp_path_factory.mktemp("model-b") / "ragkit-tiny-b.pt")
+
+
+@pytest.fixture
+def held_reindex(monkeypatch):
+    """The reindex reports 2 of 6 done, then waits for `release.set()` before doing the real work."""
+    from ragkit.ui import settings as ui_settings
+    release = threading.Event()
+    real = ui_settings.reindex
+
+    def reindex_when_released(library, model, pretrained, *, on_progress=None, **kwargs):
+        on_progress(2, 6)
+        assert release.wait(60), "the test never released the reindex"
+        return real(library, model, pretrained, on_progress=on_progress, settle_seconds=0.1, **kwargs)
+
+    monkeypatch.setattr(ui_settings, "reindex", reindex_when_released)
+    yield release
+    release.set()
+
+
+def test_reindex_from_the_sidebar_while_the_pages_keep_working(app_env, seed, checkpoint_b, held_reindex):
+    from ragkit.ui import settings as ui_settings
+    from ragkit.ui import state
+    seed([Upload(f"shot-{i}.jpg", jpeg_bytes(i)) for i in range(6)])
+    at = run(new_app())
+    assert "ragkit-tiny/file:ragkit-tiny.pt" in shown(all_text(at))
+    at.sidebar.text_input(key="settings.model").set_value(MODEL_B)
+    at.sidebar.text_input(key="settings.weights").set_value(str(checkpoint_b))
+    at.sidebar.button(key="settings.reindex-button").click()
+    run(at)
+    assert any("2 of 6" in p.proto.text for p in at.sidebar.get("progress")), "the progress shows"
+    at.switch_page(state.SEARCH_PAGE)  # searching goes on with the current model meanwhile
+    run(at)
+    assert at.sidebar.metric[0].value == "6"
+
+    held_reindex.set()
+    job = ui_settings.job(state.library())
+    assert job is not None and job.wait(120) and job.outcome().switched
+    run(at)
+    text = shown(all_text(at))
+    assert "The library now uses `ragkit-tiny-b/file:ragkit-tiny-b.pt`" in text
+    assert "ragkit-tiny-b · ragkit-tiny-b.pt" in text  # the sidebar's model line: the app switched
+    assert "RAGKIT_CLIP_MODEL names `ragkit-tiny/file:ragkit-tiny.pt`" in text  # the environment still says A
+    assert state.library().model_id.startswith("ragkit-tiny-b") and state.library().count() == 6
+    at.sidebar.button(key="settings.dismiss").click()
+    run(at)
+    assert "The library now uses" not in shown(all_text(at))
+    assert [c.model_id for c in state.library().store.other_collections()] == ["ragkit-tiny/file:ragkit-tiny.pt"]
+    at.sidebar.button(key="settings.drop-old").click()  # the old index, kept until now
+    run(at)
+    assert state.library().store.other_collections() == [] and state.library().count() == 6
