@@ -305,8 +305,9 @@ def idf_rows(table: Table, n: int, data_dir: Path, queries: list[Query], twins: 
         log(f"  hybrid {n}: IDF, {len(originals)} twins in a fresh segment ...")
         scores = _bm25_scores(store, picked, twin_of)
         ratio = [twin / orig for orig, twin in scores if orig]
-        table.note(f"{n:,} assets: BM25 score of an original (a segment of ~{SESSION:,} rows) vs its identical "
-                   f"twin (a segment of {len(originals)} rows), median over {len(ratio)} code queries: "
+        table.note(f"{n:,} assets: BM25 score of an original (in the library's {_segments(data_dir)} sealed "
+                   f"segment(s) of {n:,} rows) vs its identical twin (a fresh segment of {len(originals)} rows), "
+                   f"median over {len(ratio)} code queries: "
                    f"{np.median([o for o, _ in scores]):.2f} vs {np.median([t for _, t in scores]):.2f} "
                    f"(twin/original {min(ratio):.2f}-{max(ratio):.2f})")
         for label, search in ways(library):

@@ -69,7 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images-24mp", type=int, default=None, help="24 MP JPEGs for ingest (default 24)")
     parser.add_argument("--queries", type=int, default=None,
                         help="timed queries per size, and timed calls per row of text (default 50)")
-    parser.add_argument("--recall-queries", type=int, default=None, help="queries for recall@10 (default 200)")
+    parser.add_argument("--recall-queries", type=int, default=None,
+                        help="queries for recall@10 (default 200); hybrid: code queries (and half as many "
+                             "tag + description queries, a quarter as many descriptions)")
     parser.add_argument("--index-size", type=int, default=None, help="library size for index (default: largest of --sizes)")
     parser.add_argument("--cold-size", type=int, default=None, help="library size for cold (default: largest of --sizes)")
     parser.add_argument("--memory-size", type=int, default=None, help="library size for memory (default: largest of --sizes)")
@@ -221,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                     show(table, tables)
         if "hybrid" in args.only:
             from bench import hybrid_bench
-            for table in hybrid_bench.run(args.sizes, args.queries, log=log):
+            for table in hybrid_bench.run(args.sizes, args.queries, args.recall_queries, args.recall_queries // 2,
+                                            args.recall_queries // 4, log=log):
                 show(table, tables)
         if "engines" in args.only:
             from bench import engines_bench
