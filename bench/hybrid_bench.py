@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,8 +39,10 @@ from typing import Callable
 
 import numpy as np
 
-from bench.common import CACHE_DIR, TMP_DIR, Table, bench_settings, ms, percentile, shared_embedder
-from bench.synth import VECTORS, _unit
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too
+
+from bench.common import CACHE_DIR, TMP_DIR, Table, bench_settings, ms, percentile, shared_embedder  # noqa: E402
+from bench.synth import VECTORS, _unit  # noqa: E402
 
 GENERATOR_VERSION = 1
 K = 10
@@ -410,7 +413,8 @@ def _segments(data_dir: Path) -> int:
 
 # --- the run --------------------------------------------------------------------------------------
 def run(sizes: list[int], queries: int, codes: int = 200, tagged: int = 100, described: int = 50,
-        twins: int = 20, log=print) -> list[Table]:
+        twins: int = 20, quality_too: bool = True, log=print) -> list[Table]:
+    """The quality, IDF and latency tables (latency alone without `quality_too`)."""
     from ragkit.library import Library
     quality = Table(f"Hybrid search quality on embedded Milvus Lite: share of queries whose right asset is 1st, "
                     f"in the top {K}, and the share of the top {K} that is right (of what can be)",
@@ -427,13 +431,14 @@ def run(sizes: list[int], queries: int, codes: int = 200, tagged: int = 100, des
         marks = labels(n)
         qs = make_queries(n, marks, codes, tagged, described)
         log(f"  hybrid {n}: {len(qs)} queries, {_segments(data_dir)} segments")
-        library = Library.open(bench_settings(data_dir), embedder=StubEmbedder(qs))
-        try:
-            quality_rows(quality, n, library, qs, log)
-        finally:
-            library.close()
-        if n == min(sizes):
-            idf_rows(idf, n, data_dir, qs, twins, log)
+        if quality_too:
+            library = Library.open(bench_settings(data_dir), embedder=StubEmbedder(qs))
+            try:
+                quality_rows(quality, n, library, qs, log)
+            finally:
+                library.close()
+            if n == min(sizes):
+                idf_rows(idf, n, data_dir, qs, twins, log)
         spread = [qs[i].text for i in np.linspace(0, len(qs) - 1, queries).astype(int)]
         latency_rows(latency, n, data_dir, spread, log)
         quality.note(f"{n:,} assets: {_segments(data_dir)} sealed segments (a flush every {SESSION:,} rows)")
@@ -447,4 +452,26 @@ def run(sizes: list[int], queries: int, codes: int = 200, tagged: int = 100, des
     idf.note("the twins are identical to their originals: an order that does not depend on segments puts the "
              "original above its twin about half the time (ragkit breaks the tie by id).")
     latency.note("text queries: the quality queries (codes, tag + description, descriptions), spread evenly.")
-    return [quality.finish(), idf.finish(), latency.finish()]
+    return ([quality.finish(), idf.finish()] if quality_too else []) + [latency.finish()]
+
+
+def main() -> None:
+    """`python bench/hybrid_bench.py --latency-only --sizes 20000,100000`: the latency table alone (bench/run.py
+    --only hybrid runs everything)."""
+    import argparse
+
+    from bench.common import quiet_logs, show
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="20000")
+    parser.add_argument("--queries", type=int, default=50, help="timed queries per size")
+    parser.add_argument("--code-queries", type=int, default=200)
+    parser.add_argument("--latency-only", action="store_true")
+    args = parser.parse_args()
+    quiet_logs()
+    for table in run([int(float(s)) for s in args.sizes.split(",")], args.queries, args.code_queries,
+                     args.code_queries // 2, args.code_queries // 4, quality_too=not args.latency_only):
+        show(table)
+
+
+if __name__ == "__main__":
+    main()
