@@ -6,6 +6,7 @@
     .venv/bin/python bench/run.py --only text --queries 40     # text encoder: 77 positions vs trimmed
     .venv/bin/python bench/run.py --only ingest --images 96 --images-24mp 24 --repeat 3
     .venv/bin/python bench/run.py --only filtered --sizes 20000,100000
+    .venv/bin/python bench/run.py --only hybrid --sizes 20000,100000
     .venv/bin/python bench/run.py --only engines --uri http://127.0.0.1:19530 --token root:Milvus --sizes 100000
     .venv/bin/python bench/run.py --only query,page,memory --uri http://127.0.0.1:19530   # each: embedded, then server
 
@@ -22,6 +23,10 @@ Sub-benchmarks (--only, comma-separated; default all but sweep):
   engines  embedded Milvus Lite and the --uri server side by side at each --sizes: text query, filtered
            searches, recall@10, first Library visit, app memory (needs --uri)
   sweep    ingest over batch sizes x worker counts (how the ingest defaults were chosen)
+  hybrid   search by words and pictures at each --sizes (embedded only): how often the asset with a code
+           ("SKU-44712", "IMG_2231") or a tag + description ranks 1st / in the top 10 for CLIP alone,
+           ragkit's RRF fusion, Milvus' hybrid_search (RRF, weighted) and raw BM25; BM25's per-segment
+           IDF; latency with keywords on and off (bench/hybrid_bench.py)
 
 With --uri (and --token), the sub-benchmarks that read a library (query, index, cold, memory, page,
 filtered) run twice in the same run, on the embedded file and then on that Milvus server, each
@@ -45,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import TMP_DIR, Table, loadavg, machine_table, quiet_logs, save_results, show  # noqa: E402
 
 ALL = ["ingest", "query", "text", "index", "cold", "memory", "page", "filtered"]
-EXTRA = ["sweep", "engines"]
+EXTRA = ["sweep", "engines", "hybrid"]
 ON_BOTH_ENGINES = ["query", "index", "cold", "memory", "page", "filtered"]
 
 
@@ -64,7 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--images-24mp", type=int, default=None, help="24 MP JPEGs for ingest (default 24)")
     parser.add_argument("--queries", type=int, default=None,
                         help="timed queries per size, and timed calls per row of text (default 50)")
-    parser.add_argument("--recall-queries", type=int, default=None, help="queries for recall@10 (default 200)")
+    parser.add_argument("--recall-queries", type=int, default=None,
+                        help="queries for recall@10 (default 200); hybrid: code queries (and half as many "
+                             "tag + description queries, a quarter as many descriptions)")
     parser.add_argument("--index-size", type=int, default=None, help="library size for index (default: largest of --sizes)")
     parser.add_argument("--cold-size", type=int, default=None, help="library size for cold (default: largest of --sizes)")
     parser.add_argument("--memory-size", type=int, default=None, help="library size for memory (default: largest of --sizes)")
@@ -214,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
                 for table in library_benchmarks(args, repeat, log):
                     table.title += label or (" — embedded" if args.uri else "")
                     show(table, tables)
+        if "hybrid" in args.only:
+            from bench import hybrid_bench
+            for table in hybrid_bench.run(args.sizes, args.queries, args.recall_queries, args.recall_queries // 2,
+                                            args.recall_queries // 4, log=log):
+                show(table, tables)
         if "engines" in args.only:
             from bench import engines_bench
             for table in engines_bench.run(args.sizes, args.uri, args.token, args.queries, args.recall_queries,
