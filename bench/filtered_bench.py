@@ -179,11 +179,11 @@ def _forced_routes(table: Table, store, n: int, label: str, tags: tuple[str, ...
                    mask: np.ndarray, ids: list[str], vectors: np.ndarray, queries: np.ndarray,
                    before_queries: int, base: float, alternatives: bool) -> None:
     from ragkit import lite_reads
-    from ragkit.filters import asset_filter, ids_filter, quote_literal
+    from ragkit.filters import Filters, asset_filter, ids_filter, quote_literal
 
     matching = [ids[i] for i in np.flatnonzero(mask)]
     share = mask.mean()
-    keeps = lite_reads.matcher(tags, source)
+    keeps = lite_reads.matcher(Filters(tags=tags, source=source))
     default_ef = store._search_params(K)["ef"]  # noqa: SLF001
     truth = exact_filtered_topk(vectors, queries, mask, ids)
     expr = ids_filter(matching) if tags else f"source == {quote_literal(source or '')}"

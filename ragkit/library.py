@@ -188,7 +188,7 @@ class Library:
         min_score = filters.pop("min_score", None)
         depth = hybrid.candidates(k)
         clip = self.store.search(vector, depth, **filters)
-        rows = self.store.keyword_search(text, depth, tags=filters.get("tags", ()), source=filters.get("source"))
+        rows = self.store.keyword_search(text, depth, **filters)
         hits = hybrid.fuse(clip, rows, vector, text, k)
         if min_score is not None:  # a similarity floor is about pictures: word matches stay
             hits = [h for h in hits if h.score >= min_score or ROUTE_KEYWORDS in h.routes]

@@ -15,20 +15,22 @@ filtered`), Milvus Lite has two traps:
 So a filtered search takes one of two routes, whichever the listing's counts make cheaper:
 
 * **over-fetch**: an unfiltered search for enough hits that k of them match (about 2k+10
-  expected matches), checked here against the tags and source Milvus returns with each hit.
+  expected matches), checked here against the fields Milvus returns with each hit.
   Cheap while the filter keeps many assets; independent of the listing's freshness.
 * **by ids**: a search filtered by `sha256 in [the matching ids]` from the store's listing
   (ragkit.catalog), which Lite evaluates in Arrow, with ef raised to ~6k/selectivity so HNSW
   finds them. Cheap while the filter keeps few assets.
 
-Both keep Milvus doing the vector search; both re-check each hit against its own tags and source.
+Both keep Milvus doing the vector search; both re-check each hit against the filter
+(ragkit.filters.Filters.matches, the same test the listing uses).
 """
 from __future__ import annotations
 
 import math
 from typing import Callable, Sequence
 
-from .filters import ids_filter, quote_literal
+from .catalog import entry_of
+from .filters import Filters, ids_filter
 
 # A search on the store's collection: (filter expression, limit, minimum HNSW ef) -> the hits,
 # best first, as pymilvus returns them ({"distance": ..., "entity": {...}}).
@@ -54,8 +56,8 @@ ROWS_PER_QUERY = 100_000
 
 
 def filtered_search(search: SearchFn, matching_ids: Sequence[str], total: int, k: int,
-                    tags: Sequence[str], source: str | None, default_ef: int) -> list[dict]:
-    """The top k hits that have all `tags` (normalised) and this source, best first.
+                    filters: Filters, default_ef: int) -> list[dict]:
+    """The top k hits that pass `filters`, best first.
 
     `matching_ids` are the listing's assets that match the filter, `total` the listing's size."""
     if not matching_ids:
@@ -63,9 +65,10 @@ def filtered_search(search: SearchFn, matching_ids: Sequence[str], total: int, k
     selectivity = len(matching_ids) / max(total, len(matching_ids))
     over_fetch = over_fetch_limit(k, selectivity)
     by_ids_ef = ef_for(k, selectivity, total, default_ef)
-    keeps = matcher(tags, source)
+    keeps = matcher(filters)
     if over_fetch <= MAX_LIMIT and (over_fetch_cost(over_fetch, default_ef, total)
-                                    <= by_ids_cost(len(matching_ids) if tags else 0, by_ids_ef, total)):
+                                    <= by_ids_cost(0 if filters.only_source else len(matching_ids),
+                                                   by_ids_ef, total)):
         hits = search("", over_fetch, 0)
         kept = [hit for hit in hits if keeps(hit["entity"])]
         if len(kept) >= k or len(hits) < over_fetch:  # enough, or every asset was looked at
@@ -73,7 +76,7 @@ def filtered_search(search: SearchFn, matching_ids: Sequence[str], total: int, k
         # The matches lie deeper than the over-fetch reached (they are far from this query).
         by_ids_ef = max(by_ids_ef, _ef_for_depth(over_fetch, total, default_ef))
     # By ids. A source alone is already an expression Lite evaluates in Arrow.
-    expr = ids_filter(matching_ids) if tags else f"source == {quote_literal(source or '')}"
+    expr = filters.expression() if filters.only_source else ids_filter(matching_ids)
     return [hit for hit in search(expr, k, by_ids_ef) if keeps(hit["entity"])][:k]
 
 
@@ -103,12 +106,10 @@ def _ef_cost(ef: int, total: int) -> float:
     return ef * COST_PER_EF_US * (1 + ef / 8000) * max(1.0, total / ROWS_PER_SEGMENT)
 
 
-def matcher(tags: Sequence[str], source: str | None) -> Callable[[dict], bool]:
-    """Does a returned row (its tags and source) match the filter? For filtering hits here."""
-    wanted = set(tags)
-
+def matcher(filters: Filters) -> Callable[[dict], bool]:
+    """Does a returned row match the filter? For filtering hits here (the row needs ragkit.catalog.FIELDS)."""
     def keeps(entity: dict) -> bool:
-        return (source is None or entity.get("source") == source) and wanted.issubset(entity.get("tags") or ())
+        return filters.matches(entry_of(entity))
     return keeps
 
 

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from .errors import InvalidInputError
-from .filters import validate_sha256
+from .filters import Filters, validate_sha256
 from .images import EXTENSION_BY_MIME
 from .ingest import MAX_FILE_BYTES, Provenance, Upload
 from .records import SOURCES, IngestReport, Rejected, plausible_created_at
@@ -59,10 +59,11 @@ class ExportReport:
 
 
 def export_library(library, out: Path | str, *, tags: Iterable[str] = (), source: str | None = None,
+                   filters: Filters | None = None,
                    on_progress: Callable[[int, int], None] | None = None) -> ExportReport:
-    """Write originals + metadata.json for every asset matching the filters."""
+    """Write originals + metadata.json for every asset matching the filters (`filters`, or tags and source)."""
     out = Path(out)
-    ids = library.store.matching_ids(tags, source)  # not what is in the trash
+    ids = library.store.matching_ids(tags, source, filters=filters)  # not what is in the trash
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     entries, missing = [], []
