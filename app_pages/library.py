@@ -9,7 +9,7 @@ from ragkit.ingest import Upload
 from ragkit.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport
 from ragkit.tags import normalise_tags
-from ragkit.ui import state, tray, uploads
+from ragkit.ui import filter_controls, links, state, tray, uploads
 from ragkit.ui.errors import guard, show_error
 from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, short_name, show_thumbnail,
                             thumbnail_bytes)
@@ -303,7 +303,7 @@ def export_section(filters: dict, matching: int, filtered: bool) -> None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out = library.settings.data_dir / "exports" / f"ragkit-export-{stamp}.zip"
             with st.spinner("Packing the originals…"):
-                report = export_library(library, out, tags=filters["tags"], source=filters["source"])
+                report = export_library(library, out, filters=filters["filters"])
             st.session_state[K_EXPORT] = report.path
             if report.missing:
                 st.warning(f"{len(report.missing)} image(s) had no original file and were left out; "
@@ -329,10 +329,11 @@ def browse(total: int) -> None:
                               placeholder="Any tag" if tag_counts else "No tags yet")
         source_name = st.segmented_control("Source", list(SOURCES), default="All", required=True,
                                            key=K_SOURCE, persist_state="session")
+        more = filter_controls.more_filters("library")
         per_page = st.selectbox("Per page", PAGE_SIZES, key=K_PER_PAGE, persist_state="session", width=110)
-    filters = {"tags": tags, "source": SOURCES[source_name]}
+    filters = {"filters": filter_controls.combined(tags, SOURCES[source_name], more)}
 
-    seen = repr((tags, source_name, per_page))
+    seen = repr((filters, per_page))
     if st.session_state.get(K_FILTERS_SEEN) != seen:  # new filters start at page 1
         st.session_state[K_FILTERS_SEEN] = seen
         restart_paging()
@@ -347,14 +348,15 @@ def browse(total: int) -> None:
         page_key, start = paging()
         page = library.page((current - 1) * per_page, per_page, **filters)
 
-    filtered = bool(tags) or filters["source"] is not None
+    filtered = bool(filters["filters"])
     where = f" · page {current} of {pages}" if pages > 1 else ""
     if filtered:
         st.markdown(f"**{page.total:,}** of {total:,} images match{where}")
     else:
         st.markdown(f"**{total:,}** images, newest first{where}")
     if not page.assets:
-        st.info("No images match these filters. Clear a tag or pick another source.", icon=":material/filter_alt_off:")
+        st.info("No images match these filters. Clear a tag, pick another source or loosen **More filters**.",
+                icon=":material/filter_alt_off:")
         return
     grid(page.assets, cell, key="library")
     if pages > 1:
@@ -367,6 +369,7 @@ def browse(total: int) -> None:
 st.title("Library")
 with guard("loading the library"):
     collect_finished_upload()
+    links.apply_asset_link(library)
     total = library.count()
     if total == 0:
         empty_state()
@@ -377,6 +380,7 @@ with guard("loading the library"):
         browse(total)
     if st.session_state.get(state.OPEN_ASSET):
         details(st.session_state[state.OPEN_ASSET])
+    links.write_asset_link()
     # Last, so the whole page is drawn and usable while it waits: a click anywhere interrupts the
     # wait, does its thing, and the next run waits again.
     wait_for_upload(progress_slot)
