@@ -9,7 +9,7 @@ from ragkit.ingest import Upload
 from ragkit.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport
 from ragkit.tags import normalise_tags
-from ragkit.ui import filter_controls, links, state, tray, uploads
+from ragkit.ui import duplicates_view, filter_controls, links, state, tray, uploads
 from ragkit.ui.errors import guard, show_error
 from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, short_name, show_thumbnail,
                             thumbnail_bytes)
@@ -376,7 +376,9 @@ with guard("loading the library"):
     upload_section(empty=total == 0)
     progress_slot = st.empty()
     report_section()
-    if total:
+    if total and duplicates_view.chosen():
+        duplicates_view.show(library)
+    elif total:
         browse(total)
     if st.session_state.get(state.OPEN_ASSET):
         details(st.session_state[state.OPEN_ASSET])

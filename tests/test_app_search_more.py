@@ -240,3 +240,54 @@ def test_search_links_round_trip_any_search_exactly():
              SearchLink(mode="image", with_words="gold trim")]
     for link in cases:
         assert parse_search(search_params(link), default_k=6, max_k=50) == (link, [])
+
+
+# --- the Duplicates view ----------------------------------------------------------------------
+@pytest.fixture
+def copies(seed):
+    """Three shots, each with a half-size re-encoded copy, and three other pictures."""
+    from tests.images_factory import encode, picture
+    uploads = []
+    for i in range(3):
+        image = picture(500 + i, (640, 480))
+        uploads += [Upload(f"shot-{i}.jpg", encode(image, "JPEG", quality=92)),
+                    Upload(f"shot-{i}-small.jpg", encode(image.resize((320, 240)), "JPEG", quality=70))]
+    uploads += [Upload(f"other-{i}.jpg", encode(picture(600 + i, (640, 480)), "JPEG", quality=92)) for i in range(3)]
+    return dict(seed(uploads).added)
+
+
+def group_rows(at) -> list[str]:
+    return [m.value for m in at.main.markdown if m.value.startswith("**Group ")]
+
+
+def test_duplicates_view_keeps_the_chosen_copy_and_deletes_the_others_after_confirming(
+        app_env, copies, settings, streamlit_warnings):
+    at = run(new_app())
+    at.segmented_control(key="library.view").set_value("Duplicates")
+    run(at)
+    from ragkit.duplicates import DEFAULT_THRESHOLD
+    assert at.slider(key="library.dup-threshold").value == DEFAULT_THRESHOLD  # the core's default
+    assert any("random weights" in w for w in texts(at.warning))
+    at.slider(key="library.dup-threshold").set_value(0.998)  # random weights crowd pictures together
+    at.button(key="library.dup-find").click()
+    run(at)
+    assert [g.split(" · lowest")[0] for g in group_rows(at)] == [f"**Group {n}** · 2 pictures" for n in (1, 2, 3)]
+    assert "**3** groups of near-duplicates · keeping one of each would remove **3** images" in texts(at.markdown)
+
+    small, original = copies["shot-1-small.jpg"].sha256, copies["shot-1.jpg"].sha256
+    at.button(key=f"library.dup-keep.{original}.{small}").click()  # the group's suggestion is the bigger one
+    run(at)
+    assert any("delete the other 1 for good" in w for w in texts(at.warning))
+    assert settings.data_dir.joinpath("originals").exists()
+    at.button(key=f"library.dup-yes.{original}").click()
+    run(at)
+    assert [g.split(" · lowest")[0] for g in group_rows(at)] == ["**Group 1** · 2 pictures", "**Group 2** · 2 pictures"]
+    assert not any("has changed since" in i for i in texts(at.info))  # our own delete: no stale warning
+    from ragkit.library import Library
+    library = Library.open(settings)
+    try:
+        assert library.count() == 8 and library.store.get(original) is None and library.store.get(small)
+        assert not library.blobs.original_path(original).exists() and library.blobs.original_path(small).exists()
+    finally:
+        library.close()
+    no_streamlit_warnings(at, streamlit_warnings)
