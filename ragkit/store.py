@@ -307,7 +307,8 @@ class AssetStore:
         if filters and self.embedded:  # Milvus Lite's own tag filters are slow (ragkit.lite_reads)
             matching, total = self._listing_view(filters)
             found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, self._live_and(e), limit, ef),
-                                               matching, total, k, filters, self._search_params(k).get("ef", 0))
+                                               matching, total, k, filters, self._search_params(k).get("ef", 0),
+                                               exact=lambda ids: self._exact_hits(query, ids))
         elif filters:
             found = self._server_filtered_search(query, k, filters)
         else:
@@ -316,6 +317,16 @@ class AssetStore:
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]
         return hits
+
+    def _exact_hits(self, query: np.ndarray, ids: Sequence[str]) -> list[dict]:
+        """These assets as hits, best first, by cosine computed here (ragkit.lite_reads' exact route)."""
+        rows = [row for row in self._get_rows(ids, with_vector=True) if not row.get("trashed_at")]
+        if not rows:
+            return []
+        vectors = np.asarray([row.pop("vector") for row in rows], dtype=np.float32)
+        q = query.reshape(-1)
+        scores = vectors @ q / np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(q), 1e-12)
+        return [{"distance": float(scores[i]), "entity": rows[i]} for i in np.argsort(-scores, kind="stable")]
 
     def _server_filtered_search(self, query: np.ndarray, k: int, filters: Filters) -> list[dict]:
         """A filtered search on a Milvus server. Milvus filters in its engine, fast, but HNSW with a

@@ -110,12 +110,14 @@ def test_new_filters_keep_what_brute_force_keeps_in_listing_count_expression_and
         assert {r["sha256"] for r in store.scan(f.expression(live=True))} == set(expected), f
         for query in queries:
             assert [h.asset.sha256 for h in store.search(query, K, filters=f)] == _top_k(assets, vectors, query, f), f
-    if store.embedded:  # each Milvus Lite route, not only the one the costs pick
-        for hit_cost in (0.0, float("inf")):
+    if store.embedded:  # each Milvus Lite route (over-fetch, by ids, exact), not only the one the costs pick
+        inf = float("inf")
+        for hit_cost, exact_cost in ((0.0, inf), (inf, inf), (inf, 0.0)):
             monkeypatch.setattr(lite_reads, "COST_PER_HIT_US", hit_cost)
+            monkeypatch.setattr(lite_reads, "COST_PER_EXACT_ROW_US", exact_cost)
             for f in CASES:
                 found = [h.asset.sha256 for h in store.search(queries[0], K, filters=f)]
-                assert found == _top_k(assets, vectors, queries[0], f), (hit_cost, f)
+                assert found == _top_k(assets, vectors, queries[0], f), (hit_cost, exact_cost, f)
 
 
 def test_words_search_and_export_keep_only_what_passes(filtered_library, tmp_path):
