@@ -266,9 +266,9 @@ def test_duplicates_view_keeps_the_chosen_copy_and_deletes_the_others_after_conf
     at.segmented_control(key="library.view").set_value("Duplicates")
     run(at)
     from ragkit.duplicates import DEFAULT_THRESHOLD
-    assert at.slider(key="library.dup-threshold").value == DEFAULT_THRESHOLD  # the core's default
+    assert at.number_input(key="library.dup-threshold").value == DEFAULT_THRESHOLD  # the core's default
     assert any("random weights" in w for w in texts(at.warning))
-    at.slider(key="library.dup-threshold").set_value(0.998)  # random weights crowd pictures together
+    at.number_input(key="library.dup-threshold").set_value(0.998)  # random weights crowd pictures together
     at.button(key="library.dup-find").click()
     run(at)
     assert [g.split(" · lowest")[0] for g in group_rows(at)] == [f"**Group {n}** · 2 pictures" for n in (1, 2, 3)]

@@ -16,7 +16,7 @@ K_VIEW = "library.view"
 K_THRESHOLD = "library.dup-threshold"
 K_FOUND = "library.dup-found"      # (threshold, library revision, groups) of the last look
 K_CONFIRM = "library.dup-confirm"  # (group's keeper, the asset chosen to keep) awaiting a yes
-MIN_THRESHOLD = 0.80
+MIN_THRESHOLD = 0.5
 MAX_GROUPS_SHOWN = 50              # a page of rows; resolving some shows the next ones
 THUMB_PX = 132
 
@@ -32,11 +32,11 @@ def chosen() -> bool:
 def show(library: Library) -> None:
     st.session_state.setdefault(K_THRESHOLD, DEFAULT_THRESHOLD)
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="library-dup-controls"):
-        threshold = st.slider("Similarity at least", MIN_THRESHOLD, 1.0, key=K_THRESHOLD, step=0.001,
-                              format="%.3f", width=320, persist_state="session",
-                              help=f"Cosine similarity of the pictures' CLIP vectors. {DEFAULT_THRESHOLD} (the "
-                                   "default) groups resized, re-encoded and slightly cropped copies; 0.99 only "
-                                   "near-identical ones.")
+        threshold = st.number_input("Similarity at least", MIN_THRESHOLD, 1.0, key=K_THRESHOLD, step=0.005,
+                                    format="%.4f", width=200, persist_state="session",
+                                          help=f"Cosine similarity of the pictures' CLIP vectors. {DEFAULT_THRESHOLD} "
+                                         "(the default) groups resized, re-encoded and slightly cropped copies; "
+                                         "0.99 only near-identical ones.")
         look = st.button("Find duplicates", key="library.dup-find", icon=":material/content_copy:", type="primary")
     if library.random_weights:
         st.warning("The model has **random weights**: unrelated pictures score as near-duplicates, so these "
@@ -53,7 +53,7 @@ def show(library: Library) -> None:
                 icon=":material/refresh:")
     groups = found[2]
     if not groups:
-        st.success(f"No near-duplicates at similarity ≥ {threshold:.3f}.", icon=":material/check_circle:")
+        st.success(f"No near-duplicates at similarity ≥ {threshold:.4f}.", icon=":material/check_circle:")
         return
     spare = sum(len(g.assets) - 1 for g in groups)
     st.markdown(f"**{len(groups):,}** group{'s' if len(groups) != 1 else ''} of near-duplicates · keeping one "
@@ -80,7 +80,7 @@ def _look(library: Library, threshold: float):
 def group_row(library: Library, number: int, group: DuplicateGroup) -> None:
     with st.container(border=True, key=f"library-dup-group-{group.keep}"):
         st.markdown(f"**Group {number}** · {len(group.assets)} pictures · lowest similarity "
-                    f"{group.min_score:.3f}")
+                    f"{group.min_score:.4f}")
         with st.container(horizontal=True, gap="small"):
             for asset, score in zip(group.assets, group.scores):
                 with st.container(width=THUMB_PX + 40, gap="xsmall"):
@@ -88,7 +88,7 @@ def group_row(library: Library, number: int, group: DuplicateGroup) -> None:
                     if data:
                         st.image(data, width=THUMB_PX)
                     badge = (":green-badge[suggested]" if asset.sha256 == group.keep
-                             else f":orange-badge[{score:.3f}]")
+                             else f":orange-badge[{score:.4f}]")
                     st.markdown(badge, help="Suggested: the most pixels, then the biggest file. "
                                             "Otherwise: similarity to the suggested one.")
                     st.caption(f"{md_escape(short_name(asset.filename, 18))}  \n{asset.width}×{asset.height} · "
