@@ -309,11 +309,13 @@ def run_new_filters(sizes: list[int], queries: int, recall_queries: int, log=pri
                 _, found = _timed(search, qvecs[:recall_queries])
                 del store._search_raw  # noqa: SLF001 - drop the RouteLog wrapper
                 p50 = percentile(times, 50)
-                table.add(n, label, f"{100 * mask.mean():.2f} %", routes.describe(int(mask.sum())), ms(p50),
+                route = routes.describe(int(mask.sum())) if routes.calls else f"exact ({int(mask.sum()):,} rows)"
+                table.add(n, label, f"{100 * mask.mean():.2f} %", route, ms(p50),
                           ms(percentile(times, 95)), f"{p50 / base:.1f}", f"{recall(found, truth):.4f}")
         finally:
             library.close()
-    table.note("route: as in the tag/source table (over-fetch, or `sha256 in [ids]` from the listing).")
+    table.note("route: as in the tag/source table (over-fetch, or `sha256 in [ids]` from the listing), or "
+               "'exact': the matching rows read by id and ranked in Python (ragkit.lite_reads).")
     return [table.finish()]
 
 
