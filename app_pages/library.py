@@ -13,7 +13,7 @@ from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport,
 from ragkit.rights import DAY_MS, blocked_as_reference, now_ms, rights_change
 from ragkit.tags import normalise_tags
 from ragkit.trash import expiry_cutoff
-from ragkit.ui import captions, selection, selection_bar, state, tray, uploads
+from ragkit.ui import captions, duplicates_view, filter_controls, links, selection, selection_bar, state, tray, uploads
 from ragkit.ui.errors import guard, show_error
 from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, rights_badges, short_name,
                             show_thumbnail, thumbnail_bytes)
@@ -34,13 +34,13 @@ K_PAGING = "library.paging"              # (generation, the page that widget sta
 K_FILTERS_SEEN = "library.filters-seen"
 K_CONFIRM_DELETE = "library.confirm-delete"
 K_EXPORT = "library.export-path"
-K_VIEW = "library.view"                  # "library" or "trash"
+K_VIEW = "library.view"                  # "library", "duplicates" or "trash"
 K_TRASH_PAGE = "library.trash-page"      # the Trash view's paging (like K_PAGE / K_PAGING)
 K_TRASH_PAGING = "library.trash-paging"
 K_CONFIRM_EMPTY = "library.confirm-empty"
 SCOPE = "library"                        # the Library view's selection (ragkit.ui.selection)
 TRASH_SCOPE = "trash"
-VIEWS = ["library", "trash"]
+VIEWS = ["library", "duplicates", "trash"]
 POLL_S = 0.25  # how often the Library redraws an upload's progress (and can be left)
 
 library = state.library()
@@ -368,7 +368,7 @@ def export_section(filters: dict, matching: int, filtered: bool) -> None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out = library.settings.data_dir / "exports" / f"ragkit-export-{stamp}.zip"
             with st.spinner("Packing the originals…"):
-                report = export_library(library, out, tags=filters["tags"], source=filters["source"])
+                report = export_library(library, out, filters=filters["filters"])
             st.session_state[K_EXPORT] = report.path
             if report.missing:
                 st.warning(f"{len(report.missing)} image(s) had no original file and were left out; "
@@ -394,10 +394,11 @@ def browse(total: int) -> None:
                               placeholder="Any tag" if tag_counts else "No tags yet")
         source_name = st.segmented_control("Source", list(SOURCES), default="All", required=True,
                                            key=K_SOURCE, persist_state="session")
+        more = filter_controls.more_filters("library")
         per_page = st.selectbox("Per page", PAGE_SIZES, key=K_PER_PAGE, persist_state="session", width=110)
-    filters = {"tags": tags, "source": SOURCES[source_name]}
+    filters = {"filters": filter_controls.combined(tags, SOURCES[source_name], more)}
 
-    seen = repr((tags, source_name, per_page))
+    seen = repr((filters, per_page))
     if st.session_state.get(K_FILTERS_SEEN) != seen:  # new filters start at page 1
         st.session_state[K_FILTERS_SEEN] = seen
         restart_paging()
@@ -412,14 +413,15 @@ def browse(total: int) -> None:
         page_key, start = paging()
         page = library.page((current - 1) * per_page, per_page, **filters)
 
-    filtered = bool(tags) or filters["source"] is not None
+    filtered = bool(filters["filters"])
     where = f" · page {current} of {pages}" if pages > 1 else ""
     if filtered:
         st.markdown(f"**{page.total:,}** of {total:,} images match{where}")
     else:
         st.markdown(f"**{total:,}** images, newest first{where}")
     if not page.assets:
-        st.info("No images match these filters. Clear a tag or pick another source.", icon=":material/filter_alt_off:")
+        st.info("No images match these filters. Clear a tag, pick another source or loosen **More filters**.",
+                icon=":material/filter_alt_off:")
         return
     select_row([a.sha256 for a in page.assets], page.total, filters)
     grid(page.assets, cell, key="library")
@@ -431,11 +433,11 @@ def browse(total: int) -> None:
 
 # --- the trash -----------------------------------------------------------------------------------
 def view_switch(total: int) -> str:
-    """Library | Trash (N): shown once there is something in either."""
+    """Library (N) | Duplicates | Trash (N): shown once there is something in the library or the trash."""
     in_trash = library.trash_count()
     if not total and not in_trash:
         return "library"
-    labels = {"library": f"Library ({total:,})", "trash": f"Trash ({in_trash:,})"}
+    labels = {"library": f"Library ({total:,})", "duplicates": "Duplicates", "trash": f"Trash ({in_trash:,})"}
     return st.segmented_control("View", VIEWS, default="library", required=True, key=K_VIEW,
                                 persist_state="session", format_func=labels.get, label_visibility="collapsed")
 
@@ -573,6 +575,7 @@ def trash_view() -> None:
 st.title("Library")
 with guard("loading the library"):
     collect_finished_upload()
+    links.apply_asset_link(library)
     total = library.count()
     view = view_switch(total)
     if view == "trash":
@@ -584,11 +587,14 @@ with guard("loading the library"):
         upload_section(empty=total == 0)
         progress_slot = st.empty()
         report_section()
-        if total:
+        if total and view == "duplicates":
+            duplicates_view.show(library)
+        elif total:
             captions.library_panel(library)
             browse(total)
     if st.session_state.get(state.OPEN_ASSET):
         details(st.session_state[state.OPEN_ASSET])
+    links.write_asset_link()
     # Last, so the whole page is drawn and usable while it waits: a click anywhere interrupts the
     # wait, does its thing, and the next run waits again.
     wait_for_upload(progress_slot)

@@ -1,11 +1,12 @@
 """Search: by words, by an example image, or "more like this"; pick hits as references."""
 import hashlib
+from functools import partial
 
 import streamlit as st
 
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, SearchHit
 from ragkit.rights import blocked_as_reference, now_ms
-from ragkit.ui import selection, selection_bar, state, tray, uploads
+from ragkit.ui import filter_controls, links, search_extras, selection, selection_bar, state, tray, uploads
 from ragkit.ui.errors import guard
 from ragkit.ui.grid import (example_preview, grid, rights_badges, score_label, short_name, show_thumbnail,
                             thumbnail_bytes)
@@ -25,6 +26,8 @@ K_MIN_SCORE = "search.min-score"
 K_SORT = "search.sort"
 K_RESULTS = "search.results"
 SCOPE = "search"  # the selection of this page (ragkit.ui.selection)
+LINK = links.SearchPage(text=K_TEXT, k=K_K, tags=K_TAGS, source=K_SOURCE, sources=SOURCES,
+                        default_k=DEFAULT_K, max_k=MAX_K)  # what the URL sets (ragkit.ui.links)
 
 library = state.library()
 
@@ -40,15 +43,17 @@ def clear_similar() -> None:
 
 
 def query_section():
-    """The query as (kind, value, description), or None when there is nothing to search for yet."""
+    """The query as (kind, value, description, how), or None when there is nothing to search for yet;
+    `how`: words too (text), or the words that move the example (image, similar)."""
     # The mode is also set from other pages ("Find similar"), so it lives in session state.
     st.session_state.setdefault(state.SEARCH_MODE, state.MODE_TEXT)
     mode = st.segmented_control("Search by", [state.MODE_TEXT, state.MODE_IMAGE, state.MODE_SIMILAR],
                                 required=True, key=state.SEARCH_MODE, persist_state="session")
     if mode == state.MODE_TEXT:
         text = st.text_input("Describe what you are looking for", key=K_TEXT, persist_state="session",
-                             placeholder="red silk cape with gold trim", icon=":material/search:")
-        return ("text", text.strip(), f"“{text.strip()}”") if text.strip() else None
+                             placeholder="red silk cape or SKU-4471", icon=":material/search:")
+        words_too = search_extras.words_too_toggle(library)
+        return ("text", text.strip(), f"“{text.strip()}”", {"keywords": words_too}) if text.strip() else None
     if mode == state.MODE_IMAGE:
         example = st.file_uploader("Drop an example image", key=K_EXAMPLE,
                                    help="Find library images that look like this one. It is not added to the library.")
@@ -56,7 +61,8 @@ def query_section():
             return None
         data = example.getvalue()
         st.image(example_preview(library, data), width=160, caption="Your example")
-        return ("image", data, f"images like {example.name}")
+        compose = search_extras.composed_inputs()
+        return ("image", data, search_extras.composed_description(f"images like {example.name}", compose), compose)
     sha = st.session_state.get(state.SIMILAR_TO)
     if not sha:
         st.info("Open an image in the **Library** and choose **Find similar**, or click **More like this** "
@@ -70,15 +76,19 @@ def query_section():
         st.markdown(f"More like **{md_escape(asset.filename)}**")
         st.button("Clear", key="search.clear-similar", on_click=clear_similar, icon=":material/close:",
                   type="tertiary")
-    return ("similar", sha, f"images like {asset.filename}")
+    compose = search_extras.composed_inputs()
+    return ("similar", sha, search_extras.composed_description(f"images like {asset.filename}", compose), compose)
 
 
 def options_section() -> dict:
     tag_counts = dict(state.all_tags(library))
     if K_TAGS in st.session_state:
         st.session_state[K_TAGS] = [t for t in st.session_state[K_TAGS] if t in tag_counts]
+    # Defaults in session state, not in the widgets: a link (ragkit.ui.links) may have set these.
+    st.session_state.setdefault(K_K, DEFAULT_K)
+    st.session_state.setdefault(K_SOURCE, "All")
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="search-options"):
-        k = st.slider("Results", 1, MAX_K, DEFAULT_K, key=K_K, persist_state="session", width=180)
+        k = st.slider("Results", 1, MAX_K, key=K_K, persist_state="session", width=180)
         min_score = st.slider("Minimum similarity", 0.0, 1.0, 0.0, 0.01, key=K_MIN_SCORE, width=180,
                               persist_state="session", format="%.2f",
                               help="0 shows everything. Cosine similarity: with real CLIP weights, "
@@ -86,23 +96,26 @@ def options_section() -> dict:
         tags = st.multiselect("Only with tags", options=list(tag_counts), key=K_TAGS, persist_state="session",
                               format_func=lambda t: f"{t} ({tag_counts.get(t, 0):,})", width=260,
                               placeholder="Any tag" if tag_counts else "No tags yet")
-        source = st.segmented_control("Source", list(SOURCES), default="All", required=True,
-                                      key=K_SOURCE, persist_state="session")
-    return {"k": k, "tags": tags, "source": SOURCES[source], "min_score": min_score or None}
+        source = st.segmented_control("Source", list(SOURCES), required=True, key=K_SOURCE, persist_state="session")
+        more = filter_controls.more_filters("search")
+    return {"k": k, "filters": filter_controls.combined(tags, SOURCES[source], more), "min_score": min_score or None}
 
 
 def run_search(query, options, total) -> list[SearchHit]:
     """Hits for this query, remembered in the session: a toggle click doesn't search again."""
-    kind, value, _ = query
+    kind, value, _, how = query
     fingerprint = hashlib.sha256(value).hexdigest() if isinstance(value, bytes) else value
-    filters = {"tags": options["tags"], "source": options["source"], "min_score": options["min_score"]}
-    key = (kind, fingerprint, options["k"], repr(filters), state.revision(library), total)
+    filters = {"filters": options["filters"], "min_score": options["min_score"]}
+    key = (kind, fingerprint, repr(how), options["k"], repr(filters), state.revision(library), total)
     remembered = st.session_state.get(K_RESULTS)
     if remembered and remembered[0] == key:
         return remembered[1]
     with st.spinner("Searching…"):
         if kind == "text":
-            hits = library.search_text(value, options["k"], **filters)
+            hits = library.search_text(value, options["k"], keywords=how["keywords"], **filters)
+        elif search_extras.is_composed(how):
+            example = {"image": value} if kind == "image" else {"similar": value}
+            hits = library.search_composed(**example, **how, k=options["k"], **filters)
         elif kind == "image":
             hits = library.search_image(value, options["k"], **filters)
         else:
@@ -111,7 +124,7 @@ def run_search(query, options, total) -> list[SearchHit]:
     return hits
 
 
-def hit_cell(hit: SearchHit) -> None:
+def hit_cell(hit: SearchHit, show_route: bool = False) -> None:
     asset = hit.asset
     now = now_ms()
     selection.checkbox(SCOPE, asset.sha256)
@@ -121,14 +134,17 @@ def hit_cell(hit: SearchHit) -> None:
         st.space("stretch")
         st.button("", key=f"search.more.{asset.sha256}", on_click=more_like, args=(asset.sha256,),
                   icon=":material/image_search:", type="tertiary", help="More like this")
+    if show_route:
+        st.markdown(search_extras.route_badge(hit), help="Which search found it: by what the picture shows, "
+                    "by words in its name, tags, brief or caption, or both")
     st.caption(md_escape(short_name(asset.filename, 24)))
     rights_badges(asset, now)
     tray.pick_toggle(asset.sha256, key_prefix="search", blocked=blocked_as_reference(asset, now))
 
 
-def results_section(hits: list[SearchHit], description: str, options: dict) -> None:
+def results_section(hits: list[SearchHit], description: str, options: dict, show_route: bool) -> None:
     if not hits:
-        st.info("No images match. Try other words, fewer tags, another source or a lower minimum similarity.",
+        st.info("No images match. Try other words, fewer filters or a lower minimum similarity.",
                 icon=":material/search_off:")
         return
     note = ""
@@ -149,7 +165,7 @@ def results_section(hits: list[SearchHit], description: str, options: dict) -> N
         st.button(f"Select all {len(hits)} results", key="search.select-all", icon=":material/select_all:",
                   type="tertiary", on_click=selection.select_all, args=(SCOPE, shown))
     selection_bar.render(library, SCOPE)
-    grid(hits, hit_cell, key="search")
+    grid(hits, partial(hit_cell, show_route=show_route), key="search")
 
 
 st.title("Search")
@@ -164,11 +180,13 @@ with guard("searching"):
                     icon=":material/photo_library:")
         st.page_link(state.LIBRARY_PAGE, label="Go to the Library", icon=":material/arrow_forward:")
         st.stop()
+    links.apply_search_link(library, LINK)
     query = query_section()
     options = options_section()
+    links.write_search_link(LINK, options["filters"])
     if query is None:
         st.caption(f"Search {total:,} images by describing them, by an example image, or by one of "
                    "your own images.")
     else:
         hits = run_search(query, options, total)
-        results_section(hits, query[2], options)
+        results_section(hits, query[2], options, show_route=query[0] == "text" and query[3]["keywords"])

@@ -30,7 +30,7 @@ JPEG_KINDS = {
 GENERATOR_VERSION = 2  # bump to regenerate cached inputs after changing the generators
 # Synthetic libraries only (the JPEG sets keep GENERATOR_VERSION): 3 = tags with realistic
 # selectivity (Zipf: 30 % .. 1 %) and sources 90/10 upload/generated.
-LIBRARY_VERSION = 4  # 4: ragkit's schema 2 (trash, rights, keywords)
+LIBRARY_VERSION = 5  # 4: ragkit's schema 2 (trash, rights, keywords); 5: varied types, sizes, a year of dates
 
 
 # --- JPEG sets ----------------------------------------------------------------------------
@@ -244,20 +244,37 @@ def _fill(library, lib: SyntheticLibrary, vectors: np.ndarray, batch: int = 5000
     library.store.flush()
 
 
+BASE_MS = 1_700_000_000_000  # 2023-11-14 22:13 UTC: the oldest asset
+YEAR_MS = 365 * 86_400_000
+
+
 def synthetic_assets(n: int, begin: int, end: int, labels) -> list:
-    """Assets begin..end-1 of the synthetic library of n: one photo a second, 10 % generated."""
+    """Assets begin..end-1 of the synthetic library of n, added evenly over a year, 10 % generated,
+    in the types and shapes of a real archive (asset_file_facts)."""
     from ragkit.records import SOURCE_GENERATED, Asset
-    base_ms = 1_700_000_000_000
     assets = []
     for i in range(begin, end):
         tags, source = labels[i]
         generated = source == SOURCE_GENERATED
+        mime, width, height = asset_file_facts(i)
         assets.append(Asset(
-            sha256=asset_id(n, i), filename=f"photo_{i:06d}.jpg", mime="image/jpeg",
-            width=800, height=600, size_bytes=150_000 + i % 5000, tags=tags, source=source,
-            created_at=base_ms + i * 1000,
+            sha256=asset_id(n, i), filename=f"photo_{i:06d}.jpg", mime=mime,
+            width=width, height=height, size_bytes=150_000 + i % 5000, tags=tags, source=source,
+            created_at=asset_created_at(n, i),
             prompt=PROMPT if generated else "", model="gemini-2.5-flash-image" if generated else ""))
     return assets
+
+
+def asset_created_at(n: int, i: int) -> int:
+    return BASE_MS + i * max(1000, YEAR_MS // max(n, 1))
+
+
+def asset_file_facts(i: int) -> tuple[str, int, int]:
+    """(mime, width, height) of asset i: 70 % JPEG, 20 % PNG, 10 % WebP; 4 in 7 landscape 800x600,
+    1 in 7 each portrait 1080x1920, square 2048x2048 and landscape 4000x3000."""
+    mime = "image/png" if i % 10 in (0, 1) else "image/webp" if i % 10 == 2 else "image/jpeg"
+    width, height = {0: (1080, 1920), 1: (2048, 2048), 2: (4000, 3000)}.get(i % 7, (800, 600))
+    return mime, width, height
 
 
 def _thumbnails(library, lib: SyntheticLibrary, count: int) -> None:

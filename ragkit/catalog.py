@@ -1,4 +1,4 @@
-"""What the Library page lists, in memory: each asset's date, source and tags.
+"""What the Library page lists, in memory: each asset's date, source, tags, type and size.
 
 Milvus cannot ORDER BY, and in Milvus Lite every query materialises each matching row in Python,
 so listing "newest first" or counting tags is a scan of the whole collection: ~0.6 s at 10k
@@ -10,16 +10,32 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, NamedTuple
 
-Entry = tuple[int, str, tuple[str, ...], int]  # created_at, source, tags, trashed_at (0: in the library)
+from .filters import Filters
+
+EVERYTHING = Filters()
+FIELDS = ("created_at", "source", "tags", "mime", "width", "height")  # + trashed_at from schema 2 on
+
+
+class Entry(NamedTuple):
+    """What the catalog keeps of a row: enough for every filter (ragkit.filters.Filters.matches)."""
+    created_at: int
+    source: str
+    tags: tuple[str, ...]
+    trashed_at: int  # 0: in the library
+    mime: str = ""
+    width: int = 0
+    height: int = 0
+
+
 Change = tuple[str, str, "Entry | None"]        # ("put", id, entry) or ("remove", id, None)
 MAX_VIEWS = 64  # filtered orders kept per version (a person clicks through a handful of filters)
 
 
 class Catalog:
-    """sha256 -> (created_at, source, tags, trashed_at) of every row, the trash included; lists and
-    counts only what is in the library unless asked for the trash. Not thread-safe (Listing locks)."""
+    """sha256 -> Entry of every row, the trash included; lists and counts only what is in the
+    library unless asked for the trash. Not thread-safe (Listing locks)."""
 
     def __init__(self, rows: Iterable[dict] = ()) -> None:
         self._entries: dict[str, Entry] = {}
@@ -47,51 +63,49 @@ class Catalog:
 
     def _forget_derived(self) -> None:
         self._newest_first: list[str] | None = None
-        self._views: dict[tuple[tuple[str, ...], str | None], list[str]] = {}
+        self._views: dict[Filters, list[str]] = {}
         self._tag_counts: list[tuple[str, int]] | None = None
 
-    def ordered(self, tags: tuple[str, ...] = (), source: str | None = None) -> list[str]:
-        """Ids in the library with all of `tags` (normalised) and this source, newest first (ties by id)."""
+    def ordered(self, filters: Filters = EVERYTHING) -> list[str]:
+        """Ids in the library that pass `filters`, newest first (ties by id)."""
         if self._newest_first is None:
             entries = self._entries
-            self._newest_first = sorted((sha for sha, e in entries.items() if not e[3]),
-                                        key=lambda sha: (-entries[sha][0], sha))
-        if not tags and source is None:
+            self._newest_first = sorted((sha for sha, e in entries.items() if not e.trashed_at),
+                                        key=lambda sha: (-entries[sha].created_at, sha))
+        if not filters:
             return self._newest_first
-        key = (tuple(sorted(set(tags))), source)
-        view = self._views.get(key)
+        view = self._views.get(filters)
         if view is None:
-            wanted = set(tags)
             entries = self._entries
-            view = [sha for sha in self._newest_first
-                    if (source is None or entries[sha][1] == source) and wanted.issubset(entries[sha][2])]
+            view = [sha for sha in self._newest_first if filters.matches(entries[sha])]
             if len(self._views) >= MAX_VIEWS:
                 self._views.clear()
-            self._views[key] = view
+            self._views[filters] = view
         return view
 
     def trashed(self, before: int | None = None) -> list[str]:
         """Ids in the trash (moved there before `before`, epoch ms, if given), most recently trashed first."""
         entries = self._entries
-        return sorted((sha for sha, e in entries.items() if e[3] and (before is None or e[3] < before)),
-                      key=lambda sha: (-entries[sha][3], sha))
+        return sorted((sha for sha, e in entries.items() if e.trashed_at and (before is None or e.trashed_at < before)),
+                      key=lambda sha: (-entries[sha].trashed_at, sha))
 
     def tag_counts(self) -> list[tuple[str, int]]:
         """Every tag with its number of assets in the library, most used first, then by name."""
         if self._tag_counts is None:
             counts: dict[str, int] = {}
-            for _, _, tags, trashed_at in self._entries.values():
-                if trashed_at:
+            for entry in self._entries.values():
+                if entry.trashed_at:
                     continue
-                for tag in tags:
+                for tag in entry.tags:
                     counts[tag] = counts.get(tag, 0) + 1
             self._tag_counts = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         return self._tag_counts
 
 
 def entry_of(row: dict) -> Entry:
-    return (int(row.get("created_at") or 0), str(row.get("source") or "upload"), tuple(row.get("tags") or ()),
-            int(row.get("trashed_at") or 0))
+    return Entry(int(row.get("created_at") or 0), str(row.get("source") or "upload"), tuple(row.get("tags") or ()),
+                 int(row.get("trashed_at") or 0), str(row.get("mime") or ""), int(row.get("width") or 0),
+                 int(row.get("height") or 0))
 
 
 class Listing:
@@ -126,12 +140,11 @@ class Listing:
         with self._lock:
             self._catalog = None
 
-    def ordered(self, total: int, tags: tuple[str, ...] = (), source: str | None = None) -> list[str]:
-        """Ids in the library with all of `tags` and this source, newest first; `total` is the
-        collection's row count now."""
+    def ordered(self, total: int, filters: Filters = EVERYTHING) -> list[str]:
+        """Ids in the library that pass `filters`, newest first; `total` is the collection's row count now."""
         catalog = self._current(total)
         with self._lock:
-            return catalog.ordered(tags, source)
+            return catalog.ordered(filters)
 
     def trashed(self, total: int) -> list[str]:
         catalog = self._current(total)
@@ -148,15 +161,15 @@ class Listing:
         with self._lock:
             return len(self._catalog) if self._fresh(total) else None  # type: ignore[arg-type]
 
-    def as_it_stands(self, tags: tuple[str, ...] = (), source: str | None = None) -> tuple[list[str], int]:
-        """Ids with all of `tags` and this source, and the number of assets, from the catalog as it is
+    def as_it_stands(self, filters: Filters = EVERYTHING) -> tuple[list[str], int]:
+        """Ids that pass `filters`, and the number of assets, from the catalog as it is
         (built if there is none, but not checked against a fresh count)."""
         with self._lock:
             catalog = self._catalog
         if catalog is None:
             catalog = self._current(None)
         with self._lock:
-            return catalog.ordered(tags, source), len(catalog)
+            return catalog.ordered(filters), len(catalog)
 
     def tag_counts(self, total: int) -> list[tuple[str, int]]:
         catalog = self._current(total)

@@ -165,9 +165,9 @@ def _describe_added(library, report, concurrency: int):
 
 
 def cmd_search(args, settings: Settings) -> int:
+    filters = {"filters": _filters(args), "min_score": args.min_score}  # bad filters: before the model loads
     library = _open_library(settings)
     _warn_random(library)
-    filters = {"tags": args.tag, "source": args.source, "min_score": args.min_score}
     if args.usable:
         from .rights import now_ms
         filters["usable_at"] = now_ms()
@@ -423,8 +423,9 @@ def cmd_doctor(args, settings: Settings) -> int:
 
 def cmd_export(args, settings: Settings) -> int:
     from .portable import export_library
+    filters = _filters(args)
     library = _open_library(settings)
-    report = export_library(library, args.out, tags=args.tag, source=args.source)
+    report = export_library(library, args.out, filters=filters)
     for sha in report.missing:
         _err(f"missing original, not exported: {sha} (run `python -m ragkit doctor`)")
     if args.json:
@@ -713,6 +714,42 @@ def _whole_number(low: int, high: int):
     return parse
 
 
+def _checked(parse, what: str):
+    """An argparse type from a ragkit.filters parser: its InvalidInputError becomes a usage error (exit 2)."""
+    def check(text: str):
+        try:
+            return parse(text)
+        except RagkitError as exc:
+            raise argparse.ArgumentTypeError(printable(str(exc))) from None
+    check.__name__ = what  # argparse names the type in some messages
+    return check
+
+
+def _add_filter_flags(command: argparse.ArgumentParser) -> None:
+    """The filters `search` and `export` share (ragkit.filters.Filters)."""
+    from .filters import FILE_TYPES, ORIENTATIONS, MAX_SIDE, file_type, parse_day, parse_min_side
+    command.add_argument("--tag", action="append", default=[], help="only assets with this tag (repeatable)")
+    command.add_argument("--source", choices=SOURCES, help="only uploaded or only generated assets")
+    command.add_argument("--since", type=_checked(lambda t: parse_day(t, "--since"), "date"), metavar="YYYY-MM-DD",
+                         help="only assets added on or after this day (UTC)")
+    command.add_argument("--until", type=_checked(lambda t: parse_day(t, "--until"), "date"), metavar="YYYY-MM-DD",
+                         help="only assets added on or before this day (UTC)")
+    command.add_argument("--type", dest="types", action="append", default=[], metavar="TYPE",
+                         type=_checked(file_type, "type"),
+                         help=f"only this file type (repeatable): {', '.join(FILE_TYPES)}")
+    command.add_argument("--orientation", type=str.lower, choices=ORIENTATIONS,
+                         help="only wider than tall, taller than wide, or square pictures")
+    command.add_argument("--min-side", type=_checked(parse_min_side, "pixels"), default=0, metavar="PX",
+                         help=f"only pictures whose shorter side has at least PX pixels (up to {MAX_SIDE:,})")
+
+
+def _filters(args):
+    """The Filters of `search` or `export` (InvalidInputError, e.g. --since after --until)."""
+    from .filters import Filters
+    return Filters(tags=tuple(args.tag), source=args.source, since=args.since, until=args.until,
+                   types=tuple(args.types), orientation=args.orientation, min_side=args.min_side)
+
+
 def _threshold_arg(text: str) -> float:
     """--threshold: a cosine similarity in (0, 1], or a usage error (exit 2)."""
     from .duplicates import validate_threshold
@@ -794,8 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TEXT by what pictures show only (CLIP), not also by words in names, tags and briefs")
     search.add_argument("-k", type=_whole_number(1, MAX_HITS), default=6,
                         help=f"number of hits, 1-{MAX_HITS} (default 6)")
-    search.add_argument("--tag", action="append", default=[], help="only assets with this tag (repeatable)")
-    search.add_argument("--source", choices=SOURCES, help="only uploaded or only generated assets")
+    _add_filter_flags(search)
     search.add_argument("--min-score", type=float, default=None, help="drop hits below this cosine similarity")
     search.add_argument("--usable", action="store_true",
                         help="only assets within their usage rights today (leaves out those past their "
@@ -853,8 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write originals + metadata.json to a zip you can take away")
     export.add_argument("--out", required=True, metavar="FILE.zip")
-    export.add_argument("--tag", action="append", default=[], help="only assets with this tag (repeatable)")
-    export.add_argument("--source", choices=SOURCES, help="only uploaded or only generated assets")
+    _add_filter_flags(export)
     export.set_defaults(handler=cmd_export)
 
     import_ = commands.add_parser("import", help="bring back an export (tags and provenance included)")

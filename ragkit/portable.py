@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
 from .errors import InvalidInputError
-from .filters import validate_sha256
+from .filters import Filters, validate_sha256
 from .images import EXTENSION_BY_MIME
 from .ingest import MAX_FILE_BYTES, Provenance, Upload
 from .records import SOURCES, IngestReport, Rejected, plausible_created_at
@@ -59,13 +59,13 @@ class ExportReport:
 
 
 def export_library(library, out: Path | str, *, tags: Iterable[str] = (), source: str | None = None,
-                   ids: Iterable[str] | None = None,
+                   filters: Filters | None = None, ids: Iterable[str] | None = None,
                    on_progress: Callable[[int, int], None] | None = None) -> ExportReport:
-    """Write originals + metadata.json for every asset matching the filters, or for these `ids`
-    (a selection); never what is in the trash."""
+    """Write originals + metadata.json for every asset matching the filters (`filters`, or tags and
+    source), or for these `ids` (a selection); never what is in the trash."""
     out = Path(out)
     if ids is None:
-        ids = library.store.matching_ids(tags, source)
+        ids = library.store.matching_ids(tags, source, filters=filters)
     else:
         ids = list(dict.fromkeys(validate_sha256(sha) for sha in ids))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -26,10 +26,11 @@ import numpy as np
 
 from . import lite_reads
 from . import schema as schemas
-from .catalog import Listing, entry_of
+from .catalog import FIELDS as LISTING_FIELDS, Listing, entry_of
 from .connection import short
 from .errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreSupersededError
-from .filters import IN_TRASH, LIVE, asset_filter, ids_filter, rights_filter, validate_sha256
+from .filters import (IN_TRASH, LIVE, Filters, as_filters, ids_filter, rights_filter, rights_matcher,
+                      validate_sha256)
 from .milvus_lite import RecentWrites
 from .records import Asset, BulkResult, Page, SearchHit
 from .tags import normalise_tags
@@ -89,7 +90,7 @@ class AssetStore:
         self._ensure_collection(complete)
         self.fields = schemas.OUTPUT_FIELDS[self.version]
         self._live = LIVE if self.version >= 2 else ""  # what every read of the library keeps
-        self._listing_fields = ["created_at", "source", "tags"] + (["trashed_at"] if self.version >= 2 else [])
+        self._listing_fields = [*LISTING_FIELDS] + (["trashed_at"] if self.version >= 2 else [])
 
     # --- set-up -------------------------------------------------------------------------
     def _call(self, what: str, fn, *args, **kwargs):
@@ -333,10 +334,12 @@ class AssetStore:
             raise AssetNotFoundError(f"No asset {sha256} in the library.")
         return np.asarray(rows[0]["vector"], dtype=np.float32)
 
-    def count(self, tags: Iterable[str] = (), source: str | None = None) -> int:
-        """Assets in the library (not in the trash) with all these tags and this source."""
-        if tags or source:
-            return len(self._ordered_ids(tags, source))
+    def count(self, tags: Iterable[str] = (), source: str | None = None, filters: Filters | None = None) -> int:
+        """Assets in the library (not in the trash) that pass the filters (or have all these tags
+        and this source)."""
+        filters = as_filters(filters, tags, source)
+        if filters:
+            return len(self._ordered_ids(filters))
         if not self._live:
             return self._rows()
         if not self.embedded:  # a server counts through a filter in its engine
@@ -359,74 +362,85 @@ class AssetStore:
                           output_fields=["count(*)"], **self._read)
         return int(rows[0]["count(*)"]) if rows else 0
 
-    def _expr(self, tags: Iterable[str] = (), source: str | None = None) -> str:
-        """The filter for these tags (normalised the way they are stored: 'Red ' finds 'red') and
-        this source, over the assets that are not in the trash."""
-        return asset_filter(normalise_tags(tags), source, live=bool(self._live))
+    def _expr(self, filters: Filters) -> str:
+        """The Milvus filter for `filters` (tags normalised the way they are stored: 'Red ' finds
+        'red'), over the assets that are not in the trash."""
+        return filters.expression(live=bool(self._live))
 
     def search(self, vector: np.ndarray, k: int = 6, tags: Iterable[str] = (), source: str | None = None,
-               min_score: float | None = None, usable_at: int | None = None,
+               min_score: float | None = None, filters: Filters | None = None, usable_at: int | None = None,
                for_reference: bool = False) -> list[SearchHit]:
-        """Top-k by cosine similarity, best first, optionally filtered. With `usable_at` (epoch ms),
-        only assets within their usage rights then; with `for_reference`, only assets that may be
-        sent as references (not marked "do not use as a reference")."""
+        """Top-k by cosine similarity, best first, optionally filtered (`filters`, or tags and source).
+        With `usable_at` (epoch ms), only assets within their usage rights then; with `for_reference`,
+        only assets that may be sent as references (not marked "do not use as a reference")."""
+        filters = as_filters(filters, tags, source)
         k = max(1, min(int(k), 1024))
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != self.dim:
             raise ModelMismatchError(f"query vector is {query.shape[1]}-d, the collection is {self.dim}-d")
         rights = rights_filter(usable_at, for_reference) if self.version >= 2 else ""
-        if (tags or source) and self.embedded:  # Milvus Lite's own tag filters are slow (ragkit.lite_reads)
-            matching, total = self._listing_view(tags, source)
+        if filters and self.embedded:  # Milvus Lite's own tag filters are slow (ragkit.lite_reads)
+            matching, total = self._listing_view(filters)
             base = self._live_and(rights)
             found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, _both(base, e), limit, ef),
-                                               matching, total, k, normalise_tags(tags), source or None,
-                                               self._search_params(k).get("ef", 0))
-        elif tags or source:
-            found = self._server_filtered_search(query, k, tags, source, rights)
+                                               matching, total, k, filters, self._search_params(k).get("ef", 0),
+                                               exact=lambda ids: self._exact_hits(query, ids, rights_matcher(usable_at, for_reference)))
+        elif filters:
+            found = self._server_filtered_search(query, k, filters, rights)
         else:
-            found = self._search_raw(query, _both(self._expr(tags, source), rights), k)
+            found = self._search_raw(query, self._live_and(rights), k)
         hits = [SearchHit(self._asset(hit["entity"]), float(hit["distance"])) for hit in found]
         if min_score is not None:
             hits = [h for h in hits if h.score >= min_score]
         return hits
 
-    def _server_filtered_search(self, query: np.ndarray, k: int, tags: Iterable[str], source: str | None,
-                                rights: str = "") -> list[dict]:
+    def _exact_hits(self, query: np.ndarray, ids: Sequence[str], keep: Callable[[dict], bool]) -> list[dict]:
+        """These assets as hits, best first, by cosine computed here (ragkit.lite_reads' exact route);
+        `keep` applies the usage-rights filters (filters.rights_matcher)."""
+        rows = [row for row in self._get_rows(ids, with_vector=True) if not row.get("trashed_at") and keep(row)]
+        if not rows:
+            return []
+        vectors = np.asarray([row.pop("vector") for row in rows], dtype=np.float32)
+        q = query.reshape(-1)
+        scores = vectors @ q / np.maximum(np.linalg.norm(vectors, axis=1) * np.linalg.norm(q), 1e-12)
+        return [{"distance": float(scores[i]), "entity": rows[i]} for i in np.argsort(-scores, kind="stable")]
+
+    def _server_filtered_search(self, query: np.ndarray, k: int, filters: Filters, rights: str = "") -> list[dict]:
         """A filtered search on a Milvus server. Milvus filters in its engine, fast, but HNSW with a
         filter that keeps some percent of the rows loses recall (Milvus 2.3.5 at 100k: 0.90 for a 10 %
         filter at ef 128, still 0.97 at ef 1500), while a narrow one (1-3 %) is searched exactly. So a
         filter that keeps >= OVER_FETCH_MIN_SHARE of the library is an unfiltered search deep enough for
         k matches, checked here (recall 1.0); a narrower one is Milvus' own filtered search."""
-        tags = normalise_tags(tags)
-        matching, total = self._listing_view(tags, source)
+        matching, total = self._listing_view(filters)
         share = len(matching) / max(total, 1)
         if share >= OVER_FETCH_MIN_SHARE:
             limit = lite_reads.over_fetch_limit(k, share)
             if limit <= lite_reads.MAX_LIMIT:
                 # Only what the check needs comes back with the deep search; the k kept get the rest.
-                hits = self._search_raw(query, self._live_and(rights), limit, fields=["sha256", "tags", "source"])
-                keeps = lite_reads.matcher(tags, source or None)
+                hits = self._search_raw(query, self._live_and(rights), limit, fields=["sha256", *LISTING_FIELDS])
+                keeps = lite_reads.matcher(filters)
                 kept = [hit for hit in hits if keeps(hit["entity"])][:k]
                 if len(kept) >= k or len(hits) < limit:  # enough, or every asset was looked at
                     rows = {row["sha256"]: row for row in self._get_rows([h["entity"]["sha256"] for h in kept])}
                     return [{"distance": h["distance"], "entity": rows[h["entity"]["sha256"]]}
                             for h in kept if h["entity"]["sha256"] in rows]
         # A narrow filter: Milvus searches it exactly (below ~7 % of a segment, knowhere leaves HNSW).
-        return self._search_raw(query, _both(self._expr(tags, source), rights), k)
+        return self._search_raw(query, _both(self._expr(filters), rights), k)
 
     def keyword_search(self, text: str, limit: int, tags: Iterable[str] = (), source: str | None = None,
-                       usable_at: int | None = None, for_reference: bool = False) -> list[dict]:
+                       filters: Filters | None = None, usable_at: int | None = None,
+                       for_reference: bool = False) -> list[dict]:
         """Rows whose name, tags, brief or caption contain words of `text` (Milvus full-text search,
         BM25), best first, with their `keywords` and `vector` (ragkit.hybrid orders and fuses them).
         [] where the collection has no full-text index (schema 1, or Milvus before 2.5). The usage-rights
         filters are those of `search`."""
         if not self.full_text:
             return []
-        tags = normalise_tags(tags)
+        filters = as_filters(filters, tags, source)
         # On Milvus Lite a tag filter is its slow row-wise path (lite_reads): filter the hits here instead.
-        post_filter = self.embedded and bool(tags or source)
+        post_filter = self.embedded and bool(filters)
         rights = rights_filter(usable_at, for_reference)  # full text implies schema 2 or later
-        expr = _both(self._live if post_filter else self._expr(tags, source), rights)
+        expr = _both(self._live if post_filter else self._expr(filters), rights)
         results = self._call("search by words", self._client.search, self.collection,
                              data=[schemas.keyword_query(text)], anns_field=schemas.KEYWORDS_SPARSE,
                              limit=max(1, min(int(limit), 1024)), filter=expr,
@@ -434,7 +448,7 @@ class AssetStore:
                              search_params={"metric_type": "BM25"}, **self._read)
         rows = [hit["entity"] for hit in results[0]]
         if post_filter:
-            keeps = lite_reads.matcher(tags, source or None)
+            keeps = lite_reads.matcher(filters)
             rows = [row for row in rows if keeps(row)]
         return rows
 
@@ -468,19 +482,19 @@ class AssetStore:
         """Forget the catalog: the next listing rescans (benchmarks, tests)."""
         self._listing.drop()
 
-    def _listing_view(self, tags: Iterable[str], source: str | None) -> tuple[list[str], int]:
+    def _listing_view(self, filters: Filters) -> tuple[list[str], int]:
         """Ids matching the filter and the number of assets, from the listing as it stands (built if
         needed, not re-counted: on Milvus Lite a count(*) costs as much as a search)."""
-        return self._listing.as_it_stands(normalise_tags(tags), source or None)
+        return self._listing.as_it_stands(filters)
 
-    def _ordered_ids(self, tags: Iterable[str] = (), source: str | None = None) -> list[str]:
+    def _ordered_ids(self, filters: Filters) -> list[str]:
         """Ids matching the filter, newest first (Milvus cannot ORDER BY)."""
-        self._expr(tags, source)  # validates the source, like a query would
-        return self._listing.ordered(self._rows(), normalise_tags(tags), source or None)
+        return self._listing.ordered(self._rows(), filters)
 
-    def matching_ids(self, tags: Iterable[str] = (), source: str | None = None) -> list[str]:
-        """Every asset in the library with these tags and this source, newest first (export)."""
-        return list(self._ordered_ids(tags, source))
+    def matching_ids(self, tags: Iterable[str] = (), source: str | None = None,
+                     filters: Filters | None = None) -> list[str]:
+        """Every asset in the library that passes the filters, newest first (export)."""
+        return list(self._ordered_ids(as_filters(filters, tags, source)))
 
     def scan(self, expr: str = "", fields: Sequence[str] = ("created_at",)) -> list[dict]:
         """Every matching row (chosen fields), however many there are."""
@@ -503,9 +517,9 @@ class AssetStore:
         return rows
 
     def page(self, offset: int = 0, limit: int = 24, tags: Iterable[str] = (),
-             source: str | None = None) -> Page:
-        """One page of assets, newest first."""
-        ordered = self._ordered_ids(tags, source)
+             source: str | None = None, filters: Filters | None = None) -> Page:
+        """One page of assets that pass the filters, newest first."""
+        ordered = self._ordered_ids(as_filters(filters, tags, source))
         offset = max(0, int(offset))
         window = ordered[offset:offset + limit]
         return Page(assets=self.get_many(window), total=len(ordered), offset=offset, limit=limit)

@@ -81,10 +81,13 @@ def clustered(library, settings, tiny_embedder):
     reopened.close()
 
 
-@pytest.mark.parametrize("route", ["chosen by cost", "over-fetch", "by ids", "over-fetch too short, then ids"])
+@pytest.mark.parametrize("route", ["chosen by cost", "over-fetch", "by ids", "over-fetch too short, then ids", "exact"])
 def test_filtered_search_is_the_exact_filtered_top_k_on_every_route(clustered, route, monkeypatch):
     library, assets, vectors, queries = clustered
     store = library.store
+    if route != "chosen by cost":  # the exact route only where asked for (then for every filter)
+        monkeypatch.setattr(lite_reads, "COST_PER_EXACT_ROW_US", 0.0 if route == "exact" else float("inf"))
+        monkeypatch.setattr(lite_reads, "EXACT_MAX_IDS", N)
     if route.startswith("over-fetch"):  # as if hits cost nothing: over-fetch whenever the limit allows
         monkeypatch.setattr(lite_reads, "COST_PER_HIT_US", 0.0)
     if route == "over-fetch too short, then ids":
@@ -97,7 +100,8 @@ def test_filtered_search_is_the_exact_filtered_top_k_on_every_route(clustered, r
             found = [h.asset.sha256 for h in store.search(query, k=K, tags=tags, source=source)]
             assert found == _brute_force(assets, vectors, query, tags, source), (route, tags, source)
     # Never Lite's row-by-row Python evaluation of the tags array (seconds per search at 100k).
-    assert sent and not any("array_contains" in expr for expr in sent)
+    assert not any("array_contains" in expr for expr in sent)
+    assert bool(sent) == (route != "exact")  # the exact route reads rows by id: no vector search
     if route.startswith("over-fetch"):
         assert any(expr == "" for expr in sent)
     if route in ("by ids", "over-fetch too short, then ids"):
