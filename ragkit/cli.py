@@ -443,29 +443,9 @@ def cmd_import(args, settings: Settings) -> int:
     for rejected in report.rejected:
         _err(f"rejected: {rejected.path}: {rejected.reason}")
     _err(f"imported {len(report.added)}, duplicates {len(report.duplicates)}, rejected {len(report.rejected)}")
-    described = _describe_added(library, report, args.concurrency) if args.describe else None
     if args.json:
-        print(json.dumps({**report.to_dict(), **({"describe": described.to_dict()} if described else {})},
-                         ensure_ascii=False))
-    described_all = described is None or described.counts()["done"] == len(report.added)
-    return EXIT_OK if report.ok and described_all else EXIT_PARTIAL
-
-
-def _describe_added(library, report, concurrency: int):
-    """ingest --describe: captions for the images just added (`describe --all` finishes an interrupted run)."""
-    from .studio import describe
-    from .studio.cost import format_usd
-    if not report.added:
-        return None
-    plan = describe.plan_describe(library, ids=[asset.sha256 for _, asset in report.added])
-    outcome = _run_describe(library, plan, concurrency)
-    for item in outcome.items:
-        if item.reason:
-            _err(f"not described: {item.sha256[:12]}…: {item.reason}")
-    if outcome.error:
-        _err(f"error: {outcome.error} (`python -m ragkit describe --all` describes the rest)")
-    _err(f"described {outcome.counts()['done']} of {len(report.added)}, cost {format_usd(outcome.cost_usd)}")
-    return outcome
+        print(json.dumps(report.to_dict(), ensure_ascii=False))
+    return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
 def cmd_generate(args, settings: Settings) -> int:

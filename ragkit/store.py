@@ -381,8 +381,8 @@ class AssetStore:
         rights = rights_filter(usable_at, for_reference) if self.version >= 2 else ""
         if filters and self.embedded:  # Milvus Lite's own tag filters are slow (ragkit.lite_reads)
             matching, total = self._listing_view(filters)
-            base = self._live_and(rights)
-            found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, _both(base, e), limit, ef),
+            found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, _both(self._live, rights, e),
+                                                                                     limit, ef),
                                                matching, total, k, filters, self._search_params(k).get("ef", 0),
                                                exact=lambda ids: self._exact_hits(query, ids, rights_matcher(usable_at, for_reference)))
         elif filters:

@@ -277,7 +277,7 @@ def test_duplicates_view_keeps_the_chosen_copy_and_deletes_the_others_after_conf
     small, original = copies["shot-1-small.jpg"].sha256, copies["shot-1.jpg"].sha256
     at.button(key=f"library.dup-keep.{original}.{small}").click()  # the group's suggestion is the bigger one
     run(at)
-    assert any("delete the other 1 for good" in w for w in texts(at.warning))
+    assert any("move the other 1 to the trash" in w for w in texts(at.warning))
     assert settings.data_dir.joinpath("originals").exists()
     at.button(key=f"library.dup-yes.{original}").click()
     run(at)
@@ -286,8 +286,8 @@ def test_duplicates_view_keeps_the_chosen_copy_and_deletes_the_others_after_conf
     from ragkit.library import Library
     library = Library.open(settings)
     try:
-        assert library.count() == 8 and library.store.get(original) is None and library.store.get(small)
-        assert not library.blobs.original_path(original).exists() and library.blobs.original_path(small).exists()
+        assert library.count() == 8 and library.store.get(original).trashed and not library.store.get(small).trashed
+        assert library.trash_count() == 1  # restorable from the Trash view until it is emptied
     finally:
         library.close()
     no_streamlit_warnings(at, streamlit_warnings)

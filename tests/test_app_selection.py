@@ -111,7 +111,7 @@ def test_bulk_delete_goes_to_the_trash_where_restore_and_empty_work(app_env, see
     assert sorted(tiles(at)) == sorted(ids[4:]) and "**2** images, newest first" in texts(at.markdown)
     assert at.sidebar.metric[0].value == "2"
     view = at.segmented_control(key="library.view")
-    assert list(view.options) == ["Library (2)", "Trash (4)"]
+    assert list(view.options) == ["Library (2)", "Duplicates", "Trash (4)"]
     assert "selected**" not in bar_text(at)  # the deleted ones left the selection
 
     view.set_value("trash")

@@ -98,10 +98,14 @@ def _ask(group_key: str, keep: str) -> None:
 def _confirm(library: Library, group: DuplicateGroup, keep: str) -> None:
     kept = next(a for a in group.assets if a.sha256 == keep)
     others = len(group.assets) - 1
-    st.warning(f"Keep **{md_escape(kept.filename)}** and delete the other {others} for good? Their originals "
-               "and thumbnails are removed from disk.", icon=":material/delete_forever:")
+    if library.has_trash:
+        st.warning(f"Keep **{md_escape(kept.filename)}** and move the other {others} to the trash? You can "
+                   "restore them from Library › Trash until it is emptied.", icon=":material/delete:")
+    else:  # a library made by an older ragkit has no trash
+        st.warning(f"Keep **{md_escape(kept.filename)}** and delete the other {others} for good? Their originals "
+                   "and thumbnails are removed from disk.", icon=":material/delete_forever:")
     with st.container(horizontal=True, gap="small"):
-        if st.button(f"Yes, delete {others}", key=f"library.dup-yes.{group.keep}", type="primary",
+        if st.button(f"Yes, remove {others}", key=f"library.dup-yes.{group.keep}", type="primary",
                      icon=":material/delete:"):
             with guard("deleting the duplicates"):
                 deleted = resolve_group(library, keep, group)
@@ -109,7 +113,8 @@ def _confirm(library: Library, group: DuplicateGroup, keep: str) -> None:
                     tray.remove(sha)
                 state.mark_changed(library)
                 _forget(library, group)
-                st.toast(f"Kept {md_escape(kept.filename)}, deleted {deleted}", icon=":material/delete:")
+                where = "moved to the trash" if library.has_trash else "deleted"
+                st.toast(f"Kept {md_escape(kept.filename)}, {where} {deleted}", icon=":material/delete:")
                 st.rerun()
         st.button("Cancel", key=f"library.dup-cancel.{group.keep}",
                   on_click=lambda: st.session_state.pop(K_CONFIRM, None))
