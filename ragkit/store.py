@@ -185,10 +185,21 @@ class AssetStore:
             if name == self.collection or not name.startswith("ragkit_"):
                 continue
             props = self._client.describe_collection(name).get("properties") or {}
-            count = self._client.get_collection_stats(name).get("row_count", 0)
-            found.append(CollectionInfo(name, props.get(schemas.PROP_MODEL, "?"), int(count),
+            found.append(CollectionInfo(name, props.get(schemas.PROP_MODEL, "?"), self._rows_in(name),
                                         props.get(schemas.PROP_COMPLETE, "1") != "0"))
         return found
+
+    def _rows_in(self, name: str) -> int:
+        """Rows of another collection. A server's collection statistics count only flushed segments
+        (Milvus 2.3: 0 for rows written since, and ragkit does not flush on servers): ask a loaded
+        collection itself; Milvus Lite's statistics are exact."""
+        if not self.embedded:
+            try:
+                rows = self._client.query(name, filter="", output_fields=["count(*)"], consistency_level="Strong")
+                return int(rows[0]["count(*)"]) if rows else 0
+            except Exception:  # noqa: BLE001 - not loaded (no process uses it): the statistics say enough
+                pass
+        return int(self._client.get_collection_stats(name).get("row_count", 0))
 
     # --- writes -------------------------------------------------------------------------
     def upsert(self, assets: Sequence[Asset], vectors: np.ndarray) -> None:

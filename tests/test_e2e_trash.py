@@ -93,9 +93,12 @@ def _walk_through(page, url: str) -> None:
     page.get_by_text("Tags changed on 3 images").wait_for()
     wait_for_app_idle(page)
     filters = page.locator('[class*="st-key-library-filters"]')
-    filters.get_by_role("combobox").first.click()
+    tag_picker = filters.get_by_role("combobox").first
+    tag_picker.click()
+    tag_picker.fill("hero")  # typing opens the option list whatever the focus did
     page.get_by_role("option", name="hero (3)").wait_for()
     page.keyboard.press("Escape")
+    tag_picker.fill("")
     wait_for_app_idle(page)
     page.get_by_text("3 selected").wait_for()
     _dismiss_toasts(page)
