@@ -91,7 +91,26 @@ def test_selection_survives_paging_and_filters_and_tags_many_at_once(app_env, se
 
 def test_bulk_delete_goes_to_the_trash_where_restore_and_empty_work(app_env, seed):
     report = seed([Upload(f"shot-{i}.jpg", jpeg_bytes(i)) for i in SEEDS[:6]], tags=["draft"])
-    ids = [a.sha256 for _, a in report.added]
+    _delete_restore_and_empty([a.sha256 for _, a in report.added])
+
+
+def test_bulk_delete_restore_and_empty_on_a_milvus_server(server, app_env, monkeypatch, tmp_path, tiny_embedder):
+    """The same clicks with the library on `milvus-lite server` and on the real Milvus engine."""
+    from ragkit.config import Settings
+    for name, value in server.env.items():
+        monkeypatch.setenv(name, value)
+    library = _open_library(Settings.load(env={**app_env, **server.env}, cwd=tmp_path, secrets_files=[]),
+                            tiny_embedder)
+    try:
+        report = library.ingest_uploads([Upload(f"shot-{i}.jpg", jpeg_bytes(i)) for i in SEEDS[:6]], tags=["draft"])
+    finally:
+        library.close()
+    _delete_restore_and_empty([a.sha256 for _, a in report.added])
+
+
+def _delete_restore_and_empty(ids: list[str]) -> None:
+    """Select 4 of 6, delete (cancel, then confirm), restore one from its tile and one by selection,
+    delete one for good, empty the rest; every step as the page and the store see it."""
     at = run(new_app())
     from ragkit.ui import state
     library = state.library()
