@@ -67,6 +67,14 @@ PENDING, DONE, FAILED = "pending", "done", "failed"
 APPROVED, REJECTED = "approved", "rejected"
 
 
+def status_counts(entries: Sequence[Any]) -> dict[str, int]:
+    """How many of a job's entries (takes, describe items: anything with a `status`) are in each state."""
+    counts = {PENDING: 0, DONE: 0, FAILED: 0}
+    for entry in entries:
+        counts[entry.status] += 1
+    return counts
+
+
 # ----------------------------------------------------------------------------- records
 @dataclass(frozen=True)
 class BatchSpec:
@@ -139,10 +147,7 @@ class BatchJob:
         raise BatchError(f"Job {self.id} has no variation {variation + 1} of product {product[:12]}….")
 
     def counts(self) -> dict[str, int]:
-        counts = {PENDING: 0, DONE: 0, FAILED: 0}
-        for take in self.takes:
-            counts[take.status] += 1
-        return counts
+        return status_counts(self.takes)
 
     @property
     def finished(self) -> bool:

@@ -41,7 +41,8 @@ from ..filters import LIVE, validate_sha256
 from ..messages import user_message
 from ..records import Asset
 from ..tags import normalise_tags
-from .batch import BACKOFF_S, BATCH_RETRIES, MAX_CONCURRENCY, Backoff, BatchRun, JobStore
+from .batch import (BACKOFF_S, BATCH_RETRIES, DONE, FAILED, MAX_CONCURRENCY, PENDING, Backoff, BatchRun, JobStore,
+                    status_counts)
 from .captions import CAPTION_MAX_SIDE, CaptionProblem, Captioner, Description
 from .cost import PriceTable, prices_for, record_generation, sum_costs
 from .models import bare_id
@@ -51,7 +52,6 @@ CAPTIONS_DIR = "captions"
 FORMAT = 1
 DEFAULT_CONCURRENCY = 4
 JOB_SIZE = 500
-PENDING, DONE, FAILED = "pending", "done", "failed"
 DETAILS_KEY = "describe"             # asset.details[...]: how its caption came about (or why not)
 SUGGESTED_KEY = "suggested_tags"     # asset.details[...]: tags offered, not applied
 
@@ -102,10 +102,7 @@ class DescribeJob:
         raise BatchError(f"Describe job {self.id} has no asset {sha256[:12]}….")
 
     def counts(self) -> dict[str, int]:
-        counts = {PENDING: 0, DONE: 0, FAILED: 0}
-        for item in self.items:
-            counts[item.status] += 1
-        return counts
+        return status_counts(self.items)
 
     @property
     def finished(self) -> bool:
@@ -239,10 +236,7 @@ class Outcome:
         return [item for job in self.jobs for item in job.items]
 
     def counts(self) -> dict[str, int]:
-        counts = {PENDING: 0, DONE: 0, FAILED: 0}
-        for item in self.items:
-            counts[item.status] += 1
-        return counts
+        return status_counts(self.items)
 
     @property
     def cost_usd(self) -> float | None:
