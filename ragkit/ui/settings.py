@@ -16,10 +16,12 @@ from .. import active_model as model_record
 from ..jobs import Job
 from ..library import Library
 from ..reindex import ReindexReport, drop_old_collections, reindex
+from . import state
 from .errors import show_error
 from .markdown import md_escape
 
 REFRESH_S = 1.0
+K_OLD_INDEXES = "settings.old-indexes"  # (library state, the other models' collections) last asked
 MODELS_DOC = "docs/models.md"
 
 _jobs: dict[str, Job[ReindexReport]] = {}  # library (data folder | database) -> this process's reindex
@@ -141,7 +143,15 @@ def _old_indexes(library: Library) -> None:
     """Indexes of models the library used before: kept until removed here (or `reindex --drop-old`)."""
     in_progress = model_record.read_record(library.settings.data_dir).reindex
     filling = in_progress.target.model_id if in_progress else ""
-    old = [c for c in library.store.other_collections() if c.model_id not in (library.model_id, "?", filling)]
+    # Asked once per state of the library, not on every rerun of every page (the sidebar draws this):
+    # on a server each other collection costs a describe and a Strong count.
+    key = (library.store.collection, filling, state.revision(library))
+    cached = st.session_state.get(K_OLD_INDEXES)
+    if cached is None or cached[0] != key:
+        cached = (key, [c for c in library.store.other_collections()
+                        if c.model_id not in (library.model_id, "?", filling)])
+        st.session_state[K_OLD_INDEXES] = cached
+    old = cached[1]
     if not old:
         return
     with st.popover("Remove old indexes", icon=":material/delete:"):
@@ -150,4 +160,5 @@ def _old_indexes(library: Library) -> None:
         st.caption("Switching back to one of these models would then embed every image again.")
         if st.button("Remove them", key="settings.drop-old", type="primary"):
             drop_old_collections(library, library.store)
+            st.session_state.pop(K_OLD_INDEXES, None)
             st.rerun()
