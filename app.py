@@ -5,7 +5,7 @@ logic in ragkit/. The library (Milvus client, CLIP model) is opened once per pro
 """
 import streamlit as st
 
-from ragkit.connection import quiet_milvus_logging
+from ragkit.storage.connection import quiet_milvus_logging
 from ragkit.errors import RagkitError
 from ragkit.ui import auth, sidebar, state
 

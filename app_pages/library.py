@@ -7,12 +7,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from ragkit.ingest import Upload
-from ragkit.portable import export_library
+from ragkit.ingest.pipeline import Upload
+from ragkit.ingest.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, last_usable_day
 from ragkit.rights import DAY_MS, blocked_as_reference, now_ms, rights_change
 from ragkit.tags import normalise_tags
-from ragkit.trash import expiry_cutoff
+from ragkit.lifecycle.trash import expiry_cutoff
 from ragkit.ui import captions, duplicates_view, filter_controls, links, selection, selection_bar, state, tray, uploads
 from ragkit.ui.errors import guard, show_error
 from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, rights_badges, short_name,

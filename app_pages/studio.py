@@ -10,7 +10,7 @@ What survives a rerun lives in ``st.session_state``: the brief and the options (
 last generation and which of its images were saved, the last error, the suggestions. A failed
 generation only replaces the error: the brief, the tray and earlier results stay.
 
-Generate starts a background job (``ragkit.jobs.Job``, kept by ``ragkit/ui/pending.py``) and the page
+Generate starts a background job (``ragkit.jobs.thread.Job``, kept by ``ragkit/ui/pending.py``) and the page
 polls it at the very end of its run, so the page stays usable and the user can leave the Studio
 while the model works; coming back picks the job up again.
 
@@ -25,7 +25,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from ragkit.config import Settings, redact_uri
-from ragkit.jobs import Job
+from ragkit.jobs.thread import Job
 from ragkit.library import Library
 from ragkit.records import Asset, SearchHit
 from ragkit.rights import blocked_as_reference, now_ms
@@ -104,7 +104,7 @@ def key_help() -> None:
         st.code('GEMINI_API_KEY = "your-key"', language="toml")
         st.caption("Meanwhile you can write briefs, pick and suggest references; Library and Search work as "
                    "usual. To try the Studio offline, run the bundled fake server "
-                   "(`python -m tests.fake_gemini --port 8765`) and start the app with "
+                   "(`python -m devtools.fake_gemini --port 8765`) and start the app with "
                    "`RAGKIT_GEMINI_BASE_URL=http://127.0.0.1:8765 GEMINI_API_KEY=fake-key`.")
 
 
@@ -173,7 +173,7 @@ def brief_section(library: Library, settings: Settings,
 
 def start_generation(library: Library, settings: Settings, brief: str, model: str, aspect: str | None,
                      variations: int, kit: Kit | None) -> None:
-    """Send the brief and the tray to the model in a background job (see ragkit.jobs), then redraw."""
+    """Send the brief and the tray to the model in a background job (see ragkit.jobs.thread), then redraw."""
     if pending.running():  # a second click while one runs: never pay twice
         return
     st.session_state.pop(K_ERROR, None)

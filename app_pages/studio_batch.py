@@ -20,7 +20,7 @@ from pathlib import Path
 import streamlit as st
 
 from ragkit.errors import RagkitError
-from ragkit.images import decode_image, make_thumbnail
+from ragkit.ingest.images import decode_image, make_thumbnail
 from ragkit.library import Library
 from ragkit.studio import ASPECT_LABELS, batch, default_model, model_info, model_options, models_help
 from ragkit.studio.cost import format_usd, prices_for, sum_costs

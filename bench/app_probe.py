@@ -44,8 +44,8 @@ def main() -> None:
     from bench.common import bench_env, quiet_logs
     quiet_logs()
     if os.environ.get("RAGKIT_BENCH_INDEX"):  # the index the parent benchmark run is measuring
-        import ragkit.store
-        ragkit.store.DEFAULT_INDEX = json.loads(os.environ["RAGKIT_BENCH_INDEX"])
+        import ragkit.storage.store
+        ragkit.storage.store.DEFAULT_INDEX = json.loads(os.environ["RAGKIT_BENCH_INDEX"])
     from ragkit.config import Settings
     from ragkit.library import Library
     settings = Settings.load(env=bench_env(data_dir), cwd=data_dir.parent, secrets_files=[])

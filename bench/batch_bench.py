@@ -3,7 +3,7 @@
     python bench/batch_bench.py                                  # 20 products; model 0 s and 1 s; 1, 4, 8 at a time
     python bench/batch_bench.py --products 20 --delays 0,1 --concurrency 4 --page-runs 40
 
-The Gemini side is tests/fake_gemini.py run as its own process (`python -m tests.fake_gemini --delay D`),
+The Gemini side is devtools/fake_gemini.py run as its own process (`python -m devtools.fake_gemini --delay D`),
 so its drawing and JSON don't share this process's cores' GIL with the client: D is the model's time to
 draw one image (a real Nano Banana image takes several seconds; 0 s shows ragkit's own overhead). Its
 pictures are small PNGs (96 px), so the client's base64 work is less than with real 1K images.
@@ -51,9 +51,9 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def fake_gemini(delay_s: float) -> Iterator[str]:
-    """`python -m tests.fake_gemini --delay D` on a free port; yields its URL."""
+    """`python -m devtools.fake_gemini --delay D` on a free port; yields its URL."""
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.fake_gemini", "--port", str(port), "--delay",
+    process = subprocess.Popen([sys.executable, "-m", "devtools.fake_gemini", "--port", str(port), "--delay",
                                 str(delay_s)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -73,7 +73,7 @@ def fake_gemini(delay_s: float) -> Iterator[str]:
 def make_library(root: Path, products: int):
     """A fresh library in root/data with `products` product shots tagged TAG (random ViT-B-32)."""
     from ragkit.config import Settings
-    from ragkit.ingest import Upload
+    from ragkit.ingest.pipeline import Upload
     from ragkit.library import Library
     from tests.e2e_support import product_set
 

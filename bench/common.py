@@ -37,7 +37,7 @@ def loadavg() -> float:
 
 def quiet_logs() -> None:
     import pymilvus  # noqa: F401 - importing pymilvus resets its logger level, so import it first
-    from ragkit.connection import quiet_milvus_logging
+    from ragkit.storage.connection import quiet_milvus_logging
     quiet_milvus_logging()
     for name in ("faiss", "streamlit"):  # pymilvus, milvus_lite, grpc: quiet_milvus_logging()
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -77,7 +77,7 @@ def shared_embedder():
     """One random-weight ViT-B-32 per benchmark process (loading it is measured separately)."""
     global _EMBEDDER
     if _EMBEDDER is None:
-        from ragkit.embedder import ClipEmbedder
+        from ragkit.ingest.embedder import ClipEmbedder
         _EMBEDDER = ClipEmbedder(BENCH_MODEL, BENCH_PRETRAINED, "cpu")
     return _EMBEDDER
 

@@ -7,7 +7,7 @@
 
 Cost: a synthetic library of N assets with CLIP-like clustered vectors (bench/synth.py's model)
 in which 1% of the assets are originals with 1-4 planted copies (cosine 0.96-0.995 to their
-original), cached in bench/.cache/dups-*. Each method runs ragkit.duplicates.find_duplicate_groups
+original), cached in bench/.cache/dups-*. Each method runs ragkit.search.duplicates.find_duplicate_groups
 end to end (read every vector, one k-NN search per asset in batches, union-find, read the groups
 back) on embedded Milvus Lite and on `milvus-lite server` serving the same files.
   search         ragkit's way: a batched top-2 search for every asset (itself and its nearest other),
@@ -167,7 +167,7 @@ def range_neighbours(store):
 def method_patched(method: str, store) -> Iterator[None]:
     """search: ragkit's two rounds (2 hits each, then k+1 for the assets with a near neighbour);
     search-1round: k+1 hits for every asset; range: ragkit's two rounds as range searches."""
-    import ragkit.duplicates as duplicates
+    import ragkit.search.duplicates as duplicates
     original = duplicates._neighbours
     if method == "range":
         store.neighbours = range_neighbours(store)
@@ -196,7 +196,7 @@ def planted_recall(groups, lib: DupLibrary) -> float:
 
 def cost_table(sizes: list[int], engines: list[str], methods: list[str], batch_sizes: list[int],
                threshold: float, candidates: int) -> Table:
-    from ragkit.duplicates import find_duplicate_groups
+    from ragkit.search.duplicates import find_duplicate_groups
     table = Table(f"duplicates: cost (threshold {threshold}, {candidates} candidates per asset)",
                   ["size", "engine", "method", "batch", "read vectors s", "seconds", "queries/s",
                    "groups found", "planted groups found whole"])
@@ -253,7 +253,7 @@ def embed_test_set(model: str, pretrained: str, work: Path) -> tuple[list, np.nd
 
 
 def quality_table(models: list[tuple[str, str]]) -> list[Table]:
-    from ragkit.duplicates import UnionFind
+    from ragkit.search.duplicates import UnionFind
     tables = []
     for model, pretrained in models:
         work = TMP_DIR / f"dups-quality-{model}"
@@ -335,7 +335,7 @@ def _model(spec: str) -> tuple[str, str]:
         return name, pretrained
     if name != "ragkit-tiny":
         return name, "none"
-    from ragkit.embedder import make_random_checkpoint
+    from ragkit.ingest.embedder import make_random_checkpoint
     path = CACHE_DIR / "ragkit-tiny.pt"
     if not path.exists():
         CACHE_DIR.mkdir(parents=True, exist_ok=True)

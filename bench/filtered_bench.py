@@ -5,12 +5,12 @@ tag+source filters of realistic selectivity (bench/synth.py: a tag on 30 %, one 
 90/10), against the unfiltered search on the same queries (points around the library's cluster
 centres, so they have real neighbours). Recall@10 is against an exact filtered brute force in
 numpy over the same rows, with the filter's truth taken from the generator (not from Milvus).
-"Before" rows send Milvus Lite its own filter expression (what ragkit did before ragkit.lite_reads).
-"Each route forced" runs every route of ragkit.lite_reads on every filter, and (with
+"Before" rows send Milvus Lite its own filter expression (what ragkit did before ragkit.storage.lite_reads).
+"Each route forced" runs every route of ragkit.storage.lite_reads on every filter, and (with
 --alternatives) the other expression forms Lite offers.
 
 Full scan: every asset's created_at, source and tags (the listing's one scan on the Library page's
-first visit), the way ragkit does it now (ragkit.lite_reads.scan) and before (query + query_iterator).
+first visit), the way ragkit does it now (ragkit.storage.lite_reads.scan) and before (query + query_iterator).
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ class RouteLog:
 
 def _without_live(expr: str) -> str:
     """A filter as sent, without the clause every read of a schema-2 library has (not in the trash)."""
-    from ragkit.filters import LIVE
+    from ragkit.storage.filters import LIVE
     if expr.startswith(f"({LIVE}) and ("):
         return expr[len(f"({LIVE}) and ("):-1]
     return "" if expr in (f"({LIVE})", LIVE) else expr
@@ -162,7 +162,7 @@ def run(sizes: list[int], queries: int, recall_queries: int, before_queries: int
                                qvecs[:queries], before_queries, base, alternatives)
         finally:
             library.close()
-    search_table.note("route: what ragkit.lite_reads sent to Milvus Lite for most queries ('over-fetch L': an "
+    search_table.note("route: what ragkit.storage.lite_reads sent to Milvus Lite for most queries ('over-fetch L': an "
                       "unfiltered search for L hits, checked against their tags and source; 'by ids (m)': "
                       "`sha256 in [m ids]` from the listing, with HNSW ef raised).")
     search_table.note("the listing is built before the first search (the Search page lists the tags first); "
@@ -170,7 +170,7 @@ def run(sizes: list[int], queries: int, recall_queries: int, before_queries: int
     route_table.note("'short': queries that got fewer than 10 hits although at least 10 assets match. "
                      "'Lite's own expression' is what ragkit sent before (array_contains_all / source ==).")
     scan_table.note("'before': query(limit 16384), then query_iterator(batch_size 4096) over everything "
-                    "(what AssetStore.scan did); 'now': ragkit.lite_reads.scan, one query per 100,000 rows "
+                    "(what AssetStore.scan did); 'now': ragkit.storage.lite_reads.scan, one query per 100,000 rows "
                     "over ranges of ids.")
     return [search_table.finish(), route_table.finish(), scan_table.finish()]
 
@@ -178,8 +178,8 @@ def run(sizes: list[int], queries: int, recall_queries: int, before_queries: int
 def _forced_routes(table: Table, store, n: int, label: str, tags: tuple[str, ...], source: str | None,
                    mask: np.ndarray, ids: list[str], vectors: np.ndarray, queries: np.ndarray,
                    before_queries: int, base: float, alternatives: bool) -> None:
-    from ragkit import lite_reads
-    from ragkit.filters import Filters, asset_filter, ids_filter, quote_literal
+    from ragkit.storage import lite_reads
+    from ragkit.storage.filters import Filters, asset_filter, ids_filter, quote_literal
 
     matching = [ids[i] for i in np.flatnonzero(mask)]
     share = mask.mean()
@@ -233,7 +233,7 @@ def _scan_rows(table: Table, store, n: int, alternatives: bool, repeat: int = 2)
         return rows
 
     ways: list[tuple[str, Callable[[], list]]] = [
-        ("now: AssetStore.scan (ragkit.lite_reads.scan)", lambda: store.scan("", SCAN_FIELDS)),
+        ("now: AssetStore.scan (ragkit.storage.lite_reads.scan)", lambda: store.scan("", SCAN_FIELDS)),
         ("one query, no limit", lambda: client.query(collection, filter="", output_fields=output)),
         ("one query, no limit, sha256 only", lambda: client.query(collection, filter="", output_fields=["sha256"])),
         ("before: query + query_iterator(4096)", before),
@@ -251,13 +251,13 @@ def _scan_rows(table: Table, store, n: int, alternatives: bool, repeat: int = 2)
         table.add(n, name, f"{min(seconds):.2f}", len(rows))
 
 
-# --- the filters people expect: days, file type, orientation, size (ragkit.filters.Filters) -------
+# --- the filters people expect: days, file type, orientation, size (ragkit.storage.filters.Filters) -------
 def new_filter_cases(n: int) -> list[tuple[str, object]]:
     """(label, Filters) of realistic selectivity on bench/synth.py's library (a year of uploads)."""
     from datetime import datetime, timedelta, timezone
 
     from bench.synth import asset_created_at
-    from ragkit.filters import Filters
+    from ragkit.storage.filters import Filters
     last = datetime.fromtimestamp(asset_created_at(n, n - 1) / 1000, tz=timezone.utc).date()
     month = {"since": last - timedelta(days=29), "until": last}
     return [
@@ -315,7 +315,7 @@ def run_new_filters(sizes: list[int], queries: int, recall_queries: int, log=pri
         finally:
             library.close()
     table.note("route: as in the tag/source table (over-fetch, or `sha256 in [ids]` from the listing), or "
-               "'exact': the matching rows read by id and ranked in Python (ragkit.lite_reads).")
+               "'exact': the matching rows read by id and ranked in Python (ragkit.storage.lite_reads).")
     return [table.finish()]
 
 

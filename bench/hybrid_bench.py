@@ -1,4 +1,4 @@
-"""Search by words and pictures (ragkit.hybrid) measured on embedded Milvus Lite, at each --sizes.
+"""Search by words and pictures (ragkit.search.hybrid) measured on embedded Milvus Lite, at each --sizes.
 
     python bench/run.py --only hybrid --sizes 20000,100000
 
@@ -16,7 +16,7 @@ cluster; a description gets one near its subject's cluster (bench/synth.py's que
 searching then returns its top 10:
   CLIP only                 Library.search_text(keywords=False)
   ragkit (shipped)          Library.search_text(keywords=True): RRF k=60 of the CLIP route and the keyword
-                            route ordered by words matched, then CLIP cosine (ragkit.hybrid)
+                            route ordered by words matched, then CLIP cosine (ragkit.search.hybrid)
   ragkit keyword route      that keyword route alone
   raw BM25 route            Milvus' full-text search alone, in its BM25 order
   Milvus hybrid_search      the same two requests (30 deep each) fused by Milvus: RRFRanker(60), and
@@ -211,7 +211,7 @@ def make_queries(n: int, marks: Labels, codes: int, tagged: int, described: int)
 
 
 class StubEmbedder:
-    """A CLIP text tower stand-in: each query's text gives its designed vector (ragkit.embedder's interface)."""
+    """A CLIP text tower stand-in: each query's text gives its designed vector (ragkit.ingest.embedder's interface)."""
     dim = VECTORS.dim
 
     def __init__(self, queries: list[Query]) -> None:
@@ -226,7 +226,7 @@ def ways(library) -> list[tuple[str, Callable[[Query], list[str]]]]:
     """(label, query -> top-K ids) for every way of searching compared."""
     from pymilvus import RRFRanker, WeightedRanker
 
-    from ragkit import hybrid
+    from ragkit.search import hybrid
     store = library.store
     depth = hybrid.candidates(K)
 
@@ -252,8 +252,9 @@ def milvus_hybrid(store, q: Query, ranker, fields: list[str] | None = None) -> l
     """Milvus' own fusion of the CLIP request and the BM25 request (each as deep as ragkit's routes)."""
     from pymilvus import AnnSearchRequest
 
-    from ragkit import hybrid, schema
-    from ragkit.filters import LIVE
+    from ragkit.search import hybrid
+    from ragkit.storage import schema
+    from ragkit.storage.filters import LIVE
     depth = hybrid.candidates(K)
     requests = [
         AnnSearchRequest(data=[np.asarray(q.vector, dtype=np.float32).tolist()], anns_field="vector",
@@ -324,7 +325,7 @@ def idf_rows(table: Table, n: int, data_dir: Path, queries: list[Query], twins: 
 
 
 def _bm25_scores(store, picked: list[Query], twin_of: dict[str, str]) -> list[tuple[float, float]]:
-    from ragkit import schema
+    from ragkit.storage import schema
     out = []
     for q in picked:
         original = next(iter(q.truth))
@@ -361,7 +362,7 @@ class CachedTexts:
 def latency_rows(table: Table, n: int, data_dir: Path, texts: list[str], log=print) -> None:
     from pymilvus import RRFRanker
 
-    from ragkit import hybrid
+    from ragkit.search import hybrid
     from ragkit.library import Library
     real = shared_embedder()
     cached = CachedTexts(real, texts)

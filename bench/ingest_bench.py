@@ -25,7 +25,7 @@ def naive_loop(files: list[Path], workdir: Path) -> float:
     import torch
     from PIL import Image
 
-    from ragkit.connection import connect, disconnect
+    from ragkit.storage.connection import connect, disconnect
     embedder = shared_embedder()
     model, preprocess = embedder._model, embedder._preprocess  # noqa: SLF001 - the notebook used them raw
     uri = str(workdir / "naive.db")
@@ -64,7 +64,7 @@ def model_ceiling(count: int, batch_size: int) -> float:
 def ragkit_ingest(files: list[Path], workdir: Path, name: str, proposal: bool = False,
                   **pipeline_options) -> tuple[float, object]:
     """Library.ingest_paths on a fresh library (or the proposed pipeline). Returns (images/s, report)."""
-    from ragkit.ingest import collect_sources
+    from ragkit.ingest.pipeline import collect_sources
     from ragkit.library import Library
     folder = folder_of(files, f"{name}-input")
     data_dir = workdir / f"{name}-data"
@@ -96,7 +96,7 @@ def _workdir(name: str) -> Path:
 
 
 def run(counts: dict[str, int], repeat: int = 1, log=print) -> list[Table]:
-    from ragkit.ingest import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+    from ragkit.ingest.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
 
     inputs = {kind: jpeg_files(kind, count, log) for kind, count in counts.items() if count > 0}
     shared_embedder()

@@ -45,7 +45,7 @@ CANDIDATES: list[tuple[str, str]] = [
 _PROBE = r"""
 import json, resource, statistics, sys, time
 import torch, open_clip
-from ragkit.embedder import ClipEmbedder, RANDOM_SEED, _register_bundled_configs
+from ragkit.ingest.embedder import ClipEmbedder, RANDOM_SEED, _register_bundled_configs
 arch, batch, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 def rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -98,7 +98,7 @@ def run(n: int, repeat: int, log=print) -> list[Table]:
         library.close()
     for name, values in samples.items():
         table.add(name, ms(percentile(values, 50)), ms(percentile(values, 95)))
-    table.note("AssetStore lists from an in-memory catalog (ragkit.catalog) built by one scan and kept up to "
+    table.note("AssetStore lists from an in-memory catalog (ragkit.storage.listing) built by one scan and kept up to "
                "date with its own writes; rebuilt when the row count changes behind its back (or after 30 s on "
                "a server). 'cold' drops the catalog.")
     tables = [table.finish()]

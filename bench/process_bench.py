@@ -15,7 +15,7 @@ def probe(data_dir, streamlit: bool = True) -> dict:
     command = [sys.executable, str(BENCH_DIR / "app_probe.py"), str(data_dir)]
     if not streamlit:
         command.append("--no-streamlit")
-    from ragkit.store import DEFAULT_INDEX
+    from ragkit.storage.store import DEFAULT_INDEX
     env = {**os.environ, "RAGKIT_BENCH_INDEX": json.dumps(DEFAULT_INDEX)}
     start = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, env=env)

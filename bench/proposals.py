@@ -47,7 +47,7 @@ def pipelined_ingest_class():
     import time
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from ragkit.ingest import IngestPipeline, IngestProgress, _clock, _load, _Loaded, _Prepared
+    from ragkit.ingest.pipeline import IngestPipeline, IngestProgress, _clock, _load, _Loaded, _Prepared
     from ragkit.records import SOURCE_UPLOAD, Asset, IngestReport, Rejected
     from ragkit.tags import normalise_tags
 

@@ -115,7 +115,7 @@ def engine_breakdown(store, query: np.ndarray, search_params: dict, repeats: int
 
 def run(sizes: list[int], queries: int, recall_queries: int, index: dict | None = None, log=print) -> list[Table]:
     from ragkit.library import Library
-    from ragkit.store import DEFAULT_INDEX
+    from ragkit.storage.store import DEFAULT_INDEX
 
     index = index or DEFAULT_INDEX
     embedder = shared_embedder()

@@ -78,7 +78,7 @@ class _Searches:
 
 def _reindex_marking_the_switch(library, model: str, pretrained: str, embedder, marks: dict[str, float]):
     """ragkit.reindex.reindex, with the times the switch step began and ended put into `marks`."""
-    from ragkit import reindex as module
+    from ragkit.lifecycle import reindex as module
     switch = module._Reindex.switch  # noqa: SLF001
 
     def timed_switch(self, target) -> None:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quiet_logs()
     from ragkit.config import Settings
-    from ragkit.embedder import ClipEmbedder, make_random_checkpoint
+    from ragkit.ingest.embedder import ClipEmbedder, make_random_checkpoint
     from ragkit.library import Library
 
     work = TMP_DIR / "reindex"

@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="repetitions for ingest (best of), cold/memory (median of) and page (default 2, 2, 10)")
     parser.add_argument("--index", default=None,
                         help="index for query/cold/memory/page libraries, e.g. HNSW:M=16,efConstruction=200 "
-                             "(default: ragkit.store.DEFAULT_INDEX)")
+                             "(default: ragkit.storage.store.DEFAULT_INDEX)")
     parser.add_argument("--before-queries", type=int, default=3,
                         help="filtered: queries for Milvus Lite's own tag expressions (~5 s each at 100k; default 3)")
     parser.add_argument("--alternatives", action="store_true",
@@ -195,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ragkit benchmark: {', '.join(args.only)}; load avg 1-min {loadavg():.2f} at start", flush=True)
     show(machine_table(), tables)
     if args.index_spec:
-        import ragkit.store
-        ragkit.store.DEFAULT_INDEX = args.index_spec  # libraries built by this run use it
+        import ragkit.storage.store
+        ragkit.storage.store.DEFAULT_INDEX = args.index_spec  # libraries built by this run use it
     repeat = args.repeat
 
     def log(message: str) -> None:

@@ -206,7 +206,7 @@ def synthetic_library(n: int, index: dict | None = None, thumbnails: int = 1000,
     --uri), the same rows go there instead; the files and vectors stay in the cache.
     """
     from ragkit.library import Library
-    from ragkit.store import DEFAULT_INDEX
+    from ragkit.storage.store import DEFAULT_INDEX
 
     index = index or DEFAULT_INDEX
     root = CACHE_DIR / f"lib-{n}-{index_key(index)}-l{LIBRARY_VERSION}"
@@ -355,7 +355,7 @@ def asset_labels(n: int) -> list[tuple[tuple[str, ...], str]]:
 
 
 def _thumbnail_bytes() -> bytes:
-    from ragkit.images import make_thumbnail
+    from ragkit.ingest.images import make_thumbnail
     return make_thumbnail(textured_image(512, 384, seed=42))
 
 

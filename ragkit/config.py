@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from .errors import ConfigError
+from ragkit.errors import ConfigError
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"

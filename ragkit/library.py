@@ -13,24 +13,24 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import active_model as model_record
-from . import milvus_lite
-from .blobs import BlobStore
-from .config import Settings
-from .embedder import ClipEmbedder, collection_name_for, model_identity, weights_are_random
-from .errors import AssetNotFoundError, ModelUnavailableError, RagkitError, UpgradeNeededError
-from .images import EXTENSION_BY_MIME
-from .ingest import (IngestPipeline, IngestProgress, Provenance, Upload, collect_sources,
+from ragkit.lifecycle import active_model as model_record
+from ragkit.storage import milvus_lite
+from ragkit.storage.blobs import BlobStore
+from ragkit.config import Settings
+from ragkit.ingest.embedder import ClipEmbedder, collection_name_for, model_identity, weights_are_random
+from ragkit.errors import AssetNotFoundError, ModelUnavailableError, RagkitError, UpgradeNeededError
+from ragkit.ingest.images import EXTENSION_BY_MIME
+from ragkit.ingest.pipeline import (IngestPipeline, IngestProgress, Provenance, Upload, collect_sources,
                      embed_query_image)
-from . import hybrid
-from . import trash as trash_bin
-from .records import (ROUTE_KEYWORDS, SOURCE_GENERATED, SOURCE_UPLOAD, Asset, BulkResult, IngestReport, Page,
+from ragkit.search import hybrid
+from ragkit.lifecycle import trash as trash_bin
+from ragkit.records import (ROUTE_KEYWORDS, SOURCE_GENERATED, SOURCE_UPLOAD, Asset, BulkResult, IngestReport, Page,
                       SearchHit)
-from .rights import RightsChange
-from .connection import connect, disconnect
-from .schema import LATEST as LATEST_SCHEMA
-from .store import AssetStore
-from .upgrade import open_store
+from ragkit.rights import RightsChange
+from ragkit.storage.connection import connect, disconnect
+from ragkit.storage.schema import LATEST as LATEST_SCHEMA
+from ragkit.storage.store import AssetStore
+from ragkit.lifecycle.upgrade import open_store
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,14 @@ def embedding_dim(model_name: str) -> int:
     import importlib.util
     import json
     spec = importlib.util.find_spec("open_clip")
-    folders = [Path(__file__).with_name("model_configs")]
+    folders = [Path(__file__).parent / "ingest" / "model_configs"]
     if spec and spec.submodule_search_locations:
         folders += [Path(p) / "model_configs" for p in spec.submodule_search_locations]
     for folder in folders:
         candidate = folder / f"{model_name}.json"
         if candidate.is_file():
             return int(json.loads(candidate.read_text())["embed_dim"])
-    from .embedder import _register_bundled_configs
+    from ragkit.ingest.embedder import _register_bundled_configs
     _register_bundled_configs()
     import open_clip
     config = open_clip.get_model_config(model_name)
@@ -72,7 +72,7 @@ class LibraryStats:
     collection: str
     data_dir: str
     advice: str = ""  # e.g. an embedded library that has outgrown its engine
-    # ragkit.active_model.describe: RAGKIT_CLIP_MODEL when it names another model than the library's,
+    # ragkit.lifecycle.active_model.describe: RAGKIT_CLIP_MODEL when it names another model than the library's,
     # a reindex in progress (target, done, total), and other models' collections (model, count).
     configured_model: str = ""
     reindex: dict | None = None
@@ -86,7 +86,7 @@ class Library:
     def __init__(self, settings: Settings, embedder: ClipEmbedder | None = None,
                  index: dict | None = None) -> None:
         # The library's model is the one recorded in its data folder; the environment chooses the
-        # model of a new library only (ragkit.active_model).
+        # model of a new library only (ragkit.lifecycle.active_model).
         self.active_model = model_record.resolve(settings)
         if embedder is not None:
             self.active_model.check_embedder(embedder)
@@ -120,7 +120,7 @@ class Library:
             log.warning("could not empty the expired trash: %s", exc)
         return library
 
-    # --- the collection's format (ragkit.upgrade) ---------------------------------------------
+    # --- the collection's format (ragkit.lifecycle.upgrade) ---------------------------------------------
     @property
     def needs_upgrade(self) -> bool:
         """Made by an older ragkit: works, but without the trash, rights, captions and keyword search
@@ -128,7 +128,7 @@ class Library:
         return self.store.version < LATEST_SCHEMA
 
     def upgrade(self, on_progress=None, drop_old: bool = False, **options):
-        from .upgrade import upgrade
+        from ragkit.lifecycle.upgrade import upgrade
         return upgrade(self, on_progress, drop_old=drop_old, **options)
 
     def use_store(self, store: AssetStore) -> None:
@@ -194,7 +194,7 @@ class Library:
         report = self._pipeline().run([Upload(filename, data)], tags=tags, source=SOURCE_GENERATED,
                                       provenance=provenance)
         if report.rejected:
-            from .errors import InvalidImageError
+            from ragkit.errors import InvalidImageError
             raise InvalidImageError(f"The generated image could not be saved: {report.rejected[0].reason}")
         if report.duplicates:
             existing = self.store.get(report.duplicates[0][1])
@@ -206,8 +206,8 @@ class Library:
     # --- finding images ---------------------------------------------------------------------
     def search_text(self, text: str, k: int = 6, keywords: bool = True, **filters) -> list[SearchHit]:
         """By what the picture shows (CLIP) and, with `keywords`, by the words in names, tags, briefs
-        and captions too (ragkit.hybrid), where the library has full-text search."""
-        from .errors import InvalidInputError
+        and captions too (ragkit.search.hybrid), where the library has full-text search."""
+        from ragkit.errors import InvalidInputError
         if not text.strip():
             raise InvalidInputError("Type what you are looking for, e.g. 'red silk cape with gold trim'.")
         vector = self.embedder.embed_texts([text.strip()])[0]
@@ -225,7 +225,7 @@ class Library:
     def search_composed(self, *, image: bytes | None = None, similar: str | None = None, text: str = "",
                         text_weight: float = 0.5, not_text: str = "", k: int = 6, **filters) -> list[SearchHit]:
         """"Like this, but red": an example picture (uploaded bytes, or an asset's id) moved by words,
-        and away from `not_text` (ragkit.hybrid.composed_vector). The example asset itself is left out."""
+        and away from `not_text` (ragkit.search.hybrid.composed_vector). The example asset itself is left out."""
         if (image is None) == (similar is None):
             raise ValueError("give exactly one of image (bytes) or similar (an asset id)")
         if similar is not None:
@@ -288,7 +288,7 @@ class Library:
                          remove: Iterable[str] = ()) -> BulkResult:
         """Add and remove tags on many assets (one upsert per step of UPDATE_BATCH, not per asset);
         assets in the trash are skipped."""
-        from .store import tag_change
+        from ragkit.storage.store import tag_change
         return self.store.update_many(sha256s, tag_change(add, remove), applies=_live_only)
 
     def set_rights(self, sha256s: Iterable[str], change: RightsChange) -> BulkResult:
@@ -298,7 +298,7 @@ class Library:
                                      "`python -m ragkit upgrade` (or the app's Upgrade button) first.")
         return self.store.update_many(sha256s, change.apply, applies=_live_only)
 
-    # --- the trash (ragkit.trash) -----------------------------------------------------------
+    # --- the trash (ragkit.lifecycle.trash) -----------------------------------------------------------
     @property
     def has_trash(self) -> bool:
         """False for a library of schema 1: there, deleting is for good until it is upgraded."""

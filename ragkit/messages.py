@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .config import Settings, mask_secrets
-from .errors import RagkitError
+from ragkit.config import Settings, mask_secrets
+from ragkit.errors import RagkitError
 
 MAX_DETAIL_CHARS = 500
 

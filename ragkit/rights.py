@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from .errors import InvalidInputError
-from .records import Asset, last_usable_day
-from .schema import MAX_LICENCE_BYTES
+from ragkit.errors import InvalidInputError
+from ragkit.records import Asset, last_usable_day
+from ragkit.storage.schema import MAX_LICENCE_BYTES
 
 DAY_MS = 86_400_000
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ASCII digits only (fullmatch)

@@ -12,19 +12,23 @@ from typing import Iterator
 import pytest
 
 from ragkit.config import Settings
-from ragkit.embedder import ClipEmbedder, make_random_checkpoint
+from ragkit.ingest.embedder import ClipEmbedder, make_random_checkpoint
 from ragkit.library import Library
 
+from devtools.fake_gemini import FakeGemini
 from tests.images_factory import jpeg_bytes
 from tests.milvus_servers import LiteServer, MilvusTarget, RealMilvus, free_port  # noqa: F401 - free_port for other test modules
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = "ragkit-tiny"
 
-try:  # the Gemini fake server and its fixture (tests/fake_gemini.py)
-    from tests.fake_gemini import fake_gemini  # noqa: F401
-except ImportError:  # pragma: no cover - only while that module is being written
-    pass
+
+
+@pytest.fixture
+def fake_gemini() -> Iterator[FakeGemini]:
+    """A running local Gemini-format server (devtools/fake_gemini.py) on a free loopback port."""
+    with FakeGemini(tags=False) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

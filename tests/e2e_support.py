@@ -366,7 +366,7 @@ def model_speed_shim(folder: Path, images_per_second: float) -> Path:
     (folder / "sitecustomize.py").write_text(f"""\
 import time
 
-from ragkit.embedder import ClipEmbedder
+from ragkit.ingest.embedder import ClipEmbedder
 
 _encode = ClipEmbedder.embed_tensors
 

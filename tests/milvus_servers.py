@@ -41,7 +41,7 @@ class MilvusTarget:
     def client(self):
         from pymilvus import MilvusClient
         kwargs = {"token": self.token} if self.token else {}
-        return MilvusClient(uri=self.uri, dedicated=True, **kwargs)  # see ragkit.connection.connect
+        return MilvusClient(uri=self.uri, dedicated=True, **kwargs)  # see ragkit.storage.connection.connect
 
     def drop_all_collections(self) -> None:
         """Between tests: the next test starts with an empty server."""

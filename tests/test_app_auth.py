@@ -1,7 +1,7 @@
 """Sign-in for team deployments: off by default; when on, no library content before sign-in."""
 from __future__ import annotations
 
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from tests.e2e_support import all_text, app_env, new_app, run, seed  # noqa: F401 - fixtures
 from tests.images_factory import jpeg_bytes
 

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.studio import batch, kits
 from ragkit.studio.cost import format_usd
 from ragkit.ui.tray import TRAY_KEY
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
-from tests.fake_gemini import slow_reply
+from devtools.fake_gemini import slow_reply
 from tests.images_factory import jpeg_bytes
 
 KEY = "sk-batch-apptest-41d2e9"

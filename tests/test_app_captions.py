@@ -1,12 +1,12 @@
 """Describe in the app (ragkit/ui/captions.py on the Library page) through streamlit's AppTest: the real
-app.py, real Milvus Lite, the tiny model, the real google-genai client against tests/fake_gemini.py."""
+app.py, real Milvus Lite, the tiny model, the real google-genai client against devtools/fake_gemini.py."""
 from __future__ import annotations
 
 import pytest
 
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
-from tests.fake_gemini import caption_reply
+from devtools.fake_gemini import caption_reply
 from tests.images_factory import jpeg_bytes
 
 KEY = "app-caption-key-93b1"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ragkit.ingest import Provenance, Upload
+from ragkit.ingest.pipeline import Provenance, Upload
 from ragkit.records import SOURCE_GENERATED
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.images_factory import jpeg_bytes, png_bytes
@@ -151,7 +151,7 @@ def test_an_upload_goes_on_while_another_page_is_shown_and_the_library_reports_i
 
 def test_an_upload_that_fails_part_way_says_what_happened(app_env, monkeypatch):
     from ragkit.errors import StoreError
-    from ragkit.ingest import IngestProgress
+    from ragkit.ingest.pipeline import IngestProgress
     from ragkit.library import Library
 
     def failing_ingest(self, uploads, *, tags=(), on_progress=None):
@@ -388,7 +388,7 @@ def test_a_library_held_by_another_process_is_explained_and_retried(app_env):
 def test_missing_thumbnail_shows_a_hint_not_a_traceback(app_env, seed, settings):
     report = seed([Upload("shot.jpg", jpeg_bytes(101))])
     sha = report.added[0][1].sha256
-    from ragkit.blobs import BlobStore
+    from ragkit.storage.blobs import BlobStore
     BlobStore(settings.data_dir).thumbnail_path(sha).unlink()
     at = run(new_app())
     assert any("thumbnail missing" in c for c in texts(at.caption))

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from ragkit.ingest import Provenance, Upload
+from ragkit.ingest.pipeline import Provenance, Upload
 from ragkit.records import SOURCE_GENERATED
 from ragkit.ui.markdown import WORD_JOINER, md_escape
 from tests.e2e_support import (app_env, hostile_texts, markdown_sources, new_app, run, seed,  # noqa: F401

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from ragkit.ingest import Provenance, Upload
+from ragkit.ingest.pipeline import Provenance, Upload
 from ragkit.records import SOURCE_GENERATED
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.images_factory import jpeg_bytes, png_bytes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.images_factory import jpeg_bytes, png_bytes
 from tests.test_app_library import no_streamlit_warnings, open_buttons, streamlit_warnings  # noqa: F401
@@ -229,8 +229,8 @@ def test_the_library_keeps_the_open_asset_in_the_url(app_env, shapes):
 
 
 def test_search_links_round_trip_any_search_exactly():
-    from ragkit.filters import Filters
-    from ragkit.links import SearchLink, parse_search, search_params
+    from ragkit.storage.filters import Filters
+    from ragkit.search.links import SearchLink, parse_search, search_params
     cases = [SearchLink(),
              SearchLink(words='a "red" cape & SKU-4471 ?k=50 #top', words_too=False, k=12,
                         filters=Filters(tags=("ünïcødé 🦄", 'a"quote'), source="generated", since="2026-01-01",
@@ -265,7 +265,7 @@ def test_duplicates_view_keeps_the_chosen_copy_and_deletes_the_others_after_conf
     at = run(new_app())
     at.segmented_control(key="library.view").set_value("duplicates")
     run(at)
-    from ragkit.duplicates import DEFAULT_THRESHOLD
+    from ragkit.search.duplicates import DEFAULT_THRESHOLD
     assert at.number_input(key="library.dup-threshold").value == DEFAULT_THRESHOLD  # the core's default
     assert any("random weights" in w for w in texts(at.warning))
     at.number_input(key="library.dup-threshold").set_value(0.998)  # random weights crowd pictures together

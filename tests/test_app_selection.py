@@ -7,7 +7,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.rights import DAY_MS, now_ms, rights_change
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.images_factory import jpeg_bytes

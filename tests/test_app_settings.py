@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from ragkit.embedder import make_random_checkpoint
-from ragkit.ingest import Upload
+from ragkit.ingest.embedder import make_random_checkpoint
+from ragkit.ingest.pipeline import Upload
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.images_factory import jpeg_bytes
 

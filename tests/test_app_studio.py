@@ -1,15 +1,15 @@
 """The Studio page through streamlit's AppTest: the real app.py, real Milvus Lite, the tiny model,
-and the real google-genai client talking to the local Gemini-format server (tests/fake_gemini.py)."""
+and the real google-genai client talking to the local Gemini-format server (devtools/fake_gemini.py)."""
 from __future__ import annotations
 
 import pytest
 
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.studio import file_name_for, too_many_references
 from ragkit.ui import state
 from ragkit.ui.tray import TRAY_KEY
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
-from tests.fake_gemini import blocked_reply, error_reply, image_reply, make_png
+from devtools.fake_gemini import blocked_reply, error_reply, image_reply, make_png
 from tests.images_factory import jpeg_bytes
 
 KEY = "sk-test-9f8e7d6c5b4a39281706"
@@ -59,7 +59,7 @@ def test_without_a_key_the_page_explains_and_disables_generate(app_env, refs):
     text = all_text(at)
     assert "Add a Gemini API key" in text and "aistudio.google.com/apikey" in text
     assert any("GEMINI_API_KEY" in c for c in texts(at.code))
-    assert "python -m tests.fake_gemini" in text
+    assert "python -m devtools.fake_gemini" in text
     generate = at.button(key="studio.generate")
     assert generate.disabled and "API key" in generate.help
     # The rest of the page works: presets fill the brief, the tray shows its two references.
@@ -296,7 +296,7 @@ def test_a_generation_in_flight_shows_on_other_pages_and_lands_in_the_studio(wit
     """The Studio's job runs on while its user browses: the sidebar says so, the Studio collects it."""
     import threading
 
-    from ragkit.jobs import Job
+    from ragkit.jobs.thread import Job
     from ragkit.studio import ImageGenerator, load_references
     from ragkit.ui import pending
 

@@ -2,9 +2,9 @@
 import json
 import re
 
-from ragkit import doctor
+from ragkit.lifecycle import doctor
 from ragkit.library import Library
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from tests.bad_inputs import ESCAPE_NAME, HOSTILE_UPLOAD_NAMES, build, cases, files_outside, run_cli_capped
 from tests.images_factory import jpeg_bytes
 

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from ragkit import cli
+from ragkit.cli import main as cli
 from ragkit.config import Settings
 from ragkit.errors import BatchError
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from ragkit.studio import batch, kits
 from ragkit.studio.cost import CostLedger, PriceTable
 from tests.conftest import REPO, run_cli
-from tests.fake_gemini import (FakeGemini, Reply, blocked_reply, error_reply, finish_reply, image_reply, make_png,
+from devtools.fake_gemini import (FakeGemini, Reply, blocked_reply, error_reply, finish_reply, image_reply, make_png,
                                quota_reply, slow_reply, text_reply, usage_metadata)
 from tests.images_factory import jpeg_bytes
 

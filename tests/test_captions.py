@@ -13,13 +13,13 @@ from PIL import Image
 
 from ragkit.config import Settings
 from ragkit.errors import BatchError
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from ragkit.records import ROUTE_KEYWORDS
 from ragkit.studio import describe
 from ragkit.studio.cost import CostLedger
 from tests.conftest import run_cli
-from tests.fake_gemini import (caption_failure_reply, caption_for, caption_reply, quota_reply, slow_reply)
+from devtools.fake_gemini import (caption_failure_reply, caption_for, caption_reply, quota_reply, slow_reply)
 from tests.images_factory import jpeg_bytes
 from tests.test_batch import _popen_cli
 

@@ -63,7 +63,7 @@ def test_errors_are_one_line_with_distinct_codes(tmp_path, ragkit_env):
     injected = run_cli(["search", "x", "--tag", 'x" or 1==1 or "', "--json"], ragkit_env, tmp_path)
     assert injected.returncode == 0 and json.loads(injected.stdout)["hits"] == []
 
-    # A new library (an existing one keeps the model it recorded: ragkit.active_model).
+    # A new library (an existing one keeps the model it recorded: ragkit.lifecycle.active_model).
     no_weights = run_cli(["search", "x"], {**ragkit_env, "RAGKIT_DATA_DIR": str(tmp_path / "new"),
                                            "RAGKIT_CLIP_PRETRAINED": str(tmp_path / "nope.pt")}, tmp_path)
     assert no_weights.returncode == 1 and b"RAGKIT_CLIP_PRETRAINED" in no_weights.stderr

@@ -3,9 +3,9 @@ import json
 import threading
 import time
 
-from ragkit import doctor
+from ragkit.lifecycle import doctor
 from ragkit.config import Settings
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from tests.conftest import run_cli
 from tests.images_factory import jpeg_bytes
@@ -101,8 +101,8 @@ def test_the_same_picture_dropped_in_several_sessions_at_once_is_added_once(any_
 def test_when_the_run_adding_a_picture_fails_the_one_waiting_for_it_adds_it(library, monkeypatch):
     """Run A claims a picture and then fails before storing it; run B, which found it claimed and
     waited, must add it itself rather than report a duplicate that is not there."""
-    import ragkit.ingest as ingest_module
-    from ragkit.ingest import IngestPipeline
+    import ragkit.ingest.pipeline as ingest_module
+    from ragkit.ingest.pipeline import IngestPipeline
 
     shared = jpeg_bytes(9100)
     b_waiting = threading.Event()

@@ -10,7 +10,7 @@ from ragkit.config import Settings
 from ragkit.errors import ConfigError
 from ragkit.studio import ImageGenerator
 from ragkit.studio.cost import CostLedger, PriceTable, format_usd, prices_for
-from tests.fake_gemini import image_reply, usage_metadata
+from devtools.fake_gemini import image_reply, usage_metadata
 
 KEY = "cost-test-key-55aa01"
 FLASH, PRO = "gemini-2.5-flash-image", "gemini-3-pro-image-preview"

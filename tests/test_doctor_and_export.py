@@ -4,10 +4,10 @@ import zipfile
 
 import pytest
 
-from ragkit import doctor
+from ragkit.lifecycle import doctor
 from ragkit.errors import InvalidInputError
-from ragkit.ingest import Provenance
-from ragkit.portable import export_library, import_library
+from ragkit.ingest.pipeline import Provenance
+from ragkit.ingest.portable import export_library, import_library
 from tests.conftest import run_cli
 from tests.images_factory import png_bytes
 

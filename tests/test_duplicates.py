@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from ragkit import cli
-from ragkit.duplicates import find_duplicate_groups, resolve_group, validate_threshold
+from ragkit.cli import main as cli
+from ragkit.search.duplicates import find_duplicate_groups, resolve_group, validate_threshold
 from ragkit.errors import AssetNotFoundError, InvalidInputError
 from ragkit.records import Asset
 from tests.conftest import run_cli
@@ -107,7 +107,7 @@ def test_the_same_groups_on_every_engine(any_library):
 
 def test_a_huge_group_reports_a_lower_bound_not_an_exact_minimum(library, monkeypatch):
     """Above EXACT_MIN_SCORE_UP_TO members the m² pass is skipped; the bound must never overstate."""
-    import ragkit.duplicates as duplicates
+    import ragkit.search.duplicates as duplicates
     store_vectors(library, scene(library.dim))
     exact = 2 * 0.96 ** 2 - 1
     monkeypatch.setattr(duplicates, "EXACT_MIN_SCORE_UP_TO", 2)

@@ -1,7 +1,7 @@
 """A batch promo job in a real browser: start it on the Studio's Batch tab, watch it, leave for the
 Library and come back, review and approve.
 
-`streamlit run app.py` against the local Gemini-format server (tests/fake_gemini.py, in this process,
+`streamlit run app.py` against the local Gemini-format server (devtools/fake_gemini.py, in this process,
 answering each request after a short delay with the product it was sent, on a pastel podium), driven by
 Playwright in headless Chromium. Screenshots: test-artifacts/e2e/batch-*.png; with
 RAGKIT_UPDATE_SCREENSHOTS=1 also docs/screenshots/batch-progress.png and batch-review.png.
@@ -16,13 +16,13 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from ragkit.config import Settings
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from ragkit.studio import kits
 from tests.conftest import free_port
 from tests.e2e_support import (chromium_page, product_jpeg, product_set, require_browser, streamlit_server,
                                wait_for_app_idle)
-from tests.fake_gemini import FakeGemini, image_reply, slow_reply, usage_metadata
+from devtools.fake_gemini import FakeGemini, image_reply, slow_reply, usage_metadata
 from tests.test_e2e_studio import ARTIFACTS, images_loaded, shot
 
 pytestmark = pytest.mark.browser

@@ -242,9 +242,9 @@ def crafted_export(path: Path, trap: str, picture: bytes) -> Path:
 def seed_hostile_library(settings, embedder, trap: str, tmp_path: Path) -> dict[str, str]:
     """Hostile uploads, a generated image with a hostile brief and model, a crafted import.
     Returns the sha256 of the assets the test opens."""
-    from ragkit.ingest import Provenance, Upload
+    from ragkit.ingest.pipeline import Provenance, Upload
     from ragkit.library import Library
-    from ragkit.portable import import_library
+    from ragkit.ingest.portable import import_library
     library = Library.open(settings, embedder=embedder)
     try:
         names = hostile_names(trap)

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from tests.conftest import free_port
 from tests.e2e_support import (chromium_browser, new_session_page, product_set, require_browser,
                                streamlit_server, wait_for_app_idle)

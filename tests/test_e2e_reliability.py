@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from ragkit import doctor
+from ragkit.lifecycle import doctor
 from ragkit.config import Settings
-from ragkit.ingest import DEFAULT_BATCH_SIZE
+from ragkit.ingest.pipeline import DEFAULT_BATCH_SIZE
 from ragkit.library import Library
 from tests.conftest import free_port, run_cli
 from tests.e2e_support import (COLOURS, PRODUCTS, REPO, UPLOAD_REPORT, blob_counts, choose_uploads, chromium_browser,

@@ -1,6 +1,6 @@
 """A slow image API freezes nothing: not the other users' pages, not the user's own other pages.
 
-`streamlit run app.py` against the local Gemini-format server (tests/fake_gemini.py) answering
+`streamlit run app.py` against the local Gemini-format server (devtools/fake_gemini.py) answering
 after SLOW_S seconds, driven in headless Chromium with two browser contexts (two users):
 
 - user A generates, then goes to the Library while the request is out: the page comes at once
@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import free_port, run_cli
 from tests.e2e_support import (REPO, chromium_browser, new_session_page, product_set, require_browser,
                                streamlit_server, wait_for_app_idle)
-from tests.fake_gemini import FakeGemini, image_reply, make_png, slow_reply
+from devtools.fake_gemini import FakeGemini, image_reply, make_png, slow_reply
 
 pytestmark = pytest.mark.browser
 

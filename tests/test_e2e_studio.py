@@ -1,7 +1,7 @@
 """The whole retrieve-then-generate loop in a real browser.
 
 `streamlit run app.py` with a Gemini key and RAGKIT_GEMINI_BASE_URL pointing at the local
-Gemini-format server (tests/fake_gemini.py, in this process so the test can read what the real
+Gemini-format server (devtools/fake_gemini.py, in this process so the test can read what the real
 google-genai client sent), driven by Playwright in headless Chromium: upload product shots in the
 Library, search, pick two references, open the Studio, generate, see the image, download it, save
 it, and find it in the Library with its provenance (brief, model, reference thumbnails).
@@ -25,7 +25,7 @@ from tests.conftest import free_port
 from tests.e2e_support import (REPO, chromium_page, product_set, require_browser, streamlit_server,
                                wait_for_app_idle)
 
-from tests.fake_gemini import FakeGemini, blocked_reply, image_reply, slow_reply
+from devtools.fake_gemini import FakeGemini, blocked_reply, image_reply, slow_reply
 
 pytestmark = pytest.mark.browser
 

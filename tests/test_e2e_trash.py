@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from ragkit.rights import rights_change
 from tests.conftest import free_port

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragkit.embedder import ClipEmbedder
+from ragkit.ingest.embedder import ClipEmbedder
 
 TEXTS = [
     "",                                                   # [sot, eot]: 2 positions
@@ -17,7 +17,7 @@ TEXTS = [
     "shallow depth of field, three-quarter view, high detail",
     " ".join(f"word{i}" for i in range(200)),              # truncated at 77, eot forced last
 ]
-TINY_CONFIG = Path(__file__).resolve().parents[1] / "ragkit" / "model_configs" / "ragkit-tiny.json"
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "ragkit" / "ingest" / "model_configs" / "ragkit-tiny.json"
 
 
 def positions_seen(embedder: ClipEmbedder, texts: list[str], **kwargs) -> tuple[np.ndarray, list[int]]:

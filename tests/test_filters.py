@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ragkit.errors import InvalidInputError
-from ragkit.filters import asset_filter, quote_literal, validate_sha256
+from ragkit.storage.filters import asset_filter, quote_literal, validate_sha256
 from ragkit.records import Asset
 
 HOSTILE = [

@@ -9,10 +9,10 @@ from datetime import date, datetime, timezone
 import numpy as np
 import pytest
 
-from ragkit import lite_reads
+from ragkit.storage import lite_reads
 from ragkit.errors import InvalidInputError
-from ragkit.filters import Filters, orientation_of
-from ragkit.portable import export_library
+from ragkit.storage.filters import Filters, orientation_of
+from ragkit.ingest.portable import export_library
 from ragkit.records import Asset
 
 from tests.conftest import run_cli
@@ -154,7 +154,7 @@ def test_hostile_filter_values_are_refused_with_what_to_type(bad, message):
 def test_cli_filters_search_and_refuse_bad_values(tmp_path, ragkit_env, image_folder, library, capsys):
     """The flags through the real CLI: PNG and portrait pictures only; bad values are usage errors."""
     from PIL import Image
-    from ragkit.cli import _filters, build_parser
+    from ragkit.cli.main import _filters, build_parser
     Image.new("RGB", (120, 200), (200, 30, 30)).save(image_folder / "tall.png")
     Image.new("RGB", (200, 120), (30, 30, 200)).save(image_folder / "wide.png")
     assert library.ingest_paths([image_folder]).ok

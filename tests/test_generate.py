@@ -30,13 +30,12 @@ from ragkit.errors import (
 )
 from ragkit.studio import MODELS, ImageGenerator, ReferenceImage, model_info, prepare_reference
 from tests.conftest import free_port
-from tests.fake_gemini import (  # noqa: F401  (fake_gemini is a fixture)
+from devtools.fake_gemini import (
     API_KEY_PLACEHOLDER,
     FakeGemini,
     Reply,
     blocked_reply,
     error_reply,
-    fake_gemini,
     finish_reply,
     image_reply,
     slow_reply,

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ragkit import cli, doctor
+from ragkit.cli import main as cli
+from ragkit.lifecycle import doctor
 from ragkit.errors import InvalidImageError
-from ragkit.images import MAX_ASPECT_RATIO, decode_image
-from ragkit.ingest import Provenance, Upload, collect_sources, read_image_file
+from ragkit.ingest.images import MAX_ASPECT_RATIO, decode_image
+from ragkit.ingest.pipeline import Provenance, Upload, collect_sources, read_image_file
 from ragkit.library import Library
 from ragkit.studio import prepare_reference
 from ragkit.text import printable

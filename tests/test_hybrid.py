@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from ragkit import hybrid
+from ragkit.search import hybrid
 from ragkit.errors import InvalidInputError
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.records import ROUTE_CLIP, ROUTE_KEYWORDS
 from tests.conftest import run_cli
 from tests.images_factory import jpeg_bytes

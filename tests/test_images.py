@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from ragkit.errors import InvalidImageError
-from ragkit.images import decode_image, make_thumbnail
+from ragkit.ingest.images import decode_image, make_thumbnail
 from tests.images_factory import encode, jpeg_bytes, picture
 
 MAX = 150_000_000

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ragkit import portable
+from ragkit.ingest import portable
 from ragkit.errors import InvalidInputError
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
-from ragkit.portable import import_library
+from ragkit.ingest.portable import import_library
 from tests.conftest import REPO, run_cli
 from tests.e2e_support import all_text, app_env, new_app, run  # noqa: F401 - app_env is a fixture
 from tests.hostile_zips import (BOMB_MEMBER_BYTES, Filler, honest_entry, lie_about_size, manifest,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ragkit.ingest import Upload, safe_display_name
+from ragkit.ingest.pipeline import Upload, safe_display_name
 from tests.e2e_support import clean_env
 from tests.images_factory import jpeg_bytes, png_bytes
 
@@ -101,7 +101,7 @@ def test_uploads_with_hostile_names_never_escape_the_data_dir(library, tmp_path)
 def test_generated_image_keeps_provenance(library, image_folder):
     report = library.ingest_paths([image_folder])
     refs = tuple(a.sha256 for _, a in report.added[:2])
-    from ragkit.ingest import Provenance
+    from ragkit.ingest.pipeline import Provenance
     asset = library.save_generated(png_bytes(99), "image/png",
                                    Provenance("a hero shot on sand", "gemini-2.5-flash-image", refs))
     stored = library.get(asset.sha256)

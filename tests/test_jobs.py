@@ -1,11 +1,11 @@
-"""ragkit.jobs.Job: background work whose progress and outcome a page can poll."""
+"""ragkit.jobs.thread.Job: background work whose progress and outcome a page can poll."""
 import threading
 import time
 
 import pytest
 
 from ragkit.errors import GenerationError
-from ragkit.jobs import Job
+from ragkit.jobs.thread import Job
 
 
 def test_the_work_runs_in_the_background_and_reports_progress():

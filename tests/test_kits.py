@@ -11,7 +11,7 @@ import pytest
 from ragkit import studio
 from ragkit.config import Settings
 from ragkit.errors import InvalidInputError, KitConflictError, KitNotFoundError
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from ragkit.studio import ImageGenerator, kits
 from tests.conftest import run_cli

@@ -6,7 +6,7 @@ import threading
 import numpy as np
 
 from ragkit.records import Asset
-from ragkit.store import AssetStore
+from ragkit.storage.store import AssetStore
 
 TAG_POOL = ["red", "blue", "summer", "hero", "shoe", 'a"quote', 'back\\slash', "ünïcode tag"]
 
@@ -26,7 +26,7 @@ def _assets(library, n: int, seed: int = 0, start: int = 0):
 
 def _from_milvus(store, tags=(), source=None):
     """The same listing computed by Milvus' own filter and sorted here: the reference."""
-    from ragkit.filters import asset_filter
+    from ragkit.storage.filters import asset_filter
     from ragkit.tags import normalise_tags
     rows = AssetStore.scan(store, asset_filter(normalise_tags(tags), source), ["created_at"])
     return [r["sha256"] for r in sorted(rows, key=lambda r: (-int(r["created_at"]), r["sha256"]))]

@@ -1,4 +1,4 @@
-"""Filtered search and full scans on an embedded Milvus Lite library (ragkit.lite_reads).
+"""Filtered search and full scans on an embedded Milvus Lite library (ragkit.storage.lite_reads).
 
 Milvus Lite evaluates tag filters row by row in Python (seconds at 100k assets) and loses
 recall on selective filters; ragkit routes filtered searches around both. These tests hold the
@@ -7,11 +7,11 @@ force over the same rows), hostile tags included, whichever route is taken."""
 import numpy as np
 import pytest
 
-from ragkit import lite_reads
-from ragkit.filters import LIVE
+from ragkit.storage import lite_reads
+from ragkit.storage.filters import LIVE
 from ragkit.library import Library
 from ragkit.records import Asset
-from ragkit.store import AssetStore
+from ragkit.storage.store import AssetStore
 from ragkit.tags import normalise_tags
 
 COMMON, RARE, SLASH, UNICODE = "common", 'a" or 1==1 or "', "back\\slash", "ünïcødé 🦄"
@@ -130,11 +130,11 @@ def test_filtered_search_rechecks_hits_against_tags_changed_behind_the_listing(c
 def test_embedded_scan_reads_every_row_once_without_the_iterator(library, monkeypatch):
     """Milvus Lite re-walks every row for each query_iterator batch (15 s for 100k rows); the scan
     must not use it, and its id ranges must cover every row exactly once, hostile filters included."""
-    import ragkit.store
+    import ragkit.storage.store
     assets, vectors, _ = _clustered_library(library.dim)
     store = library.store
     store.upsert(assets[:500], vectors[:500])
-    monkeypatch.setattr(ragkit.store, "QUERY_WINDOW", 64)  # what made the old scan use the iterator
+    monkeypatch.setattr(ragkit.storage.store, "QUERY_WINDOW", 64)  # what made the old scan use the iterator
     monkeypatch.setattr(lite_reads, "ROWS_PER_QUERY", 37)  # 14 id ranges for 500 rows
     iterators: list[str] = []
     queries: list[str] = []
@@ -148,7 +148,7 @@ def test_embedded_scan_reads_every_row_once_without_the_iterator(library, monkey
     for tags, source in FILTERS:
         expected = {a.sha256 for a in assets[:500]
                     if set(normalise_tags(tags)).issubset(a.tags) and source in (None, a.source)}
-        from ragkit.filters import asset_filter
+        from ragkit.storage.filters import asset_filter
         found = [r["sha256"] for r in store.scan(asset_filter(normalise_tags(tags), source))]
         assert len(found) == len(set(found)) and set(found) == expected, (tags, source)
     assert not iterators

@@ -1,7 +1,7 @@
 """ragkit.messages.user_message: the one way an exception becomes what a person reads."""
 from __future__ import annotations
 
-from ragkit import cli
+from ragkit.cli import main as cli
 from ragkit.config import Settings
 from ragkit.errors import StoreError
 from ragkit.messages import user_message

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 from ragkit.config import Settings
-from ragkit.ingest import Provenance, Upload
+from ragkit.ingest.pipeline import Provenance, Upload
 from ragkit.library import Library
 from ragkit.records import Asset
 from tests.conftest import REPO, run_cli
@@ -143,7 +143,7 @@ def test_migrating_onto_itself_is_refused(ragkit_env, tmp_path, settings):
 
 
 def test_an_embedded_library_past_the_comfortable_size_points_to_migrate(library, image_folder, monkeypatch):
-    from ragkit import milvus_lite
+    from ragkit.storage import milvus_lite
     library.ingest_paths([image_folder])
     assert library.stats().advice == ""  # 8 assets: nothing to say
     monkeypatch.setattr(milvus_lite, "COMFORTABLE_ASSETS", 8)
@@ -152,7 +152,7 @@ def test_an_embedded_library_past_the_comfortable_size_points_to_migrate(library
 
 
 def test_the_sidebar_says_when_to_move_to_a_server(app_env, seed, monkeypatch):
-    from ragkit import milvus_lite
+    from ragkit.storage import milvus_lite
     from tests.e2e_support import new_app, run, texts
     seed([Upload(f"p{i}.jpg", jpeg_bytes(900 + i)) for i in range(3)])
     monkeypatch.setattr(milvus_lite, "COMFORTABLE_ASSETS", 3)

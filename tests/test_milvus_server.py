@@ -14,10 +14,10 @@ import time
 
 import pytest
 
-from ragkit import doctor
+from ragkit.lifecycle import doctor
 from ragkit.config import Settings
 from ragkit.errors import StoreAuthError
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from tests.conftest import REPO, make_env, run_cli
 from tests.e2e_support import all_text, app_env, new_app, shown, texts  # noqa: F401 - app_env is a fixture
@@ -155,7 +155,7 @@ def test_wrong_credentials_raise_the_auth_error_in_the_core(real_milvus, tmp_pat
 
 
 def test_doctor_export_and_import_on_a_server(server, server_env, tmp_path, tiny_embedder, image_folder):
-    from ragkit.portable import export_library, import_library
+    from ragkit.ingest.portable import export_library, import_library
     library = _open(server_env, tmp_path, tiny_embedder)
     try:
         assert len(library.ingest_paths([image_folder], tags=["shoot"]).added) == 8

@@ -1,5 +1,5 @@
-"""Re-indexing with another embedding model while the current one serves (ragkit.reindex), and the
-model the library records for itself (ragkit.active_model). Two tiny random-weight architectures
+"""Re-indexing with another embedding model while the current one serves (ragkit.lifecycle.reindex), and the
+model the library records for itself (ragkit.lifecycle.active_model). Two tiny random-weight architectures
 from checkpoint files: A (ragkit-tiny, 64-d) then B (ragkit-tiny-b, 32-d)."""
 from __future__ import annotations
 
@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from ragkit.config import Settings
-from ragkit.embedder import ClipEmbedder, make_random_checkpoint, model_identity
+from ragkit.ingest.embedder import ClipEmbedder, make_random_checkpoint, model_identity
 from ragkit.errors import ModelUnavailableError, ReindexError, StoreSupersededError
-from ragkit.ingest import Upload, embed_query_image
+from ragkit.ingest.pipeline import Upload, embed_query_image
 from ragkit.library import Library
-from ragkit.migrate import all_ids
-from ragkit.reindex import _Reindex, reindex
+from ragkit.lifecycle.migrate import all_ids
+from ragkit.lifecycle.reindex import _Reindex, reindex
 from tests.conftest import REPO, TINY_MODEL, run_cli
 from tests.images_factory import jpeg_bytes
 
@@ -198,7 +198,7 @@ def test_changes_in_the_switch_window_are_caught_up_without_undoing_newer_ones(l
         self.target.update_tags(assets[3].sha256, add=["new-side"])       # a process on the new model
 
     monkeypatch.setattr(_Reindex, "switch", switch_with_writers_around)
-    monkeypatch.setattr("ragkit.reindex.RECORD_EVERY_S", 0)  # progress into the record at every step
+    monkeypatch.setattr("ragkit.lifecycle.reindex.RECORD_EVERY_S", 0)  # progress into the record at every step
     report = reindex(library, MODEL_B, str(checkpoint_b), embedder=embedder_b, settle_seconds=0.1)
     after = _reopen(library)
     try:

@@ -8,9 +8,9 @@ from datetime import date, datetime, timezone
 import pytest
 
 from ragkit.errors import InvalidInputError, UpgradeNeededError
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from ragkit.rights import (DAY_MS, blocked_as_reference, describe, expiry_of, now_ms, rights_change, usable)
-from ragkit.schema import MAX_LICENCE_BYTES
+from ragkit.storage.schema import MAX_LICENCE_BYTES
 from ragkit.studio.references import suggest_references
 from tests.conftest import run_cli
 from tests.images_factory import jpeg_bytes

@@ -11,8 +11,8 @@ from ragkit.config import Settings
 from ragkit.errors import ModelMismatchError, StoreLockedError
 from ragkit.library import Library
 from ragkit.records import Asset
-from ragkit.connection import connect
-from ragkit.store import AssetStore
+from ragkit.storage.connection import connect
+from ragkit.storage.store import AssetStore
 
 
 def _random_assets(n: int, dim: int, seed: int = 0):
@@ -88,7 +88,7 @@ def test_model_mismatch_is_caught(library):
 def test_second_process_on_the_same_lite_file_gets_a_clear_message(library, ragkit_env, tmp_path):
     library.store.count()
     script = textwrap.dedent(f"""
-        from ragkit.connection import connect
+        from ragkit.storage.connection import connect
         from ragkit.errors import StoreLockedError
         try:
             connect({library.settings.milvus_uri!r})

@@ -7,9 +7,9 @@ from PIL import Image
 
 from ragkit import studio
 from ragkit.studio import ImageGenerator
-from ragkit.ingest import Upload
+from ragkit.ingest.pipeline import Upload
 from tests.conftest import run_cli
-from tests.fake_gemini import blocked_reply, error_reply
+from devtools.fake_gemini import blocked_reply, error_reply
 from tests.images_factory import jpeg_bytes
 
 KEY = "test-key-ab12cd34ef56"

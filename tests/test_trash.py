@@ -10,13 +10,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from ragkit import doctor
+from ragkit.lifecycle import doctor
 from ragkit.errors import InvalidInputError, UpgradeNeededError
-from ragkit.ingest import Provenance, Upload
+from ragkit.ingest.pipeline import Provenance, Upload
 from ragkit.library import Library
-from ragkit.portable import export_library
+from ragkit.ingest.portable import export_library
 from ragkit.rights import DAY_MS, now_ms
-from ragkit.store import UPDATE_BATCH
+from ragkit.storage.store import UPDATE_BATCH
 from ragkit.studio.references import suggest_references
 from tests.images_factory import jpeg_bytes, png_bytes
 

@@ -112,8 +112,8 @@ import os
 import time
 from pathlib import Path
 
-from ragkit.blobs import BlobStore
-from ragkit.store import AssetStore
+from ragkit.storage.blobs import BlobStore
+from ragkit.storage.store import AssetStore
 
 _log = Path(os.environ["RAGKIT_TEST_STEP_LOG"])
 _delete, _upsert = BlobStore.delete, AssetStore._upsert_locked

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from ragkit.config import Settings
-from ragkit.connection import connect, disconnect
-from ragkit.embedder import collection_name_for, model_identity
+from ragkit.storage.connection import connect, disconnect
+from ragkit.ingest.embedder import collection_name_for, model_identity
 from ragkit.errors import StoreSupersededError
 from ragkit.library import Library
 from ragkit.records import Asset
-from ragkit.store import AssetStore
+from ragkit.storage.store import AssetStore
 from tests.conftest import REPO, TINY_MODEL, run_cli
 
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from .briefs import PRESET_BRIEFS, PresetBrief
-from .cost import prices_for, record_generation
-from .generation import DEFAULT_ENDPOINT, GeneratedImage, Generation, ImageGenerator, ReferenceImage
-from .models import (ASPECT_LABELS, DEFAULT_MODEL, MODELS, ModelInfo, default_model, model_info, model_options,
+from ragkit.studio.briefs import PRESET_BRIEFS, PresetBrief
+from ragkit.studio.cost import prices_for, record_generation
+from ragkit.studio.generation import DEFAULT_ENDPOINT, GeneratedImage, Generation, ImageGenerator, ReferenceImage
+from ragkit.studio.models import (ASPECT_LABELS, DEFAULT_MODEL, MODELS, ModelInfo, default_model, model_info, model_options,
                      models_help, too_many_references)
-from .kits import Kit, check_usable, references_with_kit
-from .references import load_references, prepare_reference, suggest_references
-from .results import file_name_for, recent_generated, save_generated_image
+from ragkit.studio.kits import Kit, check_usable, references_with_kit
+from ragkit.studio.references import load_references, prepare_reference, suggest_references
+from ragkit.studio.results import file_name_for, recent_generated, save_generated_image
 
 __all__ = [
     "ASPECT_LABELS", "DEFAULT_ENDPOINT", "DEFAULT_MODEL", "MODELS", "PRESET_BRIEFS", "GeneratedImage",

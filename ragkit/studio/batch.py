@@ -36,20 +36,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ..blobs import write_atomic
-from ..errors import (AssetNotFoundError, BatchError, GenerationError, InvalidApiKeyError, InvalidImageError,
+from ragkit.storage.blobs import write_atomic
+from ragkit.errors import (AssetNotFoundError, BatchError, GenerationError, InvalidApiKeyError, InvalidImageError,
                       MissingApiKeyError)
-from ..filters import validate_sha256
-from ..images import EXTENSION_BY_MIME
-from ..ingest import Provenance
-from ..messages import user_message
-from ..records import Asset
-from .cost import PriceTable, prices_for, record_generation, sum_costs
-from .generation import ImageGenerator, ReferenceImage
-from .kits import Kit, check_usable, references_with_kit
-from .models import default_model, model_info, too_many_references
-from .references import load_references
-from .usability import not_usable_reason
+from ragkit.storage.filters import validate_sha256
+from ragkit.ingest.images import EXTENSION_BY_MIME
+from ragkit.ingest.pipeline import Provenance
+from ragkit.messages import user_message
+from ragkit.records import Asset
+from ragkit.studio.cost import PriceTable, prices_for, record_generation, sum_costs
+from ragkit.studio.generation import ImageGenerator, ReferenceImage
+from ragkit.studio.kits import Kit, check_usable, references_with_kit
+from ragkit.studio.models import default_model, model_info, too_many_references
+from ragkit.studio.references import load_references
+from ragkit.studio.usability import not_usable_reason
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from typing import Any, Callable
 
 from google.genai import types
 
-from ..config import DEFAULT_CAPTION_MODEL
-from ..errors import GenerationError
-from ..tags import normalise_tags
-from .generation import _SAFETY_FINISH, ImageGenerator, ReferenceImage, _enum_name, _usage
-from .models import ModelInfo, bare_id
+from ragkit.config import DEFAULT_CAPTION_MODEL
+from ragkit.errors import GenerationError
+from ragkit.tags import normalise_tags
+from ragkit.studio.generation import _SAFETY_FINISH, ImageGenerator, ReferenceImage, _enum_name, _usage
+from ragkit.studio.models import ModelInfo, bare_id
 
 MAX_SUGGESTED_TAGS = 8
 MAX_CAPTION_CHARS = 300      # one sentence; longer is not a caption

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import ConfigError
-from .models import bare_id
+from ragkit.errors import ConfigError
+from ragkit.studio.models import bare_id
 
 log = logging.getLogger(__name__)
 PRICES_READ_ON = "2026-12-02"

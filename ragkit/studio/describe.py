@@ -35,18 +35,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import (AssetNotFoundError, BatchError, GenerationError, InvalidApiKeyError, InvalidImageError,
+from ragkit.errors import (AssetNotFoundError, BatchError, GenerationError, InvalidApiKeyError, InvalidImageError,
                       MissingApiKeyError)
-from ..filters import LIVE, validate_sha256
-from ..messages import user_message
-from ..records import Asset
-from ..tags import normalise_tags
-from .batch import (BACKOFF_S, BATCH_RETRIES, DONE, FAILED, MAX_CONCURRENCY, PENDING, Backoff, BatchRun, JobStore,
+from ragkit.storage.filters import LIVE, validate_sha256
+from ragkit.messages import user_message
+from ragkit.records import Asset
+from ragkit.tags import normalise_tags
+from ragkit.studio.batch import (BACKOFF_S, BATCH_RETRIES, DONE, FAILED, MAX_CONCURRENCY, PENDING, Backoff, BatchRun, JobStore,
                     status_counts)
-from .captions import CAPTION_MAX_SIDE, CaptionProblem, Captioner, Description
-from .cost import PriceTable, prices_for, record_generation, sum_costs
-from .models import bare_id
-from .references import prepare_reference
+from ragkit.studio.captions import CAPTION_MAX_SIDE, CaptionProblem, Captioner, Description
+from ragkit.studio.cost import PriceTable, prices_for, record_generation, sum_costs
+from ragkit.studio.models import bare_id
+from ragkit.studio.references import prepare_reference
 
 CAPTIONS_DIR = "captions"
 FORMAT = 1

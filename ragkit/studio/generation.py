@@ -28,8 +28,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from ..config import mask_secrets, redact_uri
-from ..errors import (
+from ragkit.config import mask_secrets, redact_uri
+from ragkit.errors import (
     GenerationError,
     GenerationServerError,
     GenerationTimeoutError,
@@ -41,7 +41,7 @@ from ..errors import (
     SafetyStopError,
     TooManyReferencesError,
 )
-from .models import DEFAULT_MODEL, MODELS, ModelInfo, model_info, too_many_references
+from ragkit.studio.models import DEFAULT_MODEL, MODELS, ModelInfo, model_info, too_many_references
 
 log = logging.getLogger(__name__)
 

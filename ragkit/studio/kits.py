@@ -31,11 +31,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from ..blobs import write_atomic
-from ..errors import InvalidInputError, KitConflictError, KitNotFoundError
-from ..filters import validate_sha256
-from .models import ASPECT_RATIOS
-from .usability import not_usable_reason
+from ragkit.storage.blobs import write_atomic
+from ragkit.errors import InvalidInputError, KitConflictError, KitNotFoundError
+from ragkit.storage.filters import validate_sha256
+from ragkit.studio.models import ASPECT_RATIOS
+from ragkit.studio.usability import not_usable_reason
 
 log = logging.getLogger(__name__)
 

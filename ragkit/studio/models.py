@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import DEFAULT_GEMINI_MODEL
+from ragkit.config import DEFAULT_GEMINI_MODEL
 
 DEFAULT_MODEL = DEFAULT_GEMINI_MODEL
 ASPECT_RATIOS: tuple[str, ...] = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")

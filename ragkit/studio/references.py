@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from ..errors import AssetNotFoundError, InvalidImageError
-from ..images import fit_for_model
-from ..records import SearchHit
-from ..rights import now_ms
-from .generation import ReferenceImage
+from ragkit.errors import AssetNotFoundError, InvalidImageError
+from ragkit.ingest.images import fit_for_model
+from ragkit.records import SearchHit
+from ragkit.rights import now_ms
+from ragkit.studio.generation import ReferenceImage
 
 REFERENCE_MAX_SIDE = 1536
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from ..images import EXTENSION_BY_MIME
-from ..ingest import Provenance
-from ..records import Asset
-from .generation import GeneratedImage, Generation
+from ragkit.ingest.images import EXTENSION_BY_MIME
+from ragkit.ingest.pipeline import Provenance
+from ragkit.records import Asset
+from ragkit.studio.generation import GeneratedImage, Generation
 
 
 def save_generated_image(library, generation: Generation, image: GeneratedImage,

@@ -5,8 +5,8 @@ suggestions); this names the asset, for messages that list several.
 """
 from __future__ import annotations
 
-from ..records import Asset
-from ..rights import blocked_as_reference, now_ms as current_ms
+from ragkit.records import Asset
+from ragkit.rights import blocked_as_reference, now_ms as current_ms
 
 
 def not_usable_reason(asset: Asset, now_ms: int | None = None) -> str | None:

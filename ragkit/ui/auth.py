@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..config import Settings
-from .markdown import md_escape
+from ragkit.config import Settings
+from ragkit.ui.markdown import md_escape
 
 
 def _auth_configured() -> bool:

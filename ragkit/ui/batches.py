@@ -1,6 +1,6 @@
 """Batch jobs seen from the app: started or resumed on the Studio's Batch tab, run in the background.
 
-A batch runs in a `ragkit.jobs.Job` (its own thread, the job's requests on a pool under it), so it
+A batch runs in a `ragkit.jobs.thread.Job` (its own thread, the job's requests on a pool under it), so it
 goes on while the person works on other pages, and a page switch or a closed tab never stops it.
 What it has done is on disk (ragkit.studio.batch), so the Batch tab reads progress from there: the
 same view for a job this session runs, one another session or process runs, and one a restart
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..jobs import Job
-from ..library import Library
-from ..studio import batch
-from ..studio.cost import format_usd
-from . import state
-from .markdown import md_escape
+from ragkit.jobs.thread import Job
+from ragkit.library import Library
+from ragkit.studio import batch
+from ragkit.studio.cost import format_usd
+from ragkit.ui import state
+from ragkit.ui.markdown import md_escape
 
 K_STARTED = "batch.started"      # job id -> Job, the runs this session started (or resumed)
 NOTE_REFRESH_S = 1.0

@@ -1,7 +1,7 @@
 """Describe from the app: captions and suggested tags for one image (its details) or every image
 without a caption (the Library), as a background job.
 
-The job is a `ragkit.jobs.Job` running `ragkit.studio.describe.describe` in its own thread, kept per
+The job is a `ragkit.jobs.thread.Job` running `ragkit.studio.describe.describe` in its own thread, kept per
 library for the whole process (not per session): an upload's "describe them" starts one from the
 upload's own thread, where there is no session. One runs at a time per library; the Library page
 shows its progress (polling, so the page can be left) and its outcome.
@@ -15,17 +15,17 @@ from typing import Callable, Sequence
 
 import streamlit as st
 
-from ..errors import BatchError, MissingApiKeyError
-from ..jobs import Job
-from ..library import Library
-from ..records import Asset, IngestReport
-from ..studio import describe
-from ..studio.batch import BatchRun
-from ..studio.captions import Captioner
-from ..studio.cost import format_usd
-from . import state
-from .errors import guard, show_error
-from .markdown import md_escape
+from ragkit.errors import BatchError, MissingApiKeyError
+from ragkit.jobs.thread import Job
+from ragkit.library import Library
+from ragkit.records import Asset, IngestReport
+from ragkit.studio import describe
+from ragkit.studio.batch import BatchRun
+from ragkit.studio.captions import Captioner
+from ragkit.studio.cost import format_usd
+from ragkit.ui import state
+from ragkit.ui.errors import guard, show_error
+from ragkit.ui.markdown import md_escape
 
 log = logging.getLogger("ragkit.ui")
 POLL_S = 1.0

@@ -1,15 +1,15 @@
-"""The Library's Duplicates view: groups of near-duplicate pictures (ragkit.duplicates) as rows of
+"""The Library's Duplicates view: groups of near-duplicate pictures (ragkit.search.duplicates) as rows of
 thumbnails; keep one of a group and delete the others, after a confirmation."""
 from __future__ import annotations
 
 import streamlit as st
 
-from ..duplicates import DEFAULT_THRESHOLD, DuplicateGroup, find_duplicate_groups, resolve_group
-from ..library import Library
-from . import state, tray
-from .errors import guard
-from .grid import human_size, short_name, thumbnail_bytes
-from .markdown import md_escape
+from ragkit.search.duplicates import DEFAULT_THRESHOLD, DuplicateGroup, find_duplicate_groups, resolve_group
+from ragkit.library import Library
+from ragkit.ui import state, tray
+from ragkit.ui.errors import guard
+from ragkit.ui.grid import human_size, short_name, thumbnail_bytes
+from ragkit.ui.markdown import md_escape
 
 K_THRESHOLD = "library.dup-threshold"
 K_FOUND = "library.dup-found"      # (threshold, library revision, groups) of the last look

@@ -7,10 +7,10 @@ from typing import Iterator
 
 import streamlit as st
 
-from ..config import Settings
-from ..errors import RagkitError
-from ..messages import user_message
-from .markdown import md_escape
+from ragkit.config import Settings
+from ragkit.errors import RagkitError
+from ragkit.messages import user_message
+from ragkit.ui.markdown import md_escape
 
 log = logging.getLogger("ragkit.ui")
 

@@ -1,13 +1,13 @@
 """The filters the Search page and the Library grid share beyond tags and source: the days an image
-was added, its file type, orientation and size (ragkit.filters.Filters checks every value)."""
+was added, its file type, orientation and size (ragkit.storage.filters.Filters checks every value)."""
 from __future__ import annotations
 
 from datetime import date
 
 import streamlit as st
 
-from ..errors import InvalidInputError
-from ..filters import FILE_TYPES, MAX_SIDE, Filters
+from ragkit.errors import InvalidInputError
+from ragkit.storage.filters import FILE_TYPES, MAX_SIDE, Filters
 
 ANY = "Any"
 ORIENTATION_LABELS = {ANY: None, "Landscape": "landscape", "Portrait": "portrait", "Square": "square"}

@@ -7,11 +7,11 @@ from typing import Callable, Iterable, TypeVar
 
 import streamlit as st
 
-from ..errors import RagkitError
-from ..images import decode_image, make_thumbnail
-from ..library import Library
-from ..records import Asset
-from .markdown import md_escape
+from ragkit.errors import RagkitError
+from ragkit.ingest.images import decode_image, make_thumbnail
+from ragkit.library import Library
+from ragkit.records import Asset
+from ragkit.ui.markdown import md_escape
 
 T = TypeVar("T")
 
@@ -70,7 +70,7 @@ def _small_preview(data: bytes, max_pixels: int, side: int) -> bytes:
 
 def example_preview(library: Library, data: bytes, side: int = 320) -> bytes:
     """A small JPEG of a query image; InvalidImageError (with the reason) if it isn't usable."""
-    from ..errors import InvalidImageError
+    from ragkit.errors import InvalidImageError
     try:
         return _small_preview(data, library.settings.max_image_pixels, side)
     except InvalidImageError as exc:
@@ -87,7 +87,7 @@ def show_thumbnail(library: Library, asset: Asset, *, width="stretch") -> None:
 
 def rights_badges(asset: Asset, now: int) -> None:
     """Badges on a tile: expired usage rights, "not as a reference" (nothing for an asset without limits)."""
-    from ..records import last_usable_day
+    from ragkit.records import last_usable_day
     badges = []
     if asset.expired(now):
         day = last_usable_day(asset.usable_until)

@@ -3,7 +3,7 @@
 A page reads its link once, when the URL is one this session did not write (a link pasted into a
 new tab, a bookmark, the browser's back button), puts the values into the widgets' session state
 before the widgets are drawn, and writes its state back at the end of each run. Values are checked
-by ragkit.links (the CLI's rules); a bad one is a warning, never a crash. An empty URL (a page
+by ragkit.search.links (the CLI's rules); a bad one is a warning, never a crash. An empty URL (a page
 switch clears it) leaves the session's own search as it was.
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from ..library import Library
-from ..links import SearchLink, parse_asset, parse_search, search_params
-from . import filter_controls, search_extras, state
-from .markdown import md_escape
+from ragkit.library import Library
+from ragkit.search.links import SearchLink, parse_asset, parse_search, search_params
+from ragkit.ui import filter_controls, search_extras, state
+from ragkit.ui.markdown import md_escape
 
 K_SEARCH_SEEN = "links.search.seen"    # the search URL this session last read or wrote
 K_LIBRARY_SEEN = "links.library.seen"  # the same for the Library's open asset

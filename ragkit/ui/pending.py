@@ -1,6 +1,6 @@
 """The session's generation in flight: started on the Studio page, visible from every page.
 
-The Studio starts a `ragkit.jobs.Job` and keeps it here (one per session); the page waits on it
+The Studio starts a `ragkit.jobs.thread.Job` and keeps it here (one per session); the page waits on it
 while it is shown, and the sidebar of the other pages says that it is still running or ready.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from ..studio import Generation
-from ..jobs import Job
-from .markdown import md_escape
+from ragkit.studio import Generation
+from ragkit.jobs.thread import Job
+from ragkit.ui.markdown import md_escape
 
 K_PENDING = "studio.pending"
 

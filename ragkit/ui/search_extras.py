@@ -1,12 +1,12 @@
-"""The Search page beyond one vector: "Words too" (CLIP and full-text search fused, ragkit.hybrid),
+"""The Search page beyond one vector: "Words too" (CLIP and full-text search fused, ragkit.search.hybrid),
 the badge that says which route found a hit, and the composed query ("like this, but red")."""
 from __future__ import annotations
 
 import streamlit as st
 
-from ..library import Library
-from ..records import ROUTE_CLIP, ROUTE_KEYWORDS, SearchHit
-from .markdown import md_escape
+from ragkit.library import Library
+from ragkit.records import ROUTE_CLIP, ROUTE_KEYWORDS, SearchHit
+from ragkit.ui.markdown import md_escape
 
 K_WORDS_TOO = "search.words-too"
 K_WITH = "search.with"            # composed: the words that move the example

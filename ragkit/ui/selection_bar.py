@@ -8,13 +8,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..library import Library
-from ..portable import export_library
-from ..rights import blocked_as_reference, now_ms, rights_change
-from ..tags import normalise_tags
-from . import selection, state, tray
-from .errors import guard
-from .markdown import md_escape
+from ragkit.library import Library
+from ragkit.ingest.portable import export_library
+from ragkit.rights import blocked_as_reference, now_ms, rights_change
+from ragkit.tags import normalise_tags
+from ragkit.ui import selection, state, tray
+from ragkit.ui.errors import guard
+from ragkit.ui.markdown import md_escape
 
 REFERENCE_CHOICES = {"keep": "Keep as it is", "allow": "Allowed", "forbid": "Not as a reference"}
 

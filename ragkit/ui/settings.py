@@ -1,8 +1,8 @@
 """The sidebar's Settings: the library's embedding model, and re-indexing it with another one.
 
-A reindex embeds every image again (minutes to hours), so it runs as a `ragkit.jobs.Job` of this
+A reindex embeds every image again (minutes to hours), so it runs as a `ragkit.jobs.thread.Job` of this
 process, one per library whichever session started it, while every page keeps searching with the
-current model. Its progress is also in the library's record (ragkit.active_model), so a reindex run
+current model. Its progress is also in the library's record (ragkit.lifecycle.active_model), so a reindex run
 from the command line against a shared server shows here as well. Once it has switched the library,
 the next page view opens the library on the new model (state.library_key names the recorded model).
 """
@@ -12,13 +12,13 @@ import threading
 
 import streamlit as st
 
-from .. import active_model as model_record
-from ..jobs import Job
-from ..library import Library
-from ..reindex import ReindexReport, drop_old_collections, reindex
-from . import state
-from .errors import show_error
-from .markdown import md_escape
+from ragkit.lifecycle import active_model as model_record
+from ragkit.jobs.thread import Job
+from ragkit.library import Library
+from ragkit.lifecycle.reindex import ReindexReport, drop_old_collections, reindex
+from ragkit.ui import state
+from ragkit.ui.errors import show_error
+from ragkit.ui.markdown import md_escape
 
 REFRESH_S = 1.0
 K_OLD_INDEXES = "settings.old-indexes"  # (library state, the other models' collections) last asked

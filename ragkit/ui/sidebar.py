@@ -5,11 +5,11 @@ import os
 
 import streamlit as st
 
-from ..library import Library
-from ..records import SOURCE_GENERATED
-from . import batches, pending, settings, state, tray, uploads
-from .errors import guard
-from .markdown import md_escape
+from ragkit.library import Library
+from ragkit.records import SOURCE_GENERATED
+from ragkit.ui import batches, pending, settings, state, tray, uploads
+from ragkit.ui.errors import guard
+from ragkit.ui.markdown import md_escape
 
 RANDOM_WEIGHTS_MESSAGE = (
     "**Demo model with random weights.** Search results and similarity scores mean nothing. "

@@ -15,14 +15,14 @@ from collections import defaultdict
 
 import streamlit as st
 
-from ..active_model import read_record
-from ..config import Settings
-from ..embedder import model_identity
-from ..errors import RagkitError
-from ..library import Library
-from ..connection import quiet_milvus_logging
-from ..studio import ImageGenerator
-from .errors import show_error
+from ragkit.lifecycle.active_model import read_record
+from ragkit.config import Settings
+from ragkit.ingest.embedder import model_identity
+from ragkit.errors import RagkitError
+from ragkit.library import Library
+from ragkit.storage.connection import quiet_milvus_logging
+from ragkit.studio import ImageGenerator
+from ragkit.ui.errors import show_error
 
 log = logging.getLogger("ragkit.ui")
 

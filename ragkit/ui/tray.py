@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..config import Settings
-from ..library import Library
-from ..rights import now_ms
-from ..studio.models import default_model, model_info
-from . import state
-from .grid import inject_css, rights_badges, short_name, thumbnail_bytes
-from .markdown import md_escape
+from ragkit.config import Settings
+from ragkit.library import Library
+from ragkit.rights import now_ms
+from ragkit.studio.models import default_model, model_info
+from ragkit.ui import state
+from ragkit.ui.grid import inject_css, rights_badges, short_name, thumbnail_bytes
+from ragkit.ui.markdown import md_escape
 
 TRAY_KEY = "ragkit.tray"
 ASK_KEY = "ragkit.tray.ask"  # {sha256: why it should not be a reference}, waiting for "Add anyway"

@@ -2,7 +2,7 @@
 
 Run inside the Library page's script, an ingest stopped at the page's next Streamlit call when the
 user went to another page, and part of the upload was lost without a word. So Add starts a
-`ragkit.jobs.Job` (as the Studio does for a generation, see ui/pending.py) that holds the
+`ragkit.jobs.thread.Job` (as the Studio does for a generation, see ui/pending.py) that holds the
 uploaded bytes and ingests them in its own thread; the session keeps the job. The Library page
 shows its progress while it is displayed and its report once it is done; the sidebar of the
 other pages says how far it got.
@@ -14,13 +14,13 @@ from typing import Callable, Iterable
 
 import streamlit as st
 
-from ..ingest import IngestProgress, Upload
-from ..jobs import Job
-from ..library import Library
-from ..records import IngestReport
-from . import state
-from .grid import short_name
-from .markdown import md_escape
+from ragkit.ingest.pipeline import IngestProgress, Upload
+from ragkit.jobs.thread import Job
+from ragkit.library import Library
+from ragkit.records import IngestReport
+from ragkit.ui import state
+from ragkit.ui.grid import short_name
+from ragkit.ui.markdown import md_escape
 
 K_UPLOAD = "library.upload-job"
 NOTE_REFRESH_S = 1.0  # how often the sidebar note on other pages counts on

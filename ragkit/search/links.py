@@ -1,7 +1,7 @@
 """Links that reproduce a search or open an asset: what goes in the URL's query, and back.
 
 A link is untrusted input (anyone can type a URL), so every value is checked like the CLI's
-flags, with the same parsers (ragkit.filters): a bad one is left out with a warning that says
+flags, with the same parsers (ragkit.storage.filters): a bad one is left out with a warning that says
 what was wrong, and the rest of the link still works. Nothing here knows Streamlit; the pages'
 side is ragkit.ui.links.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from .errors import InvalidInputError
-from .filters import Filters, file_type, parse_day, parse_min_side, parse_orientation, validate_sha256
-from .records import SOURCES
-from .text import printable
+from ragkit.errors import InvalidInputError
+from ragkit.storage.filters import Filters, file_type, parse_day, parse_min_side, parse_orientation, validate_sha256
+from ragkit.records import SOURCES
+from ragkit.text import printable
 
 Params = Mapping[str, Sequence[str]]  # a query parameter's values (a key may repeat: ?tag=a&tag=b)
 MODES = ("words", "image", "similar")

@@ -24,7 +24,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .errors import InvalidImageError
+from ragkit.errors import InvalidImageError
 
 # Pillow refuses truncated files by default; keep it that way (a half-written JPEG
 # must be rejected with a reason, not silently stored with a grey bottom half).

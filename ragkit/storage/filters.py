@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable, Iterable, Protocol
 
-from .errors import InvalidInputError
-from .records import EARLIEST_CREATED_AT, LATEST_CREATED_AT, SOURCES
-from .tags import normalise_tags
+from ragkit.errors import InvalidInputError
+from ragkit.records import EARLIEST_CREATED_AT, LATEST_CREATED_AT, SOURCES
+from ragkit.tags import normalise_tags
 
 MAX_LITERAL_CHARS = 512
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -50,7 +50,7 @@ def asset_filter(tags: Iterable[str] = (), source: str | None = None, live: bool
 
 
 class Describable(Protocol):
-    """What Filters.matches reads: a catalog entry (ragkit.catalog.Entry) or anything with these fields."""
+    """What Filters.matches reads: a catalog entry (ragkit.storage.listing.Entry) or anything with these fields."""
     created_at: int
     source: str
     tags: tuple[str, ...]
@@ -60,7 +60,7 @@ class Describable(Protocol):
 
 
 # File types people ask for, by name (`--type png`), and the MIME type ingest stores for each
-# (ragkit.images.MIME_BY_FORMAT; MPO is stored as JPEG). Other names for the same type are aliases.
+# (ragkit.ingest.images.MIME_BY_FORMAT; MPO is stored as JPEG). Other names for the same type are aliases.
 FILE_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "gif": "image/gif",
               "bmp": "image/bmp", "tiff": "image/tiff", "avif": "image/avif", "heif": "image/heif",
               "ico": "image/x-icon", "ppm": "image/x-portable-pixmap"}
@@ -120,7 +120,7 @@ class Filters:
 
     @property
     def only_source(self) -> bool:
-        """Only a source: an expression Milvus Lite evaluates fast (ragkit.lite_reads)."""
+        """Only a source: an expression Milvus Lite evaluates fast (ragkit.storage.lite_reads)."""
         return self.source is not None and self == Filters(source=self.source)
 
     def expression(self, live: bool = False) -> str:

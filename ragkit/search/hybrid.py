@@ -3,7 +3,7 @@
 A creative team types "SKU-4471", "IMG_2231", "hero" or a brief's words as often as a description,
 and CLIP cannot read those. So a text query runs two searches in Milvus: the CLIP vector of the text
 (what the picture shows), and full-text BM25 over each asset's name, tags, brief and caption
-(ragkit.schema.keyword_text). They are fused by reciprocal rank (RRF, k=60) here rather than by
+(ragkit.storage.schema.keyword_text). They are fused by reciprocal rank (RRF, k=60) here rather than by
 Milvus' hybrid_search, for three reasons:
 
 - a hit must say which route found it (hybrid_search returns only the fused list);
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .records import ROUTE_CLIP, ROUTE_KEYWORDS, SearchHit
-from .schema import keyword_tokens, row_asset
+from ragkit.records import ROUTE_CLIP, ROUTE_KEYWORDS, SearchHit
+from ragkit.storage.schema import keyword_tokens, row_asset
 
 RRF_K = 60
 
@@ -73,7 +73,7 @@ def composed_vector(picture: np.ndarray, words: np.ndarray | None, text_weight: 
     """"Like this, but red": normalise((1 - w)·picture + w·words - 0.5·not). All inputs are unit CLIP
     vectors; w = 0 is the picture alone, 1 the words alone (w only matters with words)."""
     if not 0.0 <= text_weight <= 1.0:
-        from .errors import InvalidInputError
+        from ragkit.errors import InvalidInputError
         raise InvalidInputError(f"the text weight is {text_weight}; give a number from 0 (the picture only) "
                                 "to 1 (the words only)")
     query = np.asarray(picture, dtype=np.float32).copy()
@@ -83,6 +83,6 @@ def composed_vector(picture: np.ndarray, words: np.ndarray | None, text_weight: 
         query = query - NOT_WEIGHT * np.asarray(not_words, dtype=np.float32)
     norm = float(np.linalg.norm(query))
     if norm < 1e-6:  # e.g. the words exactly cancel the picture: nothing left to search for
-        from .errors import InvalidInputError
+        from ragkit.errors import InvalidInputError
         raise InvalidInputError("the words and the picture cancel each other out; change the text weight")
     return (query / norm).astype(np.float32)

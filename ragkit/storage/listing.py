@@ -12,14 +12,14 @@ import threading
 import time
 from typing import Callable, Iterable, NamedTuple
 
-from .filters import Filters
+from ragkit.storage.filters import Filters
 
 EVERYTHING = Filters()
 FIELDS = ("created_at", "source", "tags", "mime", "width", "height")  # + trashed_at from schema 2 on
 
 
 class Entry(NamedTuple):
-    """What the catalog keeps of a row: enough for every filter (ragkit.filters.Filters.matches)."""
+    """What the catalog keeps of a row: enough for every filter (ragkit.storage.filters.Filters.matches)."""
     created_at: int
     source: str
     tags: tuple[str, ...]

@@ -1,7 +1,7 @@
 """Opening and closing a Milvus client, with the failures turned into messages that name the fix.
 
 One URI, two engines: a path ending in ``.db`` is a Milvus Lite file run in this process
-(ragkit.milvus_lite), anything with a scheme (``http://host:19530``) is a Milvus server or
+(ragkit.storage.milvus_lite), anything with a scheme (``http://host:19530``) is a Milvus server or
 cluster, or Zilliz Cloud. ragkit.config.is_embedded_uri decides which.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import os
 
-from . import milvus_lite
-from .config import is_embedded_uri, redact_uri
-from .errors import StoreAuthError, StoreError
+from ragkit.storage import milvus_lite
+from ragkit.config import is_embedded_uri, redact_uri
+from ragkit.errors import StoreAuthError, StoreError
 
 # gRPC's C core prints keepalive chatter ("GOAWAY ... too_many_pings") straight to stderr,
 # past Python logging; this must be set before grpc is first imported.

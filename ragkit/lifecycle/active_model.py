@@ -14,7 +14,7 @@ can be read without a database round trip and before the model is known (opening
 the model to name its collection); and one atomic rename switches the model, where properties would
 be spread over one collection per model (the "active" one found by comparing marks on each, changed
 by two writes that are not atomic together). The collections still carry what belongs to them
-(model, schema, complete, superseded: ragkit.schema).
+(model, schema, complete, superseded: ragkit.storage.schema).
 
 Precedence, the one rule:
 1. The recorded active model is the library's model, whatever RAGKIT_CLIP_MODEL says.
@@ -32,10 +32,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .blobs import write_atomic
-from .config import Settings
-from .embedder import _is_checkpoint_path, model_identity
-from .errors import ConfigError, ModelMismatchError, ModelUnavailableError
+from ragkit.storage.blobs import write_atomic
+from ragkit.config import Settings
+from ragkit.ingest.embedder import _is_checkpoint_path, model_identity
+from ragkit.errors import ConfigError, ModelMismatchError, ModelUnavailableError
 
 RECORD_NAME = "model.json"
 STALLED_SECONDS = 120  # a reindex that has not reported progress for this long was probably stopped

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .filters import validate_sha256
-from .records import Asset
-from .tags import MAX_TAG_CHARS, MAX_TAGS, normalise_tags, truncate_utf8
+from ragkit.storage.filters import validate_sha256
+from ragkit.records import Asset
+from ragkit.tags import MAX_TAG_CHARS, MAX_TAGS, normalise_tags, truncate_utf8
 
 LATEST = 2
 MAX_REFERENCES = 16

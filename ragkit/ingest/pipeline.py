@@ -27,12 +27,12 @@ from typing import Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
-from .blobs import BlobStore
-from .errors import InvalidImageError
-from .images import decode_image, make_thumbnail
-from .records import SOURCE_UPLOAD, Asset, IngestReport, Rejected
-from .store import AssetStore
-from .tags import normalise_tags
+from ragkit.storage.blobs import BlobStore
+from ragkit.errors import InvalidImageError
+from ragkit.ingest.images import decode_image, make_thumbnail
+from ragkit.records import SOURCE_UPLOAD, Asset, IngestReport, Rejected
+from ragkit.storage.store import AssetStore
+from ragkit.tags import normalise_tags
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff",
                     ".ico", ".ppm", ".pgm", ".pbm", ".avif", ".heic", ".heif", ".jfif", ".mpo"}
@@ -79,7 +79,7 @@ class IngestProgress:
 
 @dataclass(frozen=True)
 class Reembed:
-    """An original already in the library, to embed again with another model (ragkit.reindex).
+    """An original already in the library, to embed again with another model (ragkit.lifecycle.reindex).
 
     It is read from its blob file and decoded and preprocessed like any input; its row keeps
     every field of `asset` (only the vector is new) and its files are left as they are."""

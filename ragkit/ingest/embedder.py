@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import Settings
-from .errors import ModelUnavailableError
+from ragkit.config import Settings
+from ragkit.errors import ModelUnavailableError
 
 log = logging.getLogger(__name__)
 

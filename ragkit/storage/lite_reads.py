@@ -18,14 +18,14 @@ So a filtered search takes one of three routes, whichever the listing's counts m
   expected matches), checked here against the fields Milvus returns with each hit.
   Cheap while the filter keeps many assets; independent of the listing's freshness.
 * **by ids**: a search filtered by `sha256 in [the matching ids]` from the store's listing
-  (ragkit.catalog), which Lite evaluates in Arrow, with ef raised to ~6k/selectivity so HNSW
+  (ragkit.storage.listing), which Lite evaluates in Arrow, with ef raised to ~6k/selectivity so HNSW
   finds them. Cheap while the filter keeps few assets.
 * **exact**: the matching rows read by id, vectors included, and their cosines computed here, the
   brute force a Milvus server switches to for a narrow filter (Lite has none on an indexed
   segment). For a filter that keeps a few dozen or hundred assets, where by ids needs ef ~20k:
   one day's uploads in a year of 20k assets (55) took 727 ms by ids, 9 ms exactly (under load).
 
-Each re-checks every hit against the filter (ragkit.filters.Filters.matches, the same test the
+Each re-checks every hit against the filter (ragkit.storage.filters.Filters.matches, the same test the
 listing uses).
 """
 from __future__ import annotations
@@ -33,8 +33,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-from .catalog import entry_of
-from .filters import Filters, ids_filter
+from ragkit.storage.listing import entry_of
+from ragkit.storage.filters import Filters, ids_filter
 
 # A search on the store's collection: (filter expression, limit, minimum HNSW ef) -> the hits,
 # best first, as pymilvus returns them ({"distance": ..., "entity": {...}}).
@@ -124,7 +124,7 @@ def _ef_cost(ef: int, total: int) -> float:
 
 
 def matcher(filters: Filters) -> Callable[[dict], bool]:
-    """Does a returned row match the filter? For filtering hits here (the row needs ragkit.catalog.FIELDS)."""
+    """Does a returned row match the filter? For filtering hits here (the row needs ragkit.storage.listing.FIELDS)."""
     def keeps(entity: dict) -> bool:
         return filters.matches(entry_of(entity))
     return keeps

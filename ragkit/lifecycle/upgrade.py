@@ -1,7 +1,7 @@
-"""Upgrading a library made by an older ragkit to the current collection schema (ragkit.schema).
+"""Upgrading a library made by an older ragkit to the current collection schema (ragkit.storage.schema).
 
 Nothing is re-embedded: the rows and their vectors are copied, through the same diff copy as
-`migrate` (ragkit.migrate.copy_assets), into a new collection beside the old one. Until the copy
+`migrate` (ragkit.lifecycle.migrate.copy_assets), into a new collection beside the old one. Until the copy
 is complete and checked, the library keeps using the old collection, so a kill at any point loses
 nothing and the next run completes the copy. Then:
 
@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from . import schema as schemas
-from .migrate import COPY_BATCH, copy_assets
-from .store import AssetStore
+from ragkit.storage import schema as schemas
+from ragkit.lifecycle.migrate import COPY_BATCH, copy_assets
+from ragkit.storage.store import AssetStore
 
 MAX_PASSES = 5
 SETTLE_SECONDS = 1.0  # for writes already sent to the old collection when it was marked superseded

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from .filters import validate_sha256
+from ragkit.storage.filters import validate_sha256
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -1,6 +1,6 @@
 """Find and fix disagreements between the database rows and the files on disk.
 
-Write order makes every disagreement unambiguous (see ingest.py, Library.delete and ragkit.trash):
+Write order makes every disagreement unambiguous (see ingest.py, Library.delete and ragkit.lifecycle.trash):
 - a file without a row  -> an ingest was interrupted after writing files: adopt it
   (embed it again and add the row, tagged ``recovered``);
 - a row without its original -> a delete for good (an emptying of the trash) was interrupted
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .images import decode_image, make_thumbnail
-from .ingest import Upload
-from .errors import InvalidImageError
+from ragkit.ingest.images import decode_image, make_thumbnail
+from ragkit.ingest.pipeline import Upload
+from ragkit.errors import InvalidImageError
 
 RECOVERED_TAG = "recovered"
 

@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import Settings
-from .errors import InvalidImageError, InvalidInputError, RagkitError
-from .messages import user_message
-from .records import SOURCES
-from .text import printable
+from ragkit.config import Settings
+from ragkit.errors import InvalidImageError, InvalidInputError, RagkitError
+from ragkit.messages import user_message
+from ragkit.records import SOURCES
+from ragkit.text import printable
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -41,7 +41,7 @@ def _out(text: str, *, keep_newlines: bool = False) -> None:
 
 
 def _open_library(settings: Settings):
-    from .library import Library
+    from ragkit.library import Library
     library = Library.open(settings)
     if library.expired_on_open:
         _err(f"emptied {library.expired_on_open} asset(s) from the trash: they were deleted more than "
@@ -51,7 +51,7 @@ def _open_library(settings: Settings):
 
 def _asset_ids(texts: Sequence[str]) -> list[str]:
     """Asset ids from the command line, checked and without repeats (a bad one stops the command)."""
-    from .filters import validate_sha256
+    from ragkit.storage.filters import validate_sha256
     return list(dict.fromkeys(validate_sha256(text) for text in texts))
 
 
@@ -123,7 +123,7 @@ class _CountProgress:
 
 def cmd_ingest(args, settings: Settings) -> int:
     if args.describe:
-        from .studio.captions import Captioner
+        from ragkit.studio.captions import Captioner
         Captioner.from_settings(settings).close()  # no key -> a clear error before anything is added
     library = _open_library(settings)
     _warn_random(library)
@@ -149,8 +149,8 @@ def cmd_ingest(args, settings: Settings) -> int:
 
 def _describe_added(library, report, concurrency: int):
     """ingest --describe: captions for the images just added (`describe --all` finishes an interrupted run)."""
-    from .studio import describe
-    from .studio.cost import format_usd
+    from ragkit.studio import describe
+    from ragkit.studio.cost import format_usd
     if not report.added:
         return None
     plan = describe.plan_describe(library, ids=[asset.sha256 for _, asset in report.added])
@@ -169,11 +169,11 @@ def cmd_search(args, settings: Settings) -> int:
     library = _open_library(settings)
     _warn_random(library)
     if args.usable:
-        from .rights import now_ms
+        from ragkit.rights import now_ms
         filters["usable_at"] = now_ms()
     data = None
     if args.image:
-        from .ingest import MAX_FILE_BYTES, read_image_file
+        from ragkit.ingest.pipeline import MAX_FILE_BYTES, read_image_file
         try:
             data = read_image_file(Path(args.image), MAX_FILE_BYTES)
         except InvalidImageError as exc:
@@ -209,7 +209,7 @@ def cmd_search(args, settings: Settings) -> int:
 
 
 def cmd_stats(args, settings: Settings) -> int:
-    from .studio.cost import CostLedger, format_usd
+    from ragkit.studio.cost import CostLedger, format_usd
     library = _open_library(settings)
     stats = library.stats()
     spent = CostLedger(settings.data_dir).totals()
@@ -248,8 +248,8 @@ def _print_models(stats) -> None:
 
 
 def cmd_reindex(args, settings: Settings) -> int:
-    from .embedder import model_identity, weights_are_random
-    from .reindex import reindex
+    from ragkit.ingest.embedder import model_identity, weights_are_random
+    from ragkit.lifecycle.reindex import reindex
     library = _open_library(settings)
     model = args.model or library.active_model.choice.model  # --drop-old alone: the current model
     pretrained = args.pretrained or library.active_model.choice.pretrained
@@ -324,13 +324,13 @@ def cmd_tag(args, settings: Settings) -> int:
 
 
 def cmd_rights(args, settings: Settings) -> int:
-    from .rights import describe, now_ms, rights_change
+    from ragkit.rights import describe, now_ms, rights_change
     library = _open_library(settings)
     ids = _asset_ids(args.sha256)
     no_reference = True if args.no_reference else (False if args.allow_reference else None)
     change = rights_change(until=args.until, no_until=args.no_until, note=args.note, no_reference=no_reference)
     if change.empty:  # nothing to change: show them
-        from .records import BulkResult
+        from ragkit.records import BulkResult
         found = {asset.sha256: asset for asset in library.get_many(ids)}
         result = BulkResult(done=[found[sha] for sha in ids if sha in found],
                             missing=[sha for sha in ids if sha not in found])
@@ -347,7 +347,7 @@ def cmd_rights(args, settings: Settings) -> int:
 
 
 def cmd_trash(args, settings: Settings) -> int:
-    from .trash import require_trash
+    from ragkit.lifecycle.trash import require_trash
     library = _open_library(settings)
     require_trash(library)
     if args.action == "restore":
@@ -398,7 +398,7 @@ def _trash_empty(library, ids: list[str] | None, as_json: bool) -> int:
 
 
 def cmd_doctor(args, settings: Settings) -> int:
-    from . import doctor
+    from ragkit.lifecycle import doctor
     library = _open_library(settings)
     report = doctor.repair(library) if args.repair else doctor.check(library)
     if args.json:
@@ -422,7 +422,7 @@ def cmd_doctor(args, settings: Settings) -> int:
 
 
 def cmd_export(args, settings: Settings) -> int:
-    from .portable import export_library
+    from ragkit.ingest.portable import export_library
     filters = _filters(args)
     library = _open_library(settings)
     report = export_library(library, args.out, filters=filters)
@@ -436,7 +436,7 @@ def cmd_export(args, settings: Settings) -> int:
 
 
 def cmd_import(args, settings: Settings) -> int:
-    from .portable import import_library
+    from ragkit.ingest.portable import import_library
     library = _open_library(settings)
     _warn_random(library)
     report = import_library(library, args.archive)
@@ -449,8 +449,8 @@ def cmd_import(args, settings: Settings) -> int:
 
 
 def cmd_generate(args, settings: Settings) -> int:
-    from .images import EXTENSION_BY_MIME
-    from .studio import ImageGenerator, generate_from, save_generated_image
+    from ragkit.ingest.images import EXTENSION_BY_MIME
+    from ragkit.studio import ImageGenerator, generate_from, save_generated_image
     generator = ImageGenerator.from_settings(settings)  # no key -> a clear error before anything loads
     library = _open_library(settings)
     _err(f"generating {args.n} image(s) with {args.model or settings.gemini_model} "
@@ -481,7 +481,7 @@ def cmd_generate(args, settings: Settings) -> int:
 
 
 def cmd_brand_kit(args, settings: Settings) -> int:
-    from .studio import kits
+    from ragkit.studio import kits
     store = kits.kit_store(settings)
     if args.action == "list":
         return _list_kits(args, store, _open_library(settings))
@@ -508,14 +508,14 @@ def cmd_brand_kit(args, settings: Settings) -> int:
 
 def _check_kit_references(library, kit) -> None:
     """A kit's references must be in the library (a usable one, or it can't be sent)."""
-    from .studio.kits import reference_problems
+    from ragkit.studio.kits import reference_problems
     problems = reference_problems(library, kit)
     if problems:
         raise InvalidInputError(f"Can't save the brand kit {kit.name!r}: {'; '.join(problems)}.")
 
 
 def _list_kits(args, store, library) -> int:
-    from .studio.kits import reference_problems
+    from ragkit.studio.kits import reference_problems
     listed = [(kit, reference_problems(library, kit)) for kit in store.list()]
     if args.json:
         print(json.dumps({"kits": [{**kit.to_dict(), "problems": problems} for kit, problems in listed]},
@@ -536,8 +536,8 @@ def _list_kits(args, store, library) -> int:
 
 
 def cmd_batch(args, settings: Settings) -> int:
-    from .studio import ImageGenerator, batch
-    from .studio.cost import format_usd
+    from ragkit.studio import ImageGenerator, batch
+    from ragkit.studio.cost import format_usd
     ImageGenerator.from_settings(settings).close()  # no key -> a clear error before anything loads
     library = _open_library(settings)
     store = batch.job_store(settings)
@@ -572,10 +572,10 @@ def cmd_batch(args, settings: Settings) -> int:
 
 
 def cmd_describe(args, settings: Settings) -> int:
-    from .studio import describe
-    from .studio.captions import Captioner
-    from .studio.cost import format_usd
-    from .studio.models import bare_id
+    from ragkit.studio import describe
+    from ragkit.studio.captions import Captioner
+    from ragkit.studio.cost import format_usd
+    from ragkit.studio.models import bare_id
     Captioner.from_settings(settings).close()  # no key -> a clear error before anything loads
     library = _open_library(settings)
     plan = describe.plan_describe(library, everything=args.all, tag=args.tag, ids=args.sha256,
@@ -606,7 +606,7 @@ def cmd_describe(args, settings: Settings) -> int:
 
 def _run_describe(library, plan, concurrency: int, retry_failed: bool = False):
     """Describe with a progress line; the outcome (ragkit.studio.describe.Outcome)."""
-    from .studio import describe
+    from ragkit.studio import describe
     progress = _CountProgress("described", unit="image")
     try:
         return describe.describe(library, plan, concurrency=concurrency, retry_failed=retry_failed,
@@ -616,7 +616,7 @@ def _run_describe(library, plan, concurrency: int, retry_failed: bool = False):
 
 
 def _plan_batch(args, library, settings: Settings):
-    from .studio import batch, kits
+    from ragkit.studio import batch, kits
     if not args.brief:
         raise InvalidInputError("Give the brief with --brief TEXT (or --resume ID to finish a job).")
     kit = kits.kit_store(settings).get(args.brand_kit) if args.brand_kit else None
@@ -625,7 +625,7 @@ def _plan_batch(args, library, settings: Settings):
 
 
 def cmd_migrate(args, settings: Settings) -> int:
-    from .migrate import migrate_library
+    from ragkit.lifecycle.migrate import migrate_library
     library = _open_library(settings)
     progress = _CountProgress("copied")
     try:
@@ -695,7 +695,7 @@ def _whole_number(low: int, high: int):
 
 
 def _checked(parse, what: str):
-    """An argparse type from a ragkit.filters parser: its InvalidInputError becomes a usage error (exit 2)."""
+    """An argparse type from a ragkit.storage.filters parser: its InvalidInputError becomes a usage error (exit 2)."""
     def check(text: str):
         try:
             return parse(text)
@@ -706,8 +706,8 @@ def _checked(parse, what: str):
 
 
 def _add_filter_flags(command: argparse.ArgumentParser) -> None:
-    """The filters `search` and `export` share (ragkit.filters.Filters)."""
-    from .filters import FILE_TYPES, ORIENTATIONS, MAX_SIDE, file_type, parse_day, parse_min_side
+    """The filters `search` and `export` share (ragkit.storage.filters.Filters)."""
+    from ragkit.storage.filters import FILE_TYPES, ORIENTATIONS, MAX_SIDE, file_type, parse_day, parse_min_side
     command.add_argument("--tag", action="append", default=[], help="only assets with this tag (repeatable)")
     command.add_argument("--source", choices=SOURCES, help="only uploaded or only generated assets")
     command.add_argument("--since", type=_checked(lambda t: parse_day(t, "--since"), "date"), metavar="YYYY-MM-DD",
@@ -725,14 +725,14 @@ def _add_filter_flags(command: argparse.ArgumentParser) -> None:
 
 def _filters(args):
     """The Filters of `search` or `export` (InvalidInputError, e.g. --since after --until)."""
-    from .filters import Filters
+    from ragkit.storage.filters import Filters
     return Filters(tags=tuple(args.tag), source=args.source, since=args.since, until=args.until,
                    types=tuple(args.types), orientation=args.orientation, min_side=args.min_side)
 
 
 def _threshold_arg(text: str) -> float:
     """--threshold: a cosine similarity in (0, 1], or a usage error (exit 2)."""
-    from .duplicates import validate_threshold
+    from ragkit.search.duplicates import validate_threshold
     try:
         return validate_threshold(text)
     except RagkitError as exc:
@@ -750,7 +750,7 @@ def _candidates_arg(text: str) -> int:
 
 
 def cmd_duplicates(args, settings: Settings) -> int:
-    from .duplicates import assets_to_delete, find_duplicate_groups
+    from ragkit.search.duplicates import assets_to_delete, find_duplicate_groups
     library = _open_library(settings)
     if library.random_weights:
         _err("warning: the CLIP model has RANDOM weights: unrelated pictures score as near-duplicates, "
@@ -993,7 +993,7 @@ def build_parser() -> argparse.ArgumentParser:
     reindex.set_defaults(handler=cmd_reindex)
 
 
-    from .duplicates import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
+    from ragkit.search.duplicates import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
     duplicates = commands.add_parser(
         "duplicates", help="groups of near-duplicate assets (resized, re-encoded, cropped, rotated copies)",
         description="List groups of assets whose CLIP vectors have a cosine similarity >= THRESHOLD, "
@@ -1034,7 +1034,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("RAGKIT_DEBUG") == "1"
     logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .connection import quiet_milvus_logging
+    from ragkit.storage.connection import quiet_milvus_logging
     if not debug:
         quiet_milvus_logging()
         # open_clip and huggingface_hub log through their own and the root logger; the CLI

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .errors import StoreLockedError
+from ragkit.errors import StoreLockedError
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,11 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable
 
-from .errors import InvalidInputError
-from .filters import Filters, validate_sha256
-from .images import EXTENSION_BY_MIME
-from .ingest import MAX_FILE_BYTES, Provenance, Upload
-from .records import SOURCES, IngestReport, Rejected, plausible_created_at
+from ragkit.errors import InvalidInputError
+from ragkit.storage.filters import Filters, validate_sha256
+from ragkit.ingest.images import EXTENSION_BY_MIME
+from ragkit.ingest.pipeline import MAX_FILE_BYTES, Provenance, Upload
+from ragkit.records import SOURCES, IngestReport, Rejected, plausible_created_at
 
 FORMAT = "ragkit-export"
 FORMAT_VERSION = 1

@@ -23,9 +23,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import AssetNotFoundError, InvalidInputError
-from .filters import validate_sha256
-from .records import Asset
+from ragkit.errors import AssetNotFoundError, InvalidInputError
+from ragkit.storage.filters import validate_sha256
+from ragkit.records import Asset
 
 # From practice with CLIP ViT-B-32 image embeddings, not measured here (no real weights on this
 # machine): Immich's default keeps only cosine >= 0.99 (re-encodes, resizes), and 0.95 is the usual
@@ -108,7 +108,7 @@ def find_duplicate_groups(library_or_store, threshold: float = DEFAULT_THRESHOLD
 
 
 def resolve_group(library, keep: str, group: DuplicateGroup) -> int:
-    """Keep one asset of a group and delete the others: to the trash (restorable, ragkit.trash), or
+    """Keep one asset of a group and delete the others: to the trash (restorable, ragkit.lifecycle.trash), or
     for good in a library of schema 1, which has no trash (files first, then rows: Library.delete).
 
     Refuses, deleting nothing, when `keep` is not in the group or is itself gone (deleted in

@@ -17,7 +17,7 @@ Three ways to use it::
 
     def test_x(fake_gemini): ...                    # pytest fixture (below)
 
-    python -m tests.fake_gemini --port 8765          # standalone, for the UI / e2e tests
+    python -m devtools.fake_gemini --port 8765          # standalone, for the UI / e2e tests
     RAGKIT_GEMINI_BASE_URL=http://127.0.0.1:8765 GEMINI_API_KEY=anything streamlit run app.py
 
 In the standalone server nothing is queued, so a brief can ask for a failure by
@@ -531,20 +531,6 @@ def _with_key(body: dict[str, Any] | str, key: str) -> dict[str, Any] | str:
         error = {**error, "message": error["message"].replace(API_KEY_PLACEHOLDER, key)}
         return {**body, "error": error}
     return body
-
-
-# --------------------------------------------------------------------------- pytest
-try:
-    import pytest
-except ImportError:  # the standalone server does not need pytest
-    pytest = None  # type: ignore[assignment]
-
-if pytest is not None:
-    @pytest.fixture
-    def fake_gemini() -> Iterator[FakeGemini]:
-        """A running FakeGemini on a free loopback port, stopped after the test."""
-        with FakeGemini(tags=False) as server:
-            yield server
 
 
 # --------------------------------------------------------------------------- standalone

@@ -3,10 +3,10 @@
 `python -m ragkit reindex --model ARCH --pretrained TAG_OR_PATH`, and the app's Settings, run:
 
 1. **Start.** The new model's collection is made beside the current one (or reopened, to resume)
-   and marked incomplete; the reindex is recorded in the library (ragkit.active_model), so `stats`
+   and marked incomplete; the reindex is recorded in the library (ragkit.lifecycle.active_model), so `stats`
    and the app, in any process, show it with its progress.
 2. **Fill.** Every original the new collection lacks is read from the blob store and embedded by
-   the ingest pipeline (ragkit.ingest.Reembed: the same reading, decoding, preprocessing and batched
+   the ingest pipeline (ragkit.ingest.pipeline.Reembed: the same reading, decoding, preprocessing and batched
    embedding); its row keeps every field of the asset, only the vector is new. Then fields changed
    since they were copied (tags, trash, rights, captions) are copied again, with the new vector,
    and rows deleted from the library are deleted. Passes repeat until one finds nothing to do, so
@@ -34,15 +34,15 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Sequence
 
-from . import active_model as records
-from . import schema as schemas
-from .active_model import ModelChoice, ReindexState
-from .embedder import ClipEmbedder, collection_name_for
-from .errors import ReindexError
-from .ingest import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, IngestPipeline, Reembed, embed_query_image
-from .migrate import all_ids
-from .records import Asset, Rejected
-from .store import AssetStore
+from ragkit.lifecycle import active_model as records
+from ragkit.storage import schema as schemas
+from ragkit.lifecycle.active_model import ModelChoice, ReindexState
+from ragkit.ingest.embedder import ClipEmbedder, collection_name_for
+from ragkit.errors import ReindexError
+from ragkit.ingest.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, IngestPipeline, Reembed, embed_query_image
+from ragkit.lifecycle.migrate import all_ids
+from ragkit.records import Asset, Rejected
+from ragkit.storage.store import AssetStore
 
 ProgressCallback = Callable[[int, int], None]
 

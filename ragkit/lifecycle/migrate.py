@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .config import is_embedded_uri, redact_uri
-from .connection import connect, disconnect
-from .errors import StoreError
-from .store import AssetStore
+from ragkit.config import is_embedded_uri, redact_uri
+from ragkit.storage.connection import connect, disconnect
+from ragkit.errors import StoreError
+from ragkit.storage.store import AssetStore
 
 COPY_BATCH = 256  # rows (with 512-d vectors: ~0.5 MB) per read and upsert
 ProgressCallback = Callable[[int, int], None]

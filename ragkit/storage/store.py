@@ -1,7 +1,7 @@
 """The asset store: one Milvus collection per embedding model, through pymilvus MilvusClient.
 
 Its one job is the collection: schema, writes, reads and search. The same code serves Milvus
-Lite (a local ``.db`` path, ragkit.milvus_lite holds its quirks) and a Milvus server or cluster
+Lite (a local ``.db`` path, ragkit.storage.milvus_lite holds its quirks) and a Milvus server or cluster
 (``http://host:19530``). The schema is explicit: every field we filter on or show is a typed
 column, never a dynamic field.
 
@@ -24,16 +24,16 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import lite_reads
-from . import schema as schemas
-from .catalog import FIELDS as LISTING_FIELDS, Listing, entry_of
-from .connection import short
-from .errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreSupersededError
-from .filters import (IN_TRASH, LIVE, Filters, as_filters, ids_filter, rights_filter, rights_matcher,
+from ragkit.storage import lite_reads
+from ragkit.storage import schema as schemas
+from ragkit.storage.listing import FIELDS as LISTING_FIELDS, Listing, entry_of
+from ragkit.storage.connection import short
+from ragkit.errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreSupersededError
+from ragkit.storage.filters import (IN_TRASH, LIVE, Filters, as_filters, ids_filter, rights_filter, rights_matcher,
                       validate_sha256)
-from .milvus_lite import RecentWrites
-from .records import Asset, BulkResult, Page, SearchHit
-from .tags import normalise_tags
+from ragkit.storage.milvus_lite import RecentWrites
+from ragkit.records import Asset, BulkResult, Page, SearchHit
+from ragkit.tags import normalise_tags
 
 # Milvus caps offset+limit of a single query; larger scans go through query_iterator.
 QUERY_WINDOW = 16384
@@ -82,7 +82,7 @@ class AssetStore:
         self.full_text = False  # BM25 over `keywords` (schema.py); set from the collection
         self._read = {} if embedded else {"consistency_level": READ_CONSISTENCY}
         self._dedup_read = {} if embedded else {"consistency_level": DEDUP_CONSISTENCY}
-        # The Library page's listing (ragkit.catalog): one scan, then our own writes.
+        # The Library page's listing (ragkit.storage.listing): one scan, then our own writes.
         self._listing = Listing(lambda: self.scan("", self._listing_fields),
                                 refresh_seconds=None if embedded else LISTING_REFRESH_SECONDS)
         self._recent = RecentWrites() if embedded else None  # Lite's stale reads (existing())
@@ -390,7 +390,7 @@ class AssetStore:
         if query.shape[1] != self.dim:
             raise ModelMismatchError(f"query vector is {query.shape[1]}-d, the collection is {self.dim}-d")
         rights = rights_filter(usable_at, for_reference) if self.version >= 2 else ""
-        if filters and self.embedded:  # Milvus Lite's own tag filters are slow (ragkit.lite_reads)
+        if filters and self.embedded:  # Milvus Lite's own tag filters are slow (ragkit.storage.lite_reads)
             matching, total = self._listing_view(filters)
             found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, _both(self._live, rights, e),
                                                                                      limit, ef),
@@ -406,7 +406,7 @@ class AssetStore:
         return hits
 
     def _exact_hits(self, query: np.ndarray, ids: Sequence[str], keep: Callable[[dict], bool]) -> list[dict]:
-        """These assets as hits, best first, by cosine computed here (ragkit.lite_reads' exact route);
+        """These assets as hits, best first, by cosine computed here (ragkit.storage.lite_reads' exact route);
         `keep` applies the usage-rights filters (filters.rights_matcher)."""
         rows = [row for row in self._get_rows(ids, with_vector=True) if not row.get("trashed_at") and keep(row)]
         if not rows:
@@ -442,7 +442,7 @@ class AssetStore:
                        filters: Filters | None = None, usable_at: int | None = None,
                        for_reference: bool = False) -> list[dict]:
         """Rows whose name, tags, brief or caption contain words of `text` (Milvus full-text search,
-        BM25), best first, with their `keywords` and `vector` (ragkit.hybrid orders and fuses them).
+        BM25), best first, with their `keywords` and `vector` (ragkit.search.hybrid orders and fuses them).
         [] where the collection has no full-text index (schema 1, or Milvus before 2.5). The usage-rights
         filters are those of `search`."""
         if not self.full_text:
@@ -488,7 +488,7 @@ class AssetStore:
             return {"nprobe": self._index.get("search_nprobe", min(nlist, max(16, nlist // 8)))}
         return {}
 
-    # --- listing: newest first, filtered, tag counts (ragkit.catalog) ----------------------
+    # --- listing: newest first, filtered, tag counts (ragkit.storage.listing) ----------------------
     def drop_listing(self) -> None:
         """Forget the catalog: the next listing rescans (benchmarks, tests)."""
         self._listing.drop()
@@ -510,7 +510,7 @@ class AssetStore:
     def scan(self, expr: str = "", fields: Sequence[str] = ("created_at",)) -> list[dict]:
         """Every matching row (chosen fields), however many there are."""
         output = list(dict.fromkeys(["sha256", *fields]))
-        if self.embedded:  # Milvus Lite: a few big queries, not an iterator (ragkit.lite_reads)
+        if self.embedded:  # Milvus Lite: a few big queries, not an iterator (ragkit.storage.lite_reads)
             return lite_reads.scan(lambda e: self._call("list assets", self._client.query, self.collection,
                                                         filter=e, output_fields=output), expr, self._rows())
         rows = self._call("list assets", self._client.query, self.collection, filter=expr,
@@ -591,7 +591,7 @@ class AssetStore:
             found.update(row["sha256"] for row in rows)
         return found
 
-    # --- upgrades (ragkit.upgrade) ----------------------------------------------------------
+    # --- upgrades (ragkit.lifecycle.upgrade) ----------------------------------------------------------
     @property
     def complete(self) -> bool:
         """False while an upgrade is still copying into this collection."""
@@ -627,7 +627,7 @@ class AssetStore:
         """Every tag with its number of assets, most used first (for filter pickers)."""
         return self._listing.tag_counts(self._rows())
 
-    # --- near-duplicates (ragkit.duplicates) -----------------------------------------------
+    # --- near-duplicates (ragkit.search.duplicates) -----------------------------------------------
     # HNSW breadth for neighbour searches: a near-duplicate sits very close, the easiest query there
     # is; at 100k the same pairs came back at ef 16-128, and 64 costs half of 128 (bench/duplicates_bench.py).
     NEIGHBOUR_EF = 64

@@ -20,9 +20,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Iterable
 
-from .errors import UpgradeNeededError
-from .records import Asset, BulkResult
-from .rights import DAY_MS, now_ms
+from ragkit.errors import UpgradeNeededError
+from ragkit.records import Asset, BulkResult
+from ragkit.rights import DAY_MS, now_ms
 
 EMPTY_BATCH = 256  # assets deleted for good per step (files, then their rows)
 
