@@ -141,7 +141,7 @@ class Library:
         if not self.needs_upgrade or not self.store.superseded_by():
             return False
         self.use_store(open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
-                                  index=self.store._index, embedded=self.settings.is_embedded_db))  # noqa: SLF001
+                                  index=self.store.index, embedded=self.settings.is_embedded_db))
         return True
 
     def close(self) -> None:
@@ -272,6 +272,26 @@ class Library:
             raise AssetNotFoundError(f"No asset {sha256[:12]}… in the library (was it deleted?).")
         return asset
 
+    def find(self, sha256: str) -> Asset | None:
+        """The asset, or None if it is not in the library (a link to a deleted image)."""
+        return self.store.get(sha256)
+
+    def matching_ids(self, **filters) -> list[str]:
+        """Every id the filters match, newest first (Select all N)."""
+        return self.store.matching_ids(**filters)
+
+    def has_original(self, sha256: str) -> bool:
+        return self.blobs.original_path(sha256).is_file()
+
+    @property
+    def collection(self) -> str:
+        """The Milvus collection the library reads and writes now."""
+        return self.store.collection
+
+    def other_collections(self):
+        """Libraries indexed with other models (to explain an empty library after a model change)."""
+        return self.store.other_collections()
+
     def get_many(self, sha256s: Sequence[str]) -> list[Asset]:
         return self.store.get_many(sha256s)
 
@@ -325,6 +345,10 @@ class Library:
 
     def trashed(self) -> list[Asset]:
         return self.store.trashed()
+
+    def trashed_ids(self) -> list[str]:
+        """Ids in the trash, most recently trashed first."""
+        return self.store.trashed_ids()
 
     def trashed_page(self, offset: int = 0, limit: int = 24) -> Page:
         """One page of the trash, most recently trashed first."""

@@ -191,6 +191,26 @@ class AssetStore:
                 "Vectors of two models can't be compared: set RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED "
                 "back, or re-ingest your images under the new model.")
 
+    @property
+    def index(self) -> dict:
+        """The vector index parameters this collection was opened with."""
+        return self._index
+
+    def sibling(self, name: str, dim: int, model_id: str, complete: bool = False) -> "AssetStore":
+        """Another ragkit collection on the same Milvus, with the same index and engine (an upgrade's
+        or a reindex's target)."""
+        return AssetStore(self._client, name, dim, model_id, index=self._index, embedded=self.embedded,
+                          complete=complete)
+
+    def drop_other(self, name: str) -> bool:
+        """Drop another ragkit collection of this Milvus, if it exists (never this one's)."""
+        if name == self.collection or not collections.is_ragkit_collection(name):
+            raise ValueError(f"refusing to drop {name!r}")
+        if not self._call("look for a collection", self._client.has_collection, name):
+            return False
+        self._call("drop a collection", self._client.drop_collection, name)
+        return True
+
     def other_collections(self) -> list[CollectionInfo]:
         """Libraries indexed with other models (to explain an empty library after a model change)."""
         found = []
