@@ -338,11 +338,13 @@ class Library:
         """Delete for good (the trash's Empty; a schema-1 library's delete): files first, then rows.
         A crash in between leaves a row without its original, which `doctor --repair` finishes
         deleting; so an orphan *file* always means an interrupted ingest, and doctor can safely
-        adopt it instead of guessing."""
+        adopt it instead of guessing. Files and rows go under the row lock, so an edit of these assets
+        in another process waits and then finds them gone, instead of writing their rows back."""
         ids = list(sha256s)
-        for sha in ids:
-            self.blobs.delete(sha)
-        return self.store.delete(ids)
+        with self.store.rows_locked():
+            for sha in ids:
+                self.blobs.delete(sha)
+            return self.store.delete(ids)
 
     def thumbnail_bytes(self, sha256: str) -> bytes:
         try:
