@@ -65,6 +65,10 @@ def run_races(target, engine: str, rows: int, repeats: int, code: Path) -> Table
     return table.finish()
 
 
+NO_LOCK, LOCK_SESSION, LOCK = ("no lock, Session read (old code)", "file lock, Session read",
+                               "file lock, Strong read (this code)")
+
+
 def run_cost(target, engine: str, edits: int) -> Table:
     """Median seconds of one tag edit of one asset, with the row lock and without it."""
     from ragkit.storage import row_lock, store as store_module
@@ -73,11 +77,11 @@ def run_cost(target, engine: str, edits: int) -> Table:
     try:
         ids = seed(library, edits, trashed=False, salt="cost")
         library.update_tags_many(ids, add=["warm-up"])  # connections and caches warm before any sample
-        for variant in ("without (Session read, no file lock)", "with the row lock") * 2:
-            plain = variant.startswith("without")
+        for variant in (NO_LOCK, LOCK_SESSION, LOCK) * 2:
             saved = (row_lock.RowLock.held, store_module.AssetStore._get_rows)
-            if plain:
+            if variant == NO_LOCK:
                 row_lock.RowLock.held = lambda self: contextlib.nullcontext()
+            if variant != LOCK:
                 original = saved[1]
                 store_module.AssetStore._get_rows = lambda self, s, with_vector=False, latest=False: original(
                     self, s, with_vector)

@@ -20,7 +20,8 @@ a re-entrant thread lock is taken first, so one thread holds the file lock at a 
 call another locked step (emptying a step deletes its rows, which locks too).
 
 Reads inside the lock must see every other writer's last write: a server read there is Strong
-(AssetStore), not Session. Cost per edit, measured by bench/races_bench.py: see docs/performance.md.
+(AssetStore), not Session: that read is the cost, ~0.2 s an edit on Milvus 2.3.5 (the flock is ~free;
+bench/races_bench.py, docs/performance.md).
 """
 from __future__ import annotations
 
