@@ -31,6 +31,7 @@ from ragkit.records import (ROUTE_KEYWORDS, SOURCE_GENERATED, SOURCE_UPLOAD, Ass
 from ragkit.rights import RightsChange
 from ragkit.storage.connection import connect, disconnect
 from ragkit.storage.schema import LATEST as LATEST_SCHEMA
+from ragkit.storage.row_lock import RowLock
 from ragkit.storage.store import AssetStore
 from ragkit.lifecycle.upgrade import open_store
 
@@ -97,8 +98,8 @@ class Library:
         self._client = connect(settings.milvus_uri, settings.milvus_token)
         self._closed = False
         try:
-            self.store = open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
-                                    index=index, embedded=settings.is_embedded_db)
+            self.use_store(open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
+                                      index=index, embedded=settings.is_embedded_db))
             if not self.active_model.recorded:
                 model_record.record_new_library(self)
         except BaseException:
@@ -132,7 +133,9 @@ class Library:
         return upgrade(self, on_progress, drop_old=drop_old, **options)
 
     def use_store(self, store: AssetStore) -> None:
-        """Switch to another collection of this library (after an upgrade)."""
+        """Switch to another collection of this library (after an upgrade). Its edits take the data
+        folder's row lock, which every process of this library shares (ragkit.storage.row_lock)."""
+        store.row_lock = RowLock.for_folder(self.settings.data_dir)
         self.store = store
 
     def follow_upgrade(self) -> bool:
@@ -361,11 +364,13 @@ class Library:
         """Delete for good (the trash's Empty; a schema-1 library's delete): files first, then rows.
         A crash in between leaves a row without its original, which `doctor --repair` finishes
         deleting; so an orphan *file* always means an interrupted ingest, and doctor can safely
-        adopt it instead of guessing."""
+        adopt it instead of guessing. Files and rows go under the row lock, so an edit of these assets
+        in another process waits and then finds them gone, instead of writing their rows back."""
         ids = list(sha256s)
-        for sha in ids:
-            self.blobs.delete(sha)
-        return self.store.delete(ids)
+        with self.store.rows_locked():
+            for sha in ids:
+                self.blobs.delete(sha)
+            return self.store.delete(ids)
 
     def thumbnail_bytes(self, sha256: str) -> bytes:
         try:

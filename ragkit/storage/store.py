@@ -32,6 +32,7 @@ from ragkit.errors import AssetNotFoundError, ModelMismatchError, StoreError, St
 from ragkit.storage.filters import (IN_TRASH_FILTER, LIVE, Filters, as_filters, ids_filter, rights_filter, rights_matcher,
                       validate_sha256)
 from ragkit.storage.milvus_lite import RecentWrites
+from ragkit.storage.row_lock import RowLock
 from ragkit.records import Asset, BulkResult, Page, SearchHit
 from ragkit.tags import normalise_tags
 
@@ -92,6 +93,9 @@ class AssetStore:
                                 refresh_seconds=None if embedded else LISTING_REFRESH_SECONDS)
         self._recent = RecentWrites() if embedded else None  # Lite's stale reads (existing())
         self._write_lock = threading.Lock()  # a write and its note in the listing stay in order
+        # Read-modify-write of rows, across processes: the Library gives its data folder's lock
+        # (ragkit.storage.row_lock); without one, only this process's threads are ordered.
+        self.row_lock = RowLock(None)
         self._ensure_collection(complete)
         self.fields = schemas.OUTPUT_FIELDS[self.version]
         self._live = LIVE if self.has_trash else ""  # what every read of the library keeps
@@ -263,11 +267,16 @@ class AssetStore:
         if self.embedded:
             self._call("flush the asset collection", self._client.flush, self.collection)
 
+    def rows_locked(self):
+        """Hold the row lock (ragkit.storage.row_lock): no other writer of the library, in any process,
+        reads-and-rewrites or deletes rows meanwhile. Reads that decide a write pass `latest=True`."""
+        return self.row_lock.held()
+
     def delete(self, sha256s: Iterable[str]) -> int:
         ids = [validate_sha256(s) for s in sha256s]
         if not ids:
             return 0
-        with self._write_lock:
+        with self.rows_locked(), self._write_lock:
             self._refuse_if_superseded()
             result = self._call("delete assets", self._client.delete, self.collection, ids=ids)
             if not self.embedded:
@@ -294,13 +303,14 @@ class AssetStore:
         """Change many assets, UPDATE_BATCH at a time: read their rows (vectors included: Milvus has
         no partial update), apply `change`, upsert the step's rows at once. `applies(asset)` is None
         for an asset the change is for, else why not (it is skipped). Read and write of a step hold
-        the write lock, so two changes in this process never undo each other."""
+        the row lock and read every writer's last write, so two changes never undo each other, in one
+        process or several (ragkit.storage.row_lock)."""
         ids = list(dict.fromkeys(validate_sha256(s) for s in sha256s))
         result = BulkResult()
         for start in range(0, len(ids), UPDATE_BATCH):
             step = ids[start:start + UPDATE_BATCH]
-            with self._write_lock:
-                rows = {row["sha256"]: row for row in self._get_rows(step, with_vector=True)}
+            with self.rows_locked(), self._write_lock:
+                rows = {row["sha256"]: row for row in self._get_rows(step, with_vector=True, latest=True)}
                 changed, vectors = [], []
                 for sha in step:
                     row = rows.get(sha)
@@ -340,21 +350,23 @@ class AssetStore:
     def _asset(self, row: dict) -> Asset:
         return schemas.row_asset(row)
 
-    def _get_rows(self, sha256s: Sequence[str], with_vector: bool = False) -> list[dict]:
+    def _get_rows(self, sha256s: Sequence[str], with_vector: bool = False, latest: bool = False) -> list[dict]:
+        """`latest`: every process's last write (Strong on a server), for a read that decides a write."""
         ids = [validate_sha256(s) for s in sha256s]
         if not ids:
             return []
         fields = self.fields + (["vector"] if with_vector else [])
         return list(self._call("read assets", self._client.get, self.collection, ids=ids,
-                               output_fields=fields, **self._read))
+                               output_fields=fields, **(self._dedup_read if latest else self._read)))
 
     def get(self, sha256: str) -> Asset | None:
         rows = self._get_rows([sha256])
         return self._asset(rows[0]) if rows else None
 
-    def get_many(self, sha256s: Sequence[str]) -> list[Asset]:
-        """Assets in the order asked for; unknown ids are skipped."""
-        by_id = {row["sha256"]: self._asset(row) for row in self._get_rows(list(dict.fromkeys(sha256s)))}
+    def get_many(self, sha256s: Sequence[str], latest: bool = False) -> list[Asset]:
+        """Assets in the order asked for; unknown ids are skipped. `latest`: see _get_rows."""
+        by_id = {row["sha256"]: self._asset(row)
+                 for row in self._get_rows(list(dict.fromkeys(sha256s)), latest=latest)}
         return [by_id[s] for s in sha256s if s in by_id]
 
     def existing(self, sha256s: Sequence[str]) -> set[str]:
