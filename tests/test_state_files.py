@@ -123,3 +123,38 @@ def test_cli_lists_damaged_kits_exits_non_zero_and_deletes_them(tmp_path, ragkit
         assert run(["brand-kit", "delete", name], ragkit_env, monkeypatch, capsys)[0] == 0
     code, out, err = run(["brand-kit", "list"], ragkit_env, monkeypatch, capsys)
     assert code == 0 and "damaged" not in err and "Good" in out and "Stringy" in out
+
+
+# ----------------------------------------------------------------------------- items 13, 19, 20: the model record
+@pytest.mark.parametrize("content, reason", [
+    ('{"active": {"model": 5, "pretrained": 7}}', "active.model is int 5, not a string"),  # was AttributeError
+    ('{"active": ["ViT-B-32"]}', "its 'active' entry is not an object"),
+    ('["active"]', "it holds a JSON list, not an object"),
+    ('{"active": {"model": "ViT-B-32", "pretrained": "x"}, "reindex": {"model": "a", "pretrained": "b", '
+     '"from": "c", "started_at": "yesterday"}}', "reindex.started_at is not a whole number"),
+    ("[" * 50_000, "nested too deeply"),                                                   # was RecursionError
+])
+def test_a_damaged_model_record_is_one_clear_line(tmp_path, ragkit_env, monkeypatch, capsys, content, reason):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "model.json").write_text(content)
+    code, _, err = run(["stats"], ragkit_env, monkeypatch, capsys)
+    assert code == 1 and err.count("\n") == 1, err
+    assert f"{data / 'model.json'}" in err and reason in err and "restore it from a backup, or delete it" in err
+    assert "unexpected" not in err
+
+
+def test_a_model_record_linked_to_a_device_is_refused_not_read(tmp_path, ragkit_env, monkeypatch, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "model.json").symlink_to("/dev/zero")
+    code, _, err = run(["stats"], ragkit_env, monkeypatch, capsys)
+    assert code == 1 and "is not a regular file" in err and "unexpected" not in err
+
+
+def test_a_data_folder_that_is_a_regular_file_is_named_as_such(tmp_path, ragkit_env, monkeypatch, capsys):
+    (tmp_path / "data").write_text("not a folder")
+    for command in (["stats"], ["brand-kit", "list"]):
+        code, _, err = run(command, ragkit_env, monkeypatch, capsys)
+        assert code == 1 and f"RAGKIT_DATA_DIR={tmp_path / 'data'} is a file, not a folder" in err, err
+        assert "model.json" not in err

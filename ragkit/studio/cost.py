@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ragkit.errors import ConfigError
+from ragkit.storage.files import parse_json, read_json_file
 from ragkit.studio.models import bare_id
 
 log = logging.getLogger(__name__)
@@ -121,21 +122,18 @@ def _read_override(setting: str) -> dict[str, Any]:
     text = setting.strip()
     if not text:
         return {}
+    fix = ("Give JSON such as {\"gemini-2.5-flash-image\": {\"input\": 0.3, \"output_text\": 2.5, "
+           "\"output_image\": 30}} or the path of such a file, or unset RAGKIT_PRICES to use the default prices.")
     source = "RAGKIT_PRICES"
-    if not text.startswith(("{", "[")):
+    if text.startswith(("{", "[")):
+        data = parse_json(text, source=source, fix=fix)
+    else:
         path = Path(text).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"RAGKIT_PRICES names the file {path}, which can't be read ({exc.strerror}). "
-                              "Give JSON such as {\"gemini-2.5-flash-image\": {\"input\": 0.3, "
-                              "\"output_text\": 2.5, \"output_image\": 30}} or the path of such a file.") from None
         source = f"RAGKIT_PRICES file {path}"
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}). Fix it, or unset "
-                          "RAGKIT_PRICES to use the default prices.") from None
+        try:
+            data = read_json_file(path, what="the prices named by RAGKIT_PRICES", fix=fix, max_bytes=1024 * 1024)
+        except FileNotFoundError:
+            raise ConfigError(f"RAGKIT_PRICES names the file {path}, which does not exist. {fix}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a JSON object of model id -> prices per 1M tokens.")
     return data
