@@ -215,7 +215,8 @@ def cmd_stats(args, settings: Settings) -> int:
     spent = CostLedger(settings.data_dir).totals()
     if args.json:
         print(json.dumps({**stats.to_dict(), "generation_cost_usd": spent.known_cost,
-                          "generations": spent.generations, "generations_unpriced": spent.unpriced},
+                          "generations": spent.generations, "generations_unpriced": spent.unpriced,
+                          "ledger_damaged_lines": spent.damaged, "ledger_problem": spent.problem},
                          ensure_ascii=False))
         return EXIT_OK
     _out(f"assets     {stats.assets}")
@@ -223,8 +224,7 @@ def cmd_stats(args, settings: Settings) -> int:
     _out(f"model      {stats.model}{'  (RANDOM WEIGHTS: demo/test only)' if stats.random_weights else ''}")
     _out(f"database   {stats.db_uri}  (collection {stats.collection})")
     _out(f"files      {stats.data_dir}")
-    unpriced = f" + {spent.unpriced} at an unknown price" if spent.unpriced and spent.known_cost is not None else ""
-    _out(f"generated  {spent.generations} time(s) in the Studio, cost {format_usd(spent.known_cost)}{unpriced}")
+    _out(f"generated  {spent.generations} time(s) in the Studio, cost {format_usd(spent.known_cost)}{spent.summary()}")
     if stats.advice:
         _out(f"advice     {stats.advice}")
     _print_models(stats)
