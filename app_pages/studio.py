@@ -428,9 +428,8 @@ def history_section(library: Library) -> None:
 def spent_caption(library: Library) -> None:
     """What this library's generations cost so far (every process's, from the ledger)."""
     spent = CostLedger(library.settings.data_dir).totals()
-    if spent.generations:
-        unpriced = f" (+ {spent.unpriced} at an unknown price)" if spent.unpriced and spent.known_cost is not None else ""
-        st.caption(f":material/payments: {format_usd(spent.known_cost)}{unpriced} spent on {spent.generations:,} "
+    if spent.generations or spent.damaged or spent.problem:
+        st.caption(f":material/payments: {format_usd(spent.known_cost)}{md_escape(spent.summary())} spent on {spent.generations:,} "
                    f"generation{'s' if spent.generations != 1 else ''} in this library so far, kept or not "
                    "(Google's list prices).")
 

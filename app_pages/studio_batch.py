@@ -153,10 +153,11 @@ def job_section(library: Library, store: batch.JobStore, job_id: str) -> None:
     spec = job.spec
     with st.container(border=True, key="batch-job-card"):
         st.markdown(f"> {md_escape(spec.brief)}")
-        kit = f" · kit {md_escape(spec.kit['name'])} v{spec.kit['version']}" if spec.kit else ""
-        st.caption(f"Job `{job.id}` · {len(spec.products)} products × {spec.variations} · "
-                   f"{md_escape(model_info(spec.model).label)} · aspect {spec.aspect or 'auto'}{kit} · "
-                   f"approved images get the tag `{job.tag}`")
+        # Every value here was read back from the job's state file: shown literally, never as Markdown.
+        kit = f" · kit {md_escape(str(spec.kit['name']))} v{md_escape(str(spec.kit['version']))}" if spec.kit else ""
+        st.caption(f"Job {md_escape(job.id)} · {len(spec.products)} products × {md_escape(str(spec.variations))} · "
+                   f"{md_escape(model_info(spec.model).label)} · aspect {md_escape(spec.aspect or 'auto')}{kit} · "
+                   f"approved images get the tag {md_escape(job.tag)}")
         controls(library, store, job, live)
     if job.error and not live:
         show_message(f"The job stopped: {job.error} Fix it, then Resume: the images made so far are kept.")

@@ -185,3 +185,36 @@ def test_a_kit_in_generate_counts_against_the_limit_and_says_what_is_wrong(with_
     run(at)
     assert any("With the kit's 2 references: Nano Banana takes at most 3" in shown(w) for w in texts(at.warning))
     assert at.button(key="studio.generate").disabled
+
+
+HOSTILE_ASPECT = "![a](http://127.0.0.1:9/aspect.png)"
+
+
+def test_an_aspect_the_model_does_not_offer_is_refused_before_a_job_exists(with_key, catalogue, settings,
+                                                                           tiny_embedder):
+    from ragkit.errors import BatchError
+    from ragkit.library import Library
+    products, _ = catalogue
+    library = Library.open(settings, embedder=tiny_embedder)
+    try:
+        with pytest.raises(BatchError, match=r"does not offer the aspect ratio '!\[a\]\(http://127\.0\.0\.1:9/asp"):
+            batch.plan_batch(library, BRIEF, ref_each=products, aspect=HOSTILE_ASPECT)  # was: a job, every take failing
+        assert batch.job_store(settings).list() == []
+        assert batch.plan_batch(library, BRIEF, ref_each=products, aspect="4:5").aspect == "4:5"
+    finally:
+        library.close()
+
+
+def test_a_job_card_shows_a_stored_aspect_as_text_not_an_image(with_key, catalogue, settings, tiny_embedder):
+    from ragkit.library import Library
+    products, _ = catalogue
+    library = Library.open(settings, embedder=tiny_embedder)
+    try:  # a job saved by an older ragkit, before the aspect was checked
+        spec = dataclasses.replace(batch.plan_batch(library, BRIEF, ref_each=products), aspect=HOSTILE_ASPECT)
+        batch.job_store(settings).create(spec)
+    finally:
+        library.close()
+    at = open_tab("Batch")
+    card = [c for c in texts(at.caption) if c.startswith("Job ")]
+    assert card and all("![a](" not in c and "](http" not in c for c in card), card
+    assert any("aspect \\!\\[a\\]" in c for c in card), card

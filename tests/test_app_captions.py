@@ -85,3 +85,24 @@ def test_an_upload_with_describe_ticked_captions_the_new_images(with_key):
     assert any("Described 2 of 2 images" in s for s in texts(at.success)), texts(at.success)
     from ragkit.ui import state
     assert all(a.caption for a in state.library().page(0, 10).assets)
+
+
+HOSTILE_TAGS = ["![s](http://127.0.0.1:9/sugg.png)", "$q^2$", ":material/home: home", "[click](http://x.io)"]
+
+
+def test_suggested_tags_are_shown_as_text_never_as_an_image_a_formula_or_an_icon(with_key, seed):
+    from ragkit.tags import normalise_tag
+    from ragkit.ui.markdown import md_escape
+    [(_, asset)] = seed([Upload("shot.jpg", jpeg_bytes(1))]).added
+    with_key.always(caption_reply("A kite.", HOSTILE_TAGS))
+    at = run(new_app())
+    at.button(key="library.describe-all").click()
+    finish_describe(run(at))
+    at.button(key=f"library.open.{asset.sha256}").click()
+    run(at)
+    [pills] = [g for g in at.get("button_group") if g.key == f"library.suggested.{asset.sha256}"]
+    labels = [option.content for option in pills.proto.options]
+    assert labels == [md_escape(normalise_tag(tag)) for tag in HOSTILE_TAGS]  # was: the raw Markdown
+    for label in labels:
+        assert "![" not in label and "](" not in label and ":material/" not in label
+        assert "$" not in label.replace("\\$", "")

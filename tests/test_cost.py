@@ -40,13 +40,16 @@ def test_prices_can_be_overridden_by_json_or_a_file(tmp_path):
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("{oops", "RAGKIT_PRICES is not valid JSON"),
+    ("{oops", "RAGKIT_PRICES is damaged \\(not valid JSON"),
+    ("[" * 100_000, "RAGKIT_PRICES is damaged \\(nested too deeply"),                # was RecursionError
+    ('{"gemini-2.5-flash-image": {"input": NaN}}', "NaN is not a number ragkit writes"),
+    ("/dev/zero", "/dev/zero .* is not a regular file"),                              # was MemoryError
     ("[1, 2]", "must be a JSON object"),
     ('{"gemini-2.5-flash-image": {"input": -1}}', "input must be a number of USD per 1M tokens, 0 or more"),
     ('{"gemini-2.5-flash-image": {"input": "cheap"}}', "input must be a number"),
     ('{"gemini-2.5-flash-image": {"inptu": 1}}', "keys input, output_text, output_image"),
     ('{"new-model": {"input": 1}}', "give output_text, output_image too"),
-    ("/nonexistent/prices.json", "names the file /nonexistent/prices.json, which can't be read"),
+    ("/nonexistent/prices.json", "names the file /nonexistent/prices.json, which does not exist"),
 ])
 def test_a_malformed_price_setting_says_what_to_fix(setting, message):
     with pytest.raises(ConfigError, match=message):

@@ -215,7 +215,8 @@ def cmd_stats(args, settings: Settings) -> int:
     spent = CostLedger(settings.data_dir).totals()
     if args.json:
         print(json.dumps({**stats.to_dict(), "generation_cost_usd": spent.known_cost,
-                          "generations": spent.generations, "generations_unpriced": spent.unpriced},
+                          "generations": spent.generations, "generations_unpriced": spent.unpriced,
+                          "ledger_damaged_lines": spent.damaged, "ledger_problem": spent.problem},
                          ensure_ascii=False))
         return EXIT_OK
     _out(f"assets     {stats.assets}")
@@ -223,8 +224,7 @@ def cmd_stats(args, settings: Settings) -> int:
     _out(f"model      {stats.model}{'  (RANDOM WEIGHTS: demo/test only)' if stats.random_weights else ''}")
     _out(f"database   {stats.db_uri}  (collection {stats.collection})")
     _out(f"files      {stats.data_dir}")
-    unpriced = f" + {spent.unpriced} at an unknown price" if spent.unpriced and spent.known_cost is not None else ""
-    _out(f"generated  {spent.generations} time(s) in the Studio, cost {format_usd(spent.known_cost)}{unpriced}")
+    _out(f"generated  {spent.generations} time(s) in the Studio, cost {format_usd(spent.known_cost)}{spent.summary()}")
     if stats.advice:
         _out(f"advice     {stats.advice}")
     _print_models(stats)
@@ -486,12 +486,17 @@ def cmd_brand_kit(args, settings: Settings) -> int:
     if args.action == "list":
         return _list_kits(args, store, _open_library(settings))
     if args.action == "delete":
+        damaged = store.damaged_file(args.name) if store.find(args.name) is None else None
         if not store.delete(args.name):
-            raise kits.KitNotFoundError(f"No brand kit named {kits.clean_name(args.name)!r}; "
+            raise kits.KitNotFoundError(f"No brand kit named {printable(args.name)!r}; "
                                         "`python -m ragkit brand-kit list` shows the kits.")
-        _err(f"deleted brand kit {kits.clean_name(args.name)!r}; images made with it keep its name")
+        _err(f"deleted the damaged brand kit file {damaged.path.name}" if damaged else
+             f"deleted brand kit {kits.clean_name(args.name)!r}; images made with it keep its name")
         return EXIT_OK
     library = _open_library(settings)
+    damaged = store.damaged_file(args.name)
+    if damaged is not None and damaged.path == store.path_for(args.name):
+        _err(f"the kit's file {damaged.path.name} was damaged ({damaged.reason}): it is replaced")
     current = store.find(args.name)
     kit = kits.make_kit(args.name,
                         args.style if args.style is not None else (current.style if current else ""),
@@ -514,12 +519,17 @@ def _check_kit_references(library, kit) -> None:
 
 def _list_kits(args, store, library) -> int:
     from ragkit.studio.kits import reference_problems
-    listed = [(kit, reference_problems(library, kit)) for kit in store.list()]
+    found, damaged = store.scan()
+    listed = [(kit, reference_problems(library, kit)) for kit in found]
+    status = EXIT_FAILURE if damaged else EXIT_OK
     if args.json:
-        print(json.dumps({"kits": [{**kit.to_dict(), "problems": problems} for kit, problems in listed]},
+        print(json.dumps({"kits": [{**kit.to_dict(), "problems": problems} for kit, problems in listed],
+                          "damaged": [{"file": str(d.path), "name": d.name, "reason": d.reason} for d in damaged]},
                          ensure_ascii=False))
-        return EXIT_OK
-    if not listed:
+        return status
+    for entry in damaged:
+        _err(f"damaged: {printable(entry.describe())}")
+    if not listed and not damaged:
         _err("no brand kits yet: `python -m ragkit brand-kit set NAME --style TEXT [--ref SHA]`")
     for kit, problems in listed:
         _out(f"{kit.name}  (version {kit.version}, {len(kit.reference_ids)} reference(s), "
@@ -530,7 +540,7 @@ def _list_kits(args, store, library) -> int:
             _out(f"    avoid: {', '.join(kit.avoid)}")
         for problem in problems:
             _out(f"    can't be used: {problem}")
-    return EXIT_OK
+    return status
 
 
 def cmd_batch(args, settings: Settings) -> int:

@@ -28,7 +28,7 @@ from ragkit.storage import collections, lite_reads
 from ragkit.storage import schema as schemas
 from ragkit.storage.listing import FIELDS as LISTING_FIELDS, Listing, entry_of
 from ragkit.storage.connection import short
-from ragkit.errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreSupersededError
+from ragkit.errors import AssetNotFoundError, ModelMismatchError, ReadOnlyDataError, StoreError, StoreSupersededError
 from ragkit.storage.filters import (IN_TRASH_FILTER, LIVE, Filters, as_filters, ids_filter, rights_filter, rights_matcher,
                       validate_sha256)
 from ragkit.storage.milvus_lite import RecentWrites
@@ -116,6 +116,13 @@ class AssetStore:
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001
+            if "No space left on device" in str(exc):  # the embedded engine's own write: say it plainly
+                raise StoreError(f"Milvus could not {what}: the disk holding the library's database is full. "
+                                 "What was stored before is kept. Free some space (`df -h` on the data folder) and run "
+                                 "the same command again.") from None
+            if "Read-only file system" in str(exc):
+                raise ReadOnlyDataError(f"Milvus could not {what}: the library's database is on a read-only "
+                                        "file system. Make the data folder writable, then try again.") from None
             raise StoreError(f"Milvus could not {what}: {short(str(exc))}") from None
 
     def _ensure_collection(self, complete: bool) -> None:

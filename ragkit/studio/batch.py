@@ -44,6 +44,7 @@ from ragkit.ingest.images import EXTENSION_BY_MIME
 from ragkit.ingest.pipeline import Provenance
 from ragkit.messages import user_message
 from ragkit.records import Asset
+from ragkit.text import printable
 from ragkit.studio.cost import PriceTable, prices_for, record_generation, sum_costs
 from ragkit.studio.generation import ImageGenerator, ReferenceImage
 from ragkit.studio.kits import Kit, check_usable, references_with_kit
@@ -315,6 +316,7 @@ def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequenc
     if not 1 <= variations <= MAX_VARIATIONS:
         raise BatchError(f"Ask for 1 to {MAX_VARIATIONS} variations per product (got {variations}).")
     model = default_model(model or library.settings.gemini_model)
+    _check_aspect(model, aspect or (kit.aspect if kit else None))
     with_refs = tuple(dict.fromkeys(validate_sha256(s) for s in with_refs))
     if kit is not None:
         check_usable(library, kit)
@@ -339,6 +341,16 @@ def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequenc
                      selector={"tag": tag} if tag else {"ref_each": list(candidates)},
                      kit=kit.to_dict() if kit else None, skipped=tuple(skipped),
                      salt=hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:8] if new else "")
+
+
+def _check_aspect(model: str, aspect: str | None) -> None:
+    """Every option is checked before a job exists: an aspect ratio the model does not offer would fail
+    every take (and its text would be stored and shown)."""
+    offered = model_info(model).aspect_ratios
+    if aspect and aspect not in offered:
+        shown = printable(aspect[:40]) + ("…" if len(aspect) > 40 else "")
+        raise BatchError(f"{model_info(model).label} does not offer the aspect ratio {shown!r}: use one of "
+                         f"{', '.join(offered)}, or leave it out (auto).")
 
 
 def _check_shared_references(library, with_refs: Sequence[str], now_ms: int | None) -> None:

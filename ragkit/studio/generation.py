@@ -41,6 +41,7 @@ from ragkit.errors import (
     SafetyStopError,
     TooManyReferencesError,
 )
+from ragkit.studio.cost import usage_problem
 from ragkit.studio.models import DEFAULT_MODEL, MODELS, ModelInfo, model_info, too_many_references
 
 log = logging.getLogger(__name__)
@@ -409,7 +410,7 @@ def _read_response(response: types.GenerateContentResponse, info: ModelInfo) -> 
     feedback = response.prompt_feedback
     if feedback and feedback.block_reason:
         reason = _enum_name(feedback.block_reason)
-        extra = f" {feedback.block_reason_message}" if feedback.block_reason_message else ""
+        extra = f" {model_message(feedback.block_reason_message)}" if feedback.block_reason_message else ""
         raise PromptBlockedError(f"Gemini blocked the brief before generating anything (reason: {reason}).{extra} "
                                  "Rephrase the brief or use different reference images.")
     candidate = response.candidates[0] if response.candidates else None
@@ -417,9 +418,9 @@ def _read_response(response: types.GenerateContentResponse, info: ModelInfo) -> 
     visible = [p for p in parts if not p.thought]  # Pro "thinks" in text and draft images first
     images = [GeneratedImage(p.inline_data.data, p.inline_data.mime_type or "image/png")
               for p in visible if p.inline_data and p.inline_data.data]
-    text = "".join(p.text for p in visible if p.text).strip()
-    finish = _enum_name(candidate.finish_reason) if candidate else ""
-    finish_message = (candidate.finish_message or "") if candidate else ""
+    text = model_message("".join(p.text for p in visible if p.text).strip(), MAX_MODEL_TEXT)
+    finish = model_message(_enum_name(candidate.finish_reason), 60) if candidate else ""
+    finish_message = model_message(candidate.finish_message or "") if candidate else ""
     notes: list[str] = []
     if finish in _SAFETY_FINISH:
         if not images:
@@ -429,7 +430,22 @@ def _read_response(response: types.GenerateContentResponse, info: ModelInfo) -> 
         notes.append(f"{info.label} flagged part of the output ({finish}); some images may be missing.")
     if not images:
         raise NoImageReturnedError(_no_image_message(info, text, finish))
-    return _Answer(images, text, _usage(response.usage_metadata, len(images)), notes)
+    usage = _usage(response.usage_metadata, len(images))
+    if problem := usage_problem(usage):
+        notes.append(f"Gemini reported usage that can't be true ({problem}): this generation's cost is counted "
+                     "as unknown.")
+    return _Answer(images, text, usage, notes)
+
+
+MAX_MODEL_MESSAGE = 1000   # characters of a finish or block message kept and shown
+MAX_MODEL_TEXT = 4000      # characters of the model's text answer kept
+
+
+def model_message(text: object, limit: int = MAX_MODEL_MESSAGE) -> str:
+    """A message from the model (finish message, block message, text answer), bounded: a proxy or a
+    bug can send megabytes, which would be stored in every job's state and printed whole."""
+    text = str(text or "")
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit:,} more characters not shown)"
 
 
 def _no_image_message(info: ModelInfo, text: str, finish: str) -> str:

@@ -211,7 +211,9 @@ def _suggested_tags(library: Library, asset: Asset) -> None:
     suggested = describe.suggested_tags(asset)
     if not suggested:
         return
+    # A pill's label is Markdown: the model's words must not become an image, a formula or an icon.
     chosen = st.pills("Suggested tags", suggested, selection_mode="multi", key=f"library.suggested.{asset.sha256}",
+                      format_func=md_escape,
                       help="Gemini's suggestions: pick the ones that fit and add them; none is applied on its own.")
     with st.container(horizontal=True, gap="small"):
         if st.button("Add selected tags", key="library.accept-tags", icon=":material/done_all:", disabled=not chosen):
