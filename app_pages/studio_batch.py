@@ -340,15 +340,27 @@ def result_preview(library: Library, path: Path) -> bytes | None:
         return None
 
 
+def damaged_job(store: batch.JobStore, broken) -> None:
+    """A job whose state can't be read: what is wrong and what to do, and Delete."""
+    with st.container(border=True):
+        show_message(broken.message)
+        if st.button("Delete this damaged job", key=f"batch.delete-damaged.{broken.id}", icon=":material/delete:"):
+            with guard("deleting the job"):
+                store.delete(broken.id)
+                st.rerun()
+
+
 # --- the tab -------------------------------------------------------------------------------------
 def render(library: Library) -> None:
     store = batches.store(library)
-    jobs = store.list()
+    jobs, damaged = store.scan()
     st.caption("One brief for many products: every product shot is the first reference of its own requests, "
                "with the brand kit's references after it. The job runs in the background (go on working on "
                "other pages) and survives a restart: Resume sends only what is missing.")
     with st.expander("New batch", expanded=not jobs, icon=":material/add_circle:"):
         new_batch(library, store)
+    for broken in damaged:
+        damaged_job(store, broken)
     if not jobs:
         return
     job_id = job_picker(jobs)
