@@ -23,7 +23,7 @@ from ragkit.library import Library
 from ragkit.rights import rights_change
 from ragkit.studio import batch, describe, kits
 from ragkit.studio.cost import CostLedger
-from devtools.fake_gemini import Reply, error_reply, image_reply, make_png, quota_reply
+from devtools.fake_gemini import error_reply, image_reply, make_png, quota_reply
 from tests.images_factory import jpeg_bytes
 
 KEY = "resumable-test-key-5d2f8e1a"
