@@ -40,7 +40,7 @@ from ragkit.records import Asset
 from ragkit.storage.blobs import write_atomic
 from ragkit.storage.filters import validate_sha256
 from ragkit.studio.cost import record_generation
-from ragkit.studio.generation import ImageGenerator, ReferenceImage
+from ragkit.studio.generation import GeneratedImage, ImageGenerator, ReferenceImage
 from ragkit.studio.kits import Kit, check_usable, references_with_kit
 from ragkit.studio.models import default_model, model_info, too_many_references
 from ragkit.studio.references import load_references
@@ -73,11 +73,14 @@ class BatchSpec:
     kit: dict | None = None          # the kit as it was when the job was made (Kit.to_dict())
     skipped: tuple[dict, ...] = ()   # products left out: {"reference", "reason"}
     salt: str = ""                   # set by --new: a job of its own, even with the same parameters
+    half_price: bool = False         # through Gemini's Batch API (ragkit.studio.half_price): results within a day
 
     def identity(self) -> str:
         key = {"brief": self.brief, "selector": self.selector, "with_refs": list(self.with_refs),
                "kit": (self.kit or {}).get("name"), "variations": self.variations, "model": self.model,
                "aspect": self.aspect, "salt": self.salt}
+        if self.half_price:  # only then: the ids of jobs made before stay the same
+            key["half_price"] = True
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:10]
 
     @property
@@ -117,6 +120,7 @@ class BatchJob(ResumableJob):
     created_at: int
     error: str = ""                # why the last run stopped early (e.g. the key was refused)
     folder: Path = Path()
+    remote_batch: str = ""         # half price: the Gemini batch ("batches/…") its pending takes are in
     ENTRIES = "takes"
 
     @property
@@ -139,6 +143,7 @@ class BatchJob(ResumableJob):
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "id": self.id, "created_at": self.created_at, "error": self.error,
+                "remote_batch": self.remote_batch,
                 "spec": {**asdict(self.spec), "products": list(self.spec.products),
                          "with_refs": list(self.spec.with_refs), "skipped": list(self.spec.skipped)},
                 "takes": [asdict(t) for t in self.takes]}
@@ -161,7 +166,7 @@ def _job_from_dict(data: dict, folder: Path) -> BatchJob:
         if take.image and Path(take.image).name != take.image:
             raise ValueError(f"image {take.image!r} is not a file name")
     return checked(BatchJob(id=data["id"], spec=spec, takes=takes, created_at=data["created_at"],
-                            error=data.get("error", ""), folder=folder))
+                            error=data.get("error", ""), folder=folder, remote_batch=data.get("remote_batch", "")))
 
 
 def item_status(takes: Sequence[Take]) -> str:
@@ -195,7 +200,7 @@ def job_store(settings) -> JobStore:
 def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequence[str] = (),
                with_refs: Sequence[str] = (), kit: Kit | None = None, variations: int = 1,
                model: str | None = None, aspect: str | None = None, new: bool = False,
-               now_ms: int | None = None) -> BatchSpec:
+               now_ms: int | None = None, half_price: bool = False) -> BatchSpec:
     """The job's parameters, checked before anything is sent: products that exist and may be used
     (the others are listed as skipped), references within the model's limit, a usable kit."""
     brief = (brief or "").strip()
@@ -229,7 +234,8 @@ def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequenc
                      aspect=aspect or (kit.aspect if kit else None),
                      selector={"tag": tag} if tag else {"ref_each": list(candidates)},
                      kit=kit.to_dict() if kit else None, skipped=tuple(skipped),
-                     salt=hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:8] if new else "")
+                     salt=hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:8] if new else "",
+                     half_price=half_price)
 
 
 def _check_shared_references(library, with_refs: Sequence[str], now_ms: int | None) -> None:
@@ -280,8 +286,12 @@ def run_batch(store: JobStore, job_id: str, library, *, concurrency: int = DEFAU
     `on_run` gets the live BatchRun (to stop it). Raises BatchError if another process runs the job, or its
     references can't be sent.
     """
-    runner = BatchRunner(store, library, concurrency=concurrency, backoff_s=backoff_s, on_progress=on_progress,
-                         on_run=on_run, approve=approve)
+    runner_class = BatchRunner
+    if store.load(job_id).spec.half_price:
+        from ragkit.studio.half_price import HalfPriceRunner
+        runner_class = HalfPriceRunner
+    runner = runner_class(store, library, concurrency=concurrency, backoff_s=backoff_s, on_progress=on_progress,
+                          on_run=on_run, approve=approve)
     return runner.run(job_id, retry_failed=retry_failed)
 
 
@@ -310,10 +320,16 @@ class BatchRunner(ResumableRunner):
         others = [ref for ref in self.shared if ref.sha256 != take.product]  # as spec.references_for(product)
         generation = generator.generate(spec.prompt, [*product, *others], model=spec.model,
                                         aspect_ratio=spec.aspect, variations=1)
-        image = generation.images[0]
-        cost = record_generation(self.settings, self.prices, generation.model, generation.usage, source="batch",
-                                 job=job.id, kit=(spec.kit or {}).get("name"))
-        answered = {"usage": dict(generation.usage), "cost_usd": cost}
+        return self.answered(job, take, generation.model, generation.images[0], generation.usage)
+
+    SOURCE, RATE = "batch", 1.0   # what the ledger calls it, and the share of the list price paid
+
+    def answered(self, job: BatchJob, take: Take, model: str, image: GeneratedImage,
+                 usage: dict[str, int]) -> dict[str, Any]:
+        """A take's answer recorded: its cost in the ledger, its image checked and kept; the take's changes."""
+        cost = record_generation(self.settings, self.prices, model, usage, source=self.SOURCE, job=job.id,
+                                 kit=(job.spec.kit or {}).get("name"), rate=self.RATE)
+        answered = {"usage": dict(usage), "cost_usd": cost}
         try:
             mime = check_answer(image.data, self.settings.max_image_pixels)
         except InvalidImageError as exc:  # answered (and billed) but unusable: failed, like a refusal
