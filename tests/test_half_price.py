@@ -96,3 +96,39 @@ def test_cancel_cancels_the_gemini_batch_and_retry_failed_sends_the_takes_again(
     fake_gemini.batches.polls_until_done = 0
     again = batch.run_batch(store, job.id, lib, retry_failed=True)
     assert again.counts()["done"] == 2 and len(fake_gemini.batches.created) == 2
+
+
+def test_cli_half_price_then_cancel(lib, fake_gemini, tmp_path, ragkit_env, monkeypatch, capsys):
+    from ragkit.cli import main as cli
+    for name, value in {**ragkit_env, "GEMINI_API_KEY": KEY, "RAGKIT_GEMINI_BASE_URL": fake_gemini.url}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    products = [a.sha256 for _, a in lib.ingest_uploads([Upload(f"p-{i}.jpg", jpeg_bytes(40 + i))
+                                                          for i in range(2)]).added]
+    lib.close()
+
+    code = cli.main(["batch", "--brief", BRIEF, "--ref-each", *products, "--half-price", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "half-price Gemini batch" in err and len(fake_gemini.batches.created) == 1
+    import json
+    assert [item["status"] for item in json.loads(out)["items"]] == ["done", "done"]
+
+    fake_gemini.batches.polls_until_done = 10**6
+    monkeypatch.setattr(half_price.HalfPriceRunner, "poll_s", 0.2)
+    runs = []
+    original = half_price.HalfPriceRunner._send
+
+    def send_then_stop(self, job, to_do, run):  # the command interrupted once the batch is at Gemini
+        polled = fake_gemini.batches.gets
+        threading.Thread(target=lambda: (_until(lambda: fake_gemini.batches.gets > polled), run.stop())).start()
+        runs.append(run)
+        return original(self, job, to_do, run)
+    monkeypatch.setattr(half_price.HalfPriceRunner, "_send", send_then_stop)
+    code = cli.main(["batch", "--brief", "another brief", "--ref-each", *products, "--half-price", "--json"])
+    out, err = capsys.readouterr()
+    job_id = json.loads(out)["job"]
+    assert code == 1 and len(fake_gemini.batches.created) == 2
+    assert cli.main(["batch", "--cancel", job_id]) == 0
+    assert "cancelled" in capsys.readouterr().err
+    assert fake_gemini.batches.created[1].state == "BATCH_STATE_CANCELLED"
