@@ -41,6 +41,8 @@ K_MODEL = "batch.model"
 K_ASPECT = "batch.aspect"
 K_VARIATIONS = "batch.variations"
 K_CONCURRENCY = "batch.concurrency"
+K_WHEN = "batch.when"             # now, or half price through the Batch API
+NOW, HALF_PRICE = "Now", "Half price, results within a day"
 K_JOB = "batch.job"              # the job shown
 K_JOB_NEXT = "batch.job-next"    # set by Start: the job to show on the next run
 SOURCE_TAG = "Images with a tag"
@@ -84,10 +86,16 @@ def new_batch(library: Library, store: batch.JobStore) -> None:
         concurrency = int(st.number_input("Requests at a time", 1, 8, batch.DEFAULT_CONCURRENCY, key=K_CONCURRENCY,
                                           width=160, help="More finishes sooner, until Gemini's rate limit "
                                                           "answers 429; then every request waits as Gemini asks."))
-    spec, why = plan(library, brief, tag, products, with_refs, kit, variations, model, aspect)
+    when = st.segmented_control("When", [NOW, HALF_PRICE], default=NOW, required=True, key=K_WHEN,
+                                help="Half price goes through Gemini's Batch API: one batch, answered within a day. "
+                                     "The job waits for it even across restarts; Cancel is on the job.")
+    spec, why = plan(library, brief, tag, products, with_refs, kit, variations, model, aspect,
+                     half_price=when == HALF_PRICE)
     if spec is not None:
         refs = len(spec.references_for(spec.products[0]))
         estimate = prices_for(settings).estimate(spec.model, refs, len(spec.products) * spec.variations)
+        if spec.half_price and estimate is not None:
+            estimate = estimate / 2
         skipped = f" · {len(spec.skipped)} skipped (not usable)" if spec.skipped else ""
         st.caption(f"{len(spec.products)} product{'s' if len(spec.products) != 1 else ''} × {spec.variations} = "
                    f"**{len(spec.products) * spec.variations} requests**, each with {refs} reference"
@@ -103,7 +111,7 @@ def new_batch(library: Library, store: batch.JobStore) -> None:
 
 
 def plan(library: Library, brief: str, tag: str | None, products: list[str], with_refs: list[str], kit,
-         variations: int, model: str, aspect: str) -> tuple[batch.BatchSpec | None, str | None]:
+         variations: int, model: str, aspect: str, half_price: bool = False) -> tuple[batch.BatchSpec | None, str | None]:
     """The job these choices make, or why there is none yet (None when the form is just not filled in)."""
     if not brief.strip() or (tag is None and not products):
         return None, None
@@ -112,7 +120,8 @@ def plan(library: Library, brief: str, tag: str | None, products: list[str], wit
         return None, problem
     try:
         return batch.plan_batch(library, brief, tag=tag, ref_each=products, with_refs=with_refs, kit=kit,
-                                variations=variations, model=model, aspect=None if aspect == AUTO else aspect), None
+                                variations=variations, model=model, aspect=None if aspect == AUTO else aspect,
+                                half_price=half_price), None
     except RagkitError as exc:
         return None, error_message(exc)
 
@@ -195,6 +204,14 @@ def controls(library: Library, store: batch.JobStore, job: batch.BatchJob, live:
             if st.button(f"Retry the {counts[batch.FAILED]} failed", key="batch.retry", icon=":material/replay:",
                          disabled=not library.settings.gemini_api_key):
                 run_again(library, store, job.id, concurrency, retry_failed=True)
+        if job.remote_batch:
+            st.caption(":material/schedule: Waiting for Gemini's half-price batch (results within a day).")
+            if st.button("Cancel the half-price batch", key="batch.cancel-remote", icon=":material/cancel:"):
+                with guard("cancelling the batch"):
+                    batches.stop(job.id)
+                    from ragkit.studio import half_price
+                    half_price.cancel(store, job.id, library)
+                    st.rerun()
         if not live:
             with st.popover("Delete job…", icon=":material/delete:"):
                 st.caption("Delete this job and its images that were not approved? Approved images stay in the "
@@ -342,15 +359,27 @@ def result_preview(library: Library, path: Path) -> bytes | None:
         return None
 
 
+def damaged_job(store: batch.JobStore, broken) -> None:
+    """A job whose state can't be read: what is wrong and what to do, and Delete."""
+    with st.container(border=True):
+        show_message(broken.message)
+        if st.button("Delete this damaged job", key=f"batch.delete-damaged.{broken.id}", icon=":material/delete:"):
+            with guard("deleting the job"):
+                store.delete(broken.id)
+                st.rerun()
+
+
 # --- the tab -------------------------------------------------------------------------------------
 def render(library: Library) -> None:
     store = batches.store(library)
-    jobs = store.list()
+    jobs, damaged = store.scan()
     st.caption("One brief for many products: every product shot is the first reference of its own requests, "
                "with the brand kit's references after it. The job runs in the background (go on working on "
                "other pages) and survives a restart: Resume sends only what is missing.")
     with st.expander("New batch", expanded=not jobs, icon=":material/add_circle:"):
         new_batch(library, store)
+    for broken in damaged:
+        damaged_job(store, broken)
     if not jobs:
         return
     job_id = job_picker(jobs)

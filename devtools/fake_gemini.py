@@ -376,6 +376,7 @@ class FakeGemini:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.batches = FakeBatches(self)  # the Batch API (section "Batch API" below)
 
     # -- scripting
     def enqueue(self, *replies: Reply) -> "FakeGemini":
@@ -484,6 +485,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API; the SDK reuses connections
 
     def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        if self.fake.batches.handle(self, "POST"):
+            return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
@@ -504,6 +507,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply.status, _with_key(body_out, request.headers.get("x-goog-api-key", "")))
 
     def do_GET(self) -> None:  # noqa: N802
+        if self.fake.batches.handle(self, "GET"):
+            return
         self._send(404, {"error": {"code": 404, "message": "Only generateContent is faked.", "status": "NOT_FOUND"}})
 
     def _send(self, status: int, body: dict[str, Any] | str) -> None:
@@ -531,6 +536,182 @@ def _with_key(body: dict[str, Any] | str, key: str) -> dict[str, Any] | str:
         error = {**error, "message": error["message"].replace(API_KEY_PLACEHOLDER, key)}
         return {**body, "error": error}
     return body
+
+
+# =========================================================================== Batch API
+# Half-price batches, as google-genai 3.x calls them (batches.py, files.py, _api_client.upload_file):
+#   POST /{v}/models/{model}:batchGenerateContent  {"batch": {"displayName", "inputConfig":
+#        {"requests": {"requests": [{"request": {...}, "metadata": {...}}]}} | {"fileName": "files/X"}}}
+#   GET  /{v}/batches/{id}            -> {"name", "metadata": {"state": "BATCH_STATE_...", "output": {...}}, "done"}
+#   POST /{v}/batches/{id}:cancel
+#   POST /upload/{v}/files            (X-Goog-Upload-Command: start) -> header x-goog-upload-url
+#   POST <upload url>                 (upload, finalize; the bytes) -> x-goog-upload-status: final, {"file": {...}}
+#   GET  /{v}/files/{id}:download?alt=media -> the file's bytes
+# Every request in a batch is answered the way generateContent would answer it (the queue, `always`, the
+# default picture) and recorded in `requests`. A batch stays RUNNING for `polls_until_done` GETs, then
+# SUCCEEDED; inline requests get inline answers, a file gets a JSONL file of answers. Kept in its own
+# section so that changes to the generateContent fake above merge cleanly.
+_BATCH_CREATE = re.compile(r"^/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^/:]+):batchGenerateContent$")
+_BATCH = re.compile(r"^/(?:v1beta|v1|v1alpha)/batches/(?P<id>[^/:]+)(?P<cancel>:cancel)?$")
+_UPLOAD_START = re.compile(r"^/upload/(?:v1beta|v1|v1alpha)/files$")
+_UPLOAD_SESSION = re.compile(r"^/upload-session/(?P<id>[0-9]+)$")
+_DOWNLOAD = re.compile(r"^(?:/(?:v1beta|v1|v1alpha))?/files/(?P<id>[^/:]+):download$")
+
+
+@dataclass
+class FakeBatch:
+    name: str
+    model: str
+    display_name: str
+    keys: list[str]                       # the requests' keys, in order
+    answers: list[dict[str, Any]]         # {"response": ...} or {"error": ...}, in order
+    from_file: bool
+    state: str = "BATCH_STATE_PENDING"
+    polls: int = 0
+
+
+class FakeBatches:
+    def __init__(self, fake: "FakeGemini") -> None:
+        self.fake = fake
+        self.jobs: dict[str, FakeBatch] = {}
+        self.files: dict[str, bytes] = {}          # "files/ID" -> content
+        self.created: list[FakeBatch] = []         # in order, for assertions
+        self.gets = 0                              # GET batches/{id} calls (polls)
+        self.polls_until_done = 1                  # GETs that still say RUNNING
+        self._sessions: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._counter = 0
+
+    def _next(self) -> int:
+        with self._lock:
+            self._counter += 1
+            return self._counter
+
+    def handle(self, handler: "_Handler", method: str) -> bool:
+        """Answer a Batch API or file request; False if the path is not one (generateContent goes on)."""
+        path = handler.path.split("?", 1)[0]
+        routes = ((_BATCH_CREATE, "POST", self._create), (_BATCH, "GET", self._get), (_BATCH, "POST", self._cancel),
+                  (_UPLOAD_START, "POST", self._upload_start), (_UPLOAD_SESSION, "POST", self._upload_chunk),
+                  (_DOWNLOAD, "GET", self._download))
+        for pattern, verb, answer in routes:
+            match = pattern.match(path)
+            if match and verb == method:
+                length = int(handler.headers.get("Content-Length") or 0)
+                raw = handler.rfile.read(length) if length else b""
+                answer(handler, match, raw)
+                return True
+        return False
+
+    # -- batches
+    def _create(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        batch = json.loads(raw or b"{}").get("batch", {})
+        source = batch.get("inputConfig", {})
+        if "fileName" in source:
+            lines = [json.loads(line) for line in self.files.get(source["fileName"], b"").decode().splitlines() if line]
+            items = [(str(line.get("key", i)), line.get("request", {})) for i, line in enumerate(lines)]
+        else:
+            requests = source.get("requests", {}).get("requests", [])
+            items = [(str((r.get("metadata") or {}).get("key", i)), r.get("request", {})) for i, r in enumerate(requests)]
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        answers = [self._answer(match["version"], match["model"], request, headers) for _, request in items]
+        job = FakeBatch(f"batches/fake{self._next()}", match["model"], batch.get("displayName", ""),
+                        [key for key, _ in items], answers, "fileName" in source)
+        with self._lock:
+            self.jobs[job.name] = job
+            self.created.append(job)
+        handler._send(200, self._operation(job))
+
+    def _answer(self, version: str, model: str, request: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        recorded = RecordedRequest("POST", f"/{version}/models/{model}:generateContent", headers, request,
+                                   time.monotonic())
+        reply = self.fake._record_and_choose(recorded)
+        if reply.status != 200:
+            error = (reply.body or {}).get("error") if isinstance(reply.body, dict) else None
+            return {"error": error or {"code": reply.status, "message": "fake failure"}}
+        return {"response": reply.body if isinstance(reply.body, dict) else self.fake._default_image_body(recorded)}
+
+    def _get(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        job = self.jobs.get(f"batches/{match['id']}")
+        if job is None:
+            handler._send(404, {"error": {"code": 404, "message": "batch not found", "status": "NOT_FOUND"}})
+            return
+        with self._lock:
+            self.gets += 1
+            if job.state in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"):
+                job.polls += 1
+                job.state = "BATCH_STATE_SUCCEEDED" if job.polls > self.polls_until_done else "BATCH_STATE_RUNNING"
+        handler._send(200, self._operation(job))
+
+    def _cancel(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        job = self.jobs.get(f"batches/{match['id']}")
+        if job is None:
+            handler._send(404, {"error": {"code": 404, "message": "batch not found", "status": "NOT_FOUND"}})
+            return
+        with self._lock:
+            if job.state in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"):
+                job.state = "BATCH_STATE_CANCELLED"
+        handler._send(200, {})
+
+    def _operation(self, job: FakeBatch) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": f"models/{job.model}", "displayName": job.display_name, "state": job.state,
+            "createTime": "2026-12-07T00:00:00Z"}
+        if job.state == "BATCH_STATE_SUCCEEDED":
+            if job.from_file:
+                name = f"files/out-{job.name.split('/')[-1]}"
+                self.files[name] = "".join(json.dumps({"key": key, **answer}) + "\n"
+                                           for key, answer in zip(job.keys, job.answers)).encode()
+                metadata["output"] = {"responsesFile": name}
+            else:
+                metadata["output"] = {"inlinedResponses": {"inlinedResponses": [
+                    {**answer, "metadata": {"key": key}} for key, answer in zip(job.keys, job.answers)]}}
+        return {"name": job.name, "metadata": metadata,
+                "done": job.state not in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING")}
+
+    # -- files
+    def _upload_start(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        session = str(self._next())
+        self._sessions[session] = {"meta": json.loads(raw or b"{}").get("file", {}), "data": b""}
+        host = handler.headers.get("Host", "127.0.0.1")
+        handler.send_response(200)
+        handler.send_header("x-goog-upload-url", f"http://{host}/upload-session/{session}")
+        handler.send_header("x-goog-upload-status", "active")
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"{}")
+
+    def _upload_chunk(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        session = self._sessions.get(match["id"])
+        if session is None:
+            handler._send(404, {"error": {"code": 404, "message": "no such upload", "status": "NOT_FOUND"}})
+            return
+        session["data"] += raw
+        final = "finalize" in handler.headers.get("X-Goog-Upload-Command", "")
+        body = b"{}"
+        if final:
+            name = session["meta"].get("name") or f"files/in{match['id']}"
+            self.files[name] = session["data"]
+            body = json.dumps({"file": {"name": name, "mimeType": session["meta"].get("mimeType", "application/jsonl"),
+                                        "sizeBytes": str(len(session["data"])), "state": "ACTIVE"}}).encode()
+        handler.send_response(200)
+        handler.send_header("x-goog-upload-status", "final" if final else "active")
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _download(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        data = self.files.get(f"files/{match['id']}")
+        if data is None:
+            handler._send(404, {"error": {"code": 404, "message": "file not found", "status": "NOT_FOUND"}})
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
 
 
 # --------------------------------------------------------------------------- standalone

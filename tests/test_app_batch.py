@@ -139,6 +139,32 @@ def test_an_interrupted_job_is_resumed_from_the_tab_and_only_the_rest_is_sent(wi
         (settings.data_dir / "originals" / p[:2] / p).read_bytes() for p in products[1:]}
 
 
+def test_a_damaged_job_is_shown_as_damaged_and_the_other_jobs_and_new_batch_still_work(with_key, catalogue, settings,
+                                                                                      tiny_embedder):
+    import json
+    from ragkit.library import Library
+    products, _ = catalogue
+    library = Library.open(settings, embedder=tiny_embedder)
+    try:
+        store = batch.job_store(settings)
+        good = store.create(batch.plan_batch(library, BRIEF, ref_each=products))
+    finally:
+        library.close()
+    state = json.loads((store.job_folder(good.id) / "state.json").read_text())
+    store.job_folder("0123456789").mkdir(parents=True)
+    (store.job_folder("0123456789") / "state.json").write_text(
+        json.dumps({**state, "id": "0123456789", "created_at": "yesterday"}))
+
+    at = open_tab("Batch")
+    text = all_text(at)
+    assert "Something unexpected" not in text
+    assert "batch job 0123456789" in text and "is damaged" in text  # listed as damaged, with what to do
+    assert at.session_state["batch.job"] == good.id and at.text_area(key="batch.brief")  # the rest works
+    at.button(key="batch.delete-damaged.0123456789").click()
+    run(at)
+    assert "is damaged" not in all_text(at) and not store.job_folder("0123456789").exists()
+
+
 def test_kit_editor_creates_edits_and_refuses_to_overwrite_someone_else_s_save(app_env, catalogue, settings):
     _, brand = catalogue
     at = open_tab("Brand kits", tray=brand)

@@ -549,12 +549,19 @@ def cmd_batch(args, settings: Settings) -> int:
     ImageGenerator.from_settings(settings).close()  # no key -> a clear error before anything loads
     library = _open_library(settings)
     store = batch.job_store(settings)
+    if args.cancel:
+        from ragkit.studio import half_price
+        job = half_price.cancel(store, args.cancel, library)
+        _err(f"batch job {job.id}: the half-price batch was cancelled; --resume {job.id} --retry-failed sends it again")
+        return EXIT_OK
     job = store.load(args.resume) if args.resume else store.create(_plan_batch(args, library, settings))
     for skipped in job.spec.skipped:
         _err(f"skipped: {skipped['reference'][:12]}…: {skipped['reason']}")
     pending = job.counts()[batch.PENDING] + (job.counts()[batch.FAILED] if args.retry_failed else 0)
     _err(f"batch job {job.id}: {len(job.spec.products)} product(s) x {job.spec.variations} with "
-         f"{job.spec.model}; {pending} request(s) to send, {args.concurrency} at a time")
+         f"{job.spec.model}; {pending} request(s) to send, "
+         + ("as one half-price Gemini batch (results within a day; Ctrl-C is safe, --resume polls it again)"
+            if job.spec.half_price else f"{args.concurrency} at a time"))
     progress = _CountProgress("finished", unit="image")
     try:
         job = batch.run_batch(store, job.id, library, concurrency=args.concurrency, approve=args.approve,
@@ -629,7 +636,8 @@ def _plan_batch(args, library, settings: Settings):
         raise InvalidInputError("Give the brief with --brief TEXT (or --resume ID to finish a job).")
     kit = kits.kit_store(settings).get(args.brand_kit) if args.brand_kit else None
     return batch.plan_batch(library, args.brief, tag=args.tag, ref_each=args.ref_each, with_refs=args.with_ref,
-                            kit=kit, variations=args.n, model=args.model, aspect=args.aspect, new=args.new)
+                            kit=kit, variations=args.n, model=args.model, aspect=args.aspect, new=args.new,
+                            half_price=args.half_price)
 
 
 def cmd_migrate(args, settings: Settings) -> int:
@@ -941,6 +949,10 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--approve", action="store_true", help="save every image to the library (no review)")
     batch.add_argument("--retry-failed", action="store_true", help="send the requests that failed again, too")
     batch.add_argument("--new", action="store_true", help="a new job even if these parameters made one before")
+    batch.add_argument("--half-price", action="store_true",
+                       help="through Gemini's Batch API at half the price, results within a day (the command waits; "
+                            "stop it any time: --resume ID polls the same batch later)")
+    products.add_argument("--cancel", default=None, metavar="ID", help="cancel the half-price batch of this job")
     batch.set_defaults(handler=cmd_batch)
 
     describe = commands.add_parser(

@@ -341,12 +341,14 @@ def _ledger_problem(exc: Exception) -> str:
 
 
 def record_generation(settings: Any, prices: PriceTable, model: str, usage: Mapping[str, int], *, source: str,
-                      job: str | None = None, kit: str | None = None) -> float | None:
+                      job: str | None = None, kit: str | None = None, rate: float = 1.0) -> float | None:
     """Price one generation's usage and append it to the library's ledger; its cost (None: unknown).
 
     The generation was paid for whatever happens here: a ledger that can't be written (a full disk)
-    is logged, and the images are still handed back."""
+    is logged, and the images are still handed back. `rate`: 0.5 for the Batch API's half price."""
     cost = prices.cost(model, usage)
+    if cost is not None and rate != 1.0:
+        cost = round(cost * rate, 9)
     try:
         CostLedger(settings.data_dir).record(model, usage, cost, source=source, job=job, kit=kit)
     except OSError as exc:

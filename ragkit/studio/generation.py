@@ -299,11 +299,19 @@ class ImageGenerator:
         """One request with the bounded retry (429s wait for the server's delay, through `sleep`): the
         answer as the SDK read it, or a typed GenerationError. Also what captions (ragkit.studio.captions)
         send; `model_setting` is the setting a 404 tells the person to check."""
+        return self._retrying(lambda: self._call(info, contents, config, model_setting))
+
+    def call_api(self, call: Callable[[genai.Client], Any], model: str | None = None) -> Any:
+        """Another SDK call (the Batch API, file uploads) with the same bounded retry and typed errors."""
+        info = model_info(model or self.model)
+        return self._retrying(lambda: self._sdk(lambda: call(self._client), info))
+
+    def _retrying(self, attempt: Callable[[], Any]) -> Any:
         started = time.monotonic()
         retries = 0
         while True:
             try:
-                return self._call(info, contents, config, model_setting)
+                return attempt()
             except _Retryable as failure:
                 if retries >= self.max_retries:
                     raise failure.final(retries, time.monotonic() - started) from None
@@ -315,8 +323,12 @@ class ImageGenerator:
     def _call(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig,
               model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
         """One SDK call; every SDK/transport failure becomes a GenerationError or _Retryable."""
+        return self._sdk(lambda: self._client.models.generate_content(model=info.id, contents=contents, config=config),
+                         info, model_setting)
+
+    def _sdk(self, call: Callable[[], Any], info: ModelInfo, model_setting: str = "RAGKIT_GEMINI_MODEL") -> Any:
         try:
-            return self._client.models.generate_content(model=info.id, contents=contents, config=config)
+            return call()
         except genai_errors.APIError as exc:
             raise self._http_error(exc, info, model_setting) from None
         except _TIMEOUT_ERRORS:
@@ -403,6 +415,11 @@ def _retry_delay_s(details: Any) -> float | None:
 def _enum_name(value: Any) -> str:
     """FinishReason / BlockedReason as a plain name (unknown values come through as strings)."""
     return str(getattr(value, "value", value) or "")
+
+
+def read_answer(response: types.GenerateContentResponse, model: str) -> _Answer:
+    """Images, text and usage of an answer that came some other way (the Batch API); typed error for a refusal."""
+    return _read_response(response, model_info(model))
 
 
 def _read_response(response: types.GenerateContentResponse, info: ModelInfo) -> _Answer:
