@@ -99,7 +99,7 @@ def test_generate_save_download_and_history(with_key, refs, settings):
     assert len(fake.requests) == 2
     for request in fake.requests:
         assert request.brief == BRIEF and len(request.images) == 2 and request.aspect_ratio == "16:9"
-        assert request.model == "gemini-2.5-flash-image"
+        assert request.model == "gemini-nano-banana-2.1"
     assert not at.get("progress")  # the progress box is gone once done
     assert any(c.startswith("2 images · Nano Banana · aspect 16:9 · ") for c in texts(at.caption))
     assert "Results" in texts(at.subheader)
@@ -123,7 +123,7 @@ def test_generate_save_download_and_history(with_key, refs, settings):
     generated = app_library.page(0, 10, source="generated").assets
     assert len(generated) == 1
     asset = generated[0]
-    assert asset.prompt == BRIEF and asset.model == "gemini-2.5-flash-image"
+    assert asset.prompt == BRIEF and asset.model == "gemini-nano-banana-2.1"
     assert list(asset.reference_ids) == refs[:2]
     assert set(asset.tags) == {"summer", "promo"}
     assert asset.filename == "a-model-wearing-these-sneakers-on-1.png"
@@ -150,7 +150,7 @@ def test_generate_save_download_and_history(with_key, refs, settings):
     run(at)
     assert texts(at.title) == ["Library"]
     text = shown(all_text(at))
-    assert "How it was made" in text and "gemini-2.5-flash-image" in text and "2 reference image(s)" in text
+    assert "How it was made" in text and "gemini-nano-banana-2.1" in text and "2 reference image(s)" in text
 
     # The key never reached the page (which page_text does see: the brief is in it).
     assert BRIEF in page_text(at) and KEY not in page_text(at)
@@ -168,13 +168,13 @@ def test_too_many_references_warns_and_disables_generate(with_key, refs):
     assert "Nano Banana Pro" in warning
     generate = at.button(key="studio.generate")
     assert generate.disabled and "Too many references" in generate.help
-    at.selectbox(key=K_MODEL).set_value("gemini-3-pro-image-preview")
+    at.selectbox(key=K_MODEL).set_value("gemini-3-pro-image")
     run(at)
     assert not any("at most" in w for w in texts(at.warning))
     assert not at.button(key="studio.generate").disabled
     assert "References · 4 of 14" in texts(at.subheader)
     # Removing one from the tray also fixes it for Nano Banana.
-    at.selectbox(key=K_MODEL).set_value("gemini-2.5-flash-image")
+    at.selectbox(key=K_MODEL).set_value("gemini-nano-banana-2.1")
     at.button(key=f"studio.tray-remove.{refs[3]}").click()
     run(at)
     assert not at.button(key="studio.generate").disabled
@@ -262,7 +262,7 @@ def test_suggest_references_for_the_brief(with_key, refs):
 def test_brief_and_options_survive_a_trip_to_search(with_key, refs):
     at = studio(refs[:1])
     at.text_area(key=K_BRIEF).set_value(BRIEF)
-    at.selectbox(key=K_MODEL).set_value("gemini-3-pro-image-preview")
+    at.selectbox(key=K_MODEL).set_value("gemini-3-pro-image")
     at.segmented_control(key=K_VARIATIONS).set_value(3)
     run(at)
     at.switch_page("app_pages/search.py")
@@ -270,15 +270,15 @@ def test_brief_and_options_survive_a_trip_to_search(with_key, refs):
     at.switch_page(STUDIO)
     run(at)
     assert at.text_area(key=K_BRIEF).value == BRIEF
-    assert at.selectbox(key=K_MODEL).value == "gemini-3-pro-image-preview"
+    assert at.selectbox(key=K_MODEL).value == "gemini-3-pro-image"
     assert at.button(key="studio.generate").label == "Generate 3 images"
 
 
 def test_model_choice_defaults_to_the_setting_and_uses_the_labels(with_key, monkeypatch, refs):
-    monkeypatch.setenv("RAGKIT_GEMINI_MODEL", "gemini-3-pro-image-preview")
+    monkeypatch.setenv("RAGKIT_GEMINI_MODEL", "gemini-3-pro-image")
     at = studio()
     model = at.selectbox(key=K_MODEL)
-    assert model.value == "gemini-3-pro-image-preview"
+    assert model.value == "gemini-3-pro-image"
     assert model.options == ["Nano Banana", "Nano Banana Pro"]
 
 
@@ -287,9 +287,9 @@ def test_file_names_and_reference_warning_helpers():
     assert file_name_for("", 2, "image/jpeg") == "studio-3.jpg"
     assert file_name_for("…", 0, "image/x-unknown") == "studio-1.png"
     from ragkit.studio import MODELS
-    assert too_many_references(3, MODELS["gemini-2.5-flash-image"]) is None
-    assert "Remove 2" in too_many_references(5, MODELS["gemini-2.5-flash-image"])
-    assert "switch" not in too_many_references(15, MODELS["gemini-3-pro-image-preview"])
+    assert too_many_references(3, MODELS["gemini-nano-banana-2.1"]) is None
+    assert "Remove 2" in too_many_references(5, MODELS["gemini-nano-banana-2.1"])
+    assert "switch" not in too_many_references(15, MODELS["gemini-3-pro-image"])
 
 
 def test_a_generation_in_flight_shows_on_other_pages_and_lands_in_the_studio(with_key, refs):
@@ -336,7 +336,7 @@ def test_a_generation_in_flight_shows_on_other_pages_and_lands_in_the_studio(wit
     generator.close()
 
 
-@pytest.mark.parametrize("prices", ["", '{"gemini-2.5-flash-image": null}'], ids=["priced", "unpriced"])
+@pytest.mark.parametrize("prices", ["", '{"gemini-nano-banana-2.1": null}'], ids=["priced", "unpriced"])
 def test_each_result_and_the_total_spent_show_their_cost_and_an_unknown_price_is_unknown(
         with_key, refs, settings, monkeypatch, prices):
     from ragkit.studio.cost import CostLedger, format_usd

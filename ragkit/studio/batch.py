@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from ragkit.storage.blobs import write_atomic
 from ragkit.errors import (AssetNotFoundError, BatchError, GenerationError, InvalidApiKeyError, InvalidImageError,
-                      MissingApiKeyError)
+                      MissingApiKeyError, ModelGoneError)
 from ragkit.storage.filters import validate_sha256
 from ragkit.ingest.images import EXTENSION_BY_MIME
 from ragkit.ingest.pipeline import Provenance
@@ -47,7 +47,7 @@ from ragkit.records import Asset
 from ragkit.studio.cost import PriceTable, prices_for, record_generation, sum_costs
 from ragkit.studio.generation import ImageGenerator, ReferenceImage
 from ragkit.studio.kits import Kit, check_usable, references_with_kit
-from ragkit.studio.models import default_model, model_info, too_many_references
+from ragkit.studio.models import check_output, default_model, model_info, normalise_size, too_many_references
 from ragkit.studio.references import load_references
 from ragkit.studio.usability import not_usable_reason
 
@@ -90,11 +90,14 @@ class BatchSpec:
     kit: dict | None = None          # the kit as it was when the job was made (Kit.to_dict())
     skipped: tuple[dict, ...] = ()   # products left out: {"reference", "reason"}
     salt: str = ""                   # set by --new: a job of its own, even with the same parameters
+    size: str | None = None          # image_config.image_size (None: the model's default)
 
     def identity(self) -> str:
         key = {"brief": self.brief, "selector": self.selector, "with_refs": list(self.with_refs),
                "kit": (self.kit or {}).get("name"), "variations": self.variations, "model": self.model,
                "aspect": self.aspect, "salt": self.salt}
+        if self.size:  # absent from older jobs' keys: their ids stay the same
+            key["size"] = self.size
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:10]
 
     @property
@@ -304,7 +307,7 @@ def job_store(settings) -> JobStore:
 def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequence[str] = (),
                with_refs: Sequence[str] = (), kit: Kit | None = None, variations: int = 1,
                model: str | None = None, aspect: str | None = None, new: bool = False,
-               now_ms: int | None = None) -> BatchSpec:
+               now_ms: int | None = None, size: str | None = None) -> BatchSpec:
     """The job's parameters, checked before anything is sent: products that exist and may be used
     (the others are listed as skipped), references within the model's limit, a usable kit."""
     brief = (brief or "").strip()
@@ -320,6 +323,9 @@ def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequenc
         check_usable(library, kit)
     _check_shared_references(library, with_refs, now_ms)
     refs_per_request = len(references_with_kit(["product", *with_refs], kit))
+    size, aspect = normalise_size(size), aspect or (kit.aspect if kit else None)
+    if problem := check_output(model_info(model), aspect, size):
+        raise BatchError(problem)
     if too_many := too_many_references(refs_per_request, model_info(model)):
         raise BatchError(f"Each request would carry {refs_per_request} references (the product, "
                          f"{len(with_refs)} added and {len(kit.reference_ids) if kit else 0} from the kit): {too_many}")
@@ -335,7 +341,7 @@ def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequenc
                          "--ref-each.")
     return BatchSpec(brief=brief, prompt=kit.prompt_for(brief) if kit else brief, products=tuple(products),
                      with_refs=with_refs, variations=variations, model=model,
-                     aspect=aspect or (kit.aspect if kit else None),
+                     aspect=aspect, size=size,
                      selector={"tag": tag} if tag else {"ref_each": list(candidates)},
                      kit=kit.to_dict() if kit else None, skipped=tuple(skipped),
                      salt=hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:8] if new else "")
@@ -532,7 +538,7 @@ def _load_shared(library, spec: BatchSpec) -> list[ReferenceImage]:
                          "kept; restore the image, or start a new batch without it.") from None
 
 
-_FATAL = (InvalidApiKeyError, MissingApiKeyError)  # every other take would fail the same way
+_FATAL = (InvalidApiKeyError, MissingApiKeyError, ModelGoneError)  # every other take would fail the same way
 
 
 def _run_take(store: JobStore, job: BatchJob, take: Take, library, generator: ImageGenerator,
@@ -544,7 +550,7 @@ def _run_take(store: JobStore, job: BatchJob, take: Take, library, generator: Im
         product = load_references(library, [take.product])
         others = [ref for ref in shared if ref.sha256 != take.product]  # as spec.references_for(product)
         generation = generator.generate(spec.prompt, [*product, *others], model=spec.model,
-                                        aspect_ratio=spec.aspect, variations=1)
+                                        aspect_ratio=spec.aspect, variations=1, size=spec.size)
     except _FATAL as exc:
         run.stop()  # the take stays pending: fixed key, Resume finishes the job
         store.update(job.id, lambda j: setattr(j, "error", user_message(exc, library.settings)))
@@ -558,7 +564,7 @@ def _run_take(store: JobStore, job: BatchJob, take: Take, library, generator: Im
     name = f"{take.product[:12]}-{take.variation + 1}{EXTENSION_BY_MIME.get(image.mime, '.png')}"
     write_atomic(job.folder / "images" / name, image.data)  # before the state says done: a kill re-sends it
     cost = record_generation(library.settings, prices, generation.model, generation.usage, source="batch",
-                             job=job.id, kit=(spec.kit or {}).get("name"))
+                             job=job.id, kit=(spec.kit or {}).get("name"), size=spec.size)
     store.update(job.id, lambda j: _mark(j, take, status=DONE, image=name, mime=image.mime,
                                          usage=dict(generation.usage), cost_usd=cost,
                                          seconds=time.monotonic() - started))
@@ -610,6 +616,8 @@ def _provenance(job: BatchJob, take: Take) -> Provenance:
     spec = job.spec
     details = {"job": job.id, "brief": spec.brief, "variation": take.variation + 1,
                "usage": dict(take.usage), "cost_usd": take.cost_usd}
+    if spec.size:
+        details["size"] = spec.size
     if spec.kit:
         details.update({"kit": spec.kit["name"], "kit_version": spec.kit["version"]})
     return Provenance(spec.prompt, spec.model, tuple(spec.references_for(take.product)), details=details)
