@@ -82,6 +82,6 @@ def cmd_models(args, settings: Settings) -> int:
             out(f"{c['setting']}={c['model']}: {'GONE' if c['gone'] else 'ok'}")
         out(f"Limits and prices: ragkit's table, read {report['table_read_on']} from Google's pages "
             "(README › Models); prices marked unconfirmed there are estimates.")
-        for c in gone:
-            print(printable(f"error: {c['message']}"), file=sys.stderr)
+    for c in gone:
+        print(printable(f"error: {c['message']}"), file=sys.stderr)
     return EXIT_GONE if gone else EXIT_OK
