@@ -85,3 +85,19 @@ def test_an_upload_with_describe_ticked_captions_the_new_images(with_key):
     assert any("Described 2 of 2 images" in s for s in texts(at.success)), texts(at.success)
     from ragkit.ui import state
     assert all(a.caption for a in state.library().page(0, 10).assets)
+
+
+def test_a_gone_caption_model_shows_one_line_and_switches_in_one_click(with_key, seed, monkeypatch):
+    monkeypatch.setenv("RAGKIT_CAPTION_MODEL", "gemini-2.5-flash")  # shut down on 2026-06-17
+    seed([Upload("shot.jpg", jpeg_bytes(5))])
+    at = run(new_app())
+    errors = [shown(e) for e in texts(at.error) if "Random weights" not in e]
+    assert len(errors) == 1 and "gemini-2.5-flash is no longer offered" in errors[0]
+    assert at.button(key="library.describe-all").disabled
+    at.button(key="captions.switch-model").click()
+    run(at)
+    assert not [e for e in texts(at.error) if "Random weights" not in e]
+    assert not at.button(key="library.describe-all").disabled
+    at.button(key="library.describe-all").click()
+    finish_describe(run(at))
+    assert [r.model for r in with_key.requests] == ["gemini-3.5-flash-lite"]

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ragkit.errors import (AssetNotFoundError, BatchError, GenerationError, InvalidApiKeyError, InvalidImageError,
-                      MissingApiKeyError)
+                      MissingApiKeyError, ModelGoneError)
 from ragkit.storage.filters import LIVE, validate_sha256
 from ragkit.messages import user_message
 from ragkit.records import Asset
@@ -161,14 +161,15 @@ class Plan:
 
 
 def plan_describe(library, *, everything: bool = False, tag: str | None = None, ids: Sequence[str] = (),
-                  retry_failed: bool = False, new: bool = False) -> Plan:
-    """What to describe: every asset without a caption, those with a tag and no caption, or these ids."""
+                  retry_failed: bool = False, new: bool = False, model: str | None = None) -> Plan:
+    """What to describe: every asset without a caption, those with a tag and no caption, or these ids
+    (with `model`, or RAGKIT_CAPTION_MODEL)."""
     if sum((bool(everything), bool(tag), bool(ids))) != 1:
         raise BatchError("Say what to describe: --all, --tag TAG, or asset ids (one of them).")
     if library.needs_upgrade:
         raise BatchError("This library was made by an older ragkit and has no room for captions: run "
                          "`python -m ragkit upgrade` first.")
-    model = bare_id(library.settings.caption_model)
+    model = bare_id(model or library.settings.caption_model)
     if ids:
         chosen, skipped = _explicit(library, list(dict.fromkeys(validate_sha256(s) for s in ids)))
         selector: dict = {"ids": True}
@@ -328,7 +329,7 @@ def _send(store: DescribeStore, job: DescribeJob, to_do: list[Item], library, pr
                     progress(finished[0], len(job.items))
 
     with Captioner.from_settings(library.settings, max_retries=BATCH_RETRIES, backoff_s=backoff_s,
-                                 sleep=backoff.pause) as captioner, \
+                                 sleep=backoff.pause, model=job.spec.model) as captioner, \
             ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"describe-{job.id}") as pool:
         futures = [pool.submit(one, item) for item in to_do]
         try:
@@ -341,7 +342,7 @@ def _send(store: DescribeStore, job: DescribeJob, to_do: list[Item], library, pr
                 raise future.exception()  # a bug in our own code: not an item's failure
 
 
-_FATAL = (InvalidApiKeyError, MissingApiKeyError)  # every other item would fail the same way
+_FATAL = (InvalidApiKeyError, MissingApiKeyError, ModelGoneError)  # every other item would fail the same way
 
 
 def _describe_item(store: DescribeStore, job: DescribeJob, item: Item, library, captioner: Captioner,
