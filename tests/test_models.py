@@ -224,3 +224,12 @@ def test_batch_size_is_checked_before_any_job_exists(lib, fake_gemini, studio_en
     out, err = capsys.readouterr()
     assert code == 0, err
     assert [r.image_size for r in fake_gemini.requests] == ["2K"]
+
+
+def test_a_listing_that_fails_falls_back_to_the_table_and_generation_still_works(fake_gemini, studio_env, tmp_path):
+    fake_gemini.list_models_down = True  # ListModels answers 503
+    catalogue = discovery.discover(settings_for(studio_env, tmp_path))
+    assert not catalogue.live and "ServerError" in catalogue.note and "known table" in catalogue.note
+    discovery.require_offered(settings_for(studio_env, tmp_path), DEFAULT_MODEL)  # the table has it: no error
+    with ImageGenerator(KEY, base_url=fake_gemini.url) as generator:
+        assert generator.generate("a lamp").images
