@@ -30,11 +30,11 @@ from ragkit.library import Library
 from ragkit.records import Asset, SearchHit
 from ragkit.rights import blocked_as_reference, now_ms
 from ragkit.studio import (ASPECT_LABELS, DEFAULT_ENDPOINT, PRESET_BRIEFS, Generation, Kit, ModelInfo,
-                           default_model, file_name_for, generate_from, model_info, model_options, models_help,
-                           recent_generated, save_generated_image, suggest_references, too_many_references)
+                           file_name_for, generate_from, model_info, recent_generated, save_generated_image, suggest_references, too_many_references)
 from ragkit.studio.cost import CostLedger, format_usd
 from ragkit.studio.kits import unusable_kit_message
 from ragkit.tags import parse_tag_list
+from ragkit.ui import models as models_ui
 from ragkit.ui import pending, state, tray
 from ragkit.ui.errors import error_message, guard, show_message
 from ragkit.ui.grid import grid, inject_css, score_label, short_name, show_thumbnail, thumbnail_bytes
@@ -46,6 +46,7 @@ from app_pages import studio_batch, studio_kits
 K_BRIEF = "studio.brief"
 K_MODEL = "studio.model"
 K_ASPECT = "studio.aspect"
+K_SIZE = "studio.size"                # one widget per model: studio.size.<model id>
 K_VARIATIONS = "studio.variations"
 K_SAVE_TAGS = "studio.save-tags"
 K_RESULT = "studio.result"            # the last successful generation (a StudioResult)
@@ -116,31 +117,32 @@ def presets() -> None:
                       help=preset.text, type="secondary", icon=":material/bolt:")
 
 
-def options_row(library: Library, settings: Settings) -> tuple[str, str | None, Kit | None]:
-    options = model_options(settings.gemini_model)
+def options_row(library: Library, settings: Settings) -> tuple[str, str | None, Kit | None, str | None]:
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="studio-options"):
-        model = st.selectbox("Model", options, index=options.index(default_model(settings.gemini_model)),
-                             format_func=lambda m: model_info(m).label, key=K_MODEL, persist_state="session",
-                             width=220, help=models_help())
+        model = models_ui.image_picker(settings, K_MODEL, persist=True)
         info = model_info(model)
         ratios = [AUTO_ASPECT, *info.aspect_ratios]
+        if st.session_state.get(K_ASPECT) not in (None, *ratios):
+            st.session_state.pop(K_ASPECT)  # a ratio the model just picked doesn't offer
         aspect = st.selectbox("Aspect ratio", ratios, format_func=lambda r: ASPECT_CHOICES.get(r, r),
                               key=K_ASPECT, persist_state="session", width=240)
+        size = models_ui.size_picker(model, K_SIZE)
         kit = studio_kits.kit_picker(library, K_KIT)
     if kit and kit.aspect and aspect == AUTO_ASPECT:
         st.caption(f"Aspect ratio: the kit's {kit.aspect}.")
-    return model, (None if aspect == AUTO_ASPECT else aspect), kit
+    return model, (None if aspect == AUTO_ASPECT else aspect), kit, size
 
 
 def brief_section(library: Library, settings: Settings,
                   tray_count: int) -> tuple[str, str, str | None, int, Kit | None, bool]:
-    """Presets, the brief, the options and Generate; returns (brief, model, aspect, variations, kit, clicked)."""
+    """Presets, the brief, the options and Generate; returns (brief, model, aspect, variations, kit, clicked, size)."""
     st.subheader("Brief")
     presets()
     brief = st.text_area("What should the new image show?", key=K_BRIEF, persist_state="session", height=130,
                          placeholder="A model wearing these sneakers on a sunny beach, golden hour, editorial "
                                      "photo", max_chars=4000)
-    model, aspect, kit = options_row(library, settings)
+    model, aspect, kit, size = options_row(library, settings)
+    gone = models_ui.gone_notice(settings, model, K_MODEL)
     info = model_info(model)
     kit_refs = len(kit.reference_ids) if kit else 0
     warning = too_many_references(tray_count + kit_refs, info)
@@ -154,6 +156,8 @@ def brief_section(library: Library, settings: Settings,
     why = None
     if not has_key:
         why = "Add a Gemini API key first (see above)."
+    elif gone:
+        why = "This model is no longer offered: switch to a live one (see above)."
     elif warning:
         why = "Too many references for this model (see above)."
     elif kit_problem:
@@ -169,11 +173,14 @@ def brief_section(library: Library, settings: Settings,
     endpoint = redact_uri(settings.gemini_base_url) if settings.gemini_base_url else None
     if endpoint and endpoint != DEFAULT_ENDPOINT:
         st.caption(f":material/dns: Endpoint `{endpoint}` (RAGKIT_GEMINI_BASE_URL)")
-    return brief, model, aspect, variations, kit, clicked
+    size_note = f" at {size}" if size else ""
+    st.caption(f":material/payments: {info.label}{size_note}: "
+               f"{models_ui.per_image_price(settings, model, tray_count + kit_refs, size)}")
+    return brief, model, aspect, variations, kit, clicked, size
 
 
 def start_generation(library: Library, settings: Settings, brief: str, model: str, aspect: str | None,
-                     variations: int, kit: Kit | None) -> None:
+                     variations: int, kit: Kit | None, size: str | None = None) -> None:
     """Send the brief and the tray to the model in a background job (see ragkit.jobs.thread), then redraw."""
     if pending.running():  # a second click while one runs: never pay twice
         return
@@ -187,7 +194,7 @@ def start_generation(library: Library, settings: Settings, brief: str, model: st
 
     def work(progress):  # reading and shrinking the references is part of the wait, not of the click
         return generate_from(library, generator, brief, picked, model=model, aspect_ratio=aspect,
-                             variations=variations, on_progress=progress, kit=kit)
+                             variations=variations, on_progress=progress, kit=kit, size=size)
 
     job = Job.start(work, name="nano-banana-job")
     pending.put(pending.PendingGeneration(job, model_info(model).label, variations, len(picked)))
@@ -353,7 +360,8 @@ def results_section(library: Library) -> None:
     each = f" (about {format_usd(cost / count)} each)" if cost is not None and count > 1 else ""
     kit = (f" · kit {md_escape(generation.details['kit'])} v{generation.details['kit_version']}"
            if "kit" in generation.details else "")
-    st.caption(f"{count} image{'s' if count != 1 else ''} · {md_escape(info.label)} · aspect {aspect} · "
+    size = f" · {generation.size}" if generation.size else ""
+    st.caption(f"{count} image{'s' if count != 1 else ''} · {md_escape(info.label)} · aspect {aspect}{size} · "
                f"{generation.seconds:.1f} s" + (f" · {tokens:,} tokens" if tokens else "")
                + (f" · cost {format_usd(cost)}{each}" if "cost_usd" in generation.details else "") + kit)
     with st.container(border=True, key="studio-result-brief"):
@@ -437,13 +445,13 @@ def spent_caption(library: Library) -> None:
 def generate_tab(library: Library, settings: Settings) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:  # (the sidebar, drawn before the page, has already dropped references deleted meanwhile)
-        brief, model, aspect, variations, kit, clicked = brief_section(library, settings, tray.count())
+        brief, model, aspect, variations, kit, clicked, size = brief_section(library, settings, tray.count())
     with right:
         with guard("showing the references"):
             references_section(library, model_info(model), brief, kit)
         progress_slot = st.empty()
     if clicked:
-        start_generation(library, settings, brief, model, aspect, variations, kit)
+        start_generation(library, settings, brief, model, aspect, variations, kit, size)
     error_section()
     with guard("showing the results"):
         results_section(library)

@@ -22,10 +22,11 @@ import streamlit as st
 from ragkit.errors import RagkitError
 from ragkit.ingest.images import decode_image, make_thumbnail
 from ragkit.library import Library
-from ragkit.studio import ASPECT_LABELS, batch, default_model, model_info, model_options, models_help
+from ragkit.studio import ASPECT_LABELS, batch, model_info
 from ragkit.studio.cost import format_usd, prices_for, sum_costs
 from ragkit.studio.kits import unusable_kit_message
 from ragkit.ui import batches, state, tray
+from ragkit.ui import models as models_ui
 from ragkit.ui.errors import error_message, guard, show_error, show_message
 from ragkit.ui.grid import inject_css, short_name, thumbnail_bytes
 from ragkit.ui.markdown import md_escape
@@ -39,6 +40,7 @@ K_WITH_TRAY = "batch.with-tray"
 K_KIT = "batch.kit"
 K_MODEL = "batch.model"
 K_ASPECT = "batch.aspect"
+K_SIZE = "batch.size"            # one widget per model: batch.size.<model id>
 K_VARIATIONS = "batch.variations"
 K_CONCURRENCY = "batch.concurrency"
 K_WHEN = "batch.when"             # now, or half price through the Batch API
@@ -75,12 +77,13 @@ def new_batch(library: Library, store: batch.JobStore) -> None:
                    if products else "The tray is empty: pick product shots on the Search or Library page.")
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="batch-options"):
         kit = kit_picker(library, K_KIT)
-        options = model_options(settings.gemini_model)
-        model = st.selectbox("Model", options, index=options.index(default_model(settings.gemini_model)),
-                             format_func=lambda m: model_info(m).label, key=K_MODEL, width=200, help=models_help())
+        model = models_ui.image_picker(settings, K_MODEL, width=200)
         ratios = [AUTO, *model_info(model).aspect_ratios]
+        if st.session_state.get(K_ASPECT) not in (None, *ratios):
+            st.session_state.pop(K_ASPECT)  # a ratio the model just picked doesn't offer
         aspect = st.selectbox("Aspect ratio", ratios, key=K_ASPECT, width=220,
                               format_func=lambda r: ("Auto, or the kit's" if r == AUTO else ASPECT_LABELS.get(r, r)))
+        size = models_ui.size_picker(model, K_SIZE)
         variations = int(st.segmented_control("Variations per product", [1, 2, 3, 4], default=2, required=True,
                                               key=K_VARIATIONS))
         concurrency = int(st.number_input("Requests at a time", 1, 8, batch.DEFAULT_CONCURRENCY, key=K_CONCURRENCY,
@@ -89,29 +92,32 @@ def new_batch(library: Library, store: batch.JobStore) -> None:
     when = st.segmented_control("When", [NOW, HALF_PRICE], default=NOW, required=True, key=K_WHEN,
                                 help="Half price goes through Gemini's Batch API: one batch, answered within a day. "
                                      "The job waits for it even across restarts; Cancel is on the job.")
-    spec, why = plan(library, brief, tag, products, with_refs, kit, variations, model, aspect,
+    gone = models_ui.gone_notice(settings, model, K_MODEL)
+    spec, why = plan(library, brief, tag, products, with_refs, kit, variations, model, aspect, size,
                      half_price=when == HALF_PRICE)
     if spec is not None:
         refs = len(spec.references_for(spec.products[0]))
-        estimate = prices_for(settings).estimate(spec.model, refs, len(spec.products) * spec.variations)
+        estimate = prices_for(settings).estimate(spec.model, refs, len(spec.products) * spec.variations, spec.size)
         if spec.half_price and estimate is not None:
             estimate = estimate / 2
         skipped = f" · {len(spec.skipped)} skipped (not usable)" if spec.skipped else ""
         st.caption(f"{len(spec.products)} product{'s' if len(spec.products) != 1 else ''} × {spec.variations} = "
                    f"**{len(spec.products) * spec.variations} requests**, each with {refs} reference"
                    f"{'s' if refs != 1 else ''} (of {model_info(model).max_references}){skipped} · "
-                   f"about {format_usd(estimate)}")
+                   f"{spec.size or model_info(model).default_size} · "
+                   + (f"about {format_usd(estimate)}" if estimate is not None else "price unknown"))
     elif why:
         st.warning(md_escape(why), icon=":material/info:")
     if not settings.gemini_api_key:
         why = "Add a Gemini API key first (see the top of the page)."
     if st.button("Start the batch", key="batch.start", type="primary", icon=":material/dynamic_feed:",
-                 disabled=spec is None or not settings.gemini_api_key, help=why):
+                 disabled=spec is None or gone or not settings.gemini_api_key, help=why):
         start(library, store, spec, concurrency)
 
 
 def plan(library: Library, brief: str, tag: str | None, products: list[str], with_refs: list[str], kit,
-         variations: int, model: str, aspect: str, half_price: bool = False) -> tuple[batch.BatchSpec | None, str | None]:
+         variations: int, model: str, aspect: str, size: str | None = None,
+         half_price: bool = False) -> tuple[batch.BatchSpec | None, str | None]:
     """The job these choices make, or why there is none yet (None when the form is just not filled in)."""
     if not brief.strip() or (tag is None and not products):
         return None, None
@@ -121,7 +127,7 @@ def plan(library: Library, brief: str, tag: str | None, products: list[str], wit
     try:
         return batch.plan_batch(library, brief, tag=tag, ref_each=products, with_refs=with_refs, kit=kit,
                                 variations=variations, model=model, aspect=None if aspect == AUTO else aspect,
-                                half_price=half_price), None
+                                size=size, half_price=half_price), None
     except RagkitError as exc:
         return None, error_message(exc)
 

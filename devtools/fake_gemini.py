@@ -27,6 +27,14 @@ containing a tag (handy to see how the Studio page shows each error):
 ``[fake:slow=SECONDS]`` ``[fake:quota=SECONDS]`` (a 429 with Gemini's RetryInfo delay). ``--delay SECONDS``
 makes every image answer take that long, like a real model.
 
+Models, as today's API has them (read 2026-12-07, see ragkit/studio/models.py for the sources):
+``GET /v1beta/models`` (ListModels, paged with ``pageSize``/``pageToken``, at most ``max_page_size`` a
+page) and ``GET /v1beta/models/{id}`` list ``OFFERED``; ``generateContent`` on any other id (a shut-down
+one such as ``gemini-2.5-flash-image``, or one never heard of) answers 404 NOT_FOUND in the API's words,
+and an ``imageConfig.imageSize`` or ``aspectRatio`` the model doesn't offer answers 400 INVALID_ARGUMENT.
+Tests change what is offered with ``offer(id, ...)`` and ``retire(id)``; ``list_models_down`` makes
+ListModels fail (503) as an unreachable listing would.
+
 Captions: a request that asks for JSON (``responseMimeType`` application/json, as Describe does) with an
 image is answered with ``{"caption": ..., "tags": [...]}`` for that image (``caption_for``: the same
 image, the same caption), billed as a text model bills it. ``caption_mode`` (``--caption MODE``) switches
@@ -53,6 +61,7 @@ from PIL import Image
 
 API_KEY_PLACEHOLDER = "{api_key}"  # in an error message: replaced by the key the client sent
 _PATH = re.compile(r"^/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^/:]+):generateContent$")
+_MODELS_PATH = re.compile(r"^/(?P<version>v1beta|v1|v1alpha)/models(?:/(?P<model>[^/:?]+))?$")
 _TAG = re.compile(r"\[fake:(?P<name>[a-z0-9-]+)(?:=(?P<arg>[0-9.]+))?\]")
 
 
@@ -92,7 +101,8 @@ def _size_for_ratio(aspect_ratio: str | None, long_side: int) -> tuple[int, int]
     return max(1, round(long_side * w / h)), long_side
 
 
-IMAGE_TOKENS = 1290     # what one 1024 px Nano Banana image is billed as
+IMAGE_TOKENS = 1120     # what one 1K image of the 3.x image models is billed as
+IMAGE_TOKENS_BY_SIZE = {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520}
 REFERENCE_TOKENS = 258  # an input image (one tile)
 
 
@@ -115,7 +125,7 @@ def usage_metadata(prompt: int = 12, image: int = IMAGE_TOKENS, text: int = 0, t
     return usage
 
 
-def _usage(prompt: int = 12, output: int = 1290) -> dict[str, int]:
+def _usage(prompt: int = 12, output: int = IMAGE_TOKENS) -> dict[str, int]:
     return {"promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output}
 
 
@@ -197,7 +207,7 @@ def error_reply(code: int, message: str | None = None, status: str | None = None
     return Reply(code, {"error": error})
 
 
-def quota_reply(retry_delay_s: float = 37, model: str = "gemini-2.5-flash-image") -> Reply:
+def quota_reply(retry_delay_s: float = 37, model: str = "gemini-nano-banana-2.1") -> Reply:
     """A 429 the way Gemini sends one on a per-minute quota: QuotaFailure, Help and RetryInfo details."""
     delay = f"{retry_delay_s:g}s"
     error = {
@@ -276,7 +286,7 @@ def caption_failure_reply(mode: str, image: bytes = b"") -> Reply:
     if mode == "max-tokens":
         return caption_text_reply(json.dumps({"caption": caption, "tags": tags})[:25], finish="MAX_TOKENS")
     if mode == "429":
-        return quota_reply(1, model="gemini-2.5-flash")
+        return quota_reply(1, model="gemini-3.5-flash-lite")
     raise ValueError(f"unknown caption mode {mode!r}; one of {', '.join(CAPTION_MODES)}")
 
 
@@ -294,6 +304,57 @@ def _b64decode(text: str) -> bytes:
     and the real API accepts both."""
     text = text.replace("-", "+").replace("_", "/")
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+# --------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class FakeModel:
+    """One model as ListModels describes it, with the sizes and ratios generateContent accepts."""
+    id: str
+    display_name: str
+    methods: tuple[str, ...] = ("generateContent", "countTokens", "batchGenerateContent")
+    sizes: tuple[str, ...] = ()    # image models: imageSize values accepted
+    ratios: tuple[str, ...] = ()   # image models: aspectRatio values accepted
+    input_limit: int = 1_048_576
+    output_limit: int = 65_536
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape google-genai's _Model_from_mldev reads."""
+        return {"name": f"models/{self.id}", "version": "001", "displayName": self.display_name,
+                "description": f"{self.display_name} (fake)", "inputTokenLimit": self.input_limit,
+                "outputTokenLimit": self.output_limit, "supportedGenerationMethods": list(self.methods),
+                "temperature": 1.0, "topP": 0.95, "topK": 64, "maxTemperature": 2.0, "thinking": True}
+
+
+_CLASSIC = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+_WIDE = _CLASSIC + ("1:4", "4:1", "1:8", "8:1")
+OFFERED: tuple[FakeModel, ...] = (
+    FakeModel("gemini-nano-banana-2.1", "Gemini Nano Banana 2.1", sizes=("1K", "2K", "4K"), ratios=_WIDE,
+              input_limit=131_072, output_limit=32_768),
+    FakeModel("gemini-3.1-flash-image", "Gemini 3.1 Flash Image", sizes=("512", "1K", "2K", "4K"), ratios=_WIDE,
+              input_limit=131_072, output_limit=32_768),
+    FakeModel("gemini-3-pro-image", "Gemini 3 Pro Image", sizes=("1K", "2K", "4K"), ratios=_CLASSIC,
+              input_limit=65_536, output_limit=32_768),
+    FakeModel("gemini-3.1-flash-lite-image", "Gemini 3.1 Flash-Lite Image", sizes=("1K",), ratios=_CLASSIC,
+              input_limit=65_536, output_limit=4_096),
+    FakeModel("gemini-3.5-flash-lite", "Gemini 3.5 Flash-Lite"),
+    FakeModel("gemini-3.1-flash-lite", "Gemini 3.1 Flash-Lite"),
+    FakeModel("gemini-3.6-flash", "Gemini 3.6 Flash"),
+    FakeModel("gemini-3.8-flash", "Gemini 3.8 Flash"),
+    FakeModel("gemini-3.8-flash-tts", "Gemini 3.8 Flash TTS"),
+    FakeModel("gemini-embedding-001", "Gemini Embedding 001", methods=("embedContent", "countTextTokens")),
+)
+
+
+def not_found_reply(model: str, version: str = "v1beta") -> Reply:
+    """The API's 404 for a model id it doesn't serve (shut down, or never existed)."""
+    return error_reply(404, f"models/{model} is not found for API version {version}, or is not supported for "
+                            "generateContent. Call ListModels to see the list of available models and their "
+                            "supported methods.", "NOT_FOUND")
+
+
+def _invalid(message: str) -> Reply:
+    return error_reply(400, message, "INVALID_ARGUMENT")
 
 
 # --------------------------------------------------------------------------- requests
@@ -350,6 +411,10 @@ class RecordedRequest:
         return self.generation_config.get("imageConfig", {}).get("aspectRatio")
 
     @property
+    def image_size(self) -> str | None:
+        return self.generation_config.get("imageConfig", {}).get("imageSize")
+
+    @property
     def wants_json(self) -> bool:
         """Structured output was asked for (a caption request)."""
         return self.generation_config.get("responseMimeType") == "application/json"
@@ -371,6 +436,10 @@ class FakeGemini:
         self.requests: list[RecordedRequest] = []
         self.default: Reply | Callable[[RecordedRequest], Reply] | None = None
         self._queue: deque[Reply] = deque()
+        self.models: dict[str, FakeModel] = {m.id: m for m in OFFERED}  # what ListModels lists and generateContent serves
+        self.max_page_size = 4  # ListModels pages like the API does: the client must follow nextPageToken
+        self.list_models_down = False  # ListModels answers 503 (an unreachable listing)
+        self.list_calls = 0
         self._drawn: Counter[str] = Counter()  # default pictures drawn per brief and first reference
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -389,6 +458,19 @@ class FakeGemini:
         """Answer every request (once the queue is empty) with this reply or function."""
         self.default = reply
         return self
+
+    def offer(self, model_id: str, *, text: bool = False, sizes: tuple[str, ...] = ("1K",),
+              ratios: tuple[str, ...] = _CLASSIC, display_name: str | None = None) -> "FakeModel":
+        """List and serve one more model (a new release): an image model unless text=True."""
+        model = FakeModel(model_id, display_name or model_id, sizes=() if text else sizes, ratios=() if text else ratios)
+        with self._lock:
+            self.models[model_id] = model
+        return model
+
+    def retire(self, model_id: str) -> None:
+        """Shut a model down: no longer listed, and generateContent answers 404."""
+        with self._lock:
+            self.models.pop(model_id, None)
 
     @property
     def url(self) -> str:
@@ -420,9 +502,27 @@ class FakeGemini:
         self.stop()
 
     # -- used by the handler
+    def _refusal(self, request: RecordedRequest) -> Reply | None:
+        """What the API says before generating: 404 for a model it doesn't serve, 400 for a size or ratio
+        the model doesn't offer."""
+        match = _PATH.match(request.path.split("?", 1)[0])
+        model = self.models.get(match["model"]) if match else None
+        if model is None:
+            return not_found_reply(match["model"] if match else "?", match["version"] if match else "v1beta")
+        if request.image_size is not None and request.image_size not in model.sizes:
+            return _invalid(f"Image size {request.image_size} is not supported by models/{model.id}. "
+                            f"Supported sizes: {', '.join(model.sizes) or 'none'}.")
+        if request.aspect_ratio is not None and model.ratios and request.aspect_ratio not in model.ratios:
+            return _invalid(f"Aspect ratio {request.aspect_ratio} is not supported by models/{model.id}.")
+        return None
+
     def _record_and_choose(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        with self._lock:
             if self._queue:
                 return self._queue.popleft()
         if callable(self.default):
@@ -450,7 +550,8 @@ class FakeGemini:
         png = make_png(seed if not repeat else f"{seed}#{repeat}", request.aspect_ratio)
         text = f"Generated for: {request.brief[:80]}"
         usage = usage_metadata(prompt=len(request.brief.split()), text=len(text.split()),
-                               reference_images=len(request.images))
+                               reference_images=len(request.images),
+                               image=IMAGE_TOKENS_BY_SIZE.get(request.image_size or "1K", IMAGE_TOKENS))
         return image_reply(text, png, usage=usage).body or {}
 
     def _sleep(self, seconds: float) -> bool:
@@ -509,7 +610,33 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if self.fake.batches.handle(self, "GET"):
             return
-        self._send(404, {"error": {"code": 404, "message": "Only generateContent is faked.", "status": "NOT_FOUND"}})
+        path, _, query = self.path.partition("?")
+        match = _MODELS_PATH.match(path)
+        if not match:
+            self._send(404, {"error": {"code": 404, "message": f"Unknown path {path}", "status": "NOT_FOUND"}})
+            return
+        fake = self.fake
+        if fake.list_models_down:
+            self._send(503, error_reply(503).body or {})
+            return
+        with fake._lock:
+            fake.list_calls += 1
+            models = list(fake.models.values())
+        if match["model"]:  # models.get
+            found = next((m for m in models if m.id == match["model"]), None)
+            if found is None:
+                self._send(404, {"error": {"code": 404, "message": f"models/{match['model']} is not found for API "
+                                           f"version {match['version']}.", "status": "NOT_FOUND"}})
+            else:
+                self._send(200, found.to_json())
+            return
+        params = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+        size = min(fake.max_page_size, int(params.get("pageSize") or 50))
+        start = int(params.get("pageToken") or 0)
+        body: dict[str, Any] = {"models": [m.to_json() for m in models[start:start + size]]}
+        if start + size < len(models):
+            body["nextPageToken"] = str(start + size)
+        self._send(200, body)
 
     def _send(self, status: int, body: dict[str, Any] | str) -> None:
         raw_text = isinstance(body, str)  # e.g. a proxy's HTML error page

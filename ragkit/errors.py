@@ -59,6 +59,10 @@ class GenerationError(RagkitError):
     """Image generation failed. Subclasses say why."""
 
 
+class ModelGoneError(GenerationError):
+    """The configured model is no longer offered (not listed for the key, or answered 404)."""
+
+
 class MissingApiKeyError(GenerationError):
     pass
 

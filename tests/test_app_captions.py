@@ -106,3 +106,17 @@ def test_suggested_tags_are_shown_as_text_never_as_an_image_a_formula_or_an_icon
     for label in labels:
         assert "![" not in label and "](" not in label and ":material/" not in label
         assert "$" not in label.replace("\\$", "")
+def test_a_gone_caption_model_shows_one_line_and_switches_in_one_click(with_key, seed, monkeypatch):
+    monkeypatch.setenv("RAGKIT_CAPTION_MODEL", "gemini-2.5-flash")  # shut down on 2026-06-17
+    seed([Upload("shot.jpg", jpeg_bytes(5))])
+    at = run(new_app())
+    errors = [shown(e) for e in texts(at.error) if "Random weights" not in e]
+    assert len(errors) == 1 and "gemini-2.5-flash is no longer offered" in errors[0]
+    assert at.button(key="library.describe-all").disabled
+    at.button(key="captions.switch-model").click()
+    run(at)
+    assert not [e for e in texts(at.error) if "Random weights" not in e]
+    assert not at.button(key="library.describe-all").disabled
+    at.button(key="library.describe-all").click()
+    finish_describe(run(at))
+    assert [r.model for r in with_key.requests] == ["gemini-3.5-flash-lite"]

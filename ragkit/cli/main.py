@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ragkit.config import Settings
+from ragkit.cli import models_cmd
 from ragkit.errors import InvalidImageError, InvalidInputError, RagkitError
 from ragkit.messages import user_message
 from ragkit.records import SOURCES
@@ -448,15 +449,30 @@ def cmd_import(args, settings: Settings) -> int:
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
+SIZE_HELP = "output size: 512, 1K, 2K or 4K, as the model offers (default: the model's, 1K)"
+
+
+def _check_model(settings: Settings, model: str | None, aspect: str | None, size: str | None) -> None:
+    """Before any job or request: the model is offered for this key (ModelGoneError: one line with the
+    live replacements), and takes this aspect ratio and size."""
+    from ragkit.studio.discovery import require_offered
+    from ragkit.studio.models import check_output, default_model, model_info, normalise_size
+    chosen = default_model(model or settings.gemini_model)
+    require_offered(settings, chosen, "image", "--model" if model else "RAGKIT_GEMINI_MODEL")
+    if problem := check_output(model_info(chosen), aspect, normalise_size(size)):
+        raise InvalidInputError(problem)
+
+
 def cmd_generate(args, settings: Settings) -> int:
     from ragkit.ingest.images import EXTENSION_BY_MIME
     from ragkit.studio import ImageGenerator, generate_from, save_generated_image
     generator = ImageGenerator.from_settings(settings)  # no key -> a clear error before anything loads
+    _check_model(settings, args.model, args.aspect, args.size)
     library = _open_library(settings)
     _err(f"generating {args.n} image(s) with {args.model or settings.gemini_model} "
          f"from {len(args.ref)} reference(s)…")
     generation = generate_from(library, generator, args.brief, args.ref, model=args.model,
-                               aspect_ratio=args.aspect, variations=args.n)
+                               aspect_ratio=args.aspect, variations=args.n, size=args.size)
     for warning in generation.warnings:
         _err(f"warning: {warning}")
     out_dir = Path(args.out)
@@ -473,7 +489,7 @@ def cmd_generate(args, settings: Settings) -> int:
         _err(f"wrote {path}" + (f" (saved to library as {entry['sha256'][:12]})" if args.save else ""))
     if args.json:
         print(json.dumps({"images": images, "text": generation.text, "model": generation.model,
-                          "usage": generation.usage, "seconds": round(generation.seconds, 2),
+                          "size": generation.size, "usage": generation.usage, "seconds": round(generation.seconds, 2),
                           "warnings": generation.warnings}, ensure_ascii=False))
     elif generation.text:
         _out(generation.text, keep_newlines=True)
@@ -547,6 +563,8 @@ def cmd_batch(args, settings: Settings) -> int:
     from ragkit.studio import ImageGenerator, batch
     from ragkit.studio.cost import format_usd
     ImageGenerator.from_settings(settings).close()  # no key -> a clear error before anything loads
+    if not args.resume:
+        _check_model(settings, args.model, args.aspect, args.size)
     library = _open_library(settings)
     store = batch.job_store(settings)
     if args.cancel:
@@ -637,7 +655,7 @@ def _plan_batch(args, library, settings: Settings):
     kit = kits.kit_store(settings).get(args.brand_kit) if args.brand_kit else None
     return batch.plan_batch(library, args.brief, tag=args.tag, ref_each=args.ref_each, with_refs=args.with_ref,
                             kit=kit, variations=args.n, model=args.model, aspect=args.aspect, new=args.new,
-                            half_price=args.half_price)
+                            half_price=args.half_price, size=args.size)
 
 
 def cmd_migrate(args, settings: Settings) -> int:
@@ -897,8 +915,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--ref", action="append", default=[], metavar="SHA256",
                           help="a library asset to use as reference (repeatable)")
     generate.add_argument("--model", default=None,
-                          help="gemini-2.5-flash-image (Nano Banana, default) or gemini-3-pro-image-preview (Pro)")
+                          help="an image model id (default RAGKIT_GEMINI_MODEL); `python -m ragkit models` lists them")
     generate.add_argument("--aspect", default=None, help="aspect ratio, e.g. 1:1, 16:9, 9:16")
+    generate.add_argument("--size", default=None, metavar="SIZE", help=SIZE_HELP)
     generate.add_argument("-n", type=int, default=1, choices=range(1, 9), metavar="N",
                           help="number of variations, 1-8 (requested concurrently)")
     generate.add_argument("--save", action="store_true", help="also save the images into the library")
@@ -942,8 +961,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--brand-kit", default=None, metavar="NAME", help="add this kit's style, references and words to avoid")
     batch.add_argument("-n", type=_whole_number(1, 8), default=1, metavar="N", help="variations per product, 1-8 (default 1)")
     batch.add_argument("--model", default=None,
-                       help="gemini-2.5-flash-image (Nano Banana, default) or gemini-3-pro-image-preview (Pro)")
+                       help="an image model id (default RAGKIT_GEMINI_MODEL); `python -m ragkit models` lists them")
     batch.add_argument("--aspect", default=None, help="aspect ratio, e.g. 1:1, 4:5, 9:16 (default: the kit's, or auto)")
+    batch.add_argument("--size", default=None, metavar="SIZE", help=SIZE_HELP)
     batch.add_argument("--concurrency", type=_whole_number(1, 16), default=4, metavar="C",
                        help="requests at a time, 1-16 (default 4)")
     batch.add_argument("--approve", action="store_true", help="save every image to the library (no review)")
@@ -954,6 +974,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "stop it any time: --resume ID polls the same batch later)")
     products.add_argument("--cancel", default=None, metavar="ID", help="cancel the half-price batch of this job")
     batch.set_defaults(handler=cmd_batch)
+
+    models_cmd.register(commands)
 
     describe = commands.add_parser(
         "describe", help="captions and suggested tags from Gemini (RAGKIT_CAPTION_MODEL) for images",

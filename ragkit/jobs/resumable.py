@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from ragkit.errors import (AssetNotFoundError, BatchError, GenerationError, InvalidApiKeyError, InvalidImageError,
-                           MissingApiKeyError)
+                           MissingApiKeyError, ModelGoneError)
 from ragkit.messages import user_message
 from ragkit.storage.blobs import write_atomic
 from ragkit.studio.cost import PriceTable, prices_for, sum_costs
@@ -354,7 +354,7 @@ class RunRegistry:
 
 
 # ----------------------------------------------------------------------------- the runner
-FATAL = (InvalidApiKeyError, MissingApiKeyError)             # every other entry would fail the same way
+FATAL = (InvalidApiKeyError, MissingApiKeyError, ModelGoneError)             # every other entry would fail the same way
 NOT_ANSWERED = (GenerationError, AssetNotFoundError, InvalidImageError)  # this entry failed, the rest go on
 
 
@@ -382,8 +382,9 @@ class ResumableRunner(ABC):
 
     # -- what a subclass says
     @abstractmethod
-    def client(self, sleep: Callable[[float], None]) -> ContextManager[Any]:
-        """A Gemini client of its own for one run, whose retries sleep through `sleep` (the shared back-off)."""
+    def client(self, job: Any, sleep: Callable[[float], None]) -> ContextManager[Any]:
+        """A Gemini client of its own for one run of `job`, whose retries sleep through `sleep` (the shared
+        back-off)."""
 
     @abstractmethod
     def process(self, job: Any, entry: Any, client: Any) -> dict[str, Any]:
@@ -447,7 +448,7 @@ class ResumableRunner(ABC):
                         finished[0] += 1
                         self.on_progress(finished[0], len(job.entries))
 
-        with self.client(backoff.pause) as client, \
+        with self.client(job, backoff.pause) as client, \
                 ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"{self.KIND}-{job.id}") as pool:
             futures = [pool.submit(one, entry) for entry in to_do]
             try:

@@ -37,13 +37,12 @@ from ragkit.jobs.resumable import (BACKOFF_S, DEFAULT_CONCURRENCY, DONE, FAILED,
                                    RETRIES as BATCH_RETRIES, JobRun, JobStore as _JobStore, ResumableJob,
                                    ResumableRunner, RunRegistry, checked, mark, status_counts)
 from ragkit.records import Asset
-from ragkit.text import printable
 from ragkit.storage.blobs import write_atomic
 from ragkit.storage.filters import validate_sha256
 from ragkit.studio.cost import record_generation
 from ragkit.studio.generation import GeneratedImage, ImageGenerator, ReferenceImage
 from ragkit.studio.kits import Kit, check_usable, references_with_kit
-from ragkit.studio.models import default_model, model_info, too_many_references
+from ragkit.studio.models import check_output, default_model, model_info, normalise_size, too_many_references
 from ragkit.studio.references import load_references
 from ragkit.studio.usability import not_usable_reason
 
@@ -75,6 +74,7 @@ class BatchSpec:
     skipped: tuple[dict, ...] = ()   # products left out: {"reference", "reason"}
     salt: str = ""                   # set by --new: a job of its own, even with the same parameters
     half_price: bool = False         # through Gemini's Batch API (ragkit.studio.half_price): results within a day
+    size: str | None = None          # image_config.image_size (None: the model's default)
 
     def identity(self) -> str:
         key = {"brief": self.brief, "selector": self.selector, "with_refs": list(self.with_refs),
@@ -82,6 +82,8 @@ class BatchSpec:
                "aspect": self.aspect, "salt": self.salt}
         if self.half_price:  # only then: the ids of jobs made before stay the same
             key["half_price"] = True
+        if self.size:  # absent from older jobs' keys: their ids stay the same
+            key["size"] = self.size
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:10]
 
     @property
@@ -201,7 +203,7 @@ def job_store(settings) -> JobStore:
 def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequence[str] = (),
                with_refs: Sequence[str] = (), kit: Kit | None = None, variations: int = 1,
                model: str | None = None, aspect: str | None = None, new: bool = False,
-               now_ms: int | None = None, half_price: bool = False) -> BatchSpec:
+               now_ms: int | None = None, size: str | None = None, half_price: bool = False) -> BatchSpec:
     """The job's parameters, checked before anything is sent: products that exist and may be used
     (the others are listed as skipped), references within the model's limit, a usable kit."""
     brief = (brief or "").strip()
@@ -212,12 +214,14 @@ def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequenc
     if not 1 <= variations <= MAX_VARIATIONS:
         raise BatchError(f"Ask for 1 to {MAX_VARIATIONS} variations per product (got {variations}).")
     model = default_model(model or library.settings.gemini_model)
-    _check_aspect(model, aspect or (kit.aspect if kit else None))
     with_refs = tuple(dict.fromkeys(validate_sha256(s) for s in with_refs))
     if kit is not None:
         check_usable(library, kit)
     _check_shared_references(library, with_refs, now_ms)
     refs_per_request = len(references_with_kit(["product", *with_refs], kit))
+    size, aspect = normalise_size(size), aspect or (kit.aspect if kit else None)
+    if problem := check_output(model_info(model), aspect, size):
+        raise BatchError(problem)
     if too_many := too_many_references(refs_per_request, model_info(model)):
         raise BatchError(f"Each request would carry {refs_per_request} references (the product, "
                          f"{len(with_refs)} added and {len(kit.reference_ids) if kit else 0} from the kit): {too_many}")
@@ -233,21 +237,11 @@ def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequenc
                          "--ref-each.")
     return BatchSpec(brief=brief, prompt=kit.prompt_for(brief) if kit else brief, products=tuple(products),
                      with_refs=with_refs, variations=variations, model=model,
-                     aspect=aspect or (kit.aspect if kit else None),
+                     aspect=aspect, size=size,
                      selector={"tag": tag} if tag else {"ref_each": list(candidates)},
                      kit=kit.to_dict() if kit else None, skipped=tuple(skipped),
                      salt=hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:8] if new else "",
                      half_price=half_price)
-
-
-def _check_aspect(model: str, aspect: str | None) -> None:
-    """Every option is checked before a job exists: an aspect ratio the model does not offer would fail
-    every take (and its text would be stored and shown)."""
-    offered = model_info(model).aspect_ratios
-    if aspect and aspect not in offered:
-        shown = printable(aspect[:40]) + ("…" if len(aspect) > 40 else "")
-        raise BatchError(f"{model_info(model).label} does not offer the aspect ratio {shown!r}: use one of "
-                         f"{', '.join(offered)}, or leave it out (auto).")
 
 
 def _check_shared_references(library, with_refs: Sequence[str], now_ms: int | None) -> None:
@@ -317,7 +311,7 @@ class BatchRunner(ResumableRunner):
         self.approve = approve
         self.shared: list[ReferenceImage] = []
 
-    def client(self, sleep: Callable[[float], None]) -> ContextManager[ImageGenerator]:
+    def client(self, job: BatchJob, sleep: Callable[[float], None]) -> ContextManager[ImageGenerator]:
         return batch_generator(self.settings, sleep, self.backoff_s)
 
     def prepare(self, job: BatchJob) -> None:
@@ -331,7 +325,7 @@ class BatchRunner(ResumableRunner):
         product = load_references(self.library, [take.product])
         others = [ref for ref in self.shared if ref.sha256 != take.product]  # as spec.references_for(product)
         generation = generator.generate(spec.prompt, [*product, *others], model=spec.model,
-                                        aspect_ratio=spec.aspect, variations=1)
+                                        aspect_ratio=spec.aspect, variations=1, size=spec.size)
         return self.answered(job, take, generation.model, generation.images[0], generation.usage)
 
     SOURCE, RATE = "batch", 1.0   # what the ledger calls it, and the share of the list price paid
@@ -340,7 +334,8 @@ class BatchRunner(ResumableRunner):
                  usage: dict[str, int]) -> dict[str, Any]:
         """A take's answer recorded: its cost in the ledger, its image checked and kept; the take's changes."""
         cost = record_generation(self.settings, self.prices, model, usage, source=self.SOURCE, job=job.id,
-                                 kit=(job.spec.kit or {}).get("name"), rate=self.RATE)
+                                 kit=(job.spec.kit or {}).get("name"), rate=self.RATE,
+                                 size=job.spec.size)
         answered = {"usage": dict(usage), "cost_usd": cost}
         try:
             mime = check_answer(image.data, self.settings.max_image_pixels)
@@ -440,6 +435,8 @@ def _provenance(job: BatchJob, take: Take) -> Provenance:
     spec = job.spec
     details = {"job": job.id, "brief": spec.brief, "variation": take.variation + 1,
                "usage": dict(take.usage), "cost_usd": take.cost_usd}
+    if spec.size:
+        details["size"] = spec.size
     if spec.kit:
         details.update({"kit": spec.kit["name"], "kit_version": spec.kit["version"]})
     return Provenance(spec.prompt, spec.model, tuple(spec.references_for(take.product)), details=details)

@@ -5,22 +5,14 @@ model's input price, generated text and "thinking" at its text output price, and
 its image output price (one 1024 px image of Nano Banana is 1,290 tokens, $0.039). Every answer carries
 its usage metadata; ``generation._usage`` turns it into the counts priced here.
 
-Default prices (USD per 1M tokens, paid tier, standard, not batch mode), read on 2026-12-02 from
-Google's Gemini Developer API pricing page, https://ai.google.dev/gemini-api/docs/pricing (as quoted in
-its transcription of 2026-09-20 and in the pricing pages that cite it):
-
-===========================  =======  ===================  ==============================
-model                        input    text and thinking    images
-===========================  =======  ===================  ==============================
-gemini-2.5-flash-image       0.30     2.50                 30.00 ($0.039 per 1K image)
-gemini-3-pro-image-preview   2.00     12.00                120.00 ($0.134 per 1K/2K image)
-gemini-2.5-flash             0.30     2.50                 (makes no images)
-===========================  =======  ===================  ==============================
-
-(2.5 Flash Image's text output is listed with Gemini 2.5 Flash. Gemini 2.5 Flash is the text model that
-writes captions, ragkit.studio.captions: an image in is 258 tokens per tile at the input price.) Prices change: ``RAGKIT_PRICES``
+Default prices (USD per 1M tokens, paid tier, standard, not batch mode) come from the model table,
+ragkit.studio.models (read 2026-12-07; each entry says where its numbers come from and whether Google's
+pricing page, https://ai.google.dev/gemini-api/docs/pricing, confirmed them). The price of an image
+depends on its size (``image_size``): a 4K image is billed more image tokens than a 1K one, so a real
+answer's usage prices it exactly, and an estimate made before sending uses the table's tokens per size.
+Prices change: ``RAGKIT_PRICES``
 overrides them, as JSON or as the path of a JSON file, e.g.
-``{"gemini-3-pro-image-preview": {"input": 2, "output_text": 12, "output_image": 120}}``; a model set
+``{"gemini-3-pro-image": {"input": 2, "output_text": 12, "output_image": 120}}``; a model set
 to ``null`` has no price. A model without a price costs "unknown", never $0.
 
 The ledger (``RAGKIT_DATA_DIR/usage/ledger.jsonl``) gets one line per generation request that
@@ -43,10 +35,10 @@ from typing import Any, Mapping
 
 from ragkit.errors import ConfigError, StateFileError
 from ragkit.storage.files import MAX_LINE_BYTES, open_state_file, parse_json, read_json_file
-from ragkit.studio.models import bare_id
+from ragkit.studio.models import MODELS, MODELS_READ_ON, TEXT_MODELS, Price, bare_id, model_info
 
 log = logging.getLogger(__name__)
-PRICES_READ_ON = "2026-12-02"
+PRICES_READ_ON = MODELS_READ_ON
 PRICES_SOURCE = "https://ai.google.dev/gemini-api/docs/pricing"
 MILLION = 1_000_000
 LEDGER_NAME = "usage/ledger.jsonl"
@@ -54,31 +46,11 @@ USAGE_KEYS = ("prompt_tokens", "output_tokens", "total_tokens", "text_tokens", "
               "thoughts_tokens", "images")
 
 
-@dataclass(frozen=True)
-class Price:
-    """USD per 1M tokens of one model."""
-    input: float
-    output_text: float   # generated text and thinking
-    output_image: float  # generated images
+DEFAULT_PRICES: dict[str, Price] = {mid: info.price for mid, info in {**MODELS, **TEXT_MODELS}.items()
+                                     if info.price is not None}
 
-    def cost(self, usage: Mapping[str, int]) -> float:
-        """The cost of one generation's usage (see generation._usage for the counts)."""
-        text_out = int(usage.get("text_tokens", 0)) + int(usage.get("thoughts_tokens", 0))
-        return (int(usage.get("prompt_tokens", 0)) * self.input + text_out * self.output_text
-                + int(usage.get("image_tokens", 0)) * self.output_image) / MILLION
-
-
-DEFAULT_PRICES: dict[str, Price] = {
-    "gemini-2.5-flash-image": Price(0.30, 2.50, 30.00),
-    "gemini-2.5-flash-image-preview": Price(0.30, 2.50, 30.00),
-    "gemini-3-pro-image-preview": Price(2.00, 12.00, 120.00),
-    # Captions (a text model): it bills no image output; any output token is at its output price.
-    "gemini-2.5-flash": Price(0.30, 2.50, 2.50),
-}
-
-# Tokens per generated 1K image (Google's price list: 1,290 for 2.5 Flash Image, 1,120 for 3 Pro Image up
-# to 2K), per reference image (one tile), and a brief's text: only for estimates made before sending.
-IMAGE_TOKENS = {"gemini-2.5-flash-image": 1290, "gemini-3-pro-image-preview": 1120}
+# Tokens per reference image (one tile) and a brief's text: only for estimates made before sending.
+FALLBACK_IMAGE_TOKENS = 1120  # a 1K image of every 3.x image model
 REFERENCE_TOKENS = 258
 BRIEF_TOKENS = 100
 
@@ -97,11 +69,13 @@ class PriceTable:
             prices[bare_id(model)] = _price_from(model, override, prices.get(bare_id(model)))
         return cls(prices)
 
-    def estimate(self, model: str, references: int, images: int = 1) -> float | None:
+    def estimate(self, model: str, references: int, images: int = 1, size: str | None = None) -> float | None:
         """About what `images` requests with `references` images each will cost (before sending them):
-        a 1K image's tokens out, a tile per reference and a brief's worth of text in."""
-        usage = {"prompt_tokens": BRIEF_TOKENS + REFERENCE_TOKENS * references,
-                 "image_tokens": IMAGE_TOKENS.get(bare_id(model), IMAGE_TOKENS["gemini-2.5-flash-image"])}
+        an image of this size's tokens out (the model's default size when None), a tile per reference
+        and a brief's worth of text in."""
+        info = model_info(model)
+        tokens = info.image_tokens.get(size or info.default_size, FALLBACK_IMAGE_TOKENS)
+        usage = {"prompt_tokens": BRIEF_TOKENS + REFERENCE_TOKENS * references, "image_tokens": tokens}
         cost = self.cost(model, usage)
         return None if cost is None else round(cost * images, 9)
 
@@ -125,7 +99,7 @@ def _read_override(setting: str) -> dict[str, Any]:
     text = setting.strip()
     if not text:
         return {}
-    fix = ("Give JSON such as {\"gemini-2.5-flash-image\": {\"input\": 0.3, \"output_text\": 2.5, "
+    fix = ("Give JSON such as {\"gemini-nano-banana-2.1\": {\"input\": 0.3, \"output_text\": 2.5, "
            "\"output_image\": 30}} or the path of such a file, or unset RAGKIT_PRICES to use the default prices.")
     source = "RAGKIT_PRICES"
     if text.startswith(("{", "[")):
@@ -260,7 +234,7 @@ class CostLedger:
         self.path = Path(data_dir) / LEDGER_NAME
 
     def record(self, model: str, usage: Mapping[str, int], cost_usd: float | None, *, source: str,
-               job: str | None = None, kit: str | None = None) -> None:
+               job: str | None = None, kit: str | None = None, size: str | None = None) -> None:
         """Append one generation. One os.write of one line: appends from several processes don't mix.
         After a torn last line (a process killed mid-write, a full disk) the new line starts afresh."""
         entry = {"at": int(time.time() * 1000), "model": bare_id(model), "usage": usage_of(usage),
@@ -271,6 +245,8 @@ class CostLedger:
             entry["job"] = job
         if kit:
             entry["kit"] = kit
+        if size:
+            entry["size"] = size
         line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -341,7 +317,8 @@ def _ledger_problem(exc: Exception) -> str:
 
 
 def record_generation(settings: Any, prices: PriceTable, model: str, usage: Mapping[str, int], *, source: str,
-                      job: str | None = None, kit: str | None = None, rate: float = 1.0) -> float | None:
+                      job: str | None = None, kit: str | None = None, rate: float = 1.0,
+                      size: str | None = None) -> float | None:
     """Price one generation's usage and append it to the library's ledger; its cost (None: unknown).
 
     The generation was paid for whatever happens here: a ledger that can't be written (a full disk)
@@ -350,7 +327,7 @@ def record_generation(settings: Any, prices: PriceTable, model: str, usage: Mapp
     if cost is not None and rate != 1.0:
         cost = round(cost * rate, 9)
     try:
-        CostLedger(settings.data_dir).record(model, usage, cost, source=source, job=job, kit=kit)
+        CostLedger(settings.data_dir).record(model, usage, cost, source=source, job=job, kit=kit, size=size)
     except OSError as exc:
         log.warning("could not write the cost ledger %s: %s", CostLedger(settings.data_dir).path, exc)
     return cost

@@ -147,14 +147,15 @@ class Plan:
 
 
 def plan_describe(library, *, everything: bool = False, tag: str | None = None, ids: Sequence[str] = (),
-                  retry_failed: bool = False, new: bool = False) -> Plan:
-    """What to describe: every asset without a caption, those with a tag and no caption, or these ids."""
+                  retry_failed: bool = False, new: bool = False, model: str | None = None) -> Plan:
+    """What to describe: every asset without a caption, those with a tag and no caption, or these ids
+    (with `model`, or RAGKIT_CAPTION_MODEL)."""
     if sum((bool(everything), bool(tag), bool(ids))) != 1:
         raise BatchError("Say what to describe: --all, --tag TAG, or asset ids (one of them).")
     if library.needs_upgrade:
         raise BatchError("This library was made by an older ragkit and has no room for captions: run "
                          "`python -m ragkit upgrade` first.")
-    model = bare_id(library.settings.caption_model)
+    model = bare_id(model or library.settings.caption_model)
     if ids:
         chosen, skipped = _explicit(library, list(dict.fromkeys(validate_sha256(s) for s in ids)))
         selector: dict = {"ids": True}
@@ -267,8 +268,9 @@ class DescribeRunner(ResumableRunner):
     KIND = "describe"
     registry = RunRegistry()
 
-    def client(self, sleep: Callable[[float], None]) -> ContextManager[Captioner]:
-        return Captioner.from_settings(self.settings, max_retries=RETRIES, backoff_s=self.backoff_s, sleep=sleep)
+    def client(self, job: DescribeJob, sleep: Callable[[float], None]) -> ContextManager[Captioner]:
+        return Captioner.from_settings(self.settings, max_retries=RETRIES, backoff_s=self.backoff_s, sleep=sleep,
+                                       model=job.spec.model)
 
     def cleanup(self) -> None:
         self.library.store.flush()  # Milvus Lite searches unsealed rows slowly

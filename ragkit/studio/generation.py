@@ -35,6 +35,7 @@ from ragkit.errors import (
     GenerationTimeoutError,
     InvalidApiKeyError,
     MissingApiKeyError,
+    ModelGoneError,
     NoImageReturnedError,
     PromptBlockedError,
     QuotaExceededError,
@@ -42,7 +43,8 @@ from ragkit.errors import (
     TooManyReferencesError,
 )
 from ragkit.studio.cost import usage_problem
-from ragkit.studio.models import DEFAULT_MODEL, MODELS, ModelInfo, model_info, too_many_references
+from ragkit.studio.models import (DEFAULT_MODEL, ModelInfo, check_output, model_info, normalise_size,
+                                  too_many_references)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class Generation:
     usage: dict[str, int]  # token and image counts, summed over variations (see _usage)
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    size: str | None = None  # image_config.image_size as sent (None: the model's default)
     details: dict[str, Any] = field(default_factory=dict)  # provenance beyond the brief: kit, cost, ...
 
 
@@ -203,7 +206,7 @@ class ImageGenerator:
     # -- public
     def generate(self, brief: str, references: Sequence[ReferenceImage] = (), *, model: str | None = None,
                  aspect_ratio: str | None = None, variations: int = 1,
-                 on_progress: Callable[[int, int], None] | None = None) -> Generation:
+                 on_progress: Callable[[int, int], None] | None = None, size: str | None = None) -> Generation:
         """Generate `variations` images for one brief (one request each, run concurrently).
 
         on_progress(done, total) is called from the calling thread (Streamlit widgets
@@ -211,20 +214,25 @@ class ImageGenerator:
         """
         started = time.monotonic()
         info = model_info(model or self.model)
-        prompt = self._validate(brief, references, info, aspect_ratio, variations)
+        size = normalise_size(size)
+        prompt = self._validate(brief, references, info, aspect_ratio, variations, size)
         contents: list[Any] = [prompt, *(types.Part.from_bytes(data=r.data, mime_type=r.mime) for r in references)]
+        image_config = (types.ImageConfig(aspect_ratio=aspect_ratio or None, image_size=size)
+                        if aspect_ratio or size else None)
         config = types.GenerateContentConfig(
             response_modalities=["TEXT", "IMAGE"],
-            image_config=types.ImageConfig(aspect_ratio=aspect_ratio) if aspect_ratio else None,
+            image_config=image_config,
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),  # no tools here
         )
         outcomes = self._run_variations(lambda: self._generate_one(info, contents, config), variations, on_progress)
-        return self._combine(outcomes, prompt, info, references, aspect_ratio, started)
+        generation = self._combine(outcomes, prompt, info, references, aspect_ratio, started)
+        generation.size = size
+        return generation
 
     # -- validation (before any network call)
     @staticmethod
     def _validate(brief: str, references: Sequence[ReferenceImage], info: ModelInfo,
-                  aspect_ratio: str | None, variations: int) -> str:
+                  aspect_ratio: str | None, variations: int, size: str | None = None) -> str:
         prompt = (brief or "").strip()
         if not prompt:
             raise GenerationError("The brief is empty. Describe the image you want (subject, setting, "
@@ -236,9 +244,8 @@ class ImageGenerator:
             if ref.mime not in ACCEPTED_REFERENCE_MIMES:
                 raise GenerationError(f"A reference image is {ref.mime}, which Gemini does not accept "
                                       "(PNG, JPEG, WebP, HEIC, HEIF). Pass it through prepare_reference() first.")
-        if aspect_ratio and info.id in MODELS and aspect_ratio not in info.aspect_ratios:
-            raise GenerationError(f"{info.label} does not offer aspect ratio {aspect_ratio}; "
-                                  f"choose one of {', '.join(info.aspect_ratios)}.")
+        if problem := check_output(info, aspect_ratio, size):
+            raise GenerationError(problem)
         if not 1 <= variations <= MAX_VARIATIONS:
             raise GenerationError(f"Ask for between 1 and {MAX_VARIATIONS} variations (got {variations}).")
         return prompt
@@ -373,8 +380,11 @@ class ImageGenerator:
             return _Retryable(lambda n, s: GenerationServerError(
                 f"Gemini had a server problem ({detail}); {_retried(n, s)}. The service may be overloaded: "
                 "try again in a few minutes."))
-        hint = f" Check the model name ({info.id}, set by {model_setting})." if code == 404 else ""
-        return GenerationError(f"Gemini rejected the request ({detail}).{hint}")
+        if code == 404:  # a shut-down or unknown model id: say so, with what the key can use instead
+            from ragkit.studio.discovery import gone_message, live_ids_or_known
+            kind = "text" if model_setting == "RAGKIT_CAPTION_MODEL" else "image"
+            return ModelGoneError(gone_message(info.id, kind, live_ids_or_known(self._client, kind), model_setting))
+        return GenerationError(f"Gemini rejected the request ({detail}).")
 
     def _scrub(self, text: str) -> str:
         """The key never leaves this module inside a message: not every message it writes (its
