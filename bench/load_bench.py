@@ -5,8 +5,9 @@
     .venv/bin/python bench/run.py --only load --load-app /work/main    # the same, another checkout's app
     .venv/bin/python bench/run.py --only encode                        # query encode alone / contended
 
-Each round, N fresh browser contexts (N Streamlit sessions) open a search link
-`/search?q=…&k=12` at the same moment; a search is done when its 12 result thumbnails are
+N people each have a browser context that has opened the app once (Streamlit's scripts cached,
+as for anyone who used it before). Each round, each of them opens a search link `/search?q=…&k=12`
+in a new tab (a new Streamlit session that runs the whole app) at the same moment; a search is done when its 12 result thumbnails are
 loaded and visible. Meanwhile one more session scrolls the Library page. Reported per N:
 p50/p95 of link-open → 12 results, searches per second (searches / wall time of the rounds),
 the app's CPU per search (user+system of the app process and its children over the rounds,
@@ -104,20 +105,34 @@ def app_server(data_dir: Path, port: int, app_repo: Path, log_path: Path):
 
 
 # --- the browser side -------------------------------------------------------------------------
-async def _open_search(browser, url: str, query: str, timeout: float) -> tuple[float, object]:
+async def _open_search(context, url: str, query: str, timeout: float) -> float:
+    """A new tab of this person's browser opens a search link (a new Streamlit session);
+    seconds until its 12 result thumbnails are loaded."""
+    page = await context.new_page()
+    try:
+        start = time.perf_counter()
+        await page.goto(f"{url}/search?q={quote(query)}&k={K}")
+        await page.wait_for_function(
+            """([sel, k]) => { const imgs = [...document.querySelectorAll(sel)];
+                   return imgs.length >= k && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
+            arg=[RESULT_IMAGES, K], timeout=timeout * 1000, polling=50)
+        return time.perf_counter() - start
+    finally:
+        await page.close()
+
+
+async def _person(browser, url: str):
+    """A person's browser that has opened the app before (its static files are in the browser's cache,
+    as for anyone who used the app once; a first visit also downloads ~2 MB of Streamlit's scripts)."""
     context = await browser.new_context(viewport={"width": 1440, "height": 1000})
     page = await context.new_page()
-    start = time.perf_counter()
-    await page.goto(f"{url}/search?q={quote(query)}&k={K}")
-    await page.wait_for_function(
-        """([sel, k]) => { const imgs = [...document.querySelectorAll(sel)];
-               return imgs.length >= k && imgs.every(i => i.complete && i.naturalWidth > 0); }""",
-        arg=[RESULT_IMAGES, K], timeout=timeout * 1000, polling=50)
-    return time.perf_counter() - start, context
+    await page.goto(url)
+    await page.wait_for_selector('[data-testid="stApp"]')
+    await page.close()
+    return context
 
 
-async def _scroll_library(browser, url: str, stop: asyncio.Event) -> int:
-    context = await browser.new_context(viewport={"width": 1440, "height": 1000})
+async def _scroll_library(context, url: str, stop: asyncio.Event) -> int:
     page = await context.new_page()
     scrolls = 0
     try:
@@ -128,26 +143,33 @@ async def _scroll_library(browser, url: str, stop: asyncio.Event) -> int:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.4)
     finally:
-        await context.close()
+        await page.close()
     return scrolls
 
 
-async def _round(browser, url: str, people: int, first_query: int, timeout: float, pid: int,
-                 scroll: bool) -> tuple[list[float], float, float]:
-    """N searches at once (+ a Library scroller): (latencies, wall seconds, RSS MiB with them open)."""
+async def _round(people: list, url: str, first_query: int, timeout: float, pid: int,
+                 scroller_context) -> tuple[list[float], float, float]:
+    """Everyone opens a search link at once (+ a Library scroller): (latencies, wall s, RSS MiB meanwhile)."""
     stop = asyncio.Event()
-    scroller = asyncio.create_task(_scroll_library(browser, url, stop)) if scroll else None
+    scroller = asyncio.create_task(_scroll_library(scroller_context, url, stop)) if scroller_context else None
+    memory = [0.0]
+
+    async def sample_memory():
+        while not stop.is_set():
+            memory[0] = max(memory[0], rss_mib(pid))
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    sampler = asyncio.create_task(sample_memory())
     start = time.perf_counter()
-    results = await asyncio.gather(*[_open_search(browser, url, TEXT_QUERIES[(first_query + i) % len(TEXT_QUERIES)],
-                                                  timeout) for i in range(people)])
+    latencies = await asyncio.gather(*[_open_search(context, url, TEXT_QUERIES[(first_query + i) % len(TEXT_QUERIES)],
+                                                    timeout) for i, context in enumerate(people)])
     wall = time.perf_counter() - start
-    memory = rss_mib(pid)
     stop.set()
+    await sampler
     if scroller:
         await scroller
-    for _, context in results:
-        await context.close()
-    return [latency for latency, _ in results], wall, memory
+    return list(latencies), wall, memory[0]
 
 
 async def _measure(url: str, pid: int, people_counts: list[int], rounds: int, timeout: float, log) -> list[dict]:
@@ -159,17 +181,17 @@ async def _measure(url: str, pid: int, people_counts: list[int], rounds: int, ti
         browser = await p.chromium.launch(executable_path=chromium_executable(), headless=True, args=CHROMIUM_ARGS)
         try:
             log("  load: warm-up search (model load, first thumbnails) ...")
-            _, context = await _open_search(browser, url, "warm up", timeout=300)
-            await context.close()
+            everyone = [await _person(browser, url) for _ in range(max(people_counts) + 1)]
+            await _open_search(everyone[0], url, "warm up", timeout=300)
             query = 0
             for people in people_counts:
-                await asyncio.sleep(2)  # let the previous round's sessions settle
+                await asyncio.sleep(3)  # let the previous round's sessions settle
                 base_memory = rss_mib(pid)
                 latencies, walls, memories = [], [], []
                 cpu_before = cpu_seconds(pid)
                 for attempt in range(rounds):
                     log(f"  load: {people} at once, round {attempt + 1}/{rounds} ...")
-                    lat, wall, memory = await _round(browser, url, people, query, timeout, pid, scroll=True)
+                    lat, wall, memory = await _round(everyone[1:people + 1], url, query, timeout, pid, everyone[0])
                     query += people
                     latencies += lat
                     walls.append(wall)

@@ -227,3 +227,18 @@ def test_commands_that_embed_nothing_do_not_import_torch(tmp_path, tiny_checkpoi
                           capture_output=True, text=True, timeout=120)
     assert done.returncode in (0, 3), done.stderr
     assert "IMPORTED False False" in done.stderr, done.stderr
+
+
+# --- no full collection of the long-lived heap after every rerun ------------------------------------
+def test_the_app_freezes_what_lives_long_once_the_model_is_loaded(library):
+    import gc
+
+    from ragkit.ui.state import _warm_up_model
+    gc.unfreeze()
+    try:
+        _warm_up_model(library)
+        assert library._embedder is not None  # noqa: SLF001 - loaded by the warm-up
+        assert gc.get_freeze_count() > 10_000  # torch, open_clip, the model: out of gc.collect()'s walk
+        assert not any(obj is library for obj in gc.get_objects())  # frozen objects are not walked
+    finally:
+        gc.unfreeze()
