@@ -25,7 +25,8 @@ Sub-benchmarks (--only, comma-separated; default all but sweep):
            searches, recall@10, first Library visit, app memory (needs --uri)
   load     N Chromium sessions (--people 1,4,8) open search links at once, one scrolls the Library:
            p50/p95, searches/s, the app's CPU per search and memory per session (--busy, --load-app)
-  encode   one text query's encode in a fresh process, alone and with a busy core (--load-app: vs it)
+  encode   one text query's encode in a fresh process, alone and with a busy core (--load-app: vs it);
+           Streamlit's post-run gc.collect(2) before and after the app's freeze
   sweep    ingest over batch sizes x worker counts (how the ingest defaults were chosen)
   hybrid   search by words and pictures at each --sizes (embedded only): how often the asset with a code
            ("SKU-44712", "IMG_2231") or a tag + description ranks 1st / in the top 10 for CLIP alone,
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench import load_bench
             repos = [Path(__file__).resolve().parents[1]] + ([args.load_app] if args.load_app else [])
             show(load_bench.encode_table(args.queries, repos, log=log), tables)
+            show(load_bench.gc_table(log=log), tables)
         if "load" in args.only:
             from bench import load_bench
             for table in load_bench.run(args.people, args.rounds, args.load_assets, args.busy, args.load_app,
