@@ -38,6 +38,7 @@ from ragkit.lifecycle import active_model as records
 from ragkit.storage import schema as schemas
 from ragkit.lifecycle.active_model import ModelChoice, ReindexState
 from ragkit.ingest.embedder import ClipEmbedder
+from ragkit.ingest.weights_cache import CACHE_FOLDER
 from ragkit.storage import collections
 from ragkit.errors import ReindexError
 from ragkit.ingest.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, IngestPipeline, Reembed, embed_query_image
@@ -272,7 +273,8 @@ def reindex(library, model: str, pretrained: str, *, embedder=None, on_progress:
     if source.version < schemas.LATEST:
         raise ReindexError("This library was made by an older ragkit: run `python -m ragkit upgrade` first, "
                            "then the reindex.")
-    embedder = embedder or ClipEmbedder(wanted.model, wanted.pretrained, library.settings.device)
+    embedder = embedder or ClipEmbedder(wanted.model, wanted.pretrained, library.settings.device,
+                                        cache_dir=library.settings.data_dir / CACHE_FOLDER)
     target = _open_target(library, wanted, embedder)
     _refuse_to_empty(source, target)
     if source.superseded_by():  # a kill mid-switch left it refusing writes; it is still the library's
