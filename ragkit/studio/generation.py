@@ -287,22 +287,26 @@ class ImageGenerator:
 
     # -- one request, with bounded retry
     def _generate_one(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig) -> _Answer:
-        response = self.send(info, contents, config)
-        try:
-            return _read_response(response, info)
-        except GenerationError as exc:  # refusal texts come from the server: scrub them too
-            raise type(exc)(self._scrub(str(exc))) from None
+        return self.read(self.send(info, contents, config), info)
 
     def send(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig, *,
              model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
         """One request with the bounded retry (429s wait for the server's delay, through `sleep`): the
         answer as the SDK read it, or a typed GenerationError. Also what captions (ragkit.studio.captions)
         send; `model_setting` is the setting a 404 tells the person to check."""
+        return self.request(info, lambda: self._client.models.generate_content(
+            model=info.id, contents=contents, config=config), model_setting=model_setting)
+
+    def request(self, info: ModelInfo, call: Callable[[], types.GenerateContentResponse], *,
+                model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
+        """Any SDK call that answers like generate_content (a chat's send_message too: ragkit.studio.edit),
+        with the bounded retry and the typed, scrubbed errors. `call` must be safe to repeat: a chat
+        records a turn only when it succeeded."""
         started = time.monotonic()
         retries = 0
         while True:
             try:
-                return self._call(info, contents, config, model_setting)
+                return self._call(info, call, model_setting)
             except _Retryable as failure:
                 if retries >= self.max_retries:
                     raise failure.final(retries, time.monotonic() - started) from None
@@ -311,11 +315,23 @@ class ImageGenerator:
                 log.info("Gemini busy or rate-limited; retry %d of %d in %.1f s", retries, self.max_retries, delay)
                 self._sleep(delay)
 
-    def _call(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig,
+    def chat(self, info: ModelInfo, config: types.GenerateContentConfig, history: list[types.Content]) -> Any:
+        """A google-genai chat on this client: it sends the whole history (thought signatures included)
+        with each message, and records a turn only when the answer was valid."""
+        return self._client.chats.create(model=info.id, config=config, history=list(history))
+
+    def read(self, response: types.GenerateContentResponse, info: ModelInfo) -> "_Answer":
+        """Images, text and usage from an answer, or the typed (scrubbed) error for a refusal."""
+        try:
+            return _read_response(response, info)
+        except GenerationError as exc:  # refusal texts come from the server: scrub them too
+            raise type(exc)(self._scrub(str(exc))) from None
+
+    def _call(self, info: ModelInfo, call: Callable[[], types.GenerateContentResponse],
               model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
         """One SDK call; every SDK/transport failure becomes a GenerationError or _Retryable."""
         try:
-            return self._client.models.generate_content(model=info.id, contents=contents, config=config)
+            return call()
         except genai_errors.APIError as exc:
             raise self._http_error(exc, info, model_setting) from None
         except _TIMEOUT_ERRORS:
