@@ -9,10 +9,8 @@ import pytest
 from google.genai import types
 
 from ragkit.cli import main as cli
-from ragkit.config import Settings
 from ragkit.errors import GenerationError, NoImageReturnedError
 from ragkit.ingest.pipeline import Upload
-from ragkit.library import Library
 from ragkit.studio import ImageGenerator
 from ragkit.studio.edit import (EDIT_KEY, lineage, lineage_lines, save_version, send_edit, start_from_asset,
                                 start_from_image)
@@ -30,10 +28,8 @@ def studio_env(ragkit_env, fake_gemini) -> dict[str, str]:
 
 
 @pytest.fixture
-def lib(tmp_path, studio_env, tiny_embedder):
-    library = Library.open(Settings.load(env=studio_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
-    yield library
-    library.close()
+def lib(library):
+    return library  # conftest's: a fresh library in tmp_path
 
 
 @pytest.fixture
