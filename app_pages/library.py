@@ -10,10 +10,10 @@ import streamlit as st
 from ragkit.ingest.pipeline import Upload
 from ragkit.ingest.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, last_usable_day
-from ragkit.rights import DAY_MS, blocked_as_reference, now_ms, rights_change
+from ragkit.rights import blocked_as_reference, now_ms, rights_change
 from ragkit.studio.edit import lineage, lineage_lines
-from ragkit.tags import normalise_tags
-from ragkit.lifecycle.trash import expiry_cutoff
+from ragkit.tags import normalise_tags, parse_tag_list
+from ragkit.lifecycle.trash import days_left, remove, removal_question
 from ragkit.ui import captions, duplicates_view, edit_panel, filter_controls, links, selection, selection_bar, state, tray, uploads
 from ragkit.ui.errors import guard, show_error
 from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, rights_badges, short_name,
@@ -82,7 +82,7 @@ def summarize(report: IngestReport) -> dict:
 
 def add_images(files, tags_text: str, describe: bool = False) -> None:
     """Start the upload in the background (ui/uploads.py): leaving the page no longer stops it."""
-    tags = [t for t in tags_text.split(",") if t.strip()]
+    tags = list(parse_tag_list(tags_text))
     uploads.put(uploads.start(library, [Upload(f.name, f.getvalue()) for f in files], tags,
                               then=captions.after_upload(library) if describe else None))
     for key in (K_REPORT, K_UPLOAD_ERROR):
@@ -285,20 +285,12 @@ def delete_controls(asset: Asset) -> None:
         st.button("Delete…", key="library.delete", icon=":material/delete:",
                   on_click=lambda: st.session_state.__setitem__(K_CONFIRM_DELETE, asset.sha256))
         return
-    if library.has_trash:
-        st.warning(f"Move **{md_escape(asset.filename)}** to the trash? You can restore it from the Trash for "
-                   f"{library.settings.trash_days} days; after that it is deleted for good.", icon=":material/delete:")
-    else:
-        st.warning(f"Delete **{md_escape(asset.filename)}** for good? Its original and thumbnail are removed "
-                   "from disk. (Run `python -m ragkit upgrade` to get a trash for deleted images.)",
-                   icon=":material/delete_forever:")
+    st.warning(removal_question(library, md_escape(asset.filename)),
+               icon=":material/delete:" if library.has_trash else ":material/delete_forever:")
     yes, no = st.columns(2)
     if yes.button("Yes, delete", key="library.delete-confirm", type="primary", width="stretch"):
         with guard("deleting the image"):
-            if library.has_trash:
-                library.trash([asset.sha256])
-            else:
-                library.delete([asset.sha256])
+            remove(library, [asset.sha256])
             tray.remove(asset.sha256)
             selection.forget([asset.sha256])
             state.mark_changed(library)
@@ -449,11 +441,6 @@ def view_switch(total: int) -> str:
                                 persist_state="session", format_func=labels.get, label_visibility="collapsed")
 
 
-def days_left(trashed_at: int, now: int) -> int:
-    """Whole days until an asset trashed at `trashed_at` is deleted for good (0: at the next opening)."""
-    return max(0, math.ceil((trashed_at - expiry_cutoff(now, library.settings.trash_days)) / DAY_MS))
-
-
 def images(count: int) -> str:
     return f"{count:,} image{'s' if count != 1 else ''}"
 
@@ -472,7 +459,7 @@ def trash_cell(asset: Asset) -> None:
     show_thumbnail(library, asset)
     st.caption(md_escape(short_name(asset.filename)))
     deleted = datetime.fromtimestamp(asset.trashed_at / 1000)
-    left = days_left(asset.trashed_at, now_ms())
+    left = days_left(asset.trashed_at, now_ms(), library.settings.trash_days)
     colour = "red" if left <= 1 else "orange" if left <= 7 else "gray"  # what goes soon stands out
     st.caption(f"Deleted {deleted:%b} {deleted.day}")
     st.markdown(f":{colour}-badge[:material/timer: {left} day{'s' if left != 1 else ''} left]",

@@ -34,7 +34,8 @@ from ragkit.studio import (ASPECT_LABELS, DEFAULT_ENDPOINT, PRESET_BRIEFS, Gener
                            recent_generated, save_generated_image, suggest_references, too_many_references)
 from ragkit.studio.cost import CostLedger, format_usd
 from ragkit.studio.drafts import KEEP_RESULTS
-from ragkit.tags import normalise_tags
+from ragkit.studio.kits import unusable_kit_message
+from ragkit.tags import parse_tag_list
 from ragkit.ui import drafts, edit_panel, pending, state, tray
 from ragkit.ui.errors import error_message, guard, show_message
 from ragkit.ui.grid import grid, inject_css, score_label, short_name, show_thumbnail, thumbnail_bytes
@@ -196,7 +197,7 @@ def brief_section(library: Library, settings: Settings,
     if warning:
         with_kit = f"With the kit's {kit_refs} reference{'s' if kit_refs != 1 else ''}: " if kit_refs else ""
         st.warning(md_escape(with_kit + warning), icon=":material/filter_9_plus:")
-    kit_problem = studio_kits.kit_problems(library, kit)
+    kit_problem = unusable_kit_message(library, kit)
     if kit_problem:
         st.warning(md_escape(kit_problem), icon=":material/warning:")
     has_key = bool(settings.gemini_api_key)
@@ -396,7 +397,7 @@ def results_section(library: Library) -> None:
     st.subheader("Results")
     tags_text = st.text_input("Tags for saved images (optional, comma-separated)", key=K_SAVE_TAGS,
                               persist_state="session", placeholder="summer, campaign", width=420)
-    tags = normalise_tags([t for t in tags_text.split(",") if t.strip()])
+    tags = parse_tag_list(tags_text)
     result_block(library, result, tags)
     earlier: list[StudioResult] = st.session_state.get(K_EARLIER, [])
     if earlier:

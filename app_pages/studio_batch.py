@@ -24,12 +24,13 @@ from ragkit.ingest.images import decode_image, make_thumbnail
 from ragkit.library import Library
 from ragkit.studio import ASPECT_LABELS, batch, default_model, model_info, model_options, models_help
 from ragkit.studio.cost import format_usd, prices_for, sum_costs
+from ragkit.studio.kits import unusable_kit_message
 from ragkit.ui import batches, state, tray
 from ragkit.ui.errors import error_message, guard, show_error, show_message
 from ragkit.ui.grid import inject_css, short_name, thumbnail_bytes
 from ragkit.ui.markdown import md_escape
 
-from app_pages.studio_kits import kit_picker, kit_problems
+from app_pages.studio_kits import kit_picker
 
 K_BRIEF = "batch.brief"
 K_SOURCE = "batch.source"
@@ -106,7 +107,7 @@ def plan(library: Library, brief: str, tag: str | None, products: list[str], wit
     """The job these choices make, or why there is none yet (None when the form is just not filled in)."""
     if not brief.strip() or (tag is None and not products):
         return None, None
-    problem = kit_problems(library, kit)
+    problem = unusable_kit_message(library, kit)
     if problem:
         return None, problem
     try:

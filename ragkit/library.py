@@ -17,8 +17,10 @@ from ragkit.lifecycle import active_model as model_record
 from ragkit.storage import milvus_lite
 from ragkit.storage.blobs import BlobStore
 from ragkit.config import Settings
-from ragkit.ingest.embedder import ClipEmbedder, collection_name_for, model_identity, weights_are_random
-from ragkit.errors import AssetNotFoundError, ModelUnavailableError, RagkitError, UpgradeNeededError
+from ragkit.ingest.embedder import ClipEmbedder, model_identity, weights_are_random
+from ragkit.storage import collections
+from ragkit.storage import schema as schemas
+from ragkit.errors import AssetNotFoundError, RagkitError, UpgradeNeededError
 from ragkit.ingest.images import EXTENSION_BY_MIME
 from ragkit.ingest.pipeline import (IngestPipeline, IngestProgress, Provenance, Upload, collect_sources,
                      embed_query_image)
@@ -51,14 +53,12 @@ def embedding_dim(model_name: str) -> int:
         candidate = folder / f"{model_name}.json"
         if candidate.is_file():
             return int(json.loads(candidate.read_text())["embed_dim"])
-    from ragkit.ingest.embedder import _register_bundled_configs
+    from ragkit.ingest.embedder import _register_bundled_configs, unknown_architecture
     _register_bundled_configs()
     import open_clip
     config = open_clip.get_model_config(model_name)
     if not config or "embed_dim" not in config:
-        raise ModelUnavailableError(
-            f"Unknown CLIP architecture {model_name!r}. Set RAGKIT_CLIP_MODEL to an open_clip model "
-            "name such as ViT-B-32.")
+        raise unknown_architecture(model_name)
     return int(config["embed_dim"])
 
 
@@ -97,7 +97,7 @@ class Library:
         self._client = connect(settings.milvus_uri, settings.milvus_token)
         self._closed = False
         try:
-            self.store = open_store(self._client, collection_name_for(self.model_id), self.dim, self.model_id,
+            self.store = open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
                                     index=index, embedded=settings.is_embedded_db)
             if not self.active_model.recorded:
                 model_record.record_new_library(self)
@@ -140,7 +140,7 @@ class Library:
         (a long-running app calls this; a write to the old one would be refused). True if it switched."""
         if not self.needs_upgrade or not self.store.superseded_by():
             return False
-        self.use_store(open_store(self._client, collection_name_for(self.model_id), self.dim, self.model_id,
+        self.use_store(open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
                                   index=self.store._index, embedded=self.settings.is_embedded_db))  # noqa: SLF001
         return True
 
@@ -240,9 +240,9 @@ class Library:
         return [h for h in hits if h.asset.sha256 != similar][:k]
 
     @property
-    def keyword_search(self) -> str:
+    def keyword_search_unavailable(self) -> str:
         """'' when text queries also match words; otherwise why not (for the UI and `stats`)."""
-        if self.store.version < 2:
+        if not schemas.has_keywords_field(self.store.version):
             return "this library was made by an older ragkit: run `python -m ragkit upgrade`"
         if not self.store.full_text:
             return "this Milvus has no full-text search (it needs Milvus 2.5 or later, or Milvus Lite)"
@@ -302,9 +302,11 @@ class Library:
     @property
     def has_trash(self) -> bool:
         """False for a library of schema 1: there, deleting is for good until it is upgraded."""
-        return self.store.version >= 2
+        return self.store.has_trash
 
-    has_rights = has_trash  # the same schema brought both
+    @property
+    def has_rights(self) -> bool:
+        return self.store.has_rights
 
     def trash(self, sha256s: Iterable[str], now: int | None = None) -> BulkResult:
         """Move assets to the trash: out of every view, restorable exactly as they were."""
@@ -375,7 +377,7 @@ class Library:
 
 
 def _live_only(asset: Asset) -> str | None:
-    return trash_bin.IN_TRASH if asset.trashed else None
+    return trash_bin.SKIP_IN_TRASH if asset.trashed else None
 
 
 __all__ = ["Library", "LibraryStats", "Upload", "Provenance", "IngestProgress", "SOURCE_UPLOAD",

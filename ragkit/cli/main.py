@@ -187,8 +187,8 @@ def cmd_search(args, settings: Settings) -> int:
         hits = library.search_similar(args.similar, args.k, **filters)
     else:
         hits = library.search_text(args.text or "", args.k, keywords=not args.no_keywords, **filters)
-        if not args.no_keywords and library.keyword_search and not args.json:
-            _err(f"note: words in names and tags are not searched: {library.keyword_search}")
+        if not args.no_keywords and library.keyword_search_unavailable and not args.json:
+            _err(f"note: words in names and tags are not searched: {library.keyword_search_unavailable}")
     if args.json:
         print(json.dumps({"query": args.text or args.image or args.similar,
                           "hits": [hit.to_dict() for hit in hits]}, ensure_ascii=False))
@@ -510,10 +510,8 @@ def cmd_brand_kit(args, settings: Settings) -> int:
 
 def _check_kit_references(library, kit) -> None:
     """A kit's references must be in the library (a usable one, or it can't be sent)."""
-    from ragkit.studio.kits import reference_problems
-    problems = reference_problems(library, kit)
-    if problems:
-        raise InvalidInputError(f"Can't save the brand kit {kit.name!r}: {'; '.join(problems)}.")
+    from ragkit.studio.kits import check_usable
+    check_usable(library, kit, saving=True)
 
 
 def _list_kits(args, store, library) -> int:

@@ -6,10 +6,8 @@ only sees ``dim`` and ``model_id`` (which names the collection the vectors live 
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 import socket
 import threading
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ import numpy as np
 
 from ragkit.config import Settings
 from ragkit.errors import ModelUnavailableError
+from ragkit.storage import collections
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +83,11 @@ def model_identity(model_name: str, pretrained: str) -> str:
     return f"{model_name}/{pretrained}"
 
 
-def collection_name_for(model_id: str) -> str:
-    """Milvus collection names allow [A-Za-z0-9_]; keep it readable and unique per model."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", model_id.split("/")[0]).strip("_")[:40]
-    digest = hashlib.sha1(model_id.encode()).hexdigest()[:10]
-    return f"ragkit_{slug}_{digest}"
+def unknown_architecture(model_name: str) -> ModelUnavailableError:
+    """The one message for an architecture open_clip doesn't know."""
+    return ModelUnavailableError(
+        f"Unknown CLIP architecture {model_name!r}. Set RAGKIT_CLIP_MODEL to an open_clip model name such as "
+        "ViT-B-32 (python -c 'import open_clip; print(open_clip.list_models())').")
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -175,9 +174,7 @@ class ClipEmbedder:
         self.pretrained = pretrained
         self.model_id = model_identity(model_name, pretrained)
         if model_name not in open_clip.list_models():
-            raise ModelUnavailableError(
-                f"Unknown CLIP architecture {model_name!r}. Set RAGKIT_CLIP_MODEL to an open_clip "
-                "model name such as ViT-B-32 (python -c 'import open_clip; print(open_clip.list_models())').")
+            raise unknown_architecture(model_name)
         if _is_checkpoint_path(pretrained) and not os.path.isfile(pretrained):
             raise ModelUnavailableError(
                 f"RAGKIT_CLIP_PRETRAINED points at {pretrained}, which is not a file. "
@@ -231,7 +228,7 @@ class ClipEmbedder:
 
     @property
     def collection_name(self) -> str:
-        return collection_name_for(self.model_id)
+        return collections.base_name(self.model_id)
 
     def preprocess(self, image) -> "torch.Tensor":  # noqa: F821 - torch imported lazily
         """PIL RGB image -> model input tensor (runs in ingest worker threads)."""

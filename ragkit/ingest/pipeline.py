@@ -13,7 +13,6 @@ A pipeline of small stages, in the spirit of clip-retrieval's reader -> mapper -
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import stat
@@ -411,8 +410,7 @@ class IngestPipeline:
         provenance); the ids that came back."""
         if not trashed:
             return set()
-        back = self.store.update_many(sorted(trashed), lambda asset: dataclasses.replace(asset, trashed_at=0),
-                                      applies=lambda asset: None if asset.trashed else "not in the trash")
+        back = self.store.restore_from_trash(sorted(trashed), lambda sha: self.blobs.original_path(sha).is_file())
         return {asset.sha256 for asset in back.done}
 
     def run(self, sources: Sequence[Source], *, tags: Iterable[str] = (), source: str = SOURCE_UPLOAD,

@@ -37,7 +37,8 @@ from typing import Callable, Iterable, Sequence
 from ragkit.lifecycle import active_model as records
 from ragkit.storage import schema as schemas
 from ragkit.lifecycle.active_model import ModelChoice, ReindexState
-from ragkit.ingest.embedder import ClipEmbedder, collection_name_for
+from ragkit.ingest.embedder import ClipEmbedder
+from ragkit.storage import collections
 from ragkit.errors import ReindexError
 from ragkit.ingest.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, IngestPipeline, Reembed, embed_query_image
 from ragkit.lifecycle.migrate import all_ids
@@ -326,7 +327,7 @@ def _rejected_error(rejected: list[Rejected], model_id: str) -> ReindexError:
 
 def _open_target(library, wanted: ModelChoice, embedder) -> AssetStore:
     """The new model's collection at the current schema: made, or reopened to resume."""
-    name = schemas.collection_name(collection_name_for(wanted.model_id), schemas.LATEST)
+    name = collections.versioned_name(collections.base_name(wanted.model_id), schemas.LATEST)
     source = library.store
     target = AssetStore(library._client, name, embedder.dim, wanted.model_id, index=source._index,  # noqa: SLF001
                         embedded=source.embedded, complete=False)

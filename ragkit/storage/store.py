@@ -24,12 +24,12 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ragkit.storage import lite_reads
+from ragkit.storage import collections, lite_reads
 from ragkit.storage import schema as schemas
 from ragkit.storage.listing import FIELDS as LISTING_FIELDS, Listing, entry_of
 from ragkit.storage.connection import short
 from ragkit.errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreSupersededError
-from ragkit.storage.filters import (IN_TRASH, LIVE, Filters, as_filters, ids_filter, rights_filter, rights_matcher,
+from ragkit.storage.filters import (IN_TRASH_FILTER, LIVE, Filters, as_filters, ids_filter, rights_filter, rights_matcher,
                       validate_sha256)
 from ragkit.storage.milvus_lite import RecentWrites
 from ragkit.records import Asset, BulkResult, Page, SearchHit
@@ -62,6 +62,11 @@ class CollectionInfo:
     complete: bool = True  # False while an upgrade or a reindex is still filling it
 
 
+NOT_IN_TRASH = "not in the trash"
+FILE_GONE = ("its original was already deleted by an emptying of the trash that did not finish; "
+             "`python -m ragkit doctor --repair` completes it")
+
+
 class AssetStore:
     """CRUD + vector search over the asset collection of one embedding model.
 
@@ -89,8 +94,16 @@ class AssetStore:
         self._write_lock = threading.Lock()  # a write and its note in the listing stay in order
         self._ensure_collection(complete)
         self.fields = schemas.OUTPUT_FIELDS[self.version]
-        self._live = LIVE if self.version >= 2 else ""  # what every read of the library keeps
-        self._listing_fields = [*LISTING_FIELDS] + (["trashed_at"] if self.version >= 2 else [])
+        self._live = LIVE if self.has_trash else ""  # what every read of the library keeps
+        self._listing_fields = [*LISTING_FIELDS] + (["trashed_at"] if self.has_trash else [])
+
+    @property
+    def has_trash(self) -> bool:
+        return schemas.has_trash(self.version)
+
+    @property
+    def has_rights(self) -> bool:
+        return schemas.has_rights(self.version)
 
     # --- set-up -------------------------------------------------------------------------
     def _call(self, what: str, fn, *args, **kwargs):
@@ -126,7 +139,7 @@ class AssetStore:
         """Make the collection in one call, its properties included: another process that finds it a
         moment later must read the same schema version (two first uploads at once, on a server)."""
         client = self._client
-        full_text = self.version >= 2 and self._engine_has_full_text()
+        full_text = schemas.has_keywords_field(self.version) and self._engine_has_full_text()
         index_params = client.prepare_index_params()
         index_params.add_index("vector", metric_type="COSINE", **self._index)
         if full_text:
@@ -182,7 +195,7 @@ class AssetStore:
         """Libraries indexed with other models (to explain an empty library after a model change)."""
         found = []
         for name in self._call("list collections", self._client.list_collections):
-            if name == self.collection or not name.startswith("ragkit_"):
+            if name == self.collection or not collections.is_ragkit_collection(name):
                 continue
             props = self._client.describe_collection(name).get("properties") or {}
             found.append(CollectionInfo(name, props.get(schemas.PROP_MODEL, "?"), self._rows_in(name),
@@ -246,6 +259,15 @@ class AssetStore:
             if self._recent is not None:
                 self._recent.forget(ids)
         return int(result.get("delete_count", len(ids))) if isinstance(result, dict) else len(ids)
+
+    def restore_from_trash(self, sha256s: Iterable[str], original_exists: Callable[[str], bool]) -> BulkResult:
+        """The one restore rule: rows come back from the trash exactly as they were (tags, provenance),
+        unless they are not in the trash or their original was deleted by an unfinished emptying."""
+        def applies(asset: Asset) -> str | None:
+            if not asset.trashed:
+                return NOT_IN_TRASH
+            return None if original_exists(asset.sha256) else FILE_GONE
+        return self.update_many(sha256s, lambda asset: dataclasses.replace(asset, trashed_at=0), applies)
 
     def update_many(self, sha256s: Iterable[str], change: Callable[[Asset], Asset],
                     applies: Callable[[Asset], str | None] = lambda asset: None) -> BulkResult:
@@ -363,7 +385,7 @@ class AssetStore:
         known = self._listing.count_if_current(total)
         if known is not None:
             return known
-        trashed = self._call("count the trash", self._client.query, self.collection, filter=IN_TRASH,
+        trashed = self._call("count the trash", self._client.query, self.collection, filter=IN_TRASH_FILTER,
                              output_fields=["count(*)"], **self._read)
         return total - (int(trashed[0]["count(*)"]) if trashed else 0)
 
@@ -389,7 +411,7 @@ class AssetStore:
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != self.dim:
             raise ModelMismatchError(f"query vector is {query.shape[1]}-d, the collection is {self.dim}-d")
-        rights = rights_filter(usable_at, for_reference) if self.version >= 2 else ""
+        rights = rights_filter(usable_at, for_reference) if self.has_rights else ""
         if filters and self.embedded:  # Milvus Lite's own tag filters are slow (ragkit.storage.lite_reads)
             matching, total = self._listing_view(filters)
             found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, _both(self._live, rights, e),
@@ -546,7 +568,7 @@ class AssetStore:
 
     def trashed_ids(self) -> list[str]:
         """Ids in the trash, most recently trashed first."""
-        if self.version < 2:
+        if not self.has_trash:
             return []
         return self._listing.trashed(self._rows())
 
@@ -557,36 +579,36 @@ class AssetStore:
                     limit=limit)
 
     def trash_count(self) -> int:
-        if self.version < 2:
+        if not self.has_trash:
             return 0
         if self.embedded:  # Milvus Lite counts through a filter by building every matching row (see count)
             known = self._listing.trashed_if_current(self._rows())
             if known is not None:
                 return len(known)
-        rows = self._call("count the trash", self._client.query, self.collection, filter=IN_TRASH,
+        rows = self._call("count the trash", self._client.query, self.collection, filter=IN_TRASH_FILTER,
                           output_fields=["count(*)"], **self._read)
         return int(rows[0]["count(*)"]) if rows else 0
 
     def trashed_before(self, cutoff_ms: int) -> list[str]:
         """Ids moved to the trash before `cutoff_ms` (epoch ms): one filtered query, usually empty."""
-        if self.version < 2:
+        if not self.has_trash:
             return []
         if self.embedded:  # the listing knows, once built (a long-running app asks on every Trash view)
             known = self._listing.trashed_if_current(self._rows(), before=int(cutoff_ms))
             if known is not None:
                 return known
-        return [row["sha256"] for row in self.scan(f"{IN_TRASH} and trashed_at < {int(cutoff_ms)}", ["trashed_at"])]
+        return [row["sha256"] for row in self.scan(f"{IN_TRASH_FILTER} and trashed_at < {int(cutoff_ms)}", ["trashed_at"])]
 
     def trashed_among(self, sha256s: Sequence[str]) -> set[str]:
         """Which of these (stored) ids are in the trash; read like a duplicate check (every write seen)."""
-        if self.version < 2 or not sha256s:
+        if not self.has_trash or not sha256s:
             return set()
         found: set[str] = set()
         ids = list(dict.fromkeys(sha256s))
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
             rows = self._call("look in the trash", self._client.query, self.collection,
-                              filter=f"{ids_filter(chunk)} and {IN_TRASH}", output_fields=["sha256"],
+                              filter=f"{ids_filter(chunk)} and {IN_TRASH_FILTER}", output_fields=["sha256"],
                               limit=len(chunk), **self._dedup_read)
             found.update(row["sha256"] for row in rows)
         return found

@@ -243,13 +243,22 @@ def reference_problems(library, kit: Kit, now_ms: int | None = None) -> list[str
     return problems
 
 
-def check_usable(library, kit: Kit) -> None:
-    """Refuse (InvalidInputError) to use a kit whose references can't be sent, saying which and why."""
+def unusable_kit_message(library, kit: Kit | None, saving: bool = False) -> str | None:
+    """The one rule "a kit's references must be usable": why they can't be sent, as one line, or None."""
+    if kit is None:
+        return None
     problems = reference_problems(library, kit)
-    if problems:
-        raise InvalidInputError(f"The brand kit {kit.name!r} can't be used: {'; '.join(problems)}. Edit the kit "
-                                "(Studio › Brand kits, or `python -m ragkit brand-kit set`) to replace or "
-                                "remove those references.")
+    if not problems:
+        return None
+    return (f"The brand kit {kit.name!r} can't be {'saved' if saving else 'used'}: {'; '.join(problems)}. "
+            "Replace or remove those references (Studio › Brand kits, or `python -m ragkit brand-kit set`).")
+
+
+def check_usable(library, kit: Kit, saving: bool = False) -> None:
+    """Refuse (InvalidInputError) a kit whose references can't be sent, saying which and why."""
+    message = unusable_kit_message(library, kit, saving)
+    if message:
+        raise InvalidInputError(message)
 
 
 def references_with_kit(reference_ids: Sequence[str], kit: Kit | None) -> list[str]:

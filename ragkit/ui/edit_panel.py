@@ -15,7 +15,7 @@ from ragkit.studio.edit import EditSession, save_version, send_edit, start_from_
 from ragkit.studio.cost import format_usd
 from ragkit.studio.generation import GeneratedImage
 from ragkit.studio.models import default_model, model_info
-from ragkit.tags import normalise_tags
+from ragkit.tags import parse_tag_list
 from ragkit.ui import state
 from ragkit.ui.errors import error_message, show_message
 from ragkit.ui.markdown import md_escape
@@ -160,7 +160,7 @@ def save_row(library: Library, edit: EditSession, shown: int) -> None:
                                       width=260)
             st.button("Save this version", key=f"studio.edit-save.{shown}", type="primary",
                       icon=":material/library_add:", on_click=_save,
-                      args=(library, edit, shown, normalise_tags([t for t in tags_text.split(",") if t.strip()])))
+                      args=(library, edit, shown, list(parse_tag_list(tags_text))))
         st.download_button("Download", data=version.image.data, file_name=f"edit-v{shown}.png",
                            mime=version.image.mime, on_click="ignore", key=f"studio.edit-download.{shown}",
                            icon=":material/download:")
