@@ -27,6 +27,11 @@ containing a tag (handy to see how the Studio page shows each error):
 ``[fake:slow=SECONDS]`` ``[fake:quota=SECONDS]`` (a 429 with Gemini's RetryInfo delay). ``--delay SECONDS``
 makes every image answer take that long, like a real model.
 
+Chats: for the 3.x image models (``gemini-3…image…``) every answer's first part and image parts carry a
+``thoughtSignature`` (remembered in ``signatures``), and a request whose history sends a model turn back
+without them is refused with 400 INVALID_ARGUMENT, "... is missing a thought_signature ...", as the API
+does (``RecordedRequest.turns`` shows what came back). google-genai's chats keep them by themselves.
+
 Captions: a request that asks for JSON (``responseMimeType`` application/json, as Describe does) with an
 image is answered with ``{"caption": ..., "tags": [...]}`` for that image (``caption_for``: the same
 image, the same caption), billed as a text model bills it. ``caption_mode`` (``--caption MODE``) switches
