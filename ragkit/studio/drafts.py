@@ -180,12 +180,12 @@ class DraftStore:
                  if str(k).isdigit() and isinstance(v, str) and _SHA.match(v)}
         return DraftResult(item["id"], generation, saved, float(item.get("created", 0.0)))
 
-    # -- writing
+    # -- writing: on the JSON record alone (a brief typed is a few hundred bytes, never a re-read of images)
     def save_work(self, owner: str, brief: str, tray: list[str]) -> None:
         """Keep the brief and the tray (the results stay as they are)."""
-        draft = self._current(owner)
-        draft.brief, draft.tray = brief[:MAX_BRIEF], list(dict.fromkeys(tray))[:MAX_TRAY]
-        self._write(owner, draft)
+        record = self._record(owner)
+        record["brief"], record["tray"] = brief[:MAX_BRIEF], list(dict.fromkeys(tray))[:MAX_TRAY]
+        self._write(owner, record)
 
     def add_result(self, owner: str, generation: Generation, result_id: str | None = None) -> str | None:
         """Keep a new generation's images, newest first; the oldest go past the limits. Returns its id,
@@ -193,24 +193,27 @@ class DraftStore:
         size = sum(len(i.data) for i in generation.images)
         if size > self.max_bytes:
             return None
-        draft = self._current(owner)
         result = DraftResult(result_id or uuid.uuid4().hex[:12], generation, {}, self._clock())
-        draft.results.insert(0, result)
+        folder = self._dir(owner)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, image in enumerate(generation.images):
+            (folder / _image_name(result.id, index, image.mime)).write_bytes(image.data)
+        record = self._record(owner)
         kept, total = [], 0
-        for item in draft.results[: self.keep_results]:
-            total += sum(len(i.data) for i in item.generation.images)
+        for item in [_result_record(result), *record.get("results", [])][: self.keep_results]:
+            total += _entry_bytes(item)
             if total <= self.max_bytes:
                 kept.append(item)
-        draft.results = kept
-        self._write(owner, draft, new=result)
+        record["results"] = kept
+        self._write(owner, record)
         return result.id
 
     def mark_saved(self, owner: str, result_id: str, index: int, sha256: str) -> None:
-        draft = self._current(owner)
-        for result in draft.results:
-            if result.id == result_id:
-                result.saved[index] = sha256
-        self._write(owner, draft)
+        record = self._record(owner)
+        for item in record.get("results", []):
+            if isinstance(item, dict) and item.get("id") == result_id:
+                item.setdefault("saved", {})[str(index)] = sha256
+        self._write(owner, record)
 
     def clear(self, owner: str) -> None:
         shutil.rmtree(self._dir(owner), ignore_errors=True)
@@ -230,23 +233,30 @@ class DraftStore:
                 continue
         return gone
 
-    def _current(self, owner: str) -> Draft:
-        draft = self.load(owner)
-        return Draft() if draft.problem else draft
+    def _record(self, owner: str) -> dict[str, Any]:
+        """The raw record to change (a fresh one when there is none or it can't be read: load() says
+        why, and sets the damaged one aside, when the page asks)."""
+        path = self._dir(owner) / RECORD
+        try:
+            if path.stat().st_size <= MAX_RECORD_BYTES:
+                record = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(record, dict) and record.get("version") == 1:
+                    record["results"] = [r for r in record.get("results", []) if isinstance(r, dict)]
+                    return record
+        except (OSError, ValueError):
+            pass
+        return {"version": 1, "brief": "", "tray": [], "results": []}
 
-    def _write(self, owner: str, draft: Draft, new: DraftResult | None = None) -> None:
+    def _write(self, owner: str, record: dict[str, Any]) -> None:
         folder = self._dir(owner)
         folder.mkdir(parents=True, exist_ok=True)
-        if new is not None:
-            for index, image in enumerate(new.generation.images):
-                (folder / _image_name(new.id, index, image.mime)).write_bytes(image.data)
-        record = {"version": 1, "updated": self._clock(), "brief": draft.brief, "tray": draft.tray,
-                  "results": [_result_record(r) for r in draft.results]}
+        record = {**record, "version": 1, "updated": self._clock()}
         temp = folder / f".{RECORD}.{os.getpid()}.tmp"
         temp.write_text(json.dumps(record, ensure_ascii=False), encoding="utf-8")
         os.replace(temp, folder / RECORD)
         os.utime(folder)  # the expiry counts from the last change
-        wanted = {_image_name(r.id, i, img.mime) for r in draft.results for i, img in enumerate(r.generation.images)}
+        wanted = {str(image.get("file")) for item in record["results"] for image in item.get("images", [])
+                  if isinstance(image, dict)}
         for path in folder.iterdir():  # images of results that fell off the end
             if path.name not in wanted and path.name != RECORD and not path.name.startswith("."):
                 path.unlink(missing_ok=True)
@@ -270,8 +280,16 @@ def _result_record(result: DraftResult) -> dict[str, Any]:
             "reference_ids": list(g.reference_ids), "aspect_ratio": g.aspect_ratio, "usage": dict(g.usage),
             "seconds": g.seconds, "warnings": list(g.warnings), "details": _jsonable(g.details),
             "saved": {str(k): v for k, v in result.saved.items()},
-            "images": [{"file": _image_name(result.id, i, img.mime), "mime": img.mime}
+            "images": [{"file": _image_name(result.id, i, img.mime), "mime": img.mime, "bytes": len(img.data)}
                        for i, img in enumerate(g.images)]}
+
+
+def _entry_bytes(item: dict[str, Any]) -> int:
+    """A kept result's size, as recorded (a damaged count counts as over any limit)."""
+    try:
+        return sum(int(image["bytes"]) for image in item.get("images", []))
+    except (KeyError, TypeError, ValueError):
+        return MAX_BYTES * 1024
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
