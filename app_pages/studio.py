@@ -488,6 +488,9 @@ def history_section(library: Library) -> None:
             if st.button("Details", key=f"studio.details.{asset.sha256}", type="tertiary",
                          icon=":material/open_in_full:"):
                 open_in_library(asset.sha256)
+            if st.button("Edit", key=f"studio.history-edit.{asset.sha256}", type="tertiary", icon=":material/edit:"):
+                with guard("opening the edit"):
+                    edit_panel.open_asset(library, library.settings, asset.sha256, from_studio=True)
 
     grid(recent, cell, key="studio-history", min_column_width=200)
 

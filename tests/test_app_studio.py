@@ -410,6 +410,12 @@ def test_edit_a_result_in_a_conversation_then_save_a_version_with_its_lineage(wi
     at.button(key="library.edit").click()
     run(at)
     assert texts(at.title) == ["Studio"] and any(shown(s).startswith("Edit · product-1.jpg") for s in texts(at.subheader)), texts(at.subheader)
+    # ... and from the Studio's History: the saved version, edited again.
+    at.switch_page(STUDIO)  # (AppTest reruns the page it last switched to itself)
+    run(at)
+    at.button(key=f"studio.history-edit.{saved[0].sha256}").click()
+    run(at)
+    assert any(shown(s).startswith(f"Edit · {saved[0].filename}") for s in texts(at.subheader)), texts(at.subheader)
 
 
 def test_a_reload_offers_back_the_brief_the_tray_and_the_unsaved_results(with_key, refs):

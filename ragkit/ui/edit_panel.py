@@ -41,10 +41,12 @@ def open_result(image: GeneratedImage, model: str, prompt: str, saved_sha: str |
     _open(start_from_image(image, model, saved_sha=saved_sha, prompt=prompt))
 
 
-def open_asset(library: Library, settings: Settings, sha256: str) -> None:
+def open_asset(library: Library, settings: Settings, sha256: str, *, from_studio: bool = False) -> None:
     """Edit a library asset with the Studio's model, then show it on the Studio page."""
     model = st.session_state.get(K_MODEL) or default_model(settings.gemini_model)
     _open(start_from_asset(library, sha256, model))
+    if from_studio:
+        st.rerun()  # the panel is drawn above, at the top of the Generate tab
     st.switch_page(state.STUDIO_PAGE, query_params={"tab": "generate"})  # the panel is on the Generate tab
 
 
