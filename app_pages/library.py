@@ -9,9 +9,11 @@ from ragkit.ingest.pipeline import Upload
 from ragkit.ingest.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, last_usable_day
 from ragkit.rights import blocked_as_reference, now_ms, rights_change
+from ragkit.studio.edit import lineage, lineage_lines
 from ragkit.tags import normalise_tags, parse_tag_list
 from ragkit.lifecycle.trash import remove, removal_question
-from ragkit.ui import captions, duplicates_view, filter_controls, links, selection, selection_bar, state, tray, uploads
+from ragkit.ui import (captions, duplicates_view, edit_panel, filter_controls, links, selection, selection_bar, state, tray,
+                       uploads)
 from ragkit.ui.errors import guard, show_error
 from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, rights_badges, short_name,
                             show_thumbnail, thumbnail_bytes)
@@ -215,6 +217,8 @@ def provenance(asset: Asset) -> None:
     st.markdown(f"Model: {md_escape(asset.model or '?')}")
     if asset.prompt:
         st.markdown(f"> {md_escape(asset.prompt)}")
+    for line in lineage_lines(lineage(library, asset)):  # "edited from …", back to the original
+        st.markdown(f":material/history_edu: {md_escape(line)}")
     if asset.reference_ids:
         refs = library.get_many(asset.reference_ids)
         st.caption(f"{len(asset.reference_ids)} reference image(s)"
@@ -303,6 +307,10 @@ def details(sha256: str) -> None:
                                        icon=":material/download:", key="library.download")
                 if st.button("Find similar", key="library.find-similar", icon=":material/image_search:"):
                     state.find_similar(sha256)
+                if st.button("Edit", key="library.edit", icon=":material/edit:",
+                             help="Change this image in a conversation with the model, on the Studio page."):
+                    close_details()
+                    edit_panel.open_asset(library, state.settings(), sha256)
             if not has_original:
                 st.caption("The original file is missing; run `python -m ragkit doctor`.")
             delete_controls(asset)

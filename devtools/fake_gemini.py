@@ -34,6 +34,10 @@ one such as ``gemini-2.5-flash-image``, or one never heard of) answers 404 NOT_F
 and an ``imageConfig.imageSize`` or ``aspectRatio`` the model doesn't offer answers 400 INVALID_ARGUMENT.
 Tests change what is offered with ``offer(id, ...)`` and ``retire(id)``; ``list_models_down`` makes
 ListModels fail (503) as an unreachable listing would.
+Chats: for the 3.x image models (``gemini-3…image…``) every answer's first part and image parts carry a
+``thoughtSignature`` (remembered in ``signatures``), and a request whose history sends a model turn back
+without them is refused with 400 INVALID_ARGUMENT, "... is missing a thought_signature ...", as the API
+does (``RecordedRequest.turns`` shows what came back). google-genai's chats keep them by themselves.
 
 Captions: a request that asks for JSON (``responseMimeType`` application/json, as Describe does) with an
 image is answered with ``{"caption": ..., "tags": [...]}`` for that image (``caption_for``: the same
@@ -399,6 +403,11 @@ class RecordedRequest:
                 for blob in self._inline()]
 
     @property
+    def turns(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """(role, parts) of every content in the request, in order: a chat sends its whole history."""
+        return [(c.get("role", "user"), list(c.get("parts", []))) for c in self.body.get("contents", [])]
+
+    @property
     def generation_config(self) -> dict[str, Any]:
         return self.body.get("generationConfig", {})
 
@@ -441,6 +450,7 @@ class FakeGemini:
         self.list_models_down = False  # ListModels answers 503 (an unreachable listing)
         self.list_calls = 0
         self._drawn: Counter[str] = Counter()  # default pictures drawn per brief and first reference
+        self.signatures: set[bytes] = set()  # thought signatures issued (3.x image models; see signing below)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
@@ -554,9 +564,92 @@ class FakeGemini:
                                image=IMAGE_TOKENS_BY_SIZE.get(request.image_size or "1K", IMAGE_TOKENS))
         return image_reply(text, png, usage=usage).body or {}
 
+    def _check_signatures(self, request: RecordedRequest) -> Reply | None:
+        """A refusal for a chat turn sent back without its thought signature (recorded like any request)."""
+        refusal = _check_signatures_of(self, request)
+        if refusal is not None:
+            with self._lock:
+                self.requests.append(request)
+        return refusal
+
+    def _sign(self, request: RecordedRequest, body: dict[str, Any] | str) -> dict[str, Any] | str:
+        return _sign_body(self, request, body)
+
     def _sleep(self, seconds: float) -> bool:
         """Sleep, but wake early when the server stops; True if the server is stopping."""
         return self._stopping.wait(seconds)
+
+
+# --------------------------------------------------------------------------- chats: thought signatures
+# Google's thought-signature page (ai.google.dev/gemini-api/docs/thought-signatures, read 2026-12-07) and
+# the Vertex AI copy: the 3.x image models sign the first part after their thoughts and every image part
+# they return, and a follow-up turn must send those parts back with their signatures, or the request
+# is refused with 400 INVALID_ARGUMENT. google-genai's chats (client.chats.create) do this by keeping
+# the model's Content as it came. The wording below follows the API's message for a missing signature
+# ("... is missing a thought_signature ... Please refer to .../thought-signatures for more details.").
+SIGNATURE_DOCS = "https://ai.google.dev/gemini-api/docs/thought-signatures"
+
+
+def signs_thoughts(model: str | None) -> bool:
+    """The models whose answers carry thought signatures here: the 3.x image models."""
+    return bool(model) and model.startswith("gemini-3") and "image" in model
+
+
+def missing_signature_reply(content_index: int, part_index: int, what: str = "Image part") -> Reply:
+    """The API's refusal of a history turn sent back without the signature it was given."""
+    return error_reply(400, f"{what} is missing a thought_signature in content position {content_index + 1}, "
+                            f"part position {part_index + 1}. Please refer to {SIGNATURE_DOCS} for more "
+                            "details.", "INVALID_ARGUMENT")
+
+
+def _needs_signature(parts: list[dict[str, Any]]) -> list[int]:
+    """Which parts of a model turn were signed: the first one after the thoughts, and every image."""
+    visible = [i for i, p in enumerate(parts) if not p.get("thought")]
+    signed = set(visible[:1])
+    signed.update(i for i in visible if "inlineData" in parts[i] or "inline_data" in parts[i])
+    return sorted(signed)
+
+
+def _signature_of(part: dict[str, Any]) -> bytes | None:
+    raw = part.get("thoughtSignature", part.get("thought_signature"))
+    try:
+        return _b64decode(raw) if isinstance(raw, str) and raw else None
+    except ValueError:
+        return None
+
+
+def _check_signatures_of(fake: "FakeGemini", request: RecordedRequest) -> Reply | None:
+    if not signs_thoughts(request.model):
+        return None
+    for content_index, (role, parts) in enumerate(request.turns):
+        if role != "model":
+            continue
+        for part_index in _needs_signature(parts):
+            signature = _signature_of(parts[part_index])
+            what = "Image part" if "inlineData" in parts[part_index] or "inline_data" in parts[part_index] else "Part"
+            if signature is None:
+                return missing_signature_reply(content_index, part_index, what)
+            if signature not in fake.signatures:
+                return error_reply(400, f"Invalid thought signature in content position {content_index + 1}, "
+                                        f"part position {part_index + 1}.", "INVALID_ARGUMENT")
+    return None
+
+
+def _sign_body(fake: "FakeGemini", request: RecordedRequest, body: dict[str, Any] | str) -> dict[str, Any] | str:
+    """Add thoughtSignature to an answer's signed parts (3.x image models), remembering each one."""
+    if not signs_thoughts(request.model) or not isinstance(body, dict) or not body.get("candidates"):
+        return body
+    content = body["candidates"][0].get("content")
+    if not isinstance(content, dict):
+        return body
+    parts = [dict(p) for p in content.get("parts", [])]
+    for index in _needs_signature(parts):
+        signature = hashlib.sha256(f"{request.brief}|{len(fake.signatures)}|{index}|{time.time_ns()}".encode()).digest()
+        with fake._lock:
+            fake.signatures.add(signature)
+        parts[index]["thoughtSignature"] = _b64(signature)
+    candidate = {**body["candidates"][0], "content": {**content, "parts": parts}}
+    return {**body, "candidates": [candidate, *body["candidates"][1:]]}
 
 
 def _reply_for_tags(brief: str) -> Reply | None:
@@ -601,10 +694,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not _PATH.match(self.path.split("?", 1)[0]):
             self._send(404, {"error": {"code": 404, "message": f"Unknown path {self.path}", "status": "NOT_FOUND"}})
             return
-        reply = self.fake._record_and_choose(request)
+        refusal = self.fake._check_signatures(request)
+        reply = refusal or self.fake._record_and_choose(request)
         if reply.delay_s and self.fake._sleep(reply.delay_s):
             return  # server is shutting down
         body_out = reply.body if reply.body is not None else self.fake._default_image_body(request)
+        body_out = self.fake._sign(request, body_out)
         self._send(reply.status, _with_key(body_out, request.headers.get("x-goog-api-key", "")))
 
     def do_GET(self) -> None:  # noqa: N802

@@ -408,3 +408,98 @@ def test_a_new_model_the_api_lists_is_offered_with_price_unknown(with_key, refs)
     at.selectbox(key=K_MODEL).set_value("gemini-4-flash-image")
     run(at)
     assert any("price unknown" in c for c in texts(at.caption))
+# ----------------------------------------------------------------------------- edit, and work kept across a reload
+NB2 = "gemini-3.1-flash-image"
+
+
+def test_edit_a_result_in_a_conversation_then_save_a_version_with_its_lineage(with_key, refs, settings, monkeypatch):
+    monkeypatch.setenv("RAGKIT_GEMINI_MODEL", NB2)
+    fake = with_key
+    at = studio(refs[:1])
+    at.text_area(key=K_BRIEF).set_value(BRIEF)
+    run(at)
+    at.button(key="studio.generate").click()
+    run(at)
+    edit = [b for b in at.button if b.key and b.key.startswith("studio.edit.")][0]
+    edit.click()  # an unsaved result
+    run(at)
+    assert any(s.startswith("Edit · a Studio result of") for s in texts(at.subheader))
+    at.text_input(key="studio.edit-instruction").set_value("make the background blue")
+    at.button(key="FormSubmitter:studio-edit-form-Send").click()
+    run(at)
+    at.text_input(key="studio.edit-instruction").set_value("add a soft shadow")
+    at.button(key="FormSubmitter:studio-edit-form-Send").click()
+    run(at)
+
+    # The follow-up carried the conversation back with the server's signatures (else a 400 shows).
+    first, second = fake.requests[-2:]
+    assert [role for role, _ in second.turns] == ["user", "model", "user"]
+    assert sum("thoughtSignature" in p for role, parts in second.turns if role == "model" for p in parts) == 2
+    assert all("Random weights" in e for e in texts(at.error)), texts(at.error)  # the sidebar's note only
+    assert {b.key for b in at.button if b.key and b.key.startswith("studio.edit-version.")} == {
+        "studio.edit-version.0", "studio.edit-version.1", "studio.edit-version.2"}
+    assert [m.value for m in at.chat_message[0].markdown] == ["make the background blue"]
+    assert any(c.startswith("Before (v1)") for c in texts(at.caption))  # v2 shown against its parent
+
+    at.button(key="studio.edit-save.2").click()
+    run(at)
+    app_library = _app_library(settings)
+    saved = app_library.page(0, 10, source="generated").assets
+    assert [a.prompt for a in saved] == ["add a soft shadow"]
+    at.button(key="studio.edit-open.2").click()  # "In the library": details show the lineage
+    run(at)
+    text = shown(all_text(at))
+    assert "edited from an unsaved version (not in the library) by “add a soft shadow”" in text
+    assert "edited from a Studio result of" in text and "by “make the background blue”" in text
+
+    # Edit from the Library's details: any asset, here an upload; the panel opens in the Studio.
+    at.switch_page(LIBRARY)
+    at.session_state[state.OPEN_ASSET] = refs[1]
+    run(at)
+    at.button(key="library.edit").click()
+    run(at)
+    assert texts(at.title) == ["Studio"] and any(shown(s).startswith("Edit · product-1.jpg") for s in texts(at.subheader)), texts(at.subheader)
+    # ... and from the Studio's History: the saved version, edited again.
+    at.switch_page(STUDIO)  # (AppTest reruns the page it last switched to itself)
+    run(at)
+    at.button(key=f"studio.history-edit.{saved[0].sha256}").click()
+    run(at)
+    assert any(shown(s).startswith(f"Edit · {saved[0].filename}") for s in texts(at.subheader)), texts(at.subheader)
+
+
+def test_a_reload_offers_back_the_brief_the_tray_and_the_unsaved_results(with_key, refs):
+    fake = with_key
+    fake.enqueue(image_reply("One.", make_png("one")), image_reply("Two.", make_png("two")))
+    at = studio(refs[:2])
+    at.text_area(key=K_BRIEF).set_value(BRIEF)
+    run(at)
+    at.button(key="studio.generate").click()
+    run(at)
+    at.button(key="studio.generate").click()
+    run(at)
+    assert any(e.proto.label.startswith("Earlier results (1)") for e in at.expander)
+
+    again = studio()  # F5 / a new tab: a new session, the same person (the signed-in email here)
+    assert at.text_area(key=K_BRIEF).value == BRIEF and not again.text_area(key=K_BRIEF).value
+    offer = " ".join(texts(again.markdown))
+    assert "Your earlier work is kept" in offer and "2 references" in offer and "2 results not saved yet" in offer
+    assert any("7 days" in c and "3 generations" in c for c in texts(again.caption))
+    again.button(key="studio.draft-restore").click()
+    run(again)
+    assert again.text_area(key=K_BRIEF).value == BRIEF
+    assert again.session_state[TRAY_KEY] == refs[:2]
+    assert len(again.session_state["studio.earlier"]) == 1, again.session_state["studio.earlier"]
+    assert len(results(again)) == 2, (texts(again.error), [e.proto.label for e in again.expander])  # the last result, and the earlier one in its expander
+    assert not any("Your earlier work is kept" in m for m in texts(again.markdown))
+
+    other = new_app()
+    other.user = {"email": "someone-else@example.com"}
+    run(other)
+    other.switch_page(STUDIO)
+    run(other)
+    assert not any("Your earlier work is kept" in m for m in texts(other.markdown))
+
+    fresh = studio()
+    fresh.button(key="studio.draft-discard").click()
+    run(fresh)
+    assert not any("Your earlier work is kept" in m for m in texts(studio().markdown))

@@ -466,6 +466,8 @@ def _check_model(settings: Settings, model: str | None, aspect: str | None, size
 def cmd_generate(args, settings: Settings) -> int:
     from ragkit.ingest.images import EXTENSION_BY_MIME
     from ragkit.studio import ImageGenerator, generate_from, save_generated_image
+    if args.edit:
+        return __import__("ragkit.cli.edit", fromlist=["cmd_edit"]).cmd_edit(args, settings, _open_library)
     generator = ImageGenerator.from_settings(settings)  # no key -> a clear error before anything loads
     _check_model(settings, args.model, args.aspect, args.size)
     library = _open_library(settings)
@@ -923,6 +925,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--save", action="store_true", help="also save the images into the library")
     generate.add_argument("--tag", action="append", default=[], help="tags for saved images (repeatable)")
     generate.add_argument("--out", default="out", metavar="DIR", help="where image files are written (default out/)")
+    generate.add_argument("--edit", default=None, metavar="SHA256",
+                          help="edit this library asset instead: BRIEF is the change ('make the background blue'); "
+                               "the new version is saved with its parent in its provenance")
     generate.set_defaults(handler=cmd_generate)
 
     brand_kit = commands.add_parser("brand-kit", help="brand kits: a style, references and words to avoid for "

@@ -295,18 +295,22 @@ class ImageGenerator:
 
     # -- one request, with bounded retry
     def _generate_one(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig) -> _Answer:
-        response = self.send(info, contents, config)
-        try:
-            return _read_response(response, info)
-        except GenerationError as exc:  # refusal texts come from the server: scrub them too
-            raise type(exc)(self._scrub(str(exc))) from None
+        return self.read(self.send(info, contents, config), info)
 
     def send(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig, *,
              model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
         """One request with the bounded retry (429s wait for the server's delay, through `sleep`): the
         answer as the SDK read it, or a typed GenerationError. Also what captions (ragkit.studio.captions)
         send; `model_setting` is the setting a 404 tells the person to check."""
-        return self._retrying(lambda: self._call(info, contents, config, model_setting))
+        return self.request(info, lambda: self._client.models.generate_content(
+            model=info.id, contents=contents, config=config), model_setting=model_setting)
+
+    def request(self, info: ModelInfo, call: Callable[[], types.GenerateContentResponse], *,
+                model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
+        """Any SDK call that answers like generate_content (a chat's send_message too: ragkit.studio.edit),
+        with the bounded retry and the typed, scrubbed errors. `call` must be safe to repeat: a chat
+        records a turn only when it succeeded."""
+        return self._retrying(lambda: self._sdk(call, info, model_setting))
 
     def call_api(self, call: Callable[[genai.Client], Any], model: str | None = None) -> Any:
         """Another SDK call (the Batch API, file uploads) with the same bounded retry and typed errors."""
@@ -327,13 +331,20 @@ class ImageGenerator:
                 log.info("Gemini busy or rate-limited; retry %d of %d in %.1f s", retries, self.max_retries, delay)
                 self._sleep(delay)
 
-    def _call(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig,
-              model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
-        """One SDK call; every SDK/transport failure becomes a GenerationError or _Retryable."""
-        return self._sdk(lambda: self._client.models.generate_content(model=info.id, contents=contents, config=config),
-                         info, model_setting)
+    def chat(self, info: ModelInfo, config: types.GenerateContentConfig, history: list[types.Content]) -> Any:
+        """A google-genai chat on this client: it sends the whole history (thought signatures included)
+        with each message, and records a turn only when the answer was valid."""
+        return self._client.chats.create(model=info.id, config=config, history=list(history))
+
+    def read(self, response: types.GenerateContentResponse, info: ModelInfo) -> "_Answer":
+        """Images, text and usage from an answer, or the typed (scrubbed) error for a refusal."""
+        try:
+            return _read_response(response, info)
+        except GenerationError as exc:  # refusal texts come from the server: scrub them too
+            raise type(exc)(self._scrub(str(exc))) from None
 
     def _sdk(self, call: Callable[[], Any], info: ModelInfo, model_setting: str = "RAGKIT_GEMINI_MODEL") -> Any:
+        """One SDK call; every SDK/transport failure becomes a GenerationError or _Retryable."""
         try:
             return call()
         except genai_errors.APIError as exc:
