@@ -86,7 +86,7 @@ def new_batch(library: Library, store: batch.JobStore) -> None:
         size = models_ui.size_picker(model, K_SIZE)
         variations = int(st.segmented_control("Variations per product", [1, 2, 3, 4], default=2, required=True,
                                               key=K_VARIATIONS))
-        concurrency = int(st.number_input("Requests at a time", 1, 8, batch.DEFAULT_CONCURRENCY, key=K_CONCURRENCY,
+        concurrency = int(st.number_input("Requests at a time", 1, batch.MAX_CONCURRENCY, batch.DEFAULT_CONCURRENCY, key=K_CONCURRENCY,
                                           width=160, help="More finishes sooner, until Gemini's rate limit "
                                                           "answers 429; then every request waits as Gemini asks."))
     when = st.segmented_control("When", [NOW, HALF_PRICE], default=NOW, required=True, key=K_WHEN,

@@ -35,6 +35,7 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from ragkit.errors import (AssetNotFoundError, BatchError, GenerationError, InvalidApiKeyError, InvalidImageError,
                            MissingApiKeyError, ModelGoneError)
+from ragkit.limits import MAX_CONCURRENCY
 from ragkit.messages import user_message
 from ragkit.storage.blobs import write_atomic
 from ragkit.studio.cost import PriceTable, prices_for, sum_costs
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 MAX_STATE_BYTES = 64 * 2**20   # a job of 1000 products x 8 takes is ~3 MB
-MAX_CONCURRENCY = 16
 DEFAULT_CONCURRENCY = 4
 RETRIES = 5                    # per entry, on 429 / 5xx / dropped connections
 BACKOFF_S = 1.0                # first back-off without a server delay (then doubled, up to a minute)

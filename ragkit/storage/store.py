@@ -34,10 +34,9 @@ from ragkit.storage.filters import (IN_TRASH_FILTER, LIVE, Filters, as_filters, 
 from ragkit.storage.milvus_lite import RecentWrites
 from ragkit.storage.row_lock import RowLock
 from ragkit.records import Asset, BulkResult, Page, SearchHit
+from ragkit.limits import MAX_HITS, QUERY_WINDOW  # larger scans go through query_iterator
 from ragkit.tags import normalise_tags
 
-# Milvus caps offset+limit of a single query; larger scans go through query_iterator.
-QUERY_WINDOW = 16384
 # Index choice, measured by bench/ (docs/performance.md): HNSW. In Milvus Lite every search
 # also pays a per-row Python pass over all rows, so HNSW and IVF_FLAT search alike (~90 ms at
 # 100k vs ~250 ms for FLAT) with recall@10 >= 0.999; HNSW needs no training (IVF's k-means on
@@ -446,7 +445,7 @@ class AssetStore:
         With `usable_at` (epoch ms), only assets within their usage rights then; with `for_reference`,
         only assets that may be sent as references (not marked "do not use as a reference")."""
         filters = as_filters(filters, tags, source)
-        k = max(1, min(int(k), 1024))
+        k = max(1, min(int(k), MAX_HITS))
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != self.dim:
             raise ModelMismatchError(f"query vector is {query.shape[1]}-d, the collection is {self.dim}-d")
@@ -515,7 +514,7 @@ class AssetStore:
         expr = _both(self._live if post_filter else self._expr(filters), rights)
         results = self._call("search by words", self._client.search, self.collection,
                              data=[schemas.keyword_query(text)], anns_field=schemas.KEYWORDS_SPARSE,
-                             limit=max(1, min(int(limit), 1024)), filter=expr,
+                             limit=max(1, min(int(limit), MAX_HITS)), filter=expr,
                              output_fields=[*self.fields, "keywords", "vector"],
                              search_params={"metric_type": "BM25"}, **self._read)
         rows = [hit["entity"] for hit in results[0]]
@@ -715,7 +714,7 @@ class AssetStore:
         queries = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if not len(queries):
             return []
-        k = max(1, min(int(k), 1024))
+        k = max(1, min(int(k), MAX_HITS))
         params = self._search_params(k)
         if "ef" in params:
             params["ef"] = max(self.NEIGHBOUR_EF, k)

@@ -36,6 +36,7 @@ from ragkit.ingest.pipeline import MAX_FILE_BYTES, Provenance
 from ragkit.jobs.resumable import (BACKOFF_S, DEFAULT_CONCURRENCY, DONE, FAILED, MAX_CONCURRENCY, PENDING,
                                    RETRIES as BATCH_RETRIES, JobRun, JobStore as _JobStore, ResumableJob,
                                    ResumableRunner, RunRegistry, checked, mark, status_counts)
+from ragkit.limits import MAX_VARIATIONS
 from ragkit.records import Asset
 from ragkit.storage.blobs import write_atomic
 from ragkit.storage.filters import validate_sha256
@@ -52,7 +53,6 @@ __all__ = ["BACKOFF_S", "BATCH_RETRIES", "DEFAULT_CONCURRENCY", "DONE", "FAILED"
 JOBS_DIR = "jobs"
 FORMAT = 1
 MAX_PRODUCTS = 1000
-MAX_VARIATIONS = 8
 
 APPROVED, REJECTED = "approved", "rejected"
 BatchRun = JobRun   # the live run of a batch job (ragkit.jobs.resumable)

@@ -42,6 +42,7 @@ from ragkit.errors import (
     SafetyStopError,
     TooManyReferencesError,
 )
+from ragkit.limits import MAX_VARIATIONS
 from ragkit.studio.cost import usage_problem
 from ragkit.studio.models import (DEFAULT_MODEL, ModelInfo, check_output, model_info, normalise_size,
                                   too_many_references)
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"  # the image models' documented endpoint; the SDK's own default is v1
-MAX_VARIATIONS = 8
 MAX_BACKOFF_S = 60.0
 ACCEPTED_REFERENCE_MIMES = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
 
