@@ -165,6 +165,31 @@ def test_a_damaged_job_is_shown_as_damaged_and_the_other_jobs_and_new_batch_stil
     assert "is damaged" not in all_text(at) and not store.job_folder("0123456789").exists()
 
 
+def test_half_price_next_to_now_sends_one_gemini_batch_and_the_results_land_in_review(with_key, catalogue, settings,
+                                                                                      monkeypatch):
+    from ragkit.studio import half_price
+    monkeypatch.setattr(half_price.HalfPriceRunner, "poll_s", 0.05)
+    fake = with_key
+    at = open_tab("Batch")
+    at.text_area(key="batch.brief").set_value(BRIEF)
+    at.selectbox(key="batch.tag").set_value("spring")
+    at.segmented_control(key="batch.variations").set_value(1)
+    run(at)
+    now = " ".join(texts(at.caption))
+    at.segmented_control(key="batch.when").set_value("Half price, results within a day")
+    run(at)
+    half = " ".join(texts(at.caption))
+    import re
+    now_usd, half_usd = (float(re.search(r"about \$([0-9.]+)", text)[1]) for text in (now, half))
+    assert half_usd == pytest.approx(now_usd / 2, rel=0.05)  # the estimate at the batch price
+    at.button(key="batch.start").click()
+    run(at)
+    wait_until(at, lambda page: "3 of 3 images" in progress_text(page))
+    assert len(fake.batches.created) == 1 and len(fake.requests) == 3  # one batch, no direct requests
+    job = batch.job_store(settings).load(at.session_state["batch.job"])
+    assert job.spec.half_price and job.counts()["done"] == 3
+
+
 def test_kit_editor_creates_edits_and_refuses_to_overwrite_someone_else_s_save(app_env, catalogue, settings):
     _, brand = catalogue
     at = open_tab("Brand kits", tray=brand)
