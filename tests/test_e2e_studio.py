@@ -15,7 +15,6 @@ import io
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
