@@ -29,7 +29,9 @@ AUTO = "auto"
 
 def render(library: Library) -> None:
     store = kits.kit_store(library.settings)
-    all_kits = store.list()
+    all_kits, damaged = store.scan()
+    for entry in damaged:  # listed, never hidden: `brand-kit delete FILE` removes one
+        st.warning(md_escape(entry.describe()), icon=":material/report:")
     if K_OPEN_NEXT in st.session_state:
         st.session_state[K_OPEN] = st.session_state.pop(K_OPEN_NEXT)
     names = [kit.name for kit in all_kits]

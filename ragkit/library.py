@@ -31,6 +31,7 @@ from ragkit.records import (ROUTE_KEYWORDS, SOURCE_GENERATED, SOURCE_UPLOAD, Ass
 from ragkit.rights import RightsChange
 from ragkit.storage.connection import connect, disconnect
 from ragkit.storage.schema import LATEST as LATEST_SCHEMA
+from ragkit.storage.row_lock import RowLock
 from ragkit.storage.store import AssetStore
 from ragkit.lifecycle.upgrade import open_store
 
@@ -97,8 +98,8 @@ class Library:
         self._client = connect(settings.milvus_uri, settings.milvus_token)
         self._closed = False
         try:
-            self.store = open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
-                                    index=index, embedded=settings.is_embedded_db)
+            self.use_store(open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
+                                      index=index, embedded=settings.is_embedded_db))
             if not self.active_model.recorded:
                 model_record.record_new_library(self)
         except BaseException:
@@ -132,7 +133,9 @@ class Library:
         return upgrade(self, on_progress, drop_old=drop_old, **options)
 
     def use_store(self, store: AssetStore) -> None:
-        """Switch to another collection of this library (after an upgrade)."""
+        """Switch to another collection of this library (after an upgrade). Its edits take the data
+        folder's row lock, which every process of this library shares (ragkit.storage.row_lock)."""
+        store.row_lock = RowLock.for_folder(self.settings.data_dir)
         self.store = store
 
     def follow_upgrade(self) -> bool:
@@ -141,7 +144,7 @@ class Library:
         if not self.needs_upgrade or not self.store.superseded_by():
             return False
         self.use_store(open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
-                                  index=self.store._index, embedded=self.settings.is_embedded_db))  # noqa: SLF001
+                                  index=self.store.index, embedded=self.settings.is_embedded_db))
         return True
 
     def close(self) -> None:
@@ -272,6 +275,26 @@ class Library:
             raise AssetNotFoundError(f"No asset {sha256[:12]}… in the library (was it deleted?).")
         return asset
 
+    def find(self, sha256: str) -> Asset | None:
+        """The asset, or None if it is not in the library (a link to a deleted image)."""
+        return self.store.get(sha256)
+
+    def matching_ids(self, **filters) -> list[str]:
+        """Every id the filters match, newest first (Select all N)."""
+        return self.store.matching_ids(**filters)
+
+    def has_original(self, sha256: str) -> bool:
+        return self.blobs.original_path(sha256).is_file()
+
+    @property
+    def collection(self) -> str:
+        """The Milvus collection the library reads and writes now."""
+        return self.store.collection
+
+    def other_collections(self):
+        """Libraries indexed with other models (to explain an empty library after a model change)."""
+        return self.store.other_collections()
+
     def get_many(self, sha256s: Sequence[str]) -> list[Asset]:
         return self.store.get_many(sha256s)
 
@@ -326,6 +349,10 @@ class Library:
     def trashed(self) -> list[Asset]:
         return self.store.trashed()
 
+    def trashed_ids(self) -> list[str]:
+        """Ids in the trash, most recently trashed first."""
+        return self.store.trashed_ids()
+
     def trashed_page(self, offset: int = 0, limit: int = 24) -> Page:
         """One page of the trash, most recently trashed first."""
         return self.store.trashed_page(offset, limit)
@@ -337,11 +364,13 @@ class Library:
         """Delete for good (the trash's Empty; a schema-1 library's delete): files first, then rows.
         A crash in between leaves a row without its original, which `doctor --repair` finishes
         deleting; so an orphan *file* always means an interrupted ingest, and doctor can safely
-        adopt it instead of guessing."""
+        adopt it instead of guessing. Files and rows go under the row lock, so an edit of these assets
+        in another process waits and then finds them gone, instead of writing their rows back."""
         ids = list(sha256s)
-        for sha in ids:
-            self.blobs.delete(sha)
-        return self.store.delete(ids)
+        with self.store.rows_locked():
+            for sha in ids:
+                self.blobs.delete(sha)
+            return self.store.delete(ids)
 
     def thumbnail_bytes(self, sha256: str) -> bytes:
         try:

@@ -244,7 +244,11 @@ class ClipEmbedder:
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=load_from, device=self.device, **preprocess_overrides)
+        except AssertionError as exc:  # open_clip asserts while resizing a tower of another width
+            raise _misfit(model_name, load_from, exc) from None
         except RuntimeError as exc:
+            if _is_checkpoint_path(str(load_from)) and "size mismatch" in str(exc):
+                raise _misfit(model_name, load_from, exc) from None
             if "download" in str(exc).lower() or "not a known tag" in str(exc):
                 raise ModelUnavailableError(
                     f"Cannot load the {model_name} weights {pretrained!r}: {exc}. Without network access, "
@@ -353,6 +357,34 @@ class ClipEmbedder:
             else:
                 x = x @ model.text_projection
         return x
+
+
+def _misfit(model_name: str, path: str, exc: BaseException) -> ModelUnavailableError:
+    """A checkpoint saved for another architecture: say so, naming the file and both sizes we can read."""
+    found, wanted = _checkpoint_embed_dim(path), _config_embed_dim(model_name)
+    sizes = (f" (the file holds {found}-d embeddings; {model_name} makes {wanted}-d ones)"
+             if found and wanted and found != wanted else "")
+    return ModelUnavailableError(
+        f"The checkpoint {path} does not fit the architecture {model_name}: it was saved for another "
+        f"open_clip model{sizes}. Give the architecture the file was made for (--model / RAGKIT_CLIP_MODEL), "
+        f"or a checkpoint of {model_name} (--pretrained / RAGKIT_CLIP_PRETRAINED).")
+
+
+def _checkpoint_embed_dim(path: str) -> int | None:
+    import torch
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else {}
+        projection = next(v for k, v in state.items() if k.removeprefix("module.") == "text_projection")
+        return int(projection.shape[-1])
+    except Exception:  # noqa: BLE001 - only a detail of the message
+        return None
+
+
+def _config_embed_dim(model_name: str) -> int | None:
+    import open_clip
+    config = open_clip.get_model_config(model_name) or {}
+    return config.get("embed_dim")
 
 
 def make_random_checkpoint(model_name: str, path: Path) -> Path:

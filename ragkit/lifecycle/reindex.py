@@ -331,8 +331,7 @@ def _open_target(library, wanted: ModelChoice, embedder) -> AssetStore:
     """The new model's collection at the current schema: made, or reopened to resume."""
     name = collections.versioned_name(collections.base_name(wanted.model_id), schemas.LATEST)
     source = library.store
-    target = AssetStore(library._client, name, embedder.dim, wanted.model_id, index=source._index,  # noqa: SLF001
-                        embedded=source.embedded, complete=False)
+    target = source.sibling(name, embedder.dim, wanted.model_id, complete=False)
     target.mark_filling()
     return target
 
@@ -345,15 +344,16 @@ def _refuse_to_empty(source: AssetStore, target: AssetStore) -> None:
             f"{target.count()} assets; a reindex would empty it. Nothing was changed.")
 
 
-def drop_old_collections(library, active: AssetStore) -> list[str]:
-    """Drop the collections of models other than that of `active` (the library's collection), except
+def drop_old_collections(library, active: AssetStore | None = None) -> list[str]:
+    """Drop the collections of models other than that of `active` (default: the library's collection), except
     that of a reindex in progress. Older-schema collections of the active model are `upgrade --drop-old`'s."""
+    active = active or library.store
     in_progress = records.read_record(library.settings.data_dir).reindex
     keep = {active.model_id, in_progress.target.model_id if in_progress else "", "?"}
     dropped = []
     for other in active.other_collections():
         if other.model_id not in keep:
-            library._client.drop_collection(other.name)  # noqa: SLF001
+            active.drop_other(other.name)
             dropped.append(other.name)
     return dropped
 

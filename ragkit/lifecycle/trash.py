@@ -61,17 +61,19 @@ def empty(library, sha256s: Iterable[str] | None = None,
           on_progress: Callable[[int, int], None] | None = None) -> BulkResult:
     """Delete for good everything in the trash, or these assets of it (others are skipped).
 
-    Each step is checked again just before it is deleted, so an asset restored meanwhile stays."""
+    Each step is checked again just before it is deleted, under the row lock (ragkit.storage.row_lock),
+    so an asset restored meanwhile, by any process, stays; and a restore waits, then finds it gone."""
     require_trash(library)
     ids = library.store.trashed_ids() if sha256s is None else list(dict.fromkeys(sha256s))
     result = BulkResult()
     for start in range(0, len(ids), EMPTY_BATCH):
         step = ids[start:start + EMPTY_BATCH]
-        found = {asset.sha256: asset for asset in library.get_many(step)}
-        doomed = [found[sha] for sha in step if sha in found and found[sha].trashed]
+        with library.store.rows_locked():
+            found = {asset.sha256: asset for asset in library.store.get_many(step, latest=True)}
+            doomed = [found[sha] for sha in step if sha in found and found[sha].trashed]
+            library.delete([asset.sha256 for asset in doomed])  # files first, then rows
         result.missing += [sha for sha in step if sha not in found]
         result.skipped.update({sha: NOT_IN_TRASH for sha in step if sha in found and not found[sha].trashed})
-        library.delete([asset.sha256 for asset in doomed])  # files first, then rows
         result.done += doomed
         if on_progress:
             on_progress(min(start + len(step), len(ids)), len(ids))

@@ -66,8 +66,7 @@ def upgrade(library, on_progress: Callable[[int, int], None] | None = None, drop
     if old.version >= schemas.LATEST:
         dropped = _drop_older(library, base) if drop_old else False
         return UpgradeReport(old.version, old.version, 0, old.count(), old.collection, dropped)
-    target = AssetStore(library._client, target_name, old.dim, old.model_id, index=old._index,  # noqa: SLF001
-                        embedded=old.embedded, complete=False)
+    target = old.sibling(target_name, old.dim, old.model_id, complete=False)
     copied = 0
     for _ in range(MAX_PASSES):  # until a pass finds nothing new (others may be adding meanwhile)
         report = copy_assets(old, target, on_progress, batch)
@@ -85,11 +84,7 @@ def upgrade(library, on_progress: Callable[[int, int], None] | None = None, drop
 
 def _drop_older(library, base: str) -> bool:
     """Drop the collections of older schemas of this model, once the latest is complete."""
-    client = library._client  # noqa: SLF001
     dropped = False
     for version in range(1, schemas.LATEST):
-        name = collections.versioned_name(base, version)
-        if client.has_collection(name):
-            client.drop_collection(name)
-            dropped = True
+        dropped = library.store.drop_other(collections.versioned_name(base, version)) or dropped
     return dropped
