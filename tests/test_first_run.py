@@ -152,3 +152,49 @@ def test_the_newcomer_path_in_the_browser(tmp_path, tiny_checkpoint):
     assert json.loads((data / "model.json").read_text())["active"]["model_id"] == model_identity(TINY_MODEL,
                                                                                                str(weights))
 
+
+def _non_loopback_address() -> str | None:
+    import socket
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+            address = probe.getsockname()[0]
+    except OSError:
+        return None
+    return None if address.startswith("127.") else address
+
+
+def _answers(host: str, port: int) -> bool:
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/_stcore/health", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_the_quick_start_listens_on_this_computer_only(tmp_path, ragkit_env):
+    """`streamlit run app.py` with the repo's .streamlit/config.toml: reachable at localhost, not from
+    the network (no sign-in by default: opening it to a team is a choice, README › Sign-in)."""
+    import subprocess
+    import sys
+    import time
+    import pytest
+    from tests.conftest import REPO, free_port
+    from tests.e2e_support import clean_env, stop_process_group
+    outside = _non_loopback_address()
+    if outside is None:
+        pytest.skip("this machine has no network interface besides loopback")
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]  # nothing else
+    with open(tmp_path / "server.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=clean_env(ragkit_env), stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not _answers("127.0.0.1", port):
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.5)
+        assert not _answers(outside, port), f"the app answers on {outside}"
+    finally:
+        stop_process_group(process)
