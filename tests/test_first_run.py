@@ -198,3 +198,26 @@ def test_the_quick_start_listens_on_this_computer_only(tmp_path, ragkit_env):
         assert not _answers(outside, port), f"the app answers on {outside}"
     finally:
         stop_process_group(process)
+
+
+def test_the_requirements_keep_a_cpu_only_torch_installed_first():
+    """README › Quick start: on a machine without a GPU, torch and torchvision come from PyTorch's CPU
+    index first; requirements.txt must accept those wheels (local version +cpu), or pip would replace
+    them with the 4 GB CUDA build. The two-command quick start stays as it was."""
+    from packaging.requirements import Requirement
+    from tests.conftest import REPO
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "pip install -r requirements.txt && streamlit run app.py\n" in quick_start
+    assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in quick_start
+    wanted = {}
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            requirement = Requirement(line)
+            wanted[requirement.name] = requirement.specifier
+    import torch
+    import torchvision
+    for name, module in (("torch", torch), ("torchvision", torchvision)):
+        cpu_build = module.__version__.split("+")[0] + "+cpu"  # what the CPU index serves for this release
+        assert wanted[name].contains(cpu_build), (name, cpu_build, str(wanted[name]))
