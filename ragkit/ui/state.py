@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from pathlib import Path
 from collections import defaultdict
 
 import streamlit as st
@@ -25,6 +26,8 @@ from ragkit.studio import ImageGenerator
 from ragkit.ui.errors import show_error
 
 log = logging.getLogger("ragkit.ui")
+
+APP_ICON = Path(__file__).parent / "assets" / "icon.png"  # the browser tab's icon (no outside host)
 
 # Pages, as st.switch_page / st.page_link take them (relative to app.py).
 LIBRARY_PAGE = "app_pages/library.py"
