@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ragkit.errors import RagkitError
 from ragkit.ingest.pipeline import Upload
 from ragkit.ingest.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, last_usable_day
@@ -15,8 +16,8 @@ from ragkit.tags import normalise_tags
 from ragkit.lifecycle.trash import expiry_cutoff
 from ragkit.ui import captions, duplicates_view, filter_controls, links, selection, selection_bar, state, tray, uploads
 from ragkit.ui.errors import guard, show_error
-from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, rights_badges, short_name,
-                            show_thumbnail, thumbnail_bytes)
+from ragkit.ui.grid import (grid, human_date, human_size, name_caption, preview_bytes, rights_badges, short_name,
+                            show_thumbnail, tags_caption, thumbnail_bytes)
 from ragkit.ui.markdown import md_escape
 
 SOURCES = {"All": None, "Uploaded": SOURCE_UPLOAD, "Generated": SOURCE_GENERATED}
@@ -66,10 +67,24 @@ def restart_paging(at_page: int = 1, key: str = K_PAGE, paging_key: str = K_PAGI
 
 
 # --- adding images ---------------------------------------------------------------------------
+def same_picture_as(report: IngestReport) -> dict[str, str]:
+    """For each duplicate's id, the file it copies, by name: one of this upload, or the library's."""
+    names = {asset.sha256: f"{name} (in this upload)" for name, asset in report.added}
+    names.update({sha: f"{name} (in this upload, restored)" for name, sha in report.restored})
+    elsewhere = [sha for _, sha in report.duplicates if sha not in names]
+    try:
+        names.update({asset.sha256: asset.filename for asset in library.get_many(elsewhere)} if elsewhere else {})
+    except RagkitError:  # the report stands without the names
+        pass
+    return names
+
+
 def summarize(report: IngestReport) -> dict:
     """Each file's outcome, the ones that need attention first."""
     rows = [{"File": r.path, "Result": "Rejected", "Why": r.reason} for r in report.rejected]
-    rows += [{"File": name, "Result": "Already in the library", "Why": f"same picture as {sha[:12]}…"}
+    names = same_picture_as(report) if report.duplicates else {}
+    rows += [{"File": name, "Result": "Already in the library",
+              "Why": f"same picture as {names.get(sha) or 'an image already there (id ' + sha[:12] + '…)'}"}
              for name, sha in report.duplicates]
     rows += [{"File": name, "Result": "Added", "Why": f"{a.width}×{a.height}, {human_size(a.size_bytes)}"}
              for name, a in report.added]
@@ -343,8 +358,8 @@ def details(sha256: str) -> None:
 def cell(asset: Asset) -> None:
     selection.checkbox(SCOPE, asset.sha256)
     show_thumbnail(library, asset)
-    badge = ":material/auto_awesome: " if asset.is_generated else ""
-    st.caption(badge + md_escape(short_name(asset.filename)))
+    name_caption(asset, prefix=":material/auto_awesome: " if asset.is_generated else "")
+    tags_caption(asset)
     rights_badges(asset, now_ms())
     st.button("Details", key=f"library.open.{asset.sha256}", on_click=open_details, args=(asset.sha256,),
               icon=":material/open_in_full:", type="tertiary")
@@ -463,7 +478,7 @@ def restore(sha256s: list[str]) -> None:
 def trash_cell(asset: Asset) -> None:
     selection.checkbox(TRASH_SCOPE, asset.sha256)
     show_thumbnail(library, asset)
-    st.caption(md_escape(short_name(asset.filename)))
+    name_caption(asset)
     deleted = datetime.fromtimestamp(asset.trashed_at / 1000)
     left = days_left(asset.trashed_at, now_ms())
     colour = "red" if left <= 1 else "orange" if left <= 7 else "gray"  # what goes soon stands out
