@@ -8,8 +8,8 @@ from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, SearchHit
 from ragkit.rights import blocked_as_reference, now_ms
 from ragkit.ui import filter_controls, links, search_extras, selection, selection_bar, state, tray, uploads
 from ragkit.ui.errors import guard
-from ragkit.ui.grid import (example_preview, grid, rights_badges, score_label, short_name, show_thumbnail,
-                            thumbnail_bytes)
+from ragkit.ui.grid import (example_preview, grid, name_caption, rights_badges, score_label, show_thumbnail,
+                            tags_caption, thumbnail_bytes)
 from ragkit.ui.markdown import md_escape
 
 SOURCES = {"All": None, "Uploaded": SOURCE_UPLOAD, "Generated": SOURCE_GENERATED}
@@ -20,9 +20,7 @@ MAX_K = 50
 K_TEXT = "search.text"
 K_EXAMPLE = "search.example"
 K_K = "search.k"
-K_TAGS = "search.tags"
-K_SOURCE = "search.source"
-K_MIN_SCORE = "search.min-score"
+K_TAGS, K_SOURCE, K_MIN_SCORE = search_extras.K_TAGS, search_extras.K_SOURCE, search_extras.K_MIN_SCORE
 K_SORT = "search.sort"
 K_RESULTS = "search.results"
 SCOPE = "search"  # the selection of this page (ragkit.ui.selection)
@@ -33,6 +31,7 @@ library = state.library()
 
 
 def more_like(sha256: str) -> None:
+    search_extras.start_fresh(keep_filters=True)  # the filters were set on this search; the words were not
     st.session_state[state.SIMILAR_TO] = sha256
     st.session_state[state.SEARCH_MODE] = state.MODE_SIMILAR
 
@@ -137,7 +136,8 @@ def hit_cell(hit: SearchHit, show_route: bool = False) -> None:
     if show_route:
         st.markdown(search_extras.route_badge(hit), help="Which search found it: by what the picture shows, "
                     "by words in its name, tags, brief or caption, or both")
-    st.caption(md_escape(short_name(asset.filename, 24)))
+    name_caption(asset)
+    tags_caption(asset)
     rights_badges(asset, now)
     tray.pick_toggle(asset.sha256, key_prefix="search", blocked=blocked_as_reference(asset, now))
 

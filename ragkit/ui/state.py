@@ -154,7 +154,9 @@ def show_flash() -> None:
 
 
 def find_similar(sha256: str) -> None:
-    """Open the Search page with this asset as the query."""
+    """Open the Search page with this asset as the query: a new search, no words or filters of an earlier one."""
+    from ragkit.ui import search_extras
+    search_extras.start_fresh(keep_filters=False)
     st.session_state[SIMILAR_TO] = sha256
     st.session_state[SEARCH_MODE] = MODE_SIMILAR
     st.session_state.pop(OPEN_ASSET, None)
