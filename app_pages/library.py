@@ -14,9 +14,10 @@ from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport,
 from ragkit.rights import DAY_MS, blocked_as_reference, now_ms, rights_change
 from ragkit.tags import normalise_tags
 from ragkit.lifecycle.trash import expiry_cutoff
-from ragkit.ui import captions, duplicates_view, filter_controls, links, selection, selection_bar, state, tray, uploads
+from ragkit.ui import (captions, duplicates_view, filter_controls, links, selection, selection_bar, state, tray, uploads,
+                       viewer)
 from ragkit.ui.errors import guard, show_error
-from ragkit.ui.grid import (grid, human_date, human_size, name_caption, preview_bytes, rights_badges, short_name,
+from ragkit.ui.grid import (grid, human_date, human_size, name_caption, rights_badges, short_name,
                             show_thumbnail, tags_caption, thumbnail_bytes)
 from ragkit.ui.markdown import md_escape
 
@@ -325,33 +326,32 @@ def delete_controls(asset: Asset) -> None:
 @st.dialog("Image details", width="large", on_dismiss=close_details)
 def details(sha256: str) -> None:
     with guard("showing the image"):
-        asset = library.get(sha256)
-        picture, info = st.columns([3, 2], gap="medium")
-        with picture:
-            data = preview_bytes(library, sha256)
-            if data:
-                st.image(data, width="stretch", alt=asset.filename)
-        with info:
-            st.markdown(f"### {md_escape(asset.filename)}")
-            asset_facts(asset)
-            tag_editor(asset)
-            captions.details_section(library, asset)
-            if asset.is_generated:
-                provenance(asset)
-            rights_editor(asset)
-            tray.pick_toggle(asset.sha256, key_prefix="library.details", label="Use as a reference",
-                             blocked=blocked_as_reference(asset, now_ms()))
-            has_original = library.blobs.original_path(sha256).is_file()
-            with st.container(horizontal=True, gap="small"):
-                if has_original:
-                    st.download_button("Download original", data=lambda: library.original_bytes(sha256),
-                                       file_name=asset.filename, mime=asset.mime or None, on_click="ignore",
-                                       icon=":material/download:", key="library.download")
-                if st.button("Find similar", key="library.find-similar", icon=":material/image_search:"):
-                    state.find_similar(sha256)
-            if not has_original:
-                st.caption("The original file is missing; run `python -m ragkit doctor`.")
-            delete_controls(asset)
+        viewer.show(library, sha256, scope="library", on_move=open_details, details=details_panel)
+
+
+def details_panel(asset: Asset) -> None:
+    """Beside the picture in the viewer: what it is, and what can be done with it."""
+    sha256 = asset.sha256
+    st.markdown(f"### {md_escape(asset.filename)}")
+    asset_facts(asset)
+    tag_editor(asset)
+    captions.details_section(library, asset)
+    if asset.is_generated:
+        provenance(asset)
+    rights_editor(asset)
+    tray.pick_toggle(asset.sha256, key_prefix="library.details", label="Use as a reference",
+                     blocked=blocked_as_reference(asset, now_ms()))
+    has_original = library.blobs.original_path(sha256).is_file()
+    with st.container(horizontal=True, gap="small"):
+        if has_original:
+            st.download_button("Download original", data=lambda: library.original_bytes(sha256),
+                               file_name=asset.filename, mime=asset.mime or None, on_click="ignore",
+                               icon=":material/download:", key="library.download")
+        if st.button("Find similar", key="library.find-similar", icon=":material/image_search:"):
+            state.find_similar(sha256)
+    if not has_original:
+        st.caption("The original file is missing; run `python -m ragkit doctor`.")
+    delete_controls(asset)
 
 
 # --- browsing ----------------------------------------------------------------------------------
@@ -439,6 +439,7 @@ def browse(total: int) -> None:
                 icon=":material/filter_alt_off:")
         return
     select_row([a.sha256 for a in page.assets], page.total, filters)
+    viewer.remember_order("library", [a.sha256 for a in page.assets])
     grid(page.assets, cell, key="library")
     if pages > 1:
         st.pagination(pages, default=min(start, pages), key=page_key, persist_state="session",
