@@ -17,8 +17,10 @@ from ragkit.lifecycle import active_model as model_record
 from ragkit.storage import milvus_lite
 from ragkit.storage.blobs import BlobStore
 from ragkit.config import Settings
-from ragkit.ingest.embedder import ClipEmbedder, collection_name_for, model_identity, weights_are_random
-from ragkit.errors import AssetNotFoundError, ModelUnavailableError, RagkitError, UpgradeNeededError
+from ragkit.ingest.embedder import ClipEmbedder, model_identity, weights_are_random
+from ragkit.storage import collections
+from ragkit.storage import schema as schemas
+from ragkit.errors import AssetNotFoundError, RagkitError, UpgradeNeededError
 from ragkit.ingest.images import EXTENSION_BY_MIME
 from ragkit.ingest.pipeline import (IngestPipeline, IngestProgress, Provenance, Upload, collect_sources,
                      embed_query_image)
@@ -29,6 +31,7 @@ from ragkit.records import (ROUTE_KEYWORDS, SOURCE_GENERATED, SOURCE_UPLOAD, Ass
 from ragkit.rights import RightsChange
 from ragkit.storage.connection import connect, disconnect
 from ragkit.storage.schema import LATEST as LATEST_SCHEMA
+from ragkit.storage.row_lock import RowLock
 from ragkit.storage.store import AssetStore
 from ragkit.lifecycle.upgrade import open_store
 
@@ -51,14 +54,12 @@ def embedding_dim(model_name: str) -> int:
         candidate = folder / f"{model_name}.json"
         if candidate.is_file():
             return int(json.loads(candidate.read_text())["embed_dim"])
-    from ragkit.ingest.embedder import _register_bundled_configs
+    from ragkit.ingest.embedder import _register_bundled_configs, unknown_architecture
     _register_bundled_configs()
     import open_clip
     config = open_clip.get_model_config(model_name)
     if not config or "embed_dim" not in config:
-        raise ModelUnavailableError(
-            f"Unknown CLIP architecture {model_name!r}. Set RAGKIT_CLIP_MODEL to an open_clip model "
-            "name such as ViT-B-32.")
+        raise unknown_architecture(model_name)
     return int(config["embed_dim"])
 
 
@@ -118,8 +119,8 @@ class Library:
         self.settings = self.active_model.apply(settings)
         self.model_id = model_identity(self.settings.clip_model, self.settings.clip_pretrained)
         self.dim = embedder.dim if embedder else embedding_dim(self.settings.clip_model)
-        self.store = open_store(self._client, collection_name_for(self.model_id), self.dim, self.model_id,
-                                index=index, embedded=self.settings.is_embedded_db)
+        self.use_store(open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
+                                  index=index, embedded=self.settings.is_embedded_db))
 
     def _record_model(self) -> None:
         """Record the library's model once the library holds a vector (ragkit.lifecycle.active_model)."""
@@ -148,7 +149,9 @@ class Library:
         return upgrade(self, on_progress, drop_old=drop_old, **options)
 
     def use_store(self, store: AssetStore) -> None:
-        """Switch to another collection of this library (after an upgrade)."""
+        """Switch to another collection of this library (after an upgrade). Its edits take the data
+        folder's row lock, which every process of this library shares (ragkit.storage.row_lock)."""
+        store.row_lock = RowLock.for_folder(self.settings.data_dir)
         self.store = store
 
     def follow_upgrade(self) -> bool:
@@ -156,8 +159,8 @@ class Library:
         (a long-running app calls this; a write to the old one would be refused). True if it switched."""
         if not self.needs_upgrade or not self.store.superseded_by():
             return False
-        self.use_store(open_store(self._client, collection_name_for(self.model_id), self.dim, self.model_id,
-                                  index=self.store._index, embedded=self.settings.is_embedded_db))  # noqa: SLF001
+        self.use_store(open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
+                                  index=self.store.index, embedded=self.settings.is_embedded_db))
         return True
 
     def close(self) -> None:
@@ -261,9 +264,9 @@ class Library:
         return [h for h in hits if h.asset.sha256 != similar][:k]
 
     @property
-    def keyword_search(self) -> str:
+    def keyword_search_unavailable(self) -> str:
         """'' when text queries also match words; otherwise why not (for the UI and `stats`)."""
-        if self.store.version < 2:
+        if not schemas.has_keywords_field(self.store.version):
             return "this library was made by an older ragkit: run `python -m ragkit upgrade`"
         if not self.store.full_text:
             return "this Milvus has no full-text search (it needs Milvus 2.5 or later, or Milvus Lite)"
@@ -292,6 +295,26 @@ class Library:
         if asset is None:
             raise AssetNotFoundError(f"No asset {sha256[:12]}… in the library (was it deleted?).")
         return asset
+
+    def find(self, sha256: str) -> Asset | None:
+        """The asset, or None if it is not in the library (a link to a deleted image)."""
+        return self.store.get(sha256)
+
+    def matching_ids(self, **filters) -> list[str]:
+        """Every id the filters match, newest first (Select all N)."""
+        return self.store.matching_ids(**filters)
+
+    def has_original(self, sha256: str) -> bool:
+        return self.blobs.original_path(sha256).is_file()
+
+    @property
+    def collection(self) -> str:
+        """The Milvus collection the library reads and writes now."""
+        return self.store.collection
+
+    def other_collections(self):
+        """Libraries indexed with other models (to explain an empty library after a model change)."""
+        return self.store.other_collections()
 
     def get_many(self, sha256s: Sequence[str]) -> list[Asset]:
         return self.store.get_many(sha256s)
@@ -323,9 +346,11 @@ class Library:
     @property
     def has_trash(self) -> bool:
         """False for a library of schema 1: there, deleting is for good until it is upgraded."""
-        return self.store.version >= 2
+        return self.store.has_trash
 
-    has_rights = has_trash  # the same schema brought both
+    @property
+    def has_rights(self) -> bool:
+        return self.store.has_rights
 
     def trash(self, sha256s: Iterable[str], now: int | None = None) -> BulkResult:
         """Move assets to the trash: out of every view, restorable exactly as they were."""
@@ -345,6 +370,10 @@ class Library:
     def trashed(self) -> list[Asset]:
         return self.store.trashed()
 
+    def trashed_ids(self) -> list[str]:
+        """Ids in the trash, most recently trashed first."""
+        return self.store.trashed_ids()
+
     def trashed_page(self, offset: int = 0, limit: int = 24) -> Page:
         """One page of the trash, most recently trashed first."""
         return self.store.trashed_page(offset, limit)
@@ -356,11 +385,13 @@ class Library:
         """Delete for good (the trash's Empty; a schema-1 library's delete): files first, then rows.
         A crash in between leaves a row without its original, which `doctor --repair` finishes
         deleting; so an orphan *file* always means an interrupted ingest, and doctor can safely
-        adopt it instead of guessing."""
+        adopt it instead of guessing. Files and rows go under the row lock, so an edit of these assets
+        in another process waits and then finds them gone, instead of writing their rows back."""
         ids = list(sha256s)
-        for sha in ids:
-            self.blobs.delete(sha)
-        return self.store.delete(ids)
+        with self.store.rows_locked():
+            for sha in ids:
+                self.blobs.delete(sha)
+            return self.store.delete(ids)
 
     def thumbnail_bytes(self, sha256: str) -> bytes:
         try:
@@ -396,7 +427,7 @@ class Library:
 
 
 def _live_only(asset: Asset) -> str | None:
-    return trash_bin.IN_TRASH if asset.trashed else None
+    return trash_bin.SKIP_IN_TRASH if asset.trashed else None
 
 
 __all__ = ["Library", "LibraryStats", "Upload", "Provenance", "IngestProgress", "SOURCE_UPLOAD",

@@ -277,7 +277,7 @@ def test_duplicates_view_keeps_the_chosen_copy_and_deletes_the_others_after_conf
     small, original = copies["shot-1-small.jpg"].sha256, copies["shot-1.jpg"].sha256
     at.button(key=f"library.dup-keep.{original}.{small}").click()  # the group's suggestion is the bigger one
     run(at)
-    assert any("move the other 1 to the trash" in w for w in texts(at.warning))
+    assert any("Move **the other 1** to the trash" in w for w in texts(at.warning))
     assert settings.data_dir.joinpath("originals").exists()
     at.button(key=f"library.dup-yes.{original}").click()
     run(at)

@@ -123,7 +123,7 @@ def test_search_pick_generate_save_and_find_with_provenance(ragkit_env, tmp_path
         for request in fake.requests:
             assert request.brief == BRIEF
             assert [data for _, data in request.images] == [originals[name] for name in picked]
-            assert request.model == "gemini-2.5-flash-image" and request.aspect_ratio == "16:9"
+            assert request.model == "gemini-nano-banana-2.1" and request.aspect_ratio == "16:9"
             assert request.headers.get("x-goog-api-key") == KEY
 
     log = log_path.read_text(errors="replace")
@@ -235,7 +235,7 @@ def journey(page, url: str, products: list[tuple[str, bytes]]) -> list[str]:
     wait_for_app_idle(page)
     dialog.get_by_text("How it was made").wait_for()
     assert dialog.get_by_text(BRIEF).is_visible()
-    assert dialog.get_by_text("gemini-2.5-flash-image").is_visible()
+    assert dialog.get_by_text("gemini-nano-banana-2.1").is_visible()
     assert dialog.get_by_text("2 reference image(s)").is_visible()
     refs = '[role="dialog"] [class*="st-key-ragkit-tray-refs"] [data-testid="stImage"] img'
     assert images_loaded(page, refs, 2) == 2

@@ -13,7 +13,8 @@ import pytest
 
 from ragkit.config import Settings
 from ragkit.storage.connection import connect, disconnect
-from ragkit.ingest.embedder import collection_name_for, model_identity
+from ragkit.ingest.embedder import model_identity
+from ragkit.storage.collections import base_name as collection_name_for
 from ragkit.errors import StoreSupersededError
 from ragkit.library import Library
 from ragkit.records import Asset

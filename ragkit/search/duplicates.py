@@ -25,6 +25,7 @@ import numpy as np
 
 from ragkit.errors import AssetNotFoundError, InvalidInputError
 from ragkit.storage.filters import validate_sha256
+from ragkit.lifecycle import trash as trash_bin
 from ragkit.records import Asset
 
 # From practice with CLIP ViT-B-32 image embeddings, not measured here (no real weights on this
@@ -121,9 +122,7 @@ def resolve_group(library, keep: str, group: DuplicateGroup) -> int:
         raise AssetNotFoundError(
             f"The asset to keep ({keep[:12]}…) is no longer in the library, so nothing was deleted. "
             "Look for duplicates again.")
-    if library.has_trash:
-        return len(library.trash(group.others(keep)).done)
-    return library.delete(group.others(keep))
+    return len(trash_bin.remove(library, group.others(keep)).done)
 
 
 # --- the graph ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ragkit.lifecycle.trash import removal_question
 from ragkit.search.duplicates import DEFAULT_THRESHOLD, DuplicateGroup, find_duplicate_groups, resolve_group
 from ragkit.library import Library
 from ragkit.ui import state, tray
@@ -98,12 +99,8 @@ def _ask(group_key: str, keep: str) -> None:
 def _confirm(library: Library, group: DuplicateGroup, keep: str) -> None:
     kept = next(a for a in group.assets if a.sha256 == keep)
     others = len(group.assets) - 1
-    if library.has_trash:
-        st.warning(f"Keep **{md_escape(kept.filename)}** and move the other {others} to the trash? You can "
-                   "restore them from Library › Trash until it is emptied.", icon=":material/delete:")
-    else:  # a library made by an older ragkit has no trash
-        st.warning(f"Keep **{md_escape(kept.filename)}** and delete the other {others} for good? Their originals "
-                   "and thumbnails are removed from disk.", icon=":material/delete_forever:")
+    st.warning(f"Keep **{md_escape(kept.filename)}**. " + removal_question(library, f"the other {others}"),
+               icon=":material/delete:" if library.has_trash else ":material/delete_forever:")
     with st.container(horizontal=True, gap="small"):
         if st.button(f"Yes, remove {others}", key=f"library.dup-yes.{group.keep}", type="primary",
                      icon=":material/delete:"):

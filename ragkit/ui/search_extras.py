@@ -22,7 +22,7 @@ K_MIN_SCORE = "search.min-score"
 def words_too_toggle(library: Library) -> bool:
     """On (the default): a text query also finds words in names, tags, briefs and captions."""
     st.session_state.setdefault(K_WORDS_TOO, True)
-    reason = library.keyword_search
+    reason = library.keyword_search_unavailable
     on = st.toggle("Words too", key=K_WORDS_TOO, persist_state="session", disabled=bool(reason),
                    help=(f"Not available: {md_escape(reason)}." if reason else
                          "On: also find the words in file names, tags, briefs and captions (codes like "

@@ -151,10 +151,10 @@ def _old_indexes(library: Library) -> None:
     filling = in_progress.target.model_id if in_progress else ""
     # Asked once per state of the library, not on every rerun of every page (the sidebar draws this):
     # on a server each other collection costs a describe and a Strong count.
-    key = (library.store.collection, filling, state.revision(library))
+    key = (library.collection, filling, state.revision(library))
     cached = st.session_state.get(K_OLD_INDEXES)
     if cached is None or cached[0] != key:
-        cached = (key, [c for c in library.store.other_collections()
+        cached = (key, [c for c in library.other_collections()
                         if c.model_id not in (library.model_id, "?", filling)])
         st.session_state[K_OLD_INDEXES] = cached
     old = cached[1]
@@ -165,6 +165,6 @@ def _old_indexes(library: Library) -> None:
             st.caption(f"{md_code(other.model_id)}: {other.count:,} images")
         st.caption("Switching back to one of these models would then embed every image again.")
         if st.button("Remove them", key="settings.drop-old", type="primary"):
-            drop_old_collections(library, library.store)
+            drop_old_collections(library)
             st.session_state.pop(K_OLD_INDEXES, None)
             st.rerun()
