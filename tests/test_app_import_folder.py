@@ -24,6 +24,10 @@ def folder(tmp_path):
 
 def test_import_a_folder_reports_like_an_upload_and_can_run_again(app_env, folder):
     at = run(new_app())
+    import json
+    from pathlib import Path
+    record = json.loads(Path(app_env["RAGKIT_DATA_DIR"], "app.json").read_text())  # for the CLI's message
+    assert record["url"].startswith("http://localhost:") and record["pid"] > 0
     at.text_input(key="library.upload-tags").set_value("archive")
     at.text_input(key="library.import-folder").set_value(str(folder))
     at.button(key="library.import").click()
@@ -91,3 +95,28 @@ def test_import_shows_its_progress_on_other_pages(app_env, folder, monkeypatch):
     assert pending.job.wait(60)
     run(at)
     assert any("Upload finished: 4 added, 1 rejected" in s for s in texts(at.sidebar.success))
+
+
+def test_cli_names_the_running_app_that_holds_the_library(tmp_path, ragkit_env, settings, image_folder):
+    """The app holds the embedded database (here: this process, as the app does, with its record): the
+    CLI's ingest says where that app is and how to import there; without a record, the old line."""
+    from ragkit.library import Library
+    from ragkit.storage.app_record import record_path, write_app_record
+    from tests.conftest import run_cli
+    library = Library.open(settings)
+    try:
+        out = run_cli(["ingest", str(image_folder)], ragkit_env, tmp_path)
+        assert out.returncode != 0 and b"open in another process" in out.stderr, out.stderr
+
+        write_app_record(settings.milvus_uri, "http://localhost:8765")
+        out = run_cli(["ingest", str(image_folder)], ragkit_env, tmp_path)
+        message = out.stderr.decode()
+        assert out.returncode != 0 and "Traceback" not in message
+        assert "open in the app running at http://localhost:8765" in message, message
+        assert "Library › Import a folder" in message
+
+        record_path(settings.milvus_uri).write_text("{damaged")  # ignored, never in the way
+        out = run_cli(["stats"], ragkit_env, tmp_path)
+        assert out.returncode != 0 and b"open in another process" in out.stderr, out.stderr
+    finally:
+        library.close()
