@@ -7,6 +7,7 @@ import streamlit as st
 
 from ragkit.errors import RagkitError
 from ragkit.ingest.pipeline import Upload
+from ragkit.ingest.folder_import import validate_folder
 from ragkit.ingest.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, last_usable_day
 from ragkit.rights import blocked_as_reference, now_ms, rights_change
@@ -28,6 +29,7 @@ PAGE_SIZES = [24, 48]
 
 K_UPLOADER = "library.uploader"          # + a generation number: a new one empties the drop zone
 K_UPLOAD_TAGS = "library.upload-tags"
+K_IMPORT_FOLDER = "library.import-folder"  # a folder on the server's disk to import
 K_REPORT = "library.report"             # the last upload's outcome (a summarize() dict)
 K_UPLOAD_ERROR = "library.upload-error"  # (error, files checked, files) when an upload failed
 K_TAGS = "library.tags"
@@ -85,6 +87,15 @@ def add_images(files, tags_text: str, describe: bool = False) -> None:
     st.rerun()
 
 
+def import_folder(path_text: str, tags_text: str) -> None:
+    """Start importing a folder on the server's disk, like `python -m ragkit ingest FOLDER` (ui/uploads.py)."""
+    folder = validate_folder(path_text)
+    uploads.put(uploads.start_folder(library, folder, parse_tag_list(tags_text)))
+    for key in (K_REPORT, K_UPLOAD_ERROR):
+        st.session_state.pop(key, None)
+    st.rerun()
+
+
 def collect_finished_upload() -> None:
     """The report of an upload that has finished (while this page or another one was shown)."""
     pending = uploads.get()
@@ -128,7 +139,7 @@ def upload_section(empty: bool) -> None:
                  "rejected with a reason; the same picture twice is stored once.")
         st.caption(f"JPEG, PNG, WebP, GIF, BMP, TIFF and more · up to **{limit_mb} MB per file** "
                    "(`server.maxUploadSize` in `.streamlit/config.toml`). "
-                   "For thousands of files use `python -m ragkit ingest FOLDER`.")
+                   "For thousands of files, import a folder on the server below.")
         tags_text = st.text_input("Tags for these images (optional, comma-separated)", key=K_UPLOAD_TAGS,
                                   placeholder="summer, campaign, hero")
         describe = captions.upload_checkbox(library)
@@ -137,6 +148,24 @@ def upload_section(empty: bool) -> None:
         if st.button(label, type="primary", disabled=not files or busy, icon=":material/add_photo_alternate:",
                      key="library.add", help="An upload is running; add more once it has finished." if busy else None):
             add_images(files, tags_text, describe)
+        import_folder_controls(tags_text, busy)
+
+
+def import_folder_controls(tags_text: str, busy: bool) -> None:
+    """Import a folder: a path on the server's disk (where the app runs), ingested in the background
+    with the CLI's checks and limits; run again after a stop, it skips what is already stored."""
+    st.markdown("**Import a folder** on the server")
+    with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
+        path_text = st.text_input("Folder on the server", key=K_IMPORT_FOLDER, placeholder="/srv/photos/2024",
+                                  help="A folder on the disk of the machine the app runs on, read with its "
+                                       "subfolders (hidden ones skipped). The same as `python -m ragkit ingest "
+                                       "FOLDER`, without stopping the app. Stopped halfway? Import it again: "
+                                       "images already stored are skipped.")
+        clicked = st.button("Import", key="library.import", disabled=busy, icon=":material/drive_folder_upload:",
+                            help="An upload is running; import once it has finished." if busy else None)
+    if clicked:
+        with guard("importing the folder"):
+            import_folder(path_text, tags_text)
 
 
 def dismiss_report() -> None:

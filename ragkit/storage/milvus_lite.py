@@ -97,6 +97,14 @@ def is_locked_error(text: str) -> bool:
 
 
 def locked_error(path: str) -> StoreLockedError:
+    from ragkit.storage.app_record import running_app_url
+    url = running_app_url(path)
+    if url:
+        return StoreLockedError(
+            f"The library database {path} is open in the app running at {url}. Do it there (to add a folder "
+            "of images: Library › Import a folder), or stop the app and run this command again. To use both "
+            f"at once, share one server: run `milvus-lite server --data-dir {Path(path).parent} --port 19530` "
+            "and set RAGKIT_MILVUS_URI=http://127.0.0.1:19530 for every process.")
     return StoreLockedError(
         f"The library database {path} is open in another process (a running app or CLI). "
         "Stop that process, or share one server between them: run "

@@ -21,6 +21,7 @@ from ragkit.lifecycle.active_model import read_record
 from ragkit.config import Settings
 from ragkit.ingest.embedder import model_identity
 from ragkit.errors import RagkitError
+from ragkit.storage.app_record import write_app_record
 from ragkit.library import Library
 from ragkit.storage.connection import quiet_milvus_logging
 from ragkit.studio import ImageGenerator
@@ -89,9 +90,27 @@ def freeze_long_lived_objects() -> None:
 def _open_library(key: str, _settings: Settings) -> Library:
     quiet_milvus_logging()
     library = Library.open(_settings)
+    if _settings.is_embedded_db:
+        _note_app_address(_settings.milvus_uri)
     threading.Thread(target=_warm_up_model, args=(library,), name="ragkit-model-warm-up",
                      daemon=True).start()
     return library
+
+
+def app_url() -> str:
+    """This app's address as a browser on this machine reaches it (from the Streamlit options)."""
+    host = st.get_option("browser.serverAddress") or "localhost"
+    port = st.get_option("server.port") or 8501
+    base = (st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"http://{host}:{port}/{base}".rstrip("/")
+
+
+def _note_app_address(db_path: str) -> None:
+    """So a CLI command that finds the embedded database taken can name this app (ragkit.storage.app_record)."""
+    try:
+        write_app_record(db_path, app_url())
+    except OSError as exc:  # a read-only data folder: the CLI then says "another process", no harm
+        log.info("could not note the app's address next to %s: %s", db_path, exc)
 
 
 def _close_client(generator: ImageGenerator) -> None:
