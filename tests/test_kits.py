@@ -48,6 +48,28 @@ def test_two_editors_the_second_save_is_refused_and_says_what_to_do(store):
         store.save(kits.make_kit("ACME", style="new"), expected_version=0)
 
 
+def test_renaming_keeps_the_kit_follows_the_name_rules_and_refuses_a_taken_name(store):
+    acme = store.save(kits.make_kit("Acme", style="pastel", avoid=["text"], aspect="4:5"))
+    store.save(kits.make_kit("Straße", style="other"))
+    renamed = store.rename("acme", "  Acme   Winter ", expected_version=acme.version)
+    assert (renamed.name, renamed.style, renamed.avoid, renamed.aspect, renamed.version) == \
+        ("Acme Winter", "pastel", ("text",), "4:5", 2)
+    assert store.find("Acme") is None and store.get("acme winter") == renamed
+    assert sorted(k.name for k in store.list()) == ["Acme Winter", "Straße"]
+    assert len(list(store.folder.glob("*.json"))) == 2  # the old file is gone, not left as a twin
+    with pytest.raises(KitConflictError, match="'Straße' exists already"):  # NFC + casefold: the same name
+        store.rename("Acme Winter", "STRASSE", expected_version=2)
+    with pytest.raises(KitConflictError, match=r"now version 2, you opened version 1"):
+        store.rename("Acme Winter", "Acme Autumn", expected_version=1)
+    assert store.get("Acme Winter").version == 2  # nothing changed by the refusals
+    recased = store.rename("Acme Winter", "ACME winter", expected_version=2)  # the same kit, other case
+    assert recased.name == "ACME winter" and [k.name for k in store.list()] == ["ACME winter", "Straße"]
+    with pytest.raises(KitNotFoundError):
+        store.rename("Nope", "Other")
+    with pytest.raises(InvalidInputError):
+        store.rename("ACME winter", "   ")
+
+
 def test_concurrent_saves_lose_no_version(store):
     store.save(kits.make_kit("Busy"))
     threads = [threading.Thread(target=lambda i=i: store.save(kits.make_kit("Busy", style=f"edit {i}")))

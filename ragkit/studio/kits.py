@@ -297,15 +297,51 @@ class KitStore:
                             extra=current.extra if current else kit.extra)
             data = json.dumps(saved.to_dict(), ensure_ascii=False, indent=2).encode("utf-8")
             target = located[0] if located else self.path_for(kit.name)
-            try:
-                write_atomic(target, data)
-            except OSError as exc:
-                if is_disk_full(exc):
-                    raise DiskFullError(f"The disk holding {self.folder} is full: the brand kit {kit.name!r} was "
-                                        "not saved (its previous version is kept). Free some space and save "
-                                        "again.") from None
-                raise
+            self._write(target, data, kit.name)
             return saved
+
+    def _write(self, target: Path, data: bytes, name: str) -> None:
+        try:
+            write_atomic(target, data)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(f"The disk holding {self.folder} is full: the brand kit {name!r} was "
+                                    "not saved (its previous version is kept). Free some space and save "
+                                    "again.") from None
+            raise
+
+    def rename(self, old: str, new: str, expected_version: int | None = None) -> Kit:
+        """Give the kit `old` the name `new` (its next version; style, references and the rest kept).
+
+        The name rules of `save` hold: `new` is cleaned (whitespace, NFC) and refused if it folds to
+        another kit's name; a change of case or letters of the same kit ("acme" -> "Acme") is allowed.
+        With `expected_version`, refuse if someone saved or deleted the kit meanwhile. Images made under
+        the old name keep it in their provenance."""
+        new_name = clean_name(new)
+        with self._locked():
+            located = self._locate(old)
+            if located is None:
+                if expected_version:
+                    raise KitConflictError(_conflict_message(clean_name(old), expected_version, None))
+                raise KitNotFoundError(f"No brand kit named {clean_name(old)!r} to rename. See the kits with "
+                                       "`python -m ragkit brand-kit list` or in Studio › Brand kits.")
+            path, current = located
+            if expected_version is not None and expected_version != current.version:
+                raise KitConflictError(_conflict_message(current.name, expected_version, current))
+            if name_key(new_name) != name_key(current.name):
+                taken = self._locate(new_name)
+                if taken is not None or isinstance(self._read(self.path_for(new_name)), DamagedKit):
+                    other = taken[1].name if taken else new_name
+                    raise KitConflictError(f"A brand kit named {other!r} exists already, so {current.name!r} "
+                                           "can't take that name. Choose another name, or delete that kit first.")
+            renamed = replace(current, name=new_name, version=current.version + 1,
+                              updated_at=int(time.time() * 1000))
+            data = json.dumps(renamed.to_dict(), ensure_ascii=False, indent=2).encode("utf-8")
+            target = path if name_key(new_name) == name_key(current.name) else self.path_for(new_name)
+            self._write(target, data, current.name)
+            if target != path:
+                path.unlink(missing_ok=True)
+            return renamed
 
     def delete(self, name: str, expected_version: int | None = None) -> bool:
         """Remove a kit; False if there was none. Images made with it keep its name in their provenance.
