@@ -155,6 +155,24 @@ class Settings:
         return mask_secrets(text, [*self.secret_values(), *extra_secrets])
 
 
+def setting_source(names: Iterable[str], env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                   secrets_files: list[Path] | None = None) -> str:
+    """Where Settings.load found the first of `names` that is set, as a person reads it ("the environment
+    (GEMINI_API_KEY)", "/srv/app/.streamlit/secrets.toml (GOOGLE_API_KEY)"), or "" when none is set. Never
+    the value: for the key's status in Settings."""
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    files = secrets_files if secrets_files is not None else _secrets_files(cwd)
+    for name in names:
+        if (env.get(name) or "").strip():
+            return f"the environment ({name})"
+        for path in files:  # the first file that has it wins, as in read_secrets_file
+            found = read_secrets_file([path]).get(name) if path.is_file() else None
+            if found is not None and found.strip():
+                return f"{path} ({name})"
+    return ""
+
+
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
     """`text` with every secret replaced by ***: the one masking rule, for messages shown or logged."""
     # Longest first, so a token is masked whole before any part of it ("root:pw" before "pw").

@@ -8,7 +8,7 @@ import pytest
 
 from ragkit.ingest.embedder import make_random_checkpoint
 from ragkit.ingest.pipeline import Upload
-from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
+from tests.e2e_support import all_text, app_env, markdown_sources, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
 from tests.images_factory import jpeg_bytes
 
 MODEL_B = "ragkit-tiny-b"
@@ -71,3 +71,50 @@ def test_reindex_from_the_sidebar_while_the_pages_keep_working(app_env, seed, ch
     at.sidebar.button(key="settings.drop-old").click()  # the old index, kept until now
     run(at)
     assert state.library().store.other_collections() == [] and state.library().count() == 6
+
+
+KEY = "sk-settings-apptest-7c41e0"
+
+
+def test_settings_without_a_key_say_so_and_show_the_defaults_and_the_trash_days(app_env):
+    from ragkit.config import DEFAULT_CAPTION_MODEL
+    from ragkit.studio.models import DEFAULT_MODEL
+    at = run(new_app())
+    text = shown(all_text(at))
+    assert "No Gemini API key is set" in text and "Check the key" not in text
+    assert "deleted images stay in the trash for 30 days" in text.lower()
+    assert f"RAGKIT_GEMINI_MODEL={DEFAULT_MODEL}" in text and f"RAGKIT_CAPTION_MODEL={DEFAULT_CAPTION_MODEL}" in text
+
+
+def test_settings_show_the_key_s_source_never_the_key_a_check_and_the_model_defaults(app_env, fake_gemini,
+                                                                                     monkeypatch):
+    from ragkit.studio.models import DEFAULT_MODEL, model_info
+    monkeypatch.setenv("GEMINI_API_KEY", KEY)
+    monkeypatch.setenv("RAGKIT_GEMINI_BASE_URL", fake_gemini.url)
+    monkeypatch.setenv("RAGKIT_TRASH_DAYS", "7")
+    at = run(new_app())
+    text = shown(all_text(at))
+    assert "A Gemini API key is set, from the environment (GEMINI_API_KEY)" in text
+    assert "for 7 days" in text and model_info(DEFAULT_MODEL).label in text
+    assert not fake_gemini.requests, "Gemini is asked only when the person presses Check"
+    at.sidebar.button(key="settings.check-key").click()
+    run(at)
+    assert "The key works" in shown(all_text(at))
+    assert "offered" in shown(all_text(at))
+
+    fake_gemini.retire(DEFAULT_MODEL)  # shut down since: the next Check asks again and says so
+    at.sidebar.button(key="settings.check-key").click()
+    run(at)
+    errors = shown("\n".join(texts(at.sidebar.error)))
+    assert f"The model {DEFAULT_MODEL} is no longer offered" in errors
+    everything = "\n".join(markdown_sources(at)) + all_text(at)
+    assert KEY not in everything and KEY[:8] not in everything and KEY[-6:] not in everything
+
+
+def test_a_key_from_the_secrets_file_is_named_by_its_file(app_env, tmp_path):
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text(f'GOOGLE_API_KEY = "{KEY}"\n')
+    at = run(new_app())
+    text = shown(all_text(at))
+    assert f"from {tmp_path / '.streamlit' / 'secrets.toml'} (GOOGLE_API_KEY)" in text
+    assert KEY not in "\n".join(markdown_sources(at))

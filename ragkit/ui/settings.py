@@ -12,10 +12,13 @@ import threading
 
 import streamlit as st
 
+from ragkit.config import Settings, setting_source
 from ragkit.lifecycle import active_model as model_record
 from ragkit.jobs.thread import Job
 from ragkit.library import Library
 from ragkit.lifecycle.reindex import ReindexReport, drop_old_collections, reindex
+from ragkit.studio.discovery import Catalogue, configured_models, discover, known_catalogue
+from ragkit.studio.models import model_info, text_model_info
 from ragkit.ui import state
 from ragkit.ui.errors import show_error
 from ragkit.ui.markdown import md_code, md_escape
@@ -23,6 +26,8 @@ from ragkit.ui.markdown import md_code, md_escape
 REFRESH_S = 1.0
 K_OLD_INDEXES = "settings.old-indexes"  # (library state, the other models' collections) last asked
 MODELS_DOC = "docs/models.md"
+K_KEY_CHECK = "settings.key-check"  # (key fingerprint, Catalogue) of the last Check, this session
+KEY_NAMES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
 
 _jobs: dict[str, Job[ReindexReport]] = {}  # library (data folder | database) -> this process's reindex
 _jobs_lock = threading.Lock()
@@ -72,12 +77,14 @@ def render(library: Library) -> None:
                    f"({library.dim}-d vectors).")
         if current is not None and not current.done:
             st.fragment(_progress, run_every=REFRESH_S)(library)
-            return
-        if current is not None:
-            _outcome(library, current)
-        _recorded_reindex(library)
-        _form(library)
-        _old_indexes(library)
+        else:
+            if current is not None:
+                _outcome(library, current)
+            _recorded_reindex(library)
+            _form(library)
+            _old_indexes(library)
+        _gemini(library.settings)
+        _trash(library.settings)
 
 
 def _progress(library: Library) -> None:
@@ -168,3 +175,62 @@ def _old_indexes(library: Library) -> None:
             drop_old_collections(library)
             st.session_state.pop(K_OLD_INDEXES, None)
             st.rerun()
+
+
+def _gemini(settings: Settings) -> None:
+    """The Gemini key's status (set, and where: never the key), a Check, and the model defaults."""
+    st.markdown("**Gemini (Studio, captions)**")
+    source = setting_source(KEY_NAMES) if settings.gemini_api_key else ""
+    checked = None
+    if not settings.gemini_api_key:
+        st.caption(":material/key_off: No Gemini API key is set: the Studio and captions are off. Set "
+                   "`GEMINI_API_KEY` in the environment or in `.streamlit/secrets.toml` and restart "
+                   "(README › Studio).")
+    else:
+        st.caption(f":material/key: A Gemini API key is set, from {md_escape(source or 'the settings')}.")
+        fingerprint = discovery_fingerprint(settings)
+        checked = st.session_state.get(K_KEY_CHECK)
+        if checked is not None and checked[0] != fingerprint:
+            checked = None  # another key since
+        if st.button("Check the key", key="settings.check-key", icon=":material/network_check:",
+                     help="Asks Gemini which models this key can use (the answer is kept for an hour)."):
+            checked = (fingerprint, discover(settings, refresh=checked is not None))
+            st.session_state[K_KEY_CHECK] = checked
+        if checked is not None:
+            _key_verdict(checked[1])
+    # Not asked on every page view (the sidebar draws this): the known table until a Check asked Gemini.
+    found = checked[1] if checked is not None else known_catalogue("")
+    for configured in configured_models(settings, found):
+        info = (model_info if configured.kind == "image" else text_model_info)(configured.model)
+        what = "Image model" if configured.kind == "image" else "Caption model"
+        label = info.label if info.known else f"{configured.model} (not in ragkit's table)"
+        line = f"{what}: {md_escape(label)} · {md_code(configured.setting + '=' + configured.model)}"
+        if configured.gone:
+            st.caption(line)
+            st.error(md_escape(configured.message), icon=":material/block:")
+        else:
+            st.caption(f"{line} · " + (":green[offered]" if found.live else "not shut down, as far as ragkit knows"))
+    if not found.live and settings.gemini_api_key:
+        st.caption("Check the key to ask Gemini whether it still offers them.")
+
+
+def discovery_fingerprint(settings: Settings) -> str:
+    """Which key and endpoint a Check was for (a hash: the key itself is never kept in the session)."""
+    import hashlib
+    return hashlib.sha256(f"{settings.gemini_api_key}\0{settings.gemini_base_url}".encode()).hexdigest()[:16]
+
+
+def _key_verdict(found: Catalogue) -> None:
+    if found.live:
+        st.success(f"The key works: it can use {len(found.image)} image and {len(found.text)} text models.",
+                   icon=":material/check_circle:")
+    else:
+        st.warning(f"The key could not be checked. {md_escape(found.note)}", icon=":material/error:")
+
+
+def _trash(settings: Settings) -> None:
+    st.markdown("**Trash**")
+    days = settings.trash_days
+    st.caption(f":material/delete: Deleted images stay in the trash for {days:,} day{'s' if days != 1 else ''} "
+               "(`RAGKIT_TRASH_DAYS`, restorable from Library › Trash); after that they are deleted for good "
+               "when the app or a command next opens the library.")
