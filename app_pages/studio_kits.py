@@ -25,6 +25,7 @@ K_OPEN_NEXT = "kits.open-next"  # set by Save/Delete: what the picker shows on t
 K_OPENED = "kits.opened"        # the Kit as it was when opened: the version a Save expects to replace
 NEW_KIT = "+ New kit"  # plain text (a select box's option): the ➕ emoji has no font on many servers (⊠)
 AUTO = "auto"
+PICK_COUNT = 12  # thumbnails the in-place picker shows
 
 
 def render(library: Library) -> None:
@@ -84,6 +85,13 @@ def editor(library: Library, store: kits.KitStore, kit: kits.Kit | None) -> None
             if st.button("Save kit", key=f"kits.save.{form}", type="primary", icon=":material/save:"):
                 save(store, library, kit, name, style, avoid, None if aspect == AUTO else aspect, references)
             if kit:
+                with st.popover("Rename…", icon=":material/edit:"):
+                    new_name = st.text_input("New name", value=kit.name, key=f"kits.new-name.{form}",
+                                             max_chars=kits.MAX_NAME_CHARS)
+                    st.caption("Renames the kit as last saved (save other changes first). Images made with it keep "
+                               "the name they were made with.")
+                    if st.button("Rename the kit", key=f"kits.rename.{form}", type="primary"):
+                        rename(store, kit, new_name)
                 with st.popover("Delete…", icon=":material/delete:"):
                     st.caption(f"Delete the kit {md_escape(kit.name)}? Images made with it keep its name.")
                     if st.button("Delete the kit", key=f"kits.delete.{form}", type="primary"):
@@ -120,7 +128,48 @@ def reference_editor(library: Library, kit: kits.Kit | None, form: str) -> list[
         adding = picked[:room]
         st.button(f"Add the tray's {len(adding)} image{'s' if len(adding) != 1 else ''}", key=f"kits.add-tray.{form}",
                   on_click=refs.extend, args=(adding,), icon=":material/add_photo_alternate:")
+    library_picker(library, refs, form)
     return refs
+
+
+def library_picker(library: Library, refs: list[str], form: str) -> None:
+    """Pick references in place: the library's newest images, or a search, narrowed by tags; each
+    thumbnail with Add (no round trip through the tray)."""
+    with st.expander("Pick from the library", icon=":material/photo_library:", key=f"kits-pick-{form}"):
+        with st.container(horizontal=True, gap="small"):
+            query = st.text_input("Search", key=f"kits.find.{form}", placeholder="red logo on white",
+                                  help="What the picture shows, or words in names, tags and captions. "
+                                       "Empty: the newest images.")
+            tags = st.multiselect("Tags", [tag for tag, _ in library.all_tags()], key=f"kits.find-tags.{form}",
+                                  placeholder="any tag")
+        try:
+            if query.strip():
+                found = [hit.asset for hit in library.search_text(query, k=PICK_COUNT, tags=tags)]
+            else:
+                found = library.page(0, PICK_COUNT, tags=tags).assets
+        except RagkitError as exc:
+            show_message(error_message(exc, "finding images for the kit"))
+            return
+        found = [asset for asset in found if not asset.trashed]
+        if not found:
+            st.caption("No images match." if query.strip() or tags else "The library has no images yet.")
+            return
+        st.caption(("Best matches" if query.strip() else "Newest images") + f": {len(found)}")
+        inject_css()
+        cells = st.grid("auto", min_column_width=110, border=True, gap="small", key=f"ragkit-grid-kit-pick-{form}")
+        full = len(refs) >= kits.MAX_KIT_REFERENCES
+        for asset in found:
+            with cells.cell():
+                data = thumbnail_bytes(library, asset.sha256)
+                if data:
+                    st.image(data, width="stretch", alt=asset.filename)
+                st.caption(md_escape(short_name(asset.filename, 16)))
+                added = asset.sha256 in refs
+                st.button("In the kit" if added else "Add", key=f"kits.pick.{form}.{asset.sha256}",
+                          on_click=refs.append, args=(asset.sha256,), disabled=added or full,
+                          icon=":material/check:" if added else ":material/add:", type="tertiary",
+                          help=f"A kit holds at most {kits.MAX_KIT_REFERENCES} references." if full and not added
+                          else None)
 
 
 def save(store: kits.KitStore, library: Library, kit: kits.Kit | None, name: str, style: str, avoid: str,
@@ -135,6 +184,19 @@ def save(store: kits.KitStore, library: Library, kit: kits.Kit | None, name: str
     st.session_state[K_OPEN_NEXT] = saved.name
     st.session_state[K_OPENED] = saved
     st.toast(f"Saved {md_escape(saved.name)}, version {saved.version}", icon=":material/check:")
+    st.rerun()
+
+
+def rename(store: kits.KitStore, kit: kits.Kit, new_name: str) -> None:
+    """Rename at the version opened; unsaved edits of the other fields are not part of it."""
+    try:
+        renamed = store.rename(kit.name, new_name, expected_version=kit.version)
+    except RagkitError as exc:  # a taken name, a conflict: said, nothing changed
+        show_message(error_message(exc, "renaming the kit"))
+        return
+    st.session_state[K_OPEN_NEXT] = renamed.name
+    st.session_state[K_OPENED] = renamed
+    st.toast(f"Renamed to {md_escape(renamed.name)}", icon=":material/check:")
     st.rerun()
 
 

@@ -225,6 +225,46 @@ def test_kit_editor_creates_edits_and_refuses_to_overwrite_someone_else_s_save(a
     assert at.text_area(key="kits.style.Acme summer.2").value == "theirs: earthy"
 
 
+def test_kit_references_are_picked_in_place_and_a_kit_is_renamed_but_never_onto_another(app_env, catalogue,
+                                                                                       settings):
+    products, brand = catalogue
+    store = kits.kit_store(settings)
+    store.save(kits.make_kit("Acme", style="pastel"))
+    store.save(kits.make_kit("Straße", style="other"))
+    at = open_tab("Brand kits")  # an empty tray: no round trip through the Library
+    assert at.selectbox(key="kits.open").value == "Acme"
+    form = "Acme.1"
+    assert len(at.get("image")) >= 5, "the newest images show as thumbnails"
+    assert all(at.button(key=f"kits.pick.{form}.{sha}") for sha in [*products, *brand])
+    at.multiselect(key=f"kits.find-tags.{form}").set_value(["spring"])
+    run(at)
+    shown_ids = {b.key.rsplit(".", 1)[1] for b in at.button if b.key and b.key.startswith(f"kits.pick.{form}.")}
+    assert shown_ids == set(products)  # the tag filter narrows the picker
+    at.button(key=f"kits.pick.{form}.{products[0]}").click()
+    run(at)
+    assert "**References** · 1 of 6" in texts(at.markdown)
+    assert at.button(key=f"kits.pick.{form}.{products[0]}").disabled  # already in the kit
+    at.text_input(key=f"kits.find.{form}").set_value("shoe")
+    run(at)
+    assert any("Best matches" in c for c in texts(at.caption))
+    at.button(key=f"kits.save.{form}").click()
+    run(at)
+    assert store.get("Acme").reference_ids == (products[0],)
+
+    form = "Acme.2"
+    at.text_input(key=f"kits.new-name.{form}").set_value("STRASSE")  # the same name as Straße, folded
+    at.button(key=f"kits.rename.{form}").click()
+    run(at)
+    assert any("'Straße' exists already" in shown(e) for e in texts(at.error))
+    assert store.get("Acme").version == 2 and store.get("Straße").style == "other"
+    at.text_input(key=f"kits.new-name.{form}").set_value("Acme Winter")
+    at.button(key=f"kits.rename.{form}").click()
+    run(at)
+    assert at.selectbox(key="kits.open").value == "Acme Winter"
+    assert store.find("Acme") is None and store.get("Acme Winter").reference_ids == (products[0],)
+    assert at.text_area(key="kits.style.Acme Winter.3").value == "pastel"
+
+
 def test_a_kit_in_generate_counts_against_the_limit_and_says_what_is_wrong(with_key, catalogue, settings):
     products, brand = catalogue
     kits.kit_store(settings).save(kits.make_kit("Acme", reference_ids=brand))
