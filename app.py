@@ -9,7 +9,9 @@ from ragkit.storage.connection import quiet_milvus_logging
 from ragkit.errors import RagkitError
 from ragkit.ui import auth, drafts, sidebar, state
 
-st.set_page_config(page_title="ragkit · image library", page_icon=":material/photo_library:",
+# A shipped image, not ":material/…:": Streamlit fetches a material favicon from fonts.gstatic.com,
+# which an offline machine can't reach (the navigation's material icons come from its bundled font).
+st.set_page_config(page_title="ragkit · image library", page_icon=str(state.APP_ICON),
                    layout="wide", initial_sidebar_state="expanded")
 quiet_milvus_logging()
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ragkit.errors import RagkitError
 from ragkit.ingest.pipeline import Upload
 from ragkit.ingest.folder_import import validate_folder
 from ragkit.ingest.portable import export_library
@@ -14,10 +15,10 @@ from ragkit.studio.edit import lineage, lineage_lines
 from ragkit.tags import normalise_tags, parse_tag_list
 from ragkit.lifecycle.trash import remove, removal_question
 from ragkit.ui import (captions, duplicates_view, edit_panel, filter_controls, links, selection, selection_bar, state, tray,
-                       uploads)
+                       uploads, viewer)
 from ragkit.ui.errors import guard, show_error
-from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, rights_badges, short_name,
-                            show_thumbnail, thumbnail_bytes)
+from ragkit.ui.grid import (grid, human_date, human_size, name_caption, rights_badges, short_name,
+                            show_thumbnail, tags_caption, thumbnail_bytes)
 from ragkit.ui.markdown import md_escape
 from ragkit.ui.paging import Pager
 
@@ -47,10 +48,24 @@ library = state.library()
 
 
 # --- adding images ---------------------------------------------------------------------------
+def same_picture_as(report: IngestReport) -> dict[str, str]:
+    """For each duplicate's id, the file it copies, by name: one of this upload, or the library's."""
+    names = {asset.sha256: f"{name} (in this upload)" for name, asset in report.added}
+    names.update({sha: f"{name} (in this upload, restored)" for name, sha in report.restored})
+    elsewhere = [sha for _, sha in report.duplicates if sha not in names]
+    try:
+        names.update({asset.sha256: asset.filename for asset in library.get_many(elsewhere)} if elsewhere else {})
+    except RagkitError:  # the report stands without the names
+        pass
+    return names
+
+
 def summarize(report: IngestReport) -> dict:
     """Each file's outcome, the ones that need attention first."""
     rows = [{"File": r.path, "Result": "Rejected", "Why": r.reason} for r in report.rejected]
-    rows += [{"File": name, "Result": "Already in the library", "Why": f"same picture as {sha[:12]}…"}
+    names = same_picture_as(report) if report.duplicates else {}
+    rows += [{"File": name, "Result": "Already in the library",
+              "Why": f"same picture as {names.get(sha) or 'an image already there (id ' + sha[:12] + '…)'}"}
              for name, sha in report.duplicates]
     rows += [{"File": name, "Result": "Added", "Why": f"{a.width}×{a.height}, {human_size(a.size_bytes)}"}
              for name, a in report.added]
@@ -312,45 +327,44 @@ def delete_controls(asset: Asset) -> None:
 @st.dialog("Image details", width="large", on_dismiss=close_details)
 def details(sha256: str) -> None:
     with guard("showing the image"):
-        asset = library.get(sha256)
-        picture, info = st.columns([3, 2], gap="medium")
-        with picture:
-            data = preview_bytes(library, sha256)
-            if data:
-                st.image(data, width="stretch", alt=asset.filename)
-        with info:
-            st.markdown(f"### {md_escape(asset.filename)}")
-            asset_facts(asset)
-            tag_editor(asset)
-            captions.details_section(library, asset)
-            if asset.is_generated:
-                provenance(asset)
-            rights_editor(asset)
-            tray.pick_toggle(asset.sha256, key_prefix="library.details", label="Use as a reference",
-                             blocked=blocked_as_reference(asset, now_ms()))
-            has_original = library.has_original(sha256)
-            with st.container(horizontal=True, gap="small"):
-                if has_original:
-                    st.download_button("Download original", data=lambda: library.original_bytes(sha256),
-                                       file_name=asset.filename, mime=asset.mime or None, on_click="ignore",
-                                       icon=":material/download:", key="library.download")
-                if st.button("Find similar", key="library.find-similar", icon=":material/image_search:"):
-                    state.find_similar(sha256)
-                if st.button("Edit", key="library.edit", icon=":material/edit:",
-                             help="Change this image in a conversation with the model, on the Studio page."):
-                    close_details()
-                    edit_panel.open_asset(library, state.settings(), sha256)
-            if not has_original:
-                st.caption("The original file is missing; run `python -m ragkit doctor`.")
-            delete_controls(asset)
+        viewer.show(library, sha256, scope="library", on_move=open_details, details=details_panel)
+
+
+def details_panel(asset: Asset) -> None:
+    """Beside the picture in the viewer: what it is, and what can be done with it."""
+    sha256 = asset.sha256
+    st.markdown(f"### {md_escape(asset.filename)}")
+    asset_facts(asset)
+    tag_editor(asset)
+    captions.details_section(library, asset)
+    if asset.is_generated:
+        provenance(asset)
+    rights_editor(asset)
+    tray.pick_toggle(asset.sha256, key_prefix="library.details", label="Use as a reference",
+                     blocked=blocked_as_reference(asset, now_ms()))
+    has_original = library.has_original(sha256)
+    with st.container(horizontal=True, gap="small"):
+        if has_original:
+            st.download_button("Download original", data=lambda: library.original_bytes(sha256),
+                               file_name=asset.filename, mime=asset.mime or None, on_click="ignore",
+                               icon=":material/download:", key="library.download")
+        if st.button("Find similar", key="library.find-similar", icon=":material/image_search:"):
+            state.find_similar(sha256)
+        if st.button("Edit", key="library.edit", icon=":material/edit:",
+                     help="Change this image in a conversation with the model, on the Studio page."):
+            close_details()
+            edit_panel.open_asset(library, state.settings(), sha256)
+    if not has_original:
+        st.caption("The original file is missing; run `python -m ragkit doctor`.")
+    delete_controls(asset)
 
 
 # --- browsing ----------------------------------------------------------------------------------
 def cell(asset: Asset) -> None:
     selection.checkbox(SCOPE, asset.sha256)
     show_thumbnail(library, asset)
-    badge = ":material/auto_awesome: " if asset.is_generated else ""
-    st.caption(badge + md_escape(short_name(asset.filename)))
+    name_caption(asset, prefix=":material/auto_awesome: " if asset.is_generated else "")
+    tags_caption(asset)
     rights_badges(asset, now_ms())
     st.button("Details", key=f"library.open.{asset.sha256}", on_click=open_details, args=(asset.sha256,),
               icon=":material/open_in_full:", type="tertiary")
@@ -421,6 +435,7 @@ def browse(total: int) -> None:
                 icon=":material/filter_alt_off:")
         return
     select_row([a.sha256 for a in page.assets], page.total, filters)
+    viewer.remember_order("library", [a.sha256 for a in page.assets])
     grid(page.assets, cell, key="library")
     PAGER.widget(pages)
     export_section(filters, page.total, filtered)

@@ -9,8 +9,7 @@ from ragkit.records import Asset
 from ragkit.rights import now_ms
 from ragkit.ui import selection, state
 from ragkit.ui.errors import guard
-from ragkit.ui.grid import grid, short_name, show_thumbnail
-from ragkit.ui.markdown import md_escape
+from ragkit.ui.grid import grid, name_caption, show_thumbnail
 from ragkit.ui.paging import Pager
 
 K_CONFIRM_EMPTY = "library.confirm-empty"
@@ -37,7 +36,7 @@ def restore(sha256s: list[str]) -> None:
 def trash_cell(asset: Asset) -> None:
     selection.checkbox(TRASH_SCOPE, asset.sha256)
     show_thumbnail(library, asset)
-    st.caption(md_escape(short_name(asset.filename)))
+    name_caption(asset)
     deleted = datetime.fromtimestamp(asset.trashed_at / 1000)
     left = days_left(asset.trashed_at, now_ms(), library.settings.trash_days)
     colour = "red" if left <= 1 else "orange" if left <= 7 else "gray"  # what goes soon stands out

@@ -23,7 +23,7 @@ from ragkit.ui.markdown import md_escape
 K_OPEN = "kits.open"            # the kit picked in the select box (its name), or NEW_KIT
 K_OPEN_NEXT = "kits.open-next"  # set by Save/Delete: what the picker shows on the next run
 K_OPENED = "kits.opened"        # the Kit as it was when opened: the version a Save expects to replace
-NEW_KIT = "\u2795 New kit"
+NEW_KIT = "+ New kit"  # plain text (a select box's option): the ➕ emoji has no font on many servers (⊠)
 AUTO = "auto"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -89,19 +89,21 @@ class Library:
         # The library's model is the one recorded in its data folder; the environment chooses the
         # model of a new library only (ragkit.lifecycle.active_model).
         self.active_model = model_record.resolve(settings)
-        if embedder is not None:
-            self.active_model.check_embedder(embedder)
-        settings = self.active_model.apply(settings)
-        self.settings = settings
-        self.model_id = model_identity(settings.clip_model, settings.clip_pretrained)
-        self.dim = embedder.dim if embedder else embedding_dim(settings.clip_model)
         self._client = connect(settings.milvus_uri, settings.milvus_token)
         self._closed = False
         try:
-            self.use_store(open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
-                                      index=index, embedded=settings.is_embedded_db))
+            differs = self.active_model.differs
+            self._open_store(settings, None if differs else embedder, index)
+            if differs and self.active_model.recorded and self.store.is_empty() \
+                    and model_record.read_record(settings.data_dir).reindex is None:
+                # A record without a vector behind it (an older ragkit recorded the model at the first
+                # open, even when the first upload then failed): the library follows the configured model.
+                self.active_model = model_record.unpinned(self.active_model)
+                self._open_store(settings, embedder, index)
+            elif differs and embedder is not None:
+                self.active_model.check_embedder(embedder)
             if not self.active_model.recorded:
-                model_record.record_new_library(self)
+                self._record_model()
         except BaseException:
             self.close()  # e.g. a model mismatch: don't keep the Lite file open for nothing
             raise
@@ -110,6 +112,20 @@ class Library:
         self._embedder_lock = threading.Lock()
         self._random_weights: bool | None = None
         self.expired_on_open = 0  # assets Library.open emptied from the trash (older than RAGKIT_TRASH_DAYS)
+
+    def _open_store(self, settings: Settings, embedder: ClipEmbedder | None, index: dict | None) -> None:
+        if embedder is not None:
+            self.active_model.check_embedder(embedder)
+        self.settings = self.active_model.apply(settings)
+        self.model_id = model_identity(self.settings.clip_model, self.settings.clip_pretrained)
+        self.dim = embedder.dim if embedder else embedding_dim(self.settings.clip_model)
+        self.use_store(open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
+                                  index=index, embedded=self.settings.is_embedded_db))
+
+    def _record_model(self) -> None:
+        """Record the library's model once the library holds a vector (ragkit.lifecycle.active_model)."""
+        if model_record.record_new_library(self):
+            self.active_model = replace(self.active_model, recorded=True)
 
     @classmethod
     def open(cls, settings: Settings | None = None, **kwargs) -> "Library":
@@ -179,23 +195,28 @@ class Library:
         return IngestPipeline(self.store, self.blobs, self.embedder,
                               max_pixels=self.settings.max_image_pixels, **kwargs)
 
+    def _recorded(self, report: IngestReport) -> IngestReport:
+        if report.added and not self.active_model.recorded:
+            self._record_model()
+        return report
+
     def ingest_paths(self, paths: Iterable[str | Path], *, tags: Iterable[str] = (),
                      on_progress=None, **pipeline_options) -> IngestReport:
         files, missing = collect_sources(paths)
-        return self._pipeline(**pipeline_options).run(files, tags=tags, on_progress=on_progress,
-                                                      pre_rejected=missing)
+        return self._recorded(self._pipeline(**pipeline_options).run(files, tags=tags, on_progress=on_progress,
+                                                                     pre_rejected=missing))
 
     def ingest_uploads(self, uploads: Sequence[Upload], *, tags: Iterable[str] = (),
                        on_progress=None) -> IngestReport:
-        return self._pipeline().run(list(uploads), tags=tags, on_progress=on_progress)
+        return self._recorded(self._pipeline().run(list(uploads), tags=tags, on_progress=on_progress))
 
     def save_generated(self, data: bytes, mime: str, provenance: Provenance, *,
                        tags: Iterable[str] = (), name: str | None = None) -> Asset:
         """Store a generated image like any upload, with source 'generated' and its provenance."""
         extension = EXTENSION_BY_MIME.get(mime, ".png")
         filename = name or f"generated-{provenance.model}{extension}"
-        report = self._pipeline().run([Upload(filename, data)], tags=tags, source=SOURCE_GENERATED,
-                                      provenance=provenance)
+        report = self._recorded(self._pipeline().run([Upload(filename, data)], tags=tags, source=SOURCE_GENERATED,
+                                                     provenance=provenance))
         if report.rejected:
             from ragkit.errors import InvalidImageError
             raise InvalidImageError(f"The generated image could not be saved: {report.rejected[0].reason}")

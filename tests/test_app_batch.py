@@ -193,6 +193,8 @@ def test_half_price_next_to_now_sends_one_gemini_batch_and_the_results_land_in_r
 def test_kit_editor_creates_edits_and_refuses_to_overwrite_someone_else_s_save(app_env, catalogue, settings):
     _, brand = catalogue
     at = open_tab("Brand kits", tray=brand)
+    new_kit = at.selectbox(key="kits.open").options[0]
+    assert new_kit == "+ New kit" and new_kit.isascii()  # issue 21.10: "➕" drew as a missing glyph (⊠)
     at.text_input(key="kits.name._new.0").set_value("Acme summer")
     at.text_area(key="kits.style._new.0").set_value("pastel, flat light")
     at.text_input(key="kits.avoid._new.0").set_value("text, watermarks")

@@ -15,7 +15,6 @@ import io
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,6 @@ BRIEF = "A model wearing these products on a sunny beach at golden hour"
 ARTIFACTS = REPO / "test-artifacts" / "e2e"
 DOCS_SHOTS = REPO / "docs" / "screenshots"
 GRID_IMAGES = '[class*="st-key-ragkit-grid-{}"] [data-testid="stImage"] img'
-BUDGET_S = 90
 
 
 def beach_png(references: list[bytes], size=(960, 540)) -> bytes:
@@ -96,7 +94,6 @@ def images_loaded(page, selector: str, count: int | None = None) -> int:
 def test_search_pick_generate_save_and_find_with_provenance(ragkit_env, tmp_path):
     require_browser()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
     log_path = tmp_path / "streamlit.log"
     page_errors: list[str] = []
     products = product_set(6)
@@ -129,7 +126,6 @@ def test_search_pick_generate_save_and_find_with_provenance(ragkit_env, tmp_path
     log = log_path.read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
     assert KEY not in log
-    assert time.monotonic() - started < BUDGET_S
 
 
 def journey(page, url: str, products: list[tuple[str, bytes]]) -> list[str]:

@@ -18,8 +18,9 @@ by two writes that are not atomic together). The collections still carry what be
 
 Precedence, the one rule:
 1. The recorded active model is the library's model, whatever RAGKIT_CLIP_MODEL says.
-2. RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED choose the model of a *new* library (recorded at its
-   first open). When they name the recorded model, RAGKIT_CLIP_PRETRAINED is where its weights are
+2. RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED choose the model of a *new* library, recorded once
+   its collection holds a vector (not at its first open: a first upload that fails for want of
+   weights must not pin the library to them). An empty library follows the configured model. When they name the recorded model, RAGKIT_CLIP_PRETRAINED is where its weights are
    on this machine (a checkpoint may sit in another folder on each machine; a model is identified by
    its architecture and the file's name). When they name another model, `stats` and the sidebar say
    so: `python -m ragkit reindex` is how a library changes model.
@@ -196,6 +197,7 @@ class ActiveModel:
     choice: ModelChoice
     configured: ModelChoice
     recorded: bool  # the choice comes from the library's record
+    replaces: ModelChoice | None = None  # a recorded model set aside: its collection holds no vector
 
     @property
     def model_id(self) -> str:
@@ -239,17 +241,28 @@ def resolve(settings: Settings) -> ActiveModel:
     return ActiveModel(recorded, configured, recorded=True)
 
 
-def record_new_library(library) -> None:
-    """Record the model of a library that has no record yet, at its first open.
+def unpinned(active: ActiveModel) -> ActiveModel:
+    """The configured model in place of a recorded one whose collection holds no vector."""
+    return ActiveModel(active.configured, active.configured, recorded=False, replaces=active.choice)
 
-    Not when its model's collection is empty while another model's holds assets: that is a library
-    made by an older ragkit whose RAGKIT_CLIP_MODEL was changed. Recording the empty model would hide
-    the assets for good; unrecorded, setting the variable back finds them (`stats` says so)."""
-    store = library.store
-    others = [c for c in store.other_collections() if c.model_id != store.model_id and c.count]
-    if others and not store.count():
-        return
-    record_if_absent(library.settings.data_dir, library.active_model.choice)
+
+def record_new_library(library) -> bool:
+    """Record the model of a library that has no record yet, once its collection holds a vector
+    (at an open, after an ingest). True if the library's model is recorded now.
+
+    Only then: a first upload that fails (no weights yet) must not pin the library to a model it
+    never used, or doing what the message says (set RAGKIT_CLIP_PRETRAINED, restart) would fail
+    the same way. An empty library follows the configured model. This also leaves alone a library
+    made by an older ragkit whose RAGKIT_CLIP_MODEL was changed (its model's collection is empty,
+    another's holds the assets): setting the variable back finds them (`stats` says so)."""
+    if library.store.is_empty():
+        return False
+    data_dir, model = library.settings.data_dir, library.active_model.choice
+    stale = library.active_model.replaces
+    if stale is not None and read_record(data_dir).active == stale:
+        write_record(data_dir, ModelRecord(active=model))  # the record of a model that never held a vector
+        return True
+    return record_if_absent(data_dir, model) or read_record(data_dir).active == model
 
 
 def describe(library) -> dict:

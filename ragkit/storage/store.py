@@ -427,6 +427,10 @@ class AssetStore:
                              output_fields=["count(*)"], **self._read)
         return total - (int(trashed[0]["count(*)"]) if trashed else 0)
 
+    def is_empty(self) -> bool:
+        """No row at all, not even in the trash."""
+        return self._rows() == 0
+
     def _rows(self) -> int:
         """Every row, the trash included."""
         rows = self._call("count assets", self._client.query, self.collection, filter="",

@@ -12,6 +12,7 @@ import gc
 import hashlib
 import logging
 import threading
+from pathlib import Path
 from collections import defaultdict
 
 import streamlit as st
@@ -27,6 +28,8 @@ from ragkit.studio import ImageGenerator
 from ragkit.ui.errors import show_error
 
 log = logging.getLogger("ragkit.ui")
+
+APP_ICON = Path(__file__).parent / "assets" / "icon.png"  # the browser tab's icon (no outside host)
 
 # Pages, as st.switch_page / st.page_link take them (relative to app.py).
 LIBRARY_PAGE = "app_pages/library.py"
@@ -183,7 +186,9 @@ def show_flash() -> None:
 
 
 def find_similar(sha256: str) -> None:
-    """Open the Search page with this asset as the query."""
+    """Open the Search page with this asset as the query: a new search, no words or filters of an earlier one."""
+    from ragkit.ui import search_extras
+    search_extras.start_fresh(keep_filters=False)
     st.session_state[SIMILAR_TO] = sha256
     st.session_state[SEARCH_MODE] = MODE_SIMILAR
     st.session_state.pop(OPEN_ASSET, None)
