@@ -87,3 +87,15 @@ def test_a_token_in_the_uri_query_is_never_shown(tmp_path):
                                   cwd=tmp_path, secrets_files=[])
     assert with_password.milvus_uri_display == "https://zilliz.example:443?key=***"
     assert with_password.scrub("auth ann:pa55word / abc123 failed") == "auth *** / *** failed"
+
+
+def test_the_key_s_source_names_the_environment_or_the_secrets_file_never_the_value(tmp_path):
+    from ragkit.config import setting_source
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('GOOGLE_API_KEY = "from-file-9a8b"\n')
+    names = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    assert setting_source(names, env={"GEMINI_API_KEY": "env-1234"}, secrets_files=[secrets]) == \
+        "the environment (GEMINI_API_KEY)"
+    assert setting_source(names, env={"GEMINI_API_KEY": " "}, secrets_files=[secrets]) == \
+        f"{secrets} (GOOGLE_API_KEY)"
+    assert setting_source(names, env={}, secrets_files=[tmp_path / "none.toml"]) == ""
