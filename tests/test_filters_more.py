@@ -154,7 +154,8 @@ def test_hostile_filter_values_are_refused_with_what_to_type(bad, message):
 def test_cli_filters_search_and_refuse_bad_values(tmp_path, ragkit_env, image_folder, library, capsys):
     """The flags through the real CLI: PNG and portrait pictures only; bad values are usage errors."""
     from PIL import Image
-    from ragkit.cli.main import _filters, build_parser
+    from ragkit.cli.common import filters_from as _filters
+    from ragkit.cli.main import build_parser
     Image.new("RGB", (120, 200), (200, 30, 30)).save(image_folder / "tall.png")
     Image.new("RGB", (200, 120), (30, 30, 200)).save(image_folder / "wide.png")
     assert library.ingest_paths([image_folder]).ok
