@@ -99,7 +99,7 @@ def test_cli_with_ref_follows_each_product_and_the_json_reports_every_item(lib, 
     for name, value in studio_env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_open_library", lambda settings: lib)  # in process, on the test's library
+    monkeypatch.setattr("ragkit.cli.common.open_library", lambda settings: lib)  # in process, on the test's library
     # The second product is also added to every request: its own requests carry it once, first.
     code = cli.main(["batch", "--brief", BRIEF, "--ref-each", *products, "--with-ref", extra,
                      "--with-ref", products[1], "-n", "2", "--json"])

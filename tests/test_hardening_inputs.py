@@ -267,7 +267,7 @@ def test_printable_keeps_the_lines_of_prose_only_when_asked():
 
 def _run_main(argv, library, monkeypatch, capsys) -> tuple[int, str, str]:
     """`python -m ragkit ...` in process, on the test's library (RAGKIT_DEBUG keeps logging as it is)."""
-    monkeypatch.setattr(cli, "_open_library", lambda settings: library)
+    monkeypatch.setattr("ragkit.cli.common.open_library", lambda settings: library)
     monkeypatch.setenv("RAGKIT_DEBUG", "1")
     code = cli.main(argv)
     out, err = capsys.readouterr()
