@@ -26,7 +26,8 @@ from ragkit.ingest.pipeline import Provenance, Upload, collect_sources, read_ima
 from ragkit.library import Library
 from ragkit.studio import prepare_reference
 from ragkit.text import printable
-from tests.bad_inputs import cli_command, cli_env, run_cli_capped, unix_socket_file
+from tests.bad_inputs import run_cli_capped, unix_socket_file
+from tests.support.cli import cli_command, cli_env
 from tests.images_factory import encode, jpeg_bytes, picture
 
 MAX_PIXELS = 150_000_000
