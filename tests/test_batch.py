@@ -266,6 +266,7 @@ def _done_takes(data_dir) -> int:
     return sum(t["status"] == "done" for t in json.loads(states[0].read_text())["takes"])
 
 
+@pytest.mark.slow
 def test_killed_mid_batch_the_same_command_sends_only_the_missing_requests_and_saves_each_image_once(
         tmp_path, gemini_env, fake_gemini, tiny_embedder):
     data_dir = tmp_path / "data"

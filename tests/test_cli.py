@@ -1,5 +1,7 @@
-"""`python -m ragkit` end to end in subprocesses: JSON shapes and exit codes."""
+"""`python -m ragkit` end to end: JSON shapes and exit codes (in this process, and in a real one where that matters)."""
 import json
+
+import pytest
 
 from tests.conftest import run_cli
 from tests.support.cli import run_cli_inprocess
@@ -76,6 +78,7 @@ def test_errors_are_one_line_with_distinct_codes(tmp_path, ragkit_env):
     assert rejected.returncode == 3 and json.loads(rejected.stdout)["added"] == []
 
 
+@pytest.mark.slow
 def test_unreachable_model_hub_fails_fast_with_the_fix(tmp_path, ragkit_env):
     env = {**ragkit_env, "RAGKIT_CLIP_MODEL": "ViT-B-32", "RAGKIT_CLIP_PRETRAINED": "laion2b_s34b_b79k",
            "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-cache")}

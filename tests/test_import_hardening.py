@@ -56,6 +56,7 @@ def members_of(*contents: bytes | Filler) -> dict:
 
 
 # --- memory bombs ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_zero_member_listed_16_times_is_read_once_and_good_entries_land(tmp_path, ragkit_env):
     goods = good_pictures(2)
     bomb = Filler(BOMB_MEMBER_BYTES)
@@ -73,6 +74,7 @@ def test_a_zero_member_listed_16_times_is_read_once_and_good_entries_land(tmp_pa
     assert all("the same file as entry 3, which was not imported" in r for r in reasons[1:])
 
 
+@pytest.mark.slow
 def test_a_1_gib_metadata_json_is_refused_without_reading_it(tmp_path, ragkit_env):
     archive = write_export(tmp_path / "spaces.zip", metadata=Filler(2**30, b" "))
     assert archive.stat().st_size < 2 * 2**20

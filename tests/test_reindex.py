@@ -219,6 +219,7 @@ def _popen_reindex(env: dict, cwd, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
 def test_a_killed_reindex_resumes_and_doubles_nothing(settings, ragkit_env, tmp_path, tiny_embedder, checkpoint_b,
                                                        embedder_b):
     ASSETS = 120  # noqa: N806 - enough that the kill lands mid-way (about 100 writes still to go)

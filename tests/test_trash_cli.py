@@ -201,6 +201,7 @@ def _state(library: Library, ids: list[str]) -> dict[str, str]:
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action", ["empty", "delete", "restore"])
 def test_a_kill_in_the_middle_loses_nothing_and_doctor_sorts_it_out(action, tmp_path, ragkit_env, settings,
                                                                    tiny_embedder):
