@@ -7,9 +7,11 @@ import streamlit as st
 
 from ragkit.storage.connection import quiet_milvus_logging
 from ragkit.errors import RagkitError
-from ragkit.ui import auth, sidebar, state
+from ragkit.ui import auth, drafts, sidebar, state
 
-st.set_page_config(page_title="ragkit · image library", page_icon=":material/photo_library:",
+# A shipped image, not ":material/…:": Streamlit fetches a material favicon from fonts.gstatic.com,
+# which an offline machine can't reach (the navigation's material icons come from its bundled font).
+st.set_page_config(page_title="ragkit · image library", page_icon=str(state.APP_ICON),
                    layout="wide", initial_sidebar_state="expanded")
 quiet_milvus_logging()
 
@@ -32,4 +34,5 @@ library = state.library()  # shows the error with its fix and stops, if the libr
 sidebar.render_banner(library)
 # A page's url_path is its file name, and "" for the default page (the Library).
 sidebar.render(library, on_studio_page=page.url_path == "studio", on_library_page=page.url_path == "")
+drafts.remember(library.settings)  # the Studio's brief, tray and results survive a reload (ragkit.ui.drafts)
 page.run()

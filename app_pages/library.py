@@ -1,75 +1,71 @@
 """Library: add images (drag and drop), browse them newest first, select many and act on them, open one
 for details (tags, usage rights), export; the Trash view holds what was deleted until it is emptied."""
-import math
 import time
-from datetime import datetime
 from pathlib import Path
 
 import streamlit as st
 
+from ragkit.errors import RagkitError
 from ragkit.ingest.pipeline import Upload
+from ragkit.ingest.folder_import import validate_folder
 from ragkit.ingest.portable import export_library
 from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, IngestReport, last_usable_day
-from ragkit.rights import DAY_MS, blocked_as_reference, now_ms, rights_change
-from ragkit.tags import normalise_tags
-from ragkit.lifecycle.trash import expiry_cutoff
-from ragkit.ui import captions, duplicates_view, filter_controls, links, selection, selection_bar, state, tray, uploads
+from ragkit.rights import blocked_as_reference, now_ms, rights_change
+from ragkit.studio.edit import lineage, lineage_lines
+from ragkit.tags import normalise_tags, parse_tag_list
+from ragkit.lifecycle.trash import remove, removal_question
+from ragkit.ui import (captions, duplicates_view, edit_panel, filter_controls, links, selection, selection_bar, state, tray,
+                       uploads, viewer)
 from ragkit.ui.errors import guard, show_error
-from ragkit.ui.grid import (grid, human_date, human_size, preview_bytes, rights_badges, short_name,
-                            show_thumbnail, thumbnail_bytes)
+from ragkit.ui.grid import (grid, human_date, human_size, name_caption, rights_badges, short_name,
+                            show_thumbnail, tags_caption, thumbnail_bytes)
 from ragkit.ui.markdown import md_escape
+from ragkit.ui.paging import Pager
+
+from app_pages import library_trash
 
 SOURCES = {"All": None, "Uploaded": SOURCE_UPLOAD, "Generated": SOURCE_GENERATED}
 PAGE_SIZES = [24, 48]
 
 K_UPLOADER = "library.uploader"          # + a generation number: a new one empties the drop zone
 K_UPLOAD_TAGS = "library.upload-tags"
+K_IMPORT_FOLDER = "library.import-folder"  # a folder on the server's disk to import
 K_REPORT = "library.report"             # the last upload's outcome (a summarize() dict)
 K_UPLOAD_ERROR = "library.upload-error"  # (error, files checked, files) when an upload failed
 K_TAGS = "library.tags"
 K_SOURCE = "library.source"
 K_PER_PAGE = "library.per-page"
-K_PAGE = "library.page"                  # + a generation number: a new widget is how paging restarts
-K_PAGING = "library.paging"              # (generation, the page that widget starts at)
 K_FILTERS_SEEN = "library.filters-seen"
 K_CONFIRM_DELETE = "library.confirm-delete"
 K_EXPORT = "library.export-path"
 K_VIEW = "library.view"                  # "library", "duplicates" or "trash"
-K_TRASH_PAGE = "library.trash-page"      # the Trash view's paging (like K_PAGE / K_PAGING)
-K_TRASH_PAGING = "library.trash-paging"
-K_CONFIRM_EMPTY = "library.confirm-empty"
 SCOPE = "library"                        # the Library view's selection (ragkit.ui.selection)
-TRASH_SCOPE = "trash"
 VIEWS = ["library", "duplicates", "trash"]
+PAGER = Pager("library.page", "library.paging")  # a new widget generation is how paging restarts
 POLL_S = 0.25  # how often the Library redraws an upload's progress (and can be left)
 
 library = state.library()
 
 
-# --- paging ----------------------------------------------------------------------------------
-# st.pagination always has a default (page 1 when not given), and Streamlit logs "The widget with key
-# ... was created with a default value but also had its value set via the Session State API" whenever
-# its value is written through st.session_state, in a callback too. So the widget owns its value and
-# this page only reads it; going back to page 1 (new filters, new images) or to the last page (the
-# last one emptied) is a fresh widget: a new key, starting at its `default`.
-def paging(key: str = K_PAGE, paging_key: str = K_PAGING) -> tuple[str, int]:
-    """The pagination widget's key and the page it starts at."""
-    generation, start = st.session_state.get(paging_key, (0, 1))
-    return f"{key}.{generation}", start
-
-
-def restart_paging(at_page: int = 1, key: str = K_PAGE, paging_key: str = K_PAGING) -> None:
-    """Show `at_page` next, in a new pagination widget."""
-    generation, _ = st.session_state.get(paging_key, (0, 1))
-    st.session_state.pop(f"{key}.{generation}", None)  # the old widget's page is not needed again
-    st.session_state[paging_key] = (generation + 1, at_page)
-
-
 # --- adding images ---------------------------------------------------------------------------
+def same_picture_as(report: IngestReport) -> dict[str, str]:
+    """For each duplicate's id, the file it copies, by name: one of this upload, or the library's."""
+    names = {asset.sha256: f"{name} (in this upload)" for name, asset in report.added}
+    names.update({sha: f"{name} (in this upload, restored)" for name, sha in report.restored})
+    elsewhere = [sha for _, sha in report.duplicates if sha not in names]
+    try:
+        names.update({asset.sha256: asset.filename for asset in library.get_many(elsewhere)} if elsewhere else {})
+    except RagkitError:  # the report stands without the names
+        pass
+    return names
+
+
 def summarize(report: IngestReport) -> dict:
     """Each file's outcome, the ones that need attention first."""
     rows = [{"File": r.path, "Result": "Rejected", "Why": r.reason} for r in report.rejected]
-    rows += [{"File": name, "Result": "Already in the library", "Why": f"same picture as {sha[:12]}…"}
+    names = same_picture_as(report) if report.duplicates else {}
+    rows += [{"File": name, "Result": "Already in the library",
+              "Why": f"same picture as {names.get(sha) or 'an image already there (id ' + sha[:12] + '…)'}"}
              for name, sha in report.duplicates]
     rows += [{"File": name, "Result": "Added", "Why": f"{a.width}×{a.height}, {human_size(a.size_bytes)}"}
              for name, a in report.added]
@@ -81,13 +77,22 @@ def summarize(report: IngestReport) -> dict:
 
 def add_images(files, tags_text: str, describe: bool = False) -> None:
     """Start the upload in the background (ui/uploads.py): leaving the page no longer stops it."""
-    tags = [t for t in tags_text.split(",") if t.strip()]
+    tags = list(parse_tag_list(tags_text))
     uploads.put(uploads.start(library, [Upload(f.name, f.getvalue()) for f in files], tags,
                               then=captions.after_upload(library) if describe else None))
     for key in (K_REPORT, K_UPLOAD_ERROR):
         st.session_state.pop(key, None)
     # A new, empty drop zone: the job holds the bytes now, the old widget's files can go.
     st.session_state[K_UPLOADER] = st.session_state.get(K_UPLOADER, 0) + 1
+    st.rerun()
+
+
+def import_folder(path_text: str, tags_text: str) -> None:
+    """Start importing a folder on the server's disk, like `python -m ragkit ingest FOLDER` (ui/uploads.py)."""
+    folder = validate_folder(path_text)
+    uploads.put(uploads.start_folder(library, folder, parse_tag_list(tags_text)))
+    for key in (K_REPORT, K_UPLOAD_ERROR):
+        st.session_state.pop(key, None)
     st.rerun()
 
 
@@ -101,7 +106,7 @@ def collect_finished_upload() -> None:
         st.session_state[K_REPORT] = summarize(pending.job.outcome())
     except Exception as exc:  # noqa: BLE001 - shown in the report's place by report_section
         st.session_state[K_UPLOAD_ERROR] = (exc, pending.done_count, pending.files)
-    restart_paging()  # the new images are on the first page (newest first)
+    PAGER.restart()  # the new images are on the first page (newest first)
 
 
 def wait_for_upload(slot) -> None:
@@ -134,7 +139,7 @@ def upload_section(empty: bool) -> None:
                  "rejected with a reason; the same picture twice is stored once.")
         st.caption(f"JPEG, PNG, WebP, GIF, BMP, TIFF and more · up to **{limit_mb} MB per file** "
                    "(`server.maxUploadSize` in `.streamlit/config.toml`). "
-                   "For thousands of files use `python -m ragkit ingest FOLDER`.")
+                   "For thousands of files, import a folder on the server below.")
         tags_text = st.text_input("Tags for these images (optional, comma-separated)", key=K_UPLOAD_TAGS,
                                   placeholder="summer, campaign, hero")
         describe = captions.upload_checkbox(library)
@@ -143,6 +148,24 @@ def upload_section(empty: bool) -> None:
         if st.button(label, type="primary", disabled=not files or busy, icon=":material/add_photo_alternate:",
                      key="library.add", help="An upload is running; add more once it has finished." if busy else None):
             add_images(files, tags_text, describe)
+        import_folder_controls(tags_text, busy)
+
+
+def import_folder_controls(tags_text: str, busy: bool) -> None:
+    """Import a folder: a path on the server's disk (where the app runs), ingested in the background
+    with the CLI's checks and limits; run again after a stop, it skips what is already stored."""
+    st.markdown("**Import a folder** on the server")
+    with st.container(horizontal=True, vertical_alignment="bottom", gap="small"):
+        path_text = st.text_input("Folder on the server", key=K_IMPORT_FOLDER, placeholder="/srv/photos/2024",
+                                  help="A folder on the disk of the machine the app runs on, read with its "
+                                       "subfolders (hidden ones skipped). The same as `python -m ragkit ingest "
+                                       "FOLDER`, without stopping the app. Stopped halfway? Import it again: "
+                                       "images already stored are skipped.")
+        clicked = st.button("Import", key="library.import", disabled=busy, icon=":material/drive_folder_upload:",
+                            help="An upload is running; import once it has finished." if busy else None)
+    if clicked:
+        with guard("importing the folder"):
+            import_folder(path_text, tags_text)
 
 
 def dismiss_report() -> None:
@@ -192,7 +215,7 @@ def empty_state() -> None:
             st.caption("The embedded database serves one process at a time: stop this app while the "
                        "command runs, or share a Milvus server (README › Team mode).")
         with guard("looking for other libraries"):
-            for other in library.store.other_collections():
+            for other in library.other_collections():
                 if other.count:
                     st.info(f"{other.count:,} images are indexed with another model ({md_escape(other.model_id)}). "
                             "Set RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED back to use them, or add them "
@@ -238,6 +261,8 @@ def provenance(asset: Asset) -> None:
     st.markdown(f"Model: {md_escape(asset.model or '?')}")
     if asset.prompt:
         st.markdown(f"> {md_escape(asset.prompt)}")
+    for line in lineage_lines(lineage(library, asset)):  # "edited from …", back to the original
+        st.markdown(f":material/history_edu: {md_escape(line)}")
     if asset.reference_ids:
         refs = library.get_many(asset.reference_ids)
         st.caption(f"{len(asset.reference_ids)} reference image(s)"
@@ -282,20 +307,12 @@ def delete_controls(asset: Asset) -> None:
         st.button("Delete…", key="library.delete", icon=":material/delete:",
                   on_click=lambda: st.session_state.__setitem__(K_CONFIRM_DELETE, asset.sha256))
         return
-    if library.has_trash:
-        st.warning(f"Move **{md_escape(asset.filename)}** to the trash? You can restore it from the Trash for "
-                   f"{library.settings.trash_days} days; after that it is deleted for good.", icon=":material/delete:")
-    else:
-        st.warning(f"Delete **{md_escape(asset.filename)}** for good? Its original and thumbnail are removed "
-                   "from disk. (Run `python -m ragkit upgrade` to get a trash for deleted images.)",
-                   icon=":material/delete_forever:")
+    st.warning(removal_question(library, md_escape(asset.filename)),
+               icon=":material/delete:" if library.has_trash else ":material/delete_forever:")
     yes, no = st.columns(2)
     if yes.button("Yes, delete", key="library.delete-confirm", type="primary", width="stretch"):
         with guard("deleting the image"):
-            if library.has_trash:
-                library.trash([asset.sha256])
-            else:
-                library.delete([asset.sha256])
+            remove(library, [asset.sha256])
             tray.remove(asset.sha256)
             selection.forget([asset.sha256])
             state.mark_changed(library)
@@ -310,41 +327,44 @@ def delete_controls(asset: Asset) -> None:
 @st.dialog("Image details", width="large", on_dismiss=close_details)
 def details(sha256: str) -> None:
     with guard("showing the image"):
-        asset = library.get(sha256)
-        picture, info = st.columns([3, 2], gap="medium")
-        with picture:
-            data = preview_bytes(library, sha256)
-            if data:
-                st.image(data, width="stretch", alt=asset.filename)
-        with info:
-            st.markdown(f"### {md_escape(asset.filename)}")
-            asset_facts(asset)
-            tag_editor(asset)
-            captions.details_section(library, asset)
-            if asset.is_generated:
-                provenance(asset)
-            rights_editor(asset)
-            tray.pick_toggle(asset.sha256, key_prefix="library.details", label="Use as a reference",
-                             blocked=blocked_as_reference(asset, now_ms()))
-            has_original = library.blobs.original_path(sha256).is_file()
-            with st.container(horizontal=True, gap="small"):
-                if has_original:
-                    st.download_button("Download original", data=lambda: library.original_bytes(sha256),
-                                       file_name=asset.filename, mime=asset.mime or None, on_click="ignore",
-                                       icon=":material/download:", key="library.download")
-                if st.button("Find similar", key="library.find-similar", icon=":material/image_search:"):
-                    state.find_similar(sha256)
-            if not has_original:
-                st.caption("The original file is missing; run `python -m ragkit doctor`.")
-            delete_controls(asset)
+        viewer.show(library, sha256, scope="library", on_move=open_details, details=details_panel)
+
+
+def details_panel(asset: Asset) -> None:
+    """Beside the picture in the viewer: what it is, and what can be done with it."""
+    sha256 = asset.sha256
+    st.markdown(f"### {md_escape(asset.filename)}")
+    asset_facts(asset)
+    tag_editor(asset)
+    captions.details_section(library, asset)
+    if asset.is_generated:
+        provenance(asset)
+    rights_editor(asset)
+    tray.pick_toggle(asset.sha256, key_prefix="library.details", label="Use as a reference",
+                     blocked=blocked_as_reference(asset, now_ms()))
+    has_original = library.has_original(sha256)
+    with st.container(horizontal=True, gap="small"):
+        if has_original:
+            st.download_button("Download original", data=lambda: library.original_bytes(sha256),
+                               file_name=asset.filename, mime=asset.mime or None, on_click="ignore",
+                               icon=":material/download:", key="library.download")
+        if st.button("Find similar", key="library.find-similar", icon=":material/image_search:"):
+            state.find_similar(sha256)
+        if st.button("Edit", key="library.edit", icon=":material/edit:",
+                     help="Change this image in a conversation with the model, on the Studio page."):
+            close_details()
+            edit_panel.open_asset(library, state.settings(), sha256)
+    if not has_original:
+        st.caption("The original file is missing; run `python -m ragkit doctor`.")
+    delete_controls(asset)
 
 
 # --- browsing ----------------------------------------------------------------------------------
 def cell(asset: Asset) -> None:
     selection.checkbox(SCOPE, asset.sha256)
     show_thumbnail(library, asset)
-    badge = ":material/auto_awesome: " if asset.is_generated else ""
-    st.caption(badge + md_escape(short_name(asset.filename)))
+    name_caption(asset, prefix=":material/auto_awesome: " if asset.is_generated else "")
+    tags_caption(asset)
     rights_badges(asset, now_ms())
     st.button("Details", key=f"library.open.{asset.sha256}", on_click=open_details, args=(asset.sha256,),
               icon=":material/open_in_full:", type="tertiary")
@@ -353,7 +373,7 @@ def cell(asset: Asset) -> None:
 def select_row(page_ids: list[str], total: int, filters: dict) -> None:
     """Select all on this page / all matching the filters; the bar (when something is selected)."""
     with st.container(horizontal=True, gap="small", key="library-select-row"):
-        selection.page_buttons(SCOPE, page_ids, total, lambda: library.store.matching_ids(**filters),
+        selection.page_buttons(SCOPE, page_ids, total, lambda: library.matching_ids(**filters),
                                key="library.select", every_label=f"Select all {total:,} matching")
     selection_bar.render(library, SCOPE)
 
@@ -401,17 +421,8 @@ def browse(total: int) -> None:
     seen = repr((filters, per_page))
     if st.session_state.get(K_FILTERS_SEEN) != seen:  # new filters start at page 1
         st.session_state[K_FILTERS_SEEN] = seen
-        restart_paging()
-    page_key, start = paging()
-    current = st.session_state.get(page_key, start)  # the widget's page (from the last run), read only
-    current = current if isinstance(current, int) and current >= 1 else start
-    page = library.page((current - 1) * per_page, per_page, **filters)
-    pages = max(1, math.ceil(page.total / per_page))
-    if current > pages:  # e.g. the last image of the last page was deleted
-        current = pages
-        restart_paging(current)
-        page_key, start = paging()
-        page = library.page((current - 1) * per_page, per_page, **filters)
+        PAGER.restart()
+    page, current, pages = PAGER.fetch(per_page, lambda offset, limit: library.page(offset, limit, **filters))
 
     filtered = bool(filters["filters"])
     where = f" · page {current} of {pages}" if pages > 1 else ""
@@ -424,14 +435,13 @@ def browse(total: int) -> None:
                 icon=":material/filter_alt_off:")
         return
     select_row([a.sha256 for a in page.assets], page.total, filters)
+    viewer.remember_order("library", [a.sha256 for a in page.assets])
     grid(page.assets, cell, key="library")
-    if pages > 1:
-        st.pagination(pages, default=min(start, pages), key=page_key, persist_state="session",
-                      max_visible_pages=9)
+    PAGER.widget(pages)
     export_section(filters, page.total, filtered)
 
 
-# --- the trash -----------------------------------------------------------------------------------
+# --- the view switch ------------------------------------------------------------------------------
 def view_switch(total: int) -> str:
     """Library (N) | Duplicates | Trash (N): shown once there is something in the library or the trash."""
     in_trash = library.trash_count()
@@ -440,135 +450,6 @@ def view_switch(total: int) -> str:
     labels = {"library": f"Library ({total:,})", "duplicates": "Duplicates", "trash": f"Trash ({in_trash:,})"}
     return st.segmented_control("View", VIEWS, default="library", required=True, key=K_VIEW,
                                 persist_state="session", format_func=labels.get, label_visibility="collapsed")
-
-
-def days_left(trashed_at: int, now: int) -> int:
-    """Whole days until an asset trashed at `trashed_at` is deleted for good (0: at the next opening)."""
-    return max(0, math.ceil((trashed_at - expiry_cutoff(now, library.settings.trash_days)) / DAY_MS))
-
-
-def images(count: int) -> str:
-    return f"{count:,} image{'s' if count != 1 else ''}"
-
-
-def restore(sha256s: list[str]) -> None:
-    with guard("restoring"):
-        result = library.restore(sha256s)
-        selection.forget(sha256s)
-        state.mark_changed(library)
-        gone = f"; {len(result.skipped)} could not be restored (see `python -m ragkit doctor`)" if result.skipped else ""
-        st.toast(f"Restored {images(len(result.done))} to the library{gone}", icon=":material/restore_from_trash:")
-
-
-def trash_cell(asset: Asset) -> None:
-    selection.checkbox(TRASH_SCOPE, asset.sha256)
-    show_thumbnail(library, asset)
-    st.caption(md_escape(short_name(asset.filename)))
-    deleted = datetime.fromtimestamp(asset.trashed_at / 1000)
-    left = days_left(asset.trashed_at, now_ms())
-    colour = "red" if left <= 1 else "orange" if left <= 7 else "gray"  # what goes soon stands out
-    st.caption(f"Deleted {deleted:%b} {deleted.day}")
-    st.markdown(f":{colour}-badge[:material/timer: {left} day{'s' if left != 1 else ''} left]",
-                help=f"Deleted {deleted:%Y-%m-%d %H:%M}; deleted for good after {library.settings.trash_days} days.")
-    st.button("Restore", key=f"library.restore.{asset.sha256}", on_click=restore, args=([asset.sha256],),
-              icon=":material/restore_from_trash:", type="tertiary")
-
-
-def ask_empty(what: str | None) -> None:
-    """Which confirmation the Trash view shows: "all" (Empty trash), "selected", or none."""
-    st.session_state[K_CONFIRM_EMPTY] = what
-
-
-def empty_trash(chosen: list[str] | None, count: int) -> None:
-    """Delete for good the whole trash (`chosen` None) or the chosen assets of it."""
-    with guard("emptying the trash"), st.spinner(f"Deleting {images(count)} for good…"):
-        result = library.empty_trash(chosen)
-        if chosen is None:
-            selection.clear(TRASH_SCOPE)
-        else:
-            selection.forget(chosen)
-        ask_empty(None)
-        state.mark_changed(library)
-        state.flash(f"Deleted {images(len(result.done))} for good", ":material/delete_forever:")
-        st.rerun()
-
-
-def trash_actions(page_ids: list[str], total: int) -> None:
-    with st.container(horizontal=True, gap="small", vertical_alignment="center", key="library-trash-actions"):
-        selection.page_buttons(TRASH_SCOPE, page_ids, total, library.store.trashed_ids, key="library.trash-select",
-                               every_label=f"Select all {total:,} in the trash")
-        st.space("stretch")
-        st.button("Empty trash…", key="library.empty-trash", icon=":material/delete_forever:", on_click=ask_empty,
-                  args=("all",))
-    trash_selection_bar()
-    confirm_empty(total)
-
-
-def trash_selection_bar() -> None:
-    """The selected assets of the trash: restore them, or delete them for good."""
-    chosen = selection.ids(TRASH_SCOPE)
-    if not chosen:
-        return
-    with st.container(border=True, key="selection-bar-trash"), \
-            st.container(horizontal=True, gap="small", vertical_alignment="center"):
-        st.markdown(f"**{len(chosen):,} selected**")
-        st.button(f"Restore {len(chosen):,}", key="library.restore-selected", type="primary",
-                  icon=":material/restore_from_trash:", on_click=restore, args=(chosen,))
-        st.button(f"Delete {len(chosen):,} for good…", key="library.delete-selected", icon=":material/delete_forever:",
-                  on_click=ask_empty, args=("selected",))
-        st.space("stretch")
-        st.button("Clear selection", key="library.trash-clear", icon=":material/deselect:", type="tertiary",
-                  on_click=selection.clear, args=(TRASH_SCOPE,))
-
-
-def confirm_empty(total: int) -> None:
-    """Deleting for good cannot be undone: say what goes, and ask."""
-    what = st.session_state.get(K_CONFIRM_EMPTY)
-    chosen = selection.ids(TRASH_SCOPE) if what == "selected" else None
-    if not what or chosen == []:
-        return
-    count = total if chosen is None else len(chosen)
-    which = (f"{'the' if count == 1 else 'all'} **{images(count)}** in the trash" if chosen is None
-             else f"the **{images(count)}** you selected")
-    st.warning(f"Delete {which} for good? Their originals and thumbnails are removed from disk; this cannot be "
-               "undone.", icon=":material/delete_forever:")
-    with st.container(horizontal=True, gap="small"):
-        if st.button(f"Yes, delete {count:,} for good", key="library.empty-confirm", type="primary"):
-            empty_trash(chosen, count)
-        st.button("Cancel", key="library.empty-cancel", on_click=ask_empty, args=(None,))
-
-
-def trash_view() -> None:
-    if not library.has_trash:
-        st.info("This library was made by an older ragkit and has no trash: deleting an image there is for good. "
-                "Run `python -m ragkit upgrade` to get the trash (and usage rights).", icon=":material/upgrade:")
-        return
-    library.expire_trash()  # a long-running app: what has been there too long goes now, not at the next start
-    per_page = PAGE_SIZES[0]
-    page_key, start = paging(K_TRASH_PAGE, K_TRASH_PAGING)
-    current = st.session_state.get(page_key, start)
-    current = current if isinstance(current, int) and current >= 1 else start
-    page = library.trashed_page((current - 1) * per_page, per_page)
-    pages = max(1, math.ceil(page.total / per_page))
-    if current > pages:  # its last images were restored or deleted
-        current = pages
-        restart_paging(current, K_TRASH_PAGE, K_TRASH_PAGING)
-        page_key, start = paging(K_TRASH_PAGE, K_TRASH_PAGING)
-        page = library.trashed_page((current - 1) * per_page, per_page)
-    days = library.settings.trash_days
-    if not page.total:
-        st.info(f"The trash is empty. Images you delete wait here for {days} days, so they can be restored, "
-                "before they are deleted for good.", icon=":material/delete:")
-        return
-    where = f" · page {current} of {pages}" if pages > 1 else ""
-    st.markdown(f"**{page.total:,}** image{'s' if page.total != 1 else ''} in the trash, most recently deleted "
-                f"first{where}")
-    st.caption(f"Restore brings an image back as it was: tags, provenance, usage rights. Each is deleted for good "
-               f"{days} days after it was deleted (`RAGKIT_TRASH_DAYS`), or when you empty the trash.")
-    trash_actions([a.sha256 for a in page.assets], page.total)
-    grid(page.assets, trash_cell, key="trash")
-    if pages > 1:
-        st.pagination(pages, default=min(start, pages), key=page_key, persist_state="session", max_visible_pages=9)
 
 
 # --- the page ----------------------------------------------------------------------------------
@@ -580,7 +461,7 @@ with guard("loading the library"):
     view = view_switch(total)
     if view == "trash":
         progress_slot = st.empty()
-        trash_view()
+        library_trash.show(library)
     else:
         if total == 0:
             empty_state()

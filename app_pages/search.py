@@ -4,12 +4,12 @@ from functools import partial
 
 import streamlit as st
 
-from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, SearchHit
+from ragkit.records import SOURCE_GENERATED, SOURCE_UPLOAD, Asset, SearchHit
 from ragkit.rights import blocked_as_reference, now_ms
-from ragkit.ui import filter_controls, links, search_extras, selection, selection_bar, state, tray, uploads
+from ragkit.ui import filter_controls, links, search_extras, selection, selection_bar, state, tray, uploads, viewer
 from ragkit.ui.errors import guard
-from ragkit.ui.grid import (example_preview, grid, rights_badges, score_label, short_name, show_thumbnail,
-                            thumbnail_bytes)
+from ragkit.ui.grid import (example_preview, grid, human_date, human_size, name_caption, rights_badges, score_label,
+                            show_thumbnail, tags_caption, thumbnail_bytes)
 from ragkit.ui.markdown import md_escape
 
 SOURCES = {"All": None, "Uploaded": SOURCE_UPLOAD, "Generated": SOURCE_GENERATED}
@@ -20,9 +20,7 @@ MAX_K = 50
 K_TEXT = "search.text"
 K_EXAMPLE = "search.example"
 K_K = "search.k"
-K_TAGS = "search.tags"
-K_SOURCE = "search.source"
-K_MIN_SCORE = "search.min-score"
+K_TAGS, K_SOURCE, K_MIN_SCORE = search_extras.K_TAGS, search_extras.K_SOURCE, search_extras.K_MIN_SCORE
 K_SORT = "search.sort"
 K_RESULTS = "search.results"
 SCOPE = "search"  # the selection of this page (ragkit.ui.selection)
@@ -33,6 +31,7 @@ library = state.library()
 
 
 def more_like(sha256: str) -> None:
+    search_extras.start_fresh(keep_filters=True)  # the filters were set on this search; the words were not
     st.session_state[state.SIMILAR_TO] = sha256
     st.session_state[state.SEARCH_MODE] = state.MODE_SIMILAR
 
@@ -132,14 +131,56 @@ def hit_cell(hit: SearchHit, show_route: bool = False) -> None:
     with st.container(horizontal=True, vertical_alignment="center", gap="xsmall", wrap=False):
         st.markdown(f":orange-badge[{score_label(hit.score)}]", help="Similarity to the query (1.00 = the same)")
         st.space("stretch")
+        st.button("", key=f"search.view.{asset.sha256}", on_click=open_viewer, args=(asset.sha256,),
+                  icon=":material/open_in_full:", type="tertiary", help="View: full size, zoom, details")
         st.button("", key=f"search.more.{asset.sha256}", on_click=more_like, args=(asset.sha256,),
                   icon=":material/image_search:", type="tertiary", help="More like this")
     if show_route:
         st.markdown(search_extras.route_badge(hit), help="Which search found it: by what the picture shows, "
                     "by words in its name, tags, brief or caption, or both")
-    st.caption(md_escape(short_name(asset.filename, 24)))
+    name_caption(asset)
+    tags_caption(asset)
     rights_badges(asset, now)
     tray.pick_toggle(asset.sha256, key_prefix="search", blocked=blocked_as_reference(asset, now))
+
+
+# --- the viewer (ragkit.ui.viewer): full size, zoom, previous / next through the results -----------
+K_VIEWING = "search.viewing"
+
+
+def open_viewer(sha256: str) -> None:
+    st.session_state[K_VIEWING] = sha256
+
+
+def close_viewer() -> None:
+    st.session_state.pop(K_VIEWING, None)
+
+
+def view_and_more_like(sha256: str) -> None:
+    close_viewer()
+    more_like(sha256)
+
+
+@st.dialog("Image", width="large", on_dismiss=close_viewer)
+def view(sha256: str, scores: dict[str, float]) -> None:
+    def panel(asset: Asset) -> None:
+        st.markdown(f"### {md_escape(asset.filename)}")
+        if asset.sha256 in scores:
+            st.markdown(f":orange-badge[{score_label(scores[asset.sha256])}] similarity to the query")
+        st.markdown(f"{asset.width} × {asset.height} px · {human_size(asset.size_bytes)} · {human_date(asset)}")
+        tags_caption(asset, shown=len(asset.tags))
+        if asset.is_generated and asset.prompt:
+            st.markdown(f"**Brief** {md_escape(asset.prompt)}")
+        tray.pick_toggle(asset.sha256, key_prefix="search.viewer", label="Use as a reference",
+                         blocked=blocked_as_reference(asset, now_ms()))
+        with st.container(horizontal=True, gap="small"):
+            st.download_button("Download original", data=lambda: library.original_bytes(asset.sha256),
+                               file_name=asset.filename, mime=asset.mime or None, on_click="ignore",
+                               icon=":material/download:", key="search.viewer.download")
+            st.button("More like this", key="search.viewer.more", icon=":material/image_search:",
+                      on_click=view_and_more_like, args=(asset.sha256,))
+    with guard("showing the image"):
+        viewer.show(library, sha256, scope="search", on_move=open_viewer, details=panel)
 
 
 def results_section(hits: list[SearchHit], description: str, options: dict, show_route: bool) -> None:
@@ -165,7 +206,10 @@ def results_section(hits: list[SearchHit], description: str, options: dict, show
         st.button(f"Select all {len(hits)} results", key="search.select-all", icon=":material/select_all:",
                   type="tertiary", on_click=selection.select_all, args=(SCOPE, shown))
     selection_bar.render(library, SCOPE)
+    viewer.remember_order("search", shown)
     grid(hits, partial(hit_cell, show_route=show_route), key="search")
+    if st.session_state.get(K_VIEWING) in shown:
+        view(st.session_state[K_VIEWING], {h.asset.sha256: h.score for h in hits})
 
 
 st.title("Search")

@@ -30,11 +30,13 @@ from ragkit.library import Library
 from ragkit.records import Asset, SearchHit
 from ragkit.rights import blocked_as_reference, now_ms
 from ragkit.studio import (ASPECT_LABELS, DEFAULT_ENDPOINT, PRESET_BRIEFS, Generation, Kit, ModelInfo,
-                           default_model, file_name_for, generate_from, model_info, model_options, models_help,
-                           recent_generated, save_generated_image, suggest_references, too_many_references)
+                           file_name_for, generate_from, model_info, recent_generated, save_generated_image, suggest_references, too_many_references)
 from ragkit.studio.cost import CostLedger, format_usd
-from ragkit.tags import normalise_tags
-from ragkit.ui import pending, state, tray
+from ragkit.studio.drafts import KEEP_RESULTS
+from ragkit.studio.kits import unusable_kit_message
+from ragkit.tags import parse_tag_list
+from ragkit.ui import models as models_ui
+from ragkit.ui import drafts, edit_panel, pending, state, tray
 from ragkit.ui.errors import error_message, guard, show_message
 from ragkit.ui.grid import grid, inject_css, score_label, short_name, show_thumbnail, thumbnail_bytes
 from ragkit.ui.markdown import md_escape
@@ -45,6 +47,7 @@ from app_pages import studio_batch, studio_kits
 K_BRIEF = "studio.brief"
 K_MODEL = "studio.model"
 K_ASPECT = "studio.aspect"
+K_SIZE = "studio.size"                # one widget per model: studio.size.<model id>
 K_VARIATIONS = "studio.variations"
 K_SAVE_TAGS = "studio.save-tags"
 K_RESULT = "studio.result"            # the last successful generation (a StudioResult)
@@ -53,6 +56,7 @@ K_SUGGESTIONS = "studio.suggestions"  # (brief, hits) from "Suggest references"
 K_KIT = "studio.kit"                  # the brand kit picked for Generate
 K_TAB = "studio.tab"                  # the tab widget
 K_TAB_SHOWN = "studio.tab-shown"      # the tab to open when coming back to the Studio
+K_EARLIER = "studio.earlier"          # the generations before the last one (StudioResults, newest first)
 TABS = ("Generate", "Batch", "Brand kits")
 
 AUTO_ASPECT = "auto"
@@ -90,7 +94,55 @@ def open_in_library(sha256: str) -> None:
     st.switch_page(state.LIBRARY_PAGE)
 
 
+def keep_result(result: StudioResult) -> None:
+    """A new generation becomes the Results; the one before moves to Earlier results (a few are kept,
+    on the server too, so a reload or a new tab offers them back)."""
+    previous = st.session_state.get(K_RESULT)
+    earlier = [r for r in ([previous] if previous else []) + st.session_state.get(K_EARLIER, [])
+               if len(r.saved) < len(r.generation.images)]  # only ones with something left to save
+    st.session_state[K_EARLIER] = earlier[:KEEP_RESULTS - 1]
+    st.session_state[K_RESULT] = result
+    drafts.keep_result(state.settings(), result.generation, result.id)
+
+
+def restore_draft() -> None:
+    """'Restore': the brief, the tray and the kept results come back as they were."""
+    draft = drafts.take_offer()
+    if draft is None:
+        return
+    results = [StudioResult(kept.generation, id=kept.id, saved=dict(kept.saved)) for kept in draft.results]
+    if results:
+        st.session_state[K_RESULT] = results[0]
+        st.session_state[K_EARLIER] = results[1:]
+
+
 # --- sections ----------------------------------------------------------------------------------
+def draft_offer(settings: Settings) -> None:
+    """After a reload or in a new tab: offer back the work kept on the server."""
+    problem = drafts.problem()
+    if problem:
+        st.warning(md_escape(problem), icon=":material/restore_page:")
+    draft = drafts.offered()
+    if draft is None:
+        return
+    parts = []
+    if draft.brief.strip():
+        parts.append(f"the brief “{md_escape(short_name(draft.brief, 60))}”")
+    if draft.tray:
+        parts.append(f"{len(draft.tray)} reference{'s' if len(draft.tray) != 1 else ''}")
+    if draft.results:
+        images = sum(len(r.generation.images) for r in draft.results)
+        parts.append(f"{images} result{'s' if images != 1 else ''} not saved yet")
+    with st.container(border=True, key="studio-draft-offer"):
+        st.markdown(f":material/restore: **Your earlier work is kept:** {', '.join(parts)}.")
+        st.caption(drafts.LIMITS)
+        with st.container(horizontal=True, gap="small"):
+            st.button("Restore", key="studio.draft-restore", on_click=restore_draft, type="primary",
+                      icon=":material/restore:")
+            st.button("Start fresh", key="studio.draft-discard", on_click=drafts.discard_offer, args=(settings,),
+                      type="tertiary", icon=":material/delete_sweep:", help="Let the kept work go.")
+
+
 def key_help() -> None:
     """Without a key: say what is missing and how to add it (the rest of the page still works)."""
     with st.container(border=True, key="studio-no-key"):
@@ -115,44 +167,47 @@ def presets() -> None:
                       help=preset.text, type="secondary", icon=":material/bolt:")
 
 
-def options_row(library: Library, settings: Settings) -> tuple[str, str | None, Kit | None]:
-    options = model_options(settings.gemini_model)
+def options_row(library: Library, settings: Settings) -> tuple[str, str | None, Kit | None, str | None]:
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="studio-options"):
-        model = st.selectbox("Model", options, index=options.index(default_model(settings.gemini_model)),
-                             format_func=lambda m: model_info(m).label, key=K_MODEL, persist_state="session",
-                             width=220, help=models_help())
+        model = models_ui.image_picker(settings, K_MODEL, persist=True)
         info = model_info(model)
         ratios = [AUTO_ASPECT, *info.aspect_ratios]
+        if st.session_state.get(K_ASPECT) not in (None, *ratios):
+            st.session_state.pop(K_ASPECT)  # a ratio the model just picked doesn't offer
         aspect = st.selectbox("Aspect ratio", ratios, format_func=lambda r: ASPECT_CHOICES.get(r, r),
                               key=K_ASPECT, persist_state="session", width=240)
+        size = models_ui.size_picker(model, K_SIZE)
         kit = studio_kits.kit_picker(library, K_KIT)
     if kit and kit.aspect and aspect == AUTO_ASPECT:
         st.caption(f"Aspect ratio: the kit's {kit.aspect}.")
-    return model, (None if aspect == AUTO_ASPECT else aspect), kit
+    return model, (None if aspect == AUTO_ASPECT else aspect), kit, size
 
 
 def brief_section(library: Library, settings: Settings,
                   tray_count: int) -> tuple[str, str, str | None, int, Kit | None, bool]:
-    """Presets, the brief, the options and Generate; returns (brief, model, aspect, variations, kit, clicked)."""
+    """Presets, the brief, the options and Generate; returns (brief, model, aspect, variations, kit, clicked, size)."""
     st.subheader("Brief")
     presets()
     brief = st.text_area("What should the new image show?", key=K_BRIEF, persist_state="session", height=130,
                          placeholder="A model wearing these sneakers on a sunny beach, golden hour, editorial "
                                      "photo", max_chars=4000)
-    model, aspect, kit = options_row(library, settings)
+    model, aspect, kit, size = options_row(library, settings)
+    gone = models_ui.gone_notice(settings, model, K_MODEL)
     info = model_info(model)
     kit_refs = len(kit.reference_ids) if kit else 0
     warning = too_many_references(tray_count + kit_refs, info)
     if warning:
         with_kit = f"With the kit's {kit_refs} reference{'s' if kit_refs != 1 else ''}: " if kit_refs else ""
         st.warning(md_escape(with_kit + warning), icon=":material/filter_9_plus:")
-    kit_problem = studio_kits.kit_problems(library, kit)
+    kit_problem = unusable_kit_message(library, kit)
     if kit_problem:
         st.warning(md_escape(kit_problem), icon=":material/warning:")
     has_key = bool(settings.gemini_api_key)
     why = None
     if not has_key:
         why = "Add a Gemini API key first (see above)."
+    elif gone:
+        why = "This model is no longer offered: switch to a live one (see above)."
     elif warning:
         why = "Too many references for this model (see above)."
     elif kit_problem:
@@ -168,11 +223,14 @@ def brief_section(library: Library, settings: Settings,
     endpoint = redact_uri(settings.gemini_base_url) if settings.gemini_base_url else None
     if endpoint and endpoint != DEFAULT_ENDPOINT:
         st.caption(f":material/dns: Endpoint `{endpoint}` (RAGKIT_GEMINI_BASE_URL)")
-    return brief, model, aspect, variations, kit, clicked
+    size_note = f" at {size}" if size else ""
+    st.caption(f":material/payments: {info.label}{size_note}: "
+               f"{models_ui.per_image_price(settings, model, tray_count + kit_refs, size)}")
+    return brief, model, aspect, variations, kit, clicked, size
 
 
 def start_generation(library: Library, settings: Settings, brief: str, model: str, aspect: str | None,
-                     variations: int, kit: Kit | None) -> None:
+                     variations: int, kit: Kit | None, size: str | None = None) -> None:
     """Send the brief and the tray to the model in a background job (see ragkit.jobs.thread), then redraw."""
     if pending.running():  # a second click while one runs: never pay twice
         return
@@ -186,7 +244,7 @@ def start_generation(library: Library, settings: Settings, brief: str, model: st
 
     def work(progress):  # reading and shrinking the references is part of the wait, not of the click
         return generate_from(library, generator, brief, picked, model=model, aspect_ratio=aspect,
-                             variations=variations, on_progress=progress, kit=kit)
+                             variations=variations, on_progress=progress, kit=kit, size=size)
 
     job = Job.start(work, name="nano-banana-job")
     pending.put(pending.PendingGeneration(job, model_info(model).label, variations, len(picked)))
@@ -230,7 +288,7 @@ def wait_for_generation(slot: DeltaGenerator) -> None:
     if pending.take() is not job_in_flight:  # "Stop waiting" won the race
         return
     try:
-        st.session_state[K_RESULT] = StudioResult(job.outcome())
+        keep_result(StudioResult(job.outcome()))
     except Exception as exc:  # noqa: BLE001 - every failure becomes a message; the brief and tray stay
         st.session_state[K_ERROR] = error_message(exc, "generating")
     st.rerun()  # Generate was drawn disabled above this: draw the page again with the outcome
@@ -332,6 +390,7 @@ def save_result(library: Library, result: StudioResult, index: int, tags: list[s
             asset = save_generated_image(library, generation, image, tags=tags,
                                          name=file_name_for(generation.prompt, index, image.mime))
         result.saved[index] = asset.sha256
+        drafts.mark_saved(library.settings, result.id, index, asset.sha256)
         state.mark_changed(library)
         st.toast(f"Saved {md_escape(asset.filename)} to the library", icon=":material/check:")
         st.rerun()
@@ -341,21 +400,38 @@ def results_section(library: Library) -> None:
     result: StudioResult | None = st.session_state.get(K_RESULT)
     if result is None:
         return
+    st.divider()
+    st.subheader("Results")
+    tags_text = st.text_input("Tags for saved images (optional, comma-separated)", key=K_SAVE_TAGS,
+                              persist_state="session", placeholder="summer, campaign", width=420)
+    tags = parse_tag_list(tags_text)
+    result_block(library, result, tags)
+    earlier: list[StudioResult] = st.session_state.get(K_EARLIER, [])
+    if earlier:
+        with st.expander(f"Earlier results ({len(earlier)}), not all saved", icon=":material/history:"):
+            st.caption("The generations before the last one. " + (drafts.LIMITS if drafts.kept_here() else
+                       "They are kept while this tab is open."))
+            for older in earlier:
+                result_block(library, older, tags)
+
+
+def result_block(library: Library, result: StudioResult, tags: list[str]) -> None:
+    """One generation's facts, brief, notes and images (Save, Edit, Download on each)."""
     generation = result.generation
     info = model_info(generation.model)
     count = len(generation.images)
-    st.divider()
-    st.subheader("Results")
     aspect = generation.aspect_ratio or "auto"
     tokens = generation.usage.get("total_tokens", 0)
     cost = generation.details.get("cost_usd")
     each = f" (about {format_usd(cost / count)} each)" if cost is not None and count > 1 else ""
     kit = (f" · kit {md_escape(generation.details['kit'])} v{generation.details['kit_version']}"
            if "kit" in generation.details else "")
-    st.caption(f"{count} image{'s' if count != 1 else ''} · {md_escape(info.label)} · aspect {aspect} · "
+    size = f" · {generation.size}" if generation.size else ""
+    st.caption(f"{count} image{'s' if count != 1 else ''} · {md_escape(info.label)} · aspect {aspect}{size} · "
                f"{generation.seconds:.1f} s" + (f" · {tokens:,} tokens" if tokens else "")
                + (f" · cost {format_usd(cost)}{each}" if "cost_usd" in generation.details else "") + kit)
-    with st.container(border=True, key="studio-result-brief"):
+    latest = result is st.session_state.get(K_RESULT)
+    with st.container(border=True, key="studio-result-brief" if latest else f"studio-result-brief-{result.id}"):
         st.markdown(f"> {md_escape(generation.prompt)}")
         if generation.reference_ids:
             st.caption(f"Made from {len(generation.reference_ids)} reference"
@@ -366,9 +442,6 @@ def results_section(library: Library) -> None:
     if generation.text:
         with st.expander("The model's note", icon=":material/chat:"):
             st.markdown(md_escape(generation.text))
-    tags_text = st.text_input("Tags for saved images (optional, comma-separated)", key=K_SAVE_TAGS,
-                              persist_state="session", placeholder="summer, campaign", width=420)
-    tags = normalise_tags([t for t in tags_text.split(",") if t.strip()])
 
     def cell(index: int) -> None:
         image = generation.images[index]
@@ -383,6 +456,9 @@ def results_section(library: Library) -> None:
             elif st.button("Save to library", key=f"studio.save.{result.id}.{index}", type="primary",
                            icon=":material/library_add:"):
                 save_result(library, result, index, tags)
+            st.button("Edit", key=f"studio.edit.{result.id}.{index}", icon=":material/edit:",
+                      on_click=edit_panel.open_result, args=(image, generation.model, generation.prompt, saved),
+                      help="Change this image in a conversation with the model: “make the background blue”.")
             st.download_button("Download", data=image.data, file_name=name, mime=image.mime, on_click="ignore",
                                key=f"studio.download.{result.id}.{index}", icon=":material/download:")
 
@@ -420,6 +496,9 @@ def history_section(library: Library) -> None:
             if st.button("Details", key=f"studio.details.{asset.sha256}", type="tertiary",
                          icon=":material/open_in_full:"):
                 open_in_library(asset.sha256)
+            if st.button("Edit", key=f"studio.history-edit.{asset.sha256}", type="tertiary", icon=":material/edit:"):
+                with guard("opening the edit"):
+                    edit_panel.open_asset(library, library.settings, asset.sha256, from_studio=True)
 
     grid(recent, cell, key="studio-history", min_column_width=200)
 
@@ -427,23 +506,25 @@ def history_section(library: Library) -> None:
 def spent_caption(library: Library) -> None:
     """What this library's generations cost so far (every process's, from the ledger)."""
     spent = CostLedger(library.settings.data_dir).totals()
-    if spent.generations:
-        unpriced = f" (+ {spent.unpriced} at an unknown price)" if spent.unpriced and spent.known_cost is not None else ""
-        st.caption(f":material/payments: {format_usd(spent.known_cost)}{unpriced} spent on {spent.generations:,} "
+    if spent.generations or spent.damaged or spent.problem:
+        st.caption(f":material/payments: {format_usd(spent.known_cost)}{md_escape(spent.summary())} spent on {spent.generations:,} "
                    f"generation{'s' if spent.generations != 1 else ''} in this library so far, kept or not "
                    "(Google's list prices).")
 
 
 def generate_tab(library: Library, settings: Settings) -> None:
+    draft_offer(settings)
+    with guard("showing the edit"):
+        edit_panel.render(library, settings)
     left, right = st.columns([3, 2], gap="large")
     with left:  # (the sidebar, drawn before the page, has already dropped references deleted meanwhile)
-        brief, model, aspect, variations, kit, clicked = brief_section(library, settings, tray.count())
+        brief, model, aspect, variations, kit, clicked, size = brief_section(library, settings, tray.count())
     with right:
         with guard("showing the references"):
             references_section(library, model_info(model), brief, kit)
         progress_slot = st.empty()
     if clicked:
-        start_generation(library, settings, brief, model, aspect, variations, kit)
+        start_generation(library, settings, brief, model, aspect, variations, kit, size)
     error_section()
     with guard("showing the results"):
         results_section(library)

@@ -22,14 +22,16 @@ import streamlit as st
 from ragkit.errors import RagkitError
 from ragkit.ingest.images import decode_image, make_thumbnail
 from ragkit.library import Library
-from ragkit.studio import ASPECT_LABELS, batch, default_model, model_info, model_options, models_help
+from ragkit.studio import ASPECT_LABELS, batch, model_info
 from ragkit.studio.cost import format_usd, prices_for, sum_costs
+from ragkit.studio.kits import unusable_kit_message
 from ragkit.ui import batches, state, tray
+from ragkit.ui import models as models_ui
 from ragkit.ui.errors import error_message, guard, show_error, show_message
 from ragkit.ui.grid import inject_css, short_name, thumbnail_bytes
 from ragkit.ui.markdown import md_escape
 
-from app_pages.studio_kits import kit_picker, kit_problems
+from app_pages.studio_kits import kit_picker
 
 K_BRIEF = "batch.brief"
 K_SOURCE = "batch.source"
@@ -38,8 +40,11 @@ K_WITH_TRAY = "batch.with-tray"
 K_KIT = "batch.kit"
 K_MODEL = "batch.model"
 K_ASPECT = "batch.aspect"
+K_SIZE = "batch.size"            # one widget per model: batch.size.<model id>
 K_VARIATIONS = "batch.variations"
 K_CONCURRENCY = "batch.concurrency"
+K_WHEN = "batch.when"             # now, or half price through the Batch API
+NOW, HALF_PRICE = "Now", "Half price, results within a day"
 K_JOB = "batch.job"              # the job shown
 K_JOB_NEXT = "batch.job-next"    # set by Start: the job to show on the next run
 SOURCE_TAG = "Images with a tag"
@@ -72,46 +77,57 @@ def new_batch(library: Library, store: batch.JobStore) -> None:
                    if products else "The tray is empty: pick product shots on the Search or Library page.")
     with st.container(horizontal=True, gap="medium", vertical_alignment="bottom", key="batch-options"):
         kit = kit_picker(library, K_KIT)
-        options = model_options(settings.gemini_model)
-        model = st.selectbox("Model", options, index=options.index(default_model(settings.gemini_model)),
-                             format_func=lambda m: model_info(m).label, key=K_MODEL, width=200, help=models_help())
+        model = models_ui.image_picker(settings, K_MODEL, width=200)
         ratios = [AUTO, *model_info(model).aspect_ratios]
+        if st.session_state.get(K_ASPECT) not in (None, *ratios):
+            st.session_state.pop(K_ASPECT)  # a ratio the model just picked doesn't offer
         aspect = st.selectbox("Aspect ratio", ratios, key=K_ASPECT, width=220,
                               format_func=lambda r: ("Auto, or the kit's" if r == AUTO else ASPECT_LABELS.get(r, r)))
+        size = models_ui.size_picker(model, K_SIZE)
         variations = int(st.segmented_control("Variations per product", [1, 2, 3, 4], default=2, required=True,
                                               key=K_VARIATIONS))
-        concurrency = int(st.number_input("Requests at a time", 1, 8, batch.DEFAULT_CONCURRENCY, key=K_CONCURRENCY,
+        concurrency = int(st.number_input("Requests at a time", 1, batch.MAX_CONCURRENCY, batch.DEFAULT_CONCURRENCY, key=K_CONCURRENCY,
                                           width=160, help="More finishes sooner, until Gemini's rate limit "
                                                           "answers 429; then every request waits as Gemini asks."))
-    spec, why = plan(library, brief, tag, products, with_refs, kit, variations, model, aspect)
+    when = st.segmented_control("When", [NOW, HALF_PRICE], default=NOW, required=True, key=K_WHEN,
+                                help="Half price goes through Gemini's Batch API: one batch, answered within a day. "
+                                     "The job waits for it even across restarts; Cancel is on the job.")
+    gone = models_ui.gone_notice(settings, model, K_MODEL)
+    spec, why = plan(library, brief, tag, products, with_refs, kit, variations, model, aspect, size,
+                     half_price=when == HALF_PRICE)
     if spec is not None:
         refs = len(spec.references_for(spec.products[0]))
-        estimate = prices_for(settings).estimate(spec.model, refs, len(spec.products) * spec.variations)
+        estimate = prices_for(settings).estimate(spec.model, refs, len(spec.products) * spec.variations, spec.size)
+        if spec.half_price and estimate is not None:
+            estimate = estimate / 2
         skipped = f" · {len(spec.skipped)} skipped (not usable)" if spec.skipped else ""
         st.caption(f"{len(spec.products)} product{'s' if len(spec.products) != 1 else ''} × {spec.variations} = "
                    f"**{len(spec.products) * spec.variations} requests**, each with {refs} reference"
                    f"{'s' if refs != 1 else ''} (of {model_info(model).max_references}){skipped} · "
-                   f"about {format_usd(estimate)}")
+                   f"{spec.size or model_info(model).default_size} · "
+                   + (f"about {format_usd(estimate)}" if estimate is not None else "price unknown"))
     elif why:
         st.warning(md_escape(why), icon=":material/info:")
     if not settings.gemini_api_key:
         why = "Add a Gemini API key first (see the top of the page)."
     if st.button("Start the batch", key="batch.start", type="primary", icon=":material/dynamic_feed:",
-                 disabled=spec is None or not settings.gemini_api_key, help=why):
+                 disabled=spec is None or gone or not settings.gemini_api_key, help=why):
         start(library, store, spec, concurrency)
 
 
 def plan(library: Library, brief: str, tag: str | None, products: list[str], with_refs: list[str], kit,
-         variations: int, model: str, aspect: str) -> tuple[batch.BatchSpec | None, str | None]:
+         variations: int, model: str, aspect: str, size: str | None = None,
+         half_price: bool = False) -> tuple[batch.BatchSpec | None, str | None]:
     """The job these choices make, or why there is none yet (None when the form is just not filled in)."""
     if not brief.strip() or (tag is None and not products):
         return None, None
-    problem = kit_problems(library, kit)
+    problem = unusable_kit_message(library, kit)
     if problem:
         return None, problem
     try:
         return batch.plan_batch(library, brief, tag=tag, ref_each=products, with_refs=with_refs, kit=kit,
-                                variations=variations, model=model, aspect=None if aspect == AUTO else aspect), None
+                                variations=variations, model=model, aspect=None if aspect == AUTO else aspect,
+                                size=size, half_price=half_price), None
     except RagkitError as exc:
         return None, error_message(exc)
 
@@ -152,10 +168,11 @@ def job_section(library: Library, store: batch.JobStore, job_id: str) -> None:
     spec = job.spec
     with st.container(border=True, key="batch-job-card"):
         st.markdown(f"> {md_escape(spec.brief)}")
-        kit = f" · kit {md_escape(spec.kit['name'])} v{spec.kit['version']}" if spec.kit else ""
-        st.caption(f"Job `{job.id}` · {len(spec.products)} products × {spec.variations} · "
-                   f"{md_escape(model_info(spec.model).label)} · aspect {spec.aspect or 'auto'}{kit} · "
-                   f"approved images get the tag `{job.tag}`")
+        # Every value here was read back from the job's state file: shown literally, never as Markdown.
+        kit = f" · kit {md_escape(str(spec.kit['name']))} v{md_escape(str(spec.kit['version']))}" if spec.kit else ""
+        st.caption(f"Job {md_escape(job.id)} · {len(spec.products)} products × {md_escape(str(spec.variations))} · "
+                   f"{md_escape(model_info(spec.model).label)} · aspect {md_escape(spec.aspect or 'auto')}{kit} · "
+                   f"approved images get the tag {md_escape(job.tag)}")
         controls(library, store, job, live)
     if job.error and not live:
         show_message(f"The job stopped: {job.error} Fix it, then Resume: the images made so far are kept.")
@@ -193,6 +210,14 @@ def controls(library: Library, store: batch.JobStore, job: batch.BatchJob, live:
             if st.button(f"Retry the {counts[batch.FAILED]} failed", key="batch.retry", icon=":material/replay:",
                          disabled=not library.settings.gemini_api_key):
                 run_again(library, store, job.id, concurrency, retry_failed=True)
+        if job.remote_batch:
+            st.caption(":material/schedule: Waiting for Gemini's half-price batch (results within a day).")
+            if st.button("Cancel the half-price batch", key="batch.cancel-remote", icon=":material/cancel:"):
+                with guard("cancelling the batch"):
+                    batches.stop(job.id)
+                    from ragkit.studio import half_price
+                    half_price.cancel(store, job.id, library)
+                    st.rerun()
         if not live:
             with st.popover("Delete job…", icon=":material/delete:"):
                 st.caption("Delete this job and its images that were not approved? Approved images stay in the "
@@ -340,15 +365,27 @@ def result_preview(library: Library, path: Path) -> bytes | None:
         return None
 
 
+def damaged_job(store: batch.JobStore, broken) -> None:
+    """A job whose state can't be read: what is wrong and what to do, and Delete."""
+    with st.container(border=True):
+        show_message(broken.message)
+        if st.button("Delete this damaged job", key=f"batch.delete-damaged.{broken.id}", icon=":material/delete:"):
+            with guard("deleting the job"):
+                store.delete(broken.id)
+                st.rerun()
+
+
 # --- the tab -------------------------------------------------------------------------------------
 def render(library: Library) -> None:
     store = batches.store(library)
-    jobs = store.list()
+    jobs, damaged = store.scan()
     st.caption("One brief for many products: every product shot is the first reference of its own requests, "
                "with the brand kit's references after it. The job runs in the background (go on working on "
                "other pages) and survives a restart: Resume sends only what is missing.")
     with st.expander("New batch", expanded=not jobs, icon=":material/add_circle:"):
         new_batch(library, store)
+    for broken in damaged:
+        damaged_job(store, broken)
     if not jobs:
         return
     job_id = job_picker(jobs)

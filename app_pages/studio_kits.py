@@ -12,7 +12,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from ragkit.errors import InvalidInputError, RagkitError
+from ragkit.errors import RagkitError
 from ragkit.library import Library
 from ragkit.studio import ASPECT_LABELS, kits
 from ragkit.ui import tray
@@ -23,13 +23,15 @@ from ragkit.ui.markdown import md_escape
 K_OPEN = "kits.open"            # the kit picked in the select box (its name), or NEW_KIT
 K_OPEN_NEXT = "kits.open-next"  # set by Save/Delete: what the picker shows on the next run
 K_OPENED = "kits.opened"        # the Kit as it was when opened: the version a Save expects to replace
-NEW_KIT = "\u2795 New kit"
+NEW_KIT = "+ New kit"  # plain text (a select box's option): the ➕ emoji has no font on many servers (⊠)
 AUTO = "auto"
 
 
 def render(library: Library) -> None:
     store = kits.kit_store(library.settings)
-    all_kits = store.list()
+    all_kits, damaged = store.scan()
+    for entry in damaged:  # listed, never hidden: `brand-kit delete FILE` removes one
+        st.warning(md_escape(entry.describe()), icon=":material/report:")
     if K_OPEN_NEXT in st.session_state:
         st.session_state[K_OPEN] = st.session_state.pop(K_OPEN_NEXT)
     names = [kit.name for kit in all_kits]
@@ -125,9 +127,7 @@ def save(store: kits.KitStore, library: Library, kit: kits.Kit | None, name: str
          aspect: str | None, references: list[str]) -> None:
     try:
         edited = kits.make_kit(kit.name if kit else name, style, references, [avoid], aspect)
-        problems = kits.reference_problems(library, edited)
-        if problems:
-            raise InvalidInputError(f"Can't save the kit: {'; '.join(problems)}. Remove those references.")
+        kits.check_usable(library, edited, saving=True)
         saved = store.save(edited, expected_version=kit.version if kit else 0)
     except RagkitError as exc:  # a conflict too: the edits stay on screen, Reload shows the other version
         show_message(error_message(exc, "saving the kit"))
@@ -161,11 +161,4 @@ def kit_picker(library: Library, key: str) -> kits.Kit | None:
     return kits.kit_store(library.settings).find(choice) if choice != none else None
 
 
-def kit_problems(library: Library, kit: kits.Kit | None) -> str | None:
-    """Why the picked kit can't be used now (a warning on the page), or None."""
-    if kit is None:
-        return None
-    problems = kits.reference_problems(library, kit)
-    return f"The brand kit {kit.name} can't be used: {'; '.join(problems)}. Edit it on the Brand kits tab." \
-        if problems else None
 

@@ -9,6 +9,7 @@
     .venv/bin/python bench/run.py --only hybrid --sizes 20000,100000
     .venv/bin/python bench/run.py --only engines --uri http://127.0.0.1:19530 --token root:Milvus --sizes 100000
     .venv/bin/python bench/run.py --only query,page,memory --uri http://127.0.0.1:19530   # each: embedded, then server
+    .venv/bin/python bench/run.py --only load,encode --load-app /work/main    # several people at once; vs a checkout
 
 Sub-benchmarks (--only, comma-separated; default all but sweep):
   ingest   images/s: naive notebook loop, batched model ceiling, ragkit ingest (800x600 and 24 MP)
@@ -22,6 +23,10 @@ Sub-benchmarks (--only, comma-separated; default all but sweep):
            exact filtered brute force, every route forced; and the full scan behind the listing
   engines  embedded Milvus Lite and the --uri server side by side at each --sizes: text query, filtered
            searches, recall@10, first Library visit, app memory (needs --uri)
+  load     N Chromium sessions (--people 1,4,8) open search links at once, one scrolls the Library:
+           p50/p95, searches/s, the app's CPU per search and memory per session (--busy, --load-app)
+  encode   one text query's encode in a fresh process, alone and with a busy core (--load-app: vs it);
+           Streamlit's post-run gc.collect(2) before and after the app's freeze
   sweep    ingest over batch sizes x worker counts (how the ingest defaults were chosen)
   hybrid   search by words and pictures at each --sizes (embedded only): how often the asset with a code
            ("SKU-44712", "IMG_2231") or a tag + description ranks 1st / in the top 10 for CLIP alone,
@@ -50,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import TMP_DIR, Table, loadavg, machine_table, quiet_logs, save_results, show  # noqa: E402
 
 ALL = ["ingest", "query", "text", "index", "cold", "memory", "page", "filtered"]
-EXTRA = ["sweep", "engines", "hybrid"]
+EXTRA = ["sweep", "engines", "hybrid", "load", "encode"]
 ON_BOTH_ENGINES = ["query", "index", "cold", "memory", "page", "filtered"]
 
 
@@ -92,6 +97,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token", default="", help="user:password or API key of --uri")
     parser.add_argument("--engines-embedded-max", type=int, default=200_000,
                         help="engines: larger sizes run on the server only (default 200000)")
+    parser.add_argument("--people", type=_ints, default=[1, 4, 8],
+                        help="load: people searching at once, one table row each (default 1,4,8)")
+    parser.add_argument("--rounds", type=int, default=3, help="load: rounds per row (default 3)")
+    parser.add_argument("--load-assets", type=int, default=228, help="load: library size (default 228)")
+    parser.add_argument("--busy", action="store_true", help="load: a process spins on one core meanwhile")
+    parser.add_argument("--load-app", type=Path, default=None,
+                        help="load: run this checkout's app.py instead (a before/after comparison); "
+                             "encode: compare this checkout with it")
     parser.add_argument("--no-save", action="store_true", help="don't write bench/results/bench-*.json and .md")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -225,6 +238,16 @@ def main(argv: list[str] | None = None) -> int:
             from bench import hybrid_bench
             for table in hybrid_bench.run(args.sizes, args.queries, args.recall_queries, args.recall_queries // 2,
                                             args.recall_queries // 4, log=log):
+                show(table, tables)
+        if "encode" in args.only:
+            from bench import load_bench
+            repos = [Path(__file__).resolve().parents[1]] + ([args.load_app] if args.load_app else [])
+            show(load_bench.encode_table(args.queries, repos, log=log), tables)
+            show(load_bench.gc_table(log=log), tables)
+        if "load" in args.only:
+            from bench import load_bench
+            for table in load_bench.run(args.people, args.rounds, args.load_assets, args.busy, args.load_app,
+                                        log=log):
                 show(table, tables)
         if "engines" in args.only:
             from bench import engines_bench

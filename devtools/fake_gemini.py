@@ -27,6 +27,18 @@ containing a tag (handy to see how the Studio page shows each error):
 ``[fake:slow=SECONDS]`` ``[fake:quota=SECONDS]`` (a 429 with Gemini's RetryInfo delay). ``--delay SECONDS``
 makes every image answer take that long, like a real model.
 
+Models, as today's API has them (read 2026-12-07, see ragkit/studio/models.py for the sources):
+``GET /v1beta/models`` (ListModels, paged with ``pageSize``/``pageToken``, at most ``max_page_size`` a
+page) and ``GET /v1beta/models/{id}`` list ``OFFERED``; ``generateContent`` on any other id (a shut-down
+one such as ``gemini-2.5-flash-image``, or one never heard of) answers 404 NOT_FOUND in the API's words,
+and an ``imageConfig.imageSize`` or ``aspectRatio`` the model doesn't offer answers 400 INVALID_ARGUMENT.
+Tests change what is offered with ``offer(id, ...)`` and ``retire(id)``; ``list_models_down`` makes
+ListModels fail (503) as an unreachable listing would.
+Chats: for the 3.x image models (``gemini-3…image…``) every answer's first part and image parts carry a
+``thoughtSignature`` (remembered in ``signatures``), and a request whose history sends a model turn back
+without them is refused with 400 INVALID_ARGUMENT, "... is missing a thought_signature ...", as the API
+does (``RecordedRequest.turns`` shows what came back). google-genai's chats keep them by themselves.
+
 Captions: a request that asks for JSON (``responseMimeType`` application/json, as Describe does) with an
 image is answered with ``{"caption": ..., "tags": [...]}`` for that image (``caption_for``: the same
 image, the same caption), billed as a text model bills it. ``caption_mode`` (``--caption MODE``) switches
@@ -53,6 +65,7 @@ from PIL import Image
 
 API_KEY_PLACEHOLDER = "{api_key}"  # in an error message: replaced by the key the client sent
 _PATH = re.compile(r"^/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^/:]+):generateContent$")
+_MODELS_PATH = re.compile(r"^/(?P<version>v1beta|v1|v1alpha)/models(?:/(?P<model>[^/:?]+))?$")
 _TAG = re.compile(r"\[fake:(?P<name>[a-z0-9-]+)(?:=(?P<arg>[0-9.]+))?\]")
 
 
@@ -92,7 +105,8 @@ def _size_for_ratio(aspect_ratio: str | None, long_side: int) -> tuple[int, int]
     return max(1, round(long_side * w / h)), long_side
 
 
-IMAGE_TOKENS = 1290     # what one 1024 px Nano Banana image is billed as
+IMAGE_TOKENS = 1120     # what one 1K image of the 3.x image models is billed as
+IMAGE_TOKENS_BY_SIZE = {"512": 747, "1K": 1120, "2K": 1680, "4K": 2520}
 REFERENCE_TOKENS = 258  # an input image (one tile)
 
 
@@ -115,7 +129,7 @@ def usage_metadata(prompt: int = 12, image: int = IMAGE_TOKENS, text: int = 0, t
     return usage
 
 
-def _usage(prompt: int = 12, output: int = 1290) -> dict[str, int]:
+def _usage(prompt: int = 12, output: int = IMAGE_TOKENS) -> dict[str, int]:
     return {"promptTokenCount": prompt, "candidatesTokenCount": output, "totalTokenCount": prompt + output}
 
 
@@ -197,7 +211,7 @@ def error_reply(code: int, message: str | None = None, status: str | None = None
     return Reply(code, {"error": error})
 
 
-def quota_reply(retry_delay_s: float = 37, model: str = "gemini-2.5-flash-image") -> Reply:
+def quota_reply(retry_delay_s: float = 37, model: str = "gemini-nano-banana-2.1") -> Reply:
     """A 429 the way Gemini sends one on a per-minute quota: QuotaFailure, Help and RetryInfo details."""
     delay = f"{retry_delay_s:g}s"
     error = {
@@ -276,7 +290,7 @@ def caption_failure_reply(mode: str, image: bytes = b"") -> Reply:
     if mode == "max-tokens":
         return caption_text_reply(json.dumps({"caption": caption, "tags": tags})[:25], finish="MAX_TOKENS")
     if mode == "429":
-        return quota_reply(1, model="gemini-2.5-flash")
+        return quota_reply(1, model="gemini-3.5-flash-lite")
     raise ValueError(f"unknown caption mode {mode!r}; one of {', '.join(CAPTION_MODES)}")
 
 
@@ -294,6 +308,57 @@ def _b64decode(text: str) -> bytes:
     and the real API accepts both."""
     text = text.replace("-", "+").replace("_", "/")
     return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+# --------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class FakeModel:
+    """One model as ListModels describes it, with the sizes and ratios generateContent accepts."""
+    id: str
+    display_name: str
+    methods: tuple[str, ...] = ("generateContent", "countTokens", "batchGenerateContent")
+    sizes: tuple[str, ...] = ()    # image models: imageSize values accepted
+    ratios: tuple[str, ...] = ()   # image models: aspectRatio values accepted
+    input_limit: int = 1_048_576
+    output_limit: int = 65_536
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape google-genai's _Model_from_mldev reads."""
+        return {"name": f"models/{self.id}", "version": "001", "displayName": self.display_name,
+                "description": f"{self.display_name} (fake)", "inputTokenLimit": self.input_limit,
+                "outputTokenLimit": self.output_limit, "supportedGenerationMethods": list(self.methods),
+                "temperature": 1.0, "topP": 0.95, "topK": 64, "maxTemperature": 2.0, "thinking": True}
+
+
+_CLASSIC = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+_WIDE = _CLASSIC + ("1:4", "4:1", "1:8", "8:1")
+OFFERED: tuple[FakeModel, ...] = (
+    FakeModel("gemini-nano-banana-2.1", "Gemini Nano Banana 2.1", sizes=("1K", "2K", "4K"), ratios=_WIDE,
+              input_limit=131_072, output_limit=32_768),
+    FakeModel("gemini-3.1-flash-image", "Gemini 3.1 Flash Image", sizes=("512", "1K", "2K", "4K"), ratios=_WIDE,
+              input_limit=131_072, output_limit=32_768),
+    FakeModel("gemini-3-pro-image", "Gemini 3 Pro Image", sizes=("1K", "2K", "4K"), ratios=_CLASSIC,
+              input_limit=65_536, output_limit=32_768),
+    FakeModel("gemini-3.1-flash-lite-image", "Gemini 3.1 Flash-Lite Image", sizes=("1K",), ratios=_CLASSIC,
+              input_limit=65_536, output_limit=4_096),
+    FakeModel("gemini-3.5-flash-lite", "Gemini 3.5 Flash-Lite"),
+    FakeModel("gemini-3.1-flash-lite", "Gemini 3.1 Flash-Lite"),
+    FakeModel("gemini-3.6-flash", "Gemini 3.6 Flash"),
+    FakeModel("gemini-3.8-flash", "Gemini 3.8 Flash"),
+    FakeModel("gemini-3.8-flash-tts", "Gemini 3.8 Flash TTS"),
+    FakeModel("gemini-embedding-001", "Gemini Embedding 001", methods=("embedContent", "countTextTokens")),
+)
+
+
+def not_found_reply(model: str, version: str = "v1beta") -> Reply:
+    """The API's 404 for a model id it doesn't serve (shut down, or never existed)."""
+    return error_reply(404, f"models/{model} is not found for API version {version}, or is not supported for "
+                            "generateContent. Call ListModels to see the list of available models and their "
+                            "supported methods.", "NOT_FOUND")
+
+
+def _invalid(message: str) -> Reply:
+    return error_reply(400, message, "INVALID_ARGUMENT")
 
 
 # --------------------------------------------------------------------------- requests
@@ -338,6 +403,11 @@ class RecordedRequest:
                 for blob in self._inline()]
 
     @property
+    def turns(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """(role, parts) of every content in the request, in order: a chat sends its whole history."""
+        return [(c.get("role", "user"), list(c.get("parts", []))) for c in self.body.get("contents", [])]
+
+    @property
     def generation_config(self) -> dict[str, Any]:
         return self.body.get("generationConfig", {})
 
@@ -348,6 +418,10 @@ class RecordedRequest:
     @property
     def aspect_ratio(self) -> str | None:
         return self.generation_config.get("imageConfig", {}).get("aspectRatio")
+
+    @property
+    def image_size(self) -> str | None:
+        return self.generation_config.get("imageConfig", {}).get("imageSize")
 
     @property
     def wants_json(self) -> bool:
@@ -371,11 +445,17 @@ class FakeGemini:
         self.requests: list[RecordedRequest] = []
         self.default: Reply | Callable[[RecordedRequest], Reply] | None = None
         self._queue: deque[Reply] = deque()
+        self.models: dict[str, FakeModel] = {m.id: m for m in OFFERED}  # what ListModels lists and generateContent serves
+        self.max_page_size = 4  # ListModels pages like the API does: the client must follow nextPageToken
+        self.list_models_down = False  # ListModels answers 503 (an unreachable listing)
+        self.list_calls = 0
         self._drawn: Counter[str] = Counter()  # default pictures drawn per brief and first reference
+        self.signatures: set[bytes] = set()  # thought signatures issued (3.x image models; see signing below)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.batches = FakeBatches(self)  # the Batch API (section "Batch API" below)
 
     # -- scripting
     def enqueue(self, *replies: Reply) -> "FakeGemini":
@@ -388,6 +468,19 @@ class FakeGemini:
         """Answer every request (once the queue is empty) with this reply or function."""
         self.default = reply
         return self
+
+    def offer(self, model_id: str, *, text: bool = False, sizes: tuple[str, ...] = ("1K",),
+              ratios: tuple[str, ...] = _CLASSIC, display_name: str | None = None) -> "FakeModel":
+        """List and serve one more model (a new release): an image model unless text=True."""
+        model = FakeModel(model_id, display_name or model_id, sizes=() if text else sizes, ratios=() if text else ratios)
+        with self._lock:
+            self.models[model_id] = model
+        return model
+
+    def retire(self, model_id: str) -> None:
+        """Shut a model down: no longer listed, and generateContent answers 404."""
+        with self._lock:
+            self.models.pop(model_id, None)
 
     @property
     def url(self) -> str:
@@ -419,9 +512,27 @@ class FakeGemini:
         self.stop()
 
     # -- used by the handler
+    def _refusal(self, request: RecordedRequest) -> Reply | None:
+        """What the API says before generating: 404 for a model it doesn't serve, 400 for a size or ratio
+        the model doesn't offer."""
+        match = _PATH.match(request.path.split("?", 1)[0])
+        model = self.models.get(match["model"]) if match else None
+        if model is None:
+            return not_found_reply(match["model"] if match else "?", match["version"] if match else "v1beta")
+        if request.image_size is not None and request.image_size not in model.sizes:
+            return _invalid(f"Image size {request.image_size} is not supported by models/{model.id}. "
+                            f"Supported sizes: {', '.join(model.sizes) or 'none'}.")
+        if request.aspect_ratio is not None and model.ratios and request.aspect_ratio not in model.ratios:
+            return _invalid(f"Aspect ratio {request.aspect_ratio} is not supported by models/{model.id}.")
+        return None
+
     def _record_and_choose(self, request: RecordedRequest) -> Reply:
         with self._lock:
             self.requests.append(request)
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        with self._lock:
             if self._queue:
                 return self._queue.popleft()
         if callable(self.default):
@@ -449,12 +560,96 @@ class FakeGemini:
         png = make_png(seed if not repeat else f"{seed}#{repeat}", request.aspect_ratio)
         text = f"Generated for: {request.brief[:80]}"
         usage = usage_metadata(prompt=len(request.brief.split()), text=len(text.split()),
-                               reference_images=len(request.images))
+                               reference_images=len(request.images),
+                               image=IMAGE_TOKENS_BY_SIZE.get(request.image_size or "1K", IMAGE_TOKENS))
         return image_reply(text, png, usage=usage).body or {}
+
+    def _check_signatures(self, request: RecordedRequest) -> Reply | None:
+        """A refusal for a chat turn sent back without its thought signature (recorded like any request)."""
+        refusal = _check_signatures_of(self, request)
+        if refusal is not None:
+            with self._lock:
+                self.requests.append(request)
+        return refusal
+
+    def _sign(self, request: RecordedRequest, body: dict[str, Any] | str) -> dict[str, Any] | str:
+        return _sign_body(self, request, body)
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep, but wake early when the server stops; True if the server is stopping."""
         return self._stopping.wait(seconds)
+
+
+# --------------------------------------------------------------------------- chats: thought signatures
+# Google's thought-signature page (ai.google.dev/gemini-api/docs/thought-signatures, read 2026-12-07) and
+# the Vertex AI copy: the 3.x image models sign the first part after their thoughts and every image part
+# they return, and a follow-up turn must send those parts back with their signatures, or the request
+# is refused with 400 INVALID_ARGUMENT. google-genai's chats (client.chats.create) do this by keeping
+# the model's Content as it came. The wording below follows the API's message for a missing signature
+# ("... is missing a thought_signature ... Please refer to .../thought-signatures for more details.").
+SIGNATURE_DOCS = "https://ai.google.dev/gemini-api/docs/thought-signatures"
+
+
+def signs_thoughts(model: str | None) -> bool:
+    """The models whose answers carry thought signatures here: the 3.x image models."""
+    return bool(model) and model.startswith("gemini-3") and "image" in model
+
+
+def missing_signature_reply(content_index: int, part_index: int, what: str = "Image part") -> Reply:
+    """The API's refusal of a history turn sent back without the signature it was given."""
+    return error_reply(400, f"{what} is missing a thought_signature in content position {content_index + 1}, "
+                            f"part position {part_index + 1}. Please refer to {SIGNATURE_DOCS} for more "
+                            "details.", "INVALID_ARGUMENT")
+
+
+def _needs_signature(parts: list[dict[str, Any]]) -> list[int]:
+    """Which parts of a model turn were signed: the first one after the thoughts, and every image."""
+    visible = [i for i, p in enumerate(parts) if not p.get("thought")]
+    signed = set(visible[:1])
+    signed.update(i for i in visible if "inlineData" in parts[i] or "inline_data" in parts[i])
+    return sorted(signed)
+
+
+def _signature_of(part: dict[str, Any]) -> bytes | None:
+    raw = part.get("thoughtSignature", part.get("thought_signature"))
+    try:
+        return _b64decode(raw) if isinstance(raw, str) and raw else None
+    except ValueError:
+        return None
+
+
+def _check_signatures_of(fake: "FakeGemini", request: RecordedRequest) -> Reply | None:
+    if not signs_thoughts(request.model):
+        return None
+    for content_index, (role, parts) in enumerate(request.turns):
+        if role != "model":
+            continue
+        for part_index in _needs_signature(parts):
+            signature = _signature_of(parts[part_index])
+            what = "Image part" if "inlineData" in parts[part_index] or "inline_data" in parts[part_index] else "Part"
+            if signature is None:
+                return missing_signature_reply(content_index, part_index, what)
+            if signature not in fake.signatures:
+                return error_reply(400, f"Invalid thought signature in content position {content_index + 1}, "
+                                        f"part position {part_index + 1}.", "INVALID_ARGUMENT")
+    return None
+
+
+def _sign_body(fake: "FakeGemini", request: RecordedRequest, body: dict[str, Any] | str) -> dict[str, Any] | str:
+    """Add thoughtSignature to an answer's signed parts (3.x image models), remembering each one."""
+    if not signs_thoughts(request.model) or not isinstance(body, dict) or not body.get("candidates"):
+        return body
+    content = body["candidates"][0].get("content")
+    if not isinstance(content, dict):
+        return body
+    parts = [dict(p) for p in content.get("parts", [])]
+    for index in _needs_signature(parts):
+        signature = hashlib.sha256(f"{request.brief}|{len(fake.signatures)}|{index}|{time.time_ns()}".encode()).digest()
+        with fake._lock:
+            fake.signatures.add(signature)
+        parts[index]["thoughtSignature"] = _b64(signature)
+    candidate = {**body["candidates"][0], "content": {**content, "parts": parts}}
+    return {**body, "candidates": [candidate, *body["candidates"][1:]]}
 
 
 def _reply_for_tags(brief: str) -> Reply | None:
@@ -484,6 +679,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API; the SDK reuses connections
 
     def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        if self.fake.batches.handle(self, "POST"):
+            return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
@@ -497,14 +694,44 @@ class _Handler(BaseHTTPRequestHandler):
         if not _PATH.match(self.path.split("?", 1)[0]):
             self._send(404, {"error": {"code": 404, "message": f"Unknown path {self.path}", "status": "NOT_FOUND"}})
             return
-        reply = self.fake._record_and_choose(request)
+        refusal = self.fake._check_signatures(request)
+        reply = refusal or self.fake._record_and_choose(request)
         if reply.delay_s and self.fake._sleep(reply.delay_s):
             return  # server is shutting down
         body_out = reply.body if reply.body is not None else self.fake._default_image_body(request)
+        body_out = self.fake._sign(request, body_out)
         self._send(reply.status, _with_key(body_out, request.headers.get("x-goog-api-key", "")))
 
     def do_GET(self) -> None:  # noqa: N802
-        self._send(404, {"error": {"code": 404, "message": "Only generateContent is faked.", "status": "NOT_FOUND"}})
+        if self.fake.batches.handle(self, "GET"):
+            return
+        path, _, query = self.path.partition("?")
+        match = _MODELS_PATH.match(path)
+        if not match:
+            self._send(404, {"error": {"code": 404, "message": f"Unknown path {path}", "status": "NOT_FOUND"}})
+            return
+        fake = self.fake
+        if fake.list_models_down:
+            self._send(503, error_reply(503).body or {})
+            return
+        with fake._lock:
+            fake.list_calls += 1
+            models = list(fake.models.values())
+        if match["model"]:  # models.get
+            found = next((m for m in models if m.id == match["model"]), None)
+            if found is None:
+                self._send(404, {"error": {"code": 404, "message": f"models/{match['model']} is not found for API "
+                                           f"version {match['version']}.", "status": "NOT_FOUND"}})
+            else:
+                self._send(200, found.to_json())
+            return
+        params = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
+        size = min(fake.max_page_size, int(params.get("pageSize") or 50))
+        start = int(params.get("pageToken") or 0)
+        body: dict[str, Any] = {"models": [m.to_json() for m in models[start:start + size]]}
+        if start + size < len(models):
+            body["nextPageToken"] = str(start + size)
+        self._send(200, body)
 
     def _send(self, status: int, body: dict[str, Any] | str) -> None:
         raw_text = isinstance(body, str)  # e.g. a proxy's HTML error page
@@ -531,6 +758,182 @@ def _with_key(body: dict[str, Any] | str, key: str) -> dict[str, Any] | str:
         error = {**error, "message": error["message"].replace(API_KEY_PLACEHOLDER, key)}
         return {**body, "error": error}
     return body
+
+
+# =========================================================================== Batch API
+# Half-price batches, as google-genai 3.x calls them (batches.py, files.py, _api_client.upload_file):
+#   POST /{v}/models/{model}:batchGenerateContent  {"batch": {"displayName", "inputConfig":
+#        {"requests": {"requests": [{"request": {...}, "metadata": {...}}]}} | {"fileName": "files/X"}}}
+#   GET  /{v}/batches/{id}            -> {"name", "metadata": {"state": "BATCH_STATE_...", "output": {...}}, "done"}
+#   POST /{v}/batches/{id}:cancel
+#   POST /upload/{v}/files            (X-Goog-Upload-Command: start) -> header x-goog-upload-url
+#   POST <upload url>                 (upload, finalize; the bytes) -> x-goog-upload-status: final, {"file": {...}}
+#   GET  /{v}/files/{id}:download?alt=media -> the file's bytes
+# Every request in a batch is answered the way generateContent would answer it (the queue, `always`, the
+# default picture) and recorded in `requests`. A batch stays RUNNING for `polls_until_done` GETs, then
+# SUCCEEDED; inline requests get inline answers, a file gets a JSONL file of answers. Kept in its own
+# section so that changes to the generateContent fake above merge cleanly.
+_BATCH_CREATE = re.compile(r"^/(?P<version>v1beta|v1|v1alpha)/models/(?P<model>[^/:]+):batchGenerateContent$")
+_BATCH = re.compile(r"^/(?:v1beta|v1|v1alpha)/batches/(?P<id>[^/:]+)(?P<cancel>:cancel)?$")
+_UPLOAD_START = re.compile(r"^/upload/(?:v1beta|v1|v1alpha)/files$")
+_UPLOAD_SESSION = re.compile(r"^/upload-session/(?P<id>[0-9]+)$")
+_DOWNLOAD = re.compile(r"^(?:/(?:v1beta|v1|v1alpha))?/files/(?P<id>[^/:]+):download$")
+
+
+@dataclass
+class FakeBatch:
+    name: str
+    model: str
+    display_name: str
+    keys: list[str]                       # the requests' keys, in order
+    answers: list[dict[str, Any]]         # {"response": ...} or {"error": ...}, in order
+    from_file: bool
+    state: str = "BATCH_STATE_PENDING"
+    polls: int = 0
+
+
+class FakeBatches:
+    def __init__(self, fake: "FakeGemini") -> None:
+        self.fake = fake
+        self.jobs: dict[str, FakeBatch] = {}
+        self.files: dict[str, bytes] = {}          # "files/ID" -> content
+        self.created: list[FakeBatch] = []         # in order, for assertions
+        self.gets = 0                              # GET batches/{id} calls (polls)
+        self.polls_until_done = 1                  # GETs that still say RUNNING
+        self._sessions: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._counter = 0
+
+    def _next(self) -> int:
+        with self._lock:
+            self._counter += 1
+            return self._counter
+
+    def handle(self, handler: "_Handler", method: str) -> bool:
+        """Answer a Batch API or file request; False if the path is not one (generateContent goes on)."""
+        path = handler.path.split("?", 1)[0]
+        routes = ((_BATCH_CREATE, "POST", self._create), (_BATCH, "GET", self._get), (_BATCH, "POST", self._cancel),
+                  (_UPLOAD_START, "POST", self._upload_start), (_UPLOAD_SESSION, "POST", self._upload_chunk),
+                  (_DOWNLOAD, "GET", self._download))
+        for pattern, verb, answer in routes:
+            match = pattern.match(path)
+            if match and verb == method:
+                length = int(handler.headers.get("Content-Length") or 0)
+                raw = handler.rfile.read(length) if length else b""
+                answer(handler, match, raw)
+                return True
+        return False
+
+    # -- batches
+    def _create(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        batch = json.loads(raw or b"{}").get("batch", {})
+        source = batch.get("inputConfig", {})
+        if "fileName" in source:
+            lines = [json.loads(line) for line in self.files.get(source["fileName"], b"").decode().splitlines() if line]
+            items = [(str(line.get("key", i)), line.get("request", {})) for i, line in enumerate(lines)]
+        else:
+            requests = source.get("requests", {}).get("requests", [])
+            items = [(str((r.get("metadata") or {}).get("key", i)), r.get("request", {})) for i, r in enumerate(requests)]
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        answers = [self._answer(match["version"], match["model"], request, headers) for _, request in items]
+        job = FakeBatch(f"batches/fake{self._next()}", match["model"], batch.get("displayName", ""),
+                        [key for key, _ in items], answers, "fileName" in source)
+        with self._lock:
+            self.jobs[job.name] = job
+            self.created.append(job)
+        handler._send(200, self._operation(job))
+
+    def _answer(self, version: str, model: str, request: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        recorded = RecordedRequest("POST", f"/{version}/models/{model}:generateContent", headers, request,
+                                   time.monotonic())
+        reply = self.fake._record_and_choose(recorded)
+        if reply.status != 200:
+            error = (reply.body or {}).get("error") if isinstance(reply.body, dict) else None
+            return {"error": error or {"code": reply.status, "message": "fake failure"}}
+        return {"response": reply.body if isinstance(reply.body, dict) else self.fake._default_image_body(recorded)}
+
+    def _get(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        job = self.jobs.get(f"batches/{match['id']}")
+        if job is None:
+            handler._send(404, {"error": {"code": 404, "message": "batch not found", "status": "NOT_FOUND"}})
+            return
+        with self._lock:
+            self.gets += 1
+            if job.state in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"):
+                job.polls += 1
+                job.state = "BATCH_STATE_SUCCEEDED" if job.polls > self.polls_until_done else "BATCH_STATE_RUNNING"
+        handler._send(200, self._operation(job))
+
+    def _cancel(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        job = self.jobs.get(f"batches/{match['id']}")
+        if job is None:
+            handler._send(404, {"error": {"code": 404, "message": "batch not found", "status": "NOT_FOUND"}})
+            return
+        with self._lock:
+            if job.state in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING"):
+                job.state = "BATCH_STATE_CANCELLED"
+        handler._send(200, {})
+
+    def _operation(self, job: FakeBatch) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": f"models/{job.model}", "displayName": job.display_name, "state": job.state,
+            "createTime": "2026-12-07T00:00:00Z"}
+        if job.state == "BATCH_STATE_SUCCEEDED":
+            if job.from_file:
+                name = f"files/out-{job.name.split('/')[-1]}"
+                self.files[name] = "".join(json.dumps({"key": key, **answer}) + "\n"
+                                           for key, answer in zip(job.keys, job.answers)).encode()
+                metadata["output"] = {"responsesFile": name}
+            else:
+                metadata["output"] = {"inlinedResponses": {"inlinedResponses": [
+                    {**answer, "metadata": {"key": key}} for key, answer in zip(job.keys, job.answers)]}}
+        return {"name": job.name, "metadata": metadata,
+                "done": job.state not in ("BATCH_STATE_PENDING", "BATCH_STATE_RUNNING")}
+
+    # -- files
+    def _upload_start(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        session = str(self._next())
+        self._sessions[session] = {"meta": json.loads(raw or b"{}").get("file", {}), "data": b""}
+        host = handler.headers.get("Host", "127.0.0.1")
+        handler.send_response(200)
+        handler.send_header("x-goog-upload-url", f"http://{host}/upload-session/{session}")
+        handler.send_header("x-goog-upload-status", "active")
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "2")
+        handler.end_headers()
+        handler.wfile.write(b"{}")
+
+    def _upload_chunk(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        session = self._sessions.get(match["id"])
+        if session is None:
+            handler._send(404, {"error": {"code": 404, "message": "no such upload", "status": "NOT_FOUND"}})
+            return
+        session["data"] += raw
+        final = "finalize" in handler.headers.get("X-Goog-Upload-Command", "")
+        body = b"{}"
+        if final:
+            name = session["meta"].get("name") or f"files/in{match['id']}"
+            self.files[name] = session["data"]
+            body = json.dumps({"file": {"name": name, "mimeType": session["meta"].get("mimeType", "application/jsonl"),
+                                        "sizeBytes": str(len(session["data"])), "state": "ACTIVE"}}).encode()
+        handler.send_response(200)
+        handler.send_header("x-goog-upload-status", "final" if final else "active")
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _download(self, handler: "_Handler", match: re.Match, raw: bytes) -> None:
+        data = self.files.get(f"files/{match['id']}")
+        if data is None:
+            handler._send(404, {"error": {"code": 404, "message": "file not found", "status": "NOT_FOUND"}})
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
 
 
 # --------------------------------------------------------------------------- standalone

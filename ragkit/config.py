@@ -18,8 +18,8 @@ from ragkit.errors import ConfigError
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
-DEFAULT_GEMINI_MODEL = "gemini-2.5-flash-image"
-DEFAULT_CAPTION_MODEL = "gemini-2.5-flash"
+DEFAULT_GEMINI_MODEL = "gemini-nano-banana-2.1"  # see ragkit/studio/models.py for the source
+DEFAULT_CAPTION_MODEL = "gemini-3.5-flash-lite"
 
 # (setting name, environment variable, default, meaning): the README table lists each (tests/test_config.py).
 SETTINGS_TABLE: tuple[tuple[str, str, str, str], ...] = (

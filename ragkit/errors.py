@@ -59,6 +59,10 @@ class GenerationError(RagkitError):
     """Image generation failed. Subclasses say why."""
 
 
+class ModelGoneError(GenerationError):
+    """The configured model is no longer offered (not listed for the key, or answered 404)."""
+
+
 class MissingApiKeyError(GenerationError):
     pass
 
@@ -109,3 +113,16 @@ class BatchError(RagkitError):
 
 class ReindexError(RagkitError):
     """A reindex could not finish (the library keeps its current model; running it again resumes)."""
+
+
+class StateFileError(ConfigError):
+    """A file ragkit keeps its own state in (a kit, a job, the ledger, the prices, the model record) is
+    damaged, too big, not a regular file, or can't be read; the message names the file and the fix."""
+
+
+class DiskFullError(RagkitError):
+    """The disk holding the library's data folder is full."""
+
+
+class ReadOnlyDataError(StoreError):
+    """The library's data folder (or the database in it) can't be written: it is read-only."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -17,8 +17,10 @@ from ragkit.lifecycle import active_model as model_record
 from ragkit.storage import milvus_lite
 from ragkit.storage.blobs import BlobStore
 from ragkit.config import Settings
-from ragkit.ingest.embedder import ClipEmbedder, collection_name_for, model_identity, weights_are_random
-from ragkit.errors import AssetNotFoundError, ModelUnavailableError, RagkitError, UpgradeNeededError
+from ragkit.ingest.embedder import ClipEmbedder, model_identity, weights_are_random
+from ragkit.storage import collections
+from ragkit.storage import schema as schemas
+from ragkit.errors import AssetNotFoundError, RagkitError, UpgradeNeededError
 from ragkit.ingest.images import EXTENSION_BY_MIME
 from ragkit.ingest.pipeline import (IngestPipeline, IngestProgress, Provenance, Upload, collect_sources,
                      embed_query_image)
@@ -29,6 +31,7 @@ from ragkit.records import (ROUTE_KEYWORDS, SOURCE_GENERATED, SOURCE_UPLOAD, Ass
 from ragkit.rights import RightsChange
 from ragkit.storage.connection import connect, disconnect
 from ragkit.storage.schema import LATEST as LATEST_SCHEMA
+from ragkit.storage.row_lock import RowLock
 from ragkit.storage.store import AssetStore
 from ragkit.lifecycle.upgrade import open_store
 
@@ -51,14 +54,12 @@ def embedding_dim(model_name: str) -> int:
         candidate = folder / f"{model_name}.json"
         if candidate.is_file():
             return int(json.loads(candidate.read_text())["embed_dim"])
-    from ragkit.ingest.embedder import _register_bundled_configs
+    from ragkit.ingest.embedder import _register_bundled_configs, unknown_architecture
     _register_bundled_configs()
     import open_clip
     config = open_clip.get_model_config(model_name)
     if not config or "embed_dim" not in config:
-        raise ModelUnavailableError(
-            f"Unknown CLIP architecture {model_name!r}. Set RAGKIT_CLIP_MODEL to an open_clip model "
-            "name such as ViT-B-32.")
+        raise unknown_architecture(model_name)
     return int(config["embed_dim"])
 
 
@@ -88,19 +89,21 @@ class Library:
         # The library's model is the one recorded in its data folder; the environment chooses the
         # model of a new library only (ragkit.lifecycle.active_model).
         self.active_model = model_record.resolve(settings)
-        if embedder is not None:
-            self.active_model.check_embedder(embedder)
-        settings = self.active_model.apply(settings)
-        self.settings = settings
-        self.model_id = model_identity(settings.clip_model, settings.clip_pretrained)
-        self.dim = embedder.dim if embedder else embedding_dim(settings.clip_model)
         self._client = connect(settings.milvus_uri, settings.milvus_token)
         self._closed = False
         try:
-            self.store = open_store(self._client, collection_name_for(self.model_id), self.dim, self.model_id,
-                                    index=index, embedded=settings.is_embedded_db)
+            differs = self.active_model.differs
+            self._open_store(settings, None if differs else embedder, index)
+            if differs and self.active_model.recorded and self.store.is_empty() \
+                    and model_record.read_record(settings.data_dir).reindex is None:
+                # A record without a vector behind it (an older ragkit recorded the model at the first
+                # open, even when the first upload then failed): the library follows the configured model.
+                self.active_model = model_record.unpinned(self.active_model)
+                self._open_store(settings, embedder, index)
+            elif differs and embedder is not None:
+                self.active_model.check_embedder(embedder)
             if not self.active_model.recorded:
-                model_record.record_new_library(self)
+                self._record_model()
         except BaseException:
             self.close()  # e.g. a model mismatch: don't keep the Lite file open for nothing
             raise
@@ -109,6 +112,20 @@ class Library:
         self._embedder_lock = threading.Lock()
         self._random_weights: bool | None = None
         self.expired_on_open = 0  # assets Library.open emptied from the trash (older than RAGKIT_TRASH_DAYS)
+
+    def _open_store(self, settings: Settings, embedder: ClipEmbedder | None, index: dict | None) -> None:
+        if embedder is not None:
+            self.active_model.check_embedder(embedder)
+        self.settings = self.active_model.apply(settings)
+        self.model_id = model_identity(self.settings.clip_model, self.settings.clip_pretrained)
+        self.dim = embedder.dim if embedder else embedding_dim(self.settings.clip_model)
+        self.use_store(open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
+                                  index=index, embedded=self.settings.is_embedded_db))
+
+    def _record_model(self) -> None:
+        """Record the library's model once the library holds a vector (ragkit.lifecycle.active_model)."""
+        if model_record.record_new_library(self):
+            self.active_model = replace(self.active_model, recorded=True)
 
     @classmethod
     def open(cls, settings: Settings | None = None, **kwargs) -> "Library":
@@ -132,7 +149,9 @@ class Library:
         return upgrade(self, on_progress, drop_old=drop_old, **options)
 
     def use_store(self, store: AssetStore) -> None:
-        """Switch to another collection of this library (after an upgrade)."""
+        """Switch to another collection of this library (after an upgrade). Its edits take the data
+        folder's row lock, which every process of this library shares (ragkit.storage.row_lock)."""
+        store.row_lock = RowLock.for_folder(self.settings.data_dir)
         self.store = store
 
     def follow_upgrade(self) -> bool:
@@ -140,8 +159,8 @@ class Library:
         (a long-running app calls this; a write to the old one would be refused). True if it switched."""
         if not self.needs_upgrade or not self.store.superseded_by():
             return False
-        self.use_store(open_store(self._client, collection_name_for(self.model_id), self.dim, self.model_id,
-                                  index=self.store._index, embedded=self.settings.is_embedded_db))  # noqa: SLF001
+        self.use_store(open_store(self._client, collections.base_name(self.model_id), self.dim, self.model_id,
+                                  index=self.store.index, embedded=self.settings.is_embedded_db))
         return True
 
     def close(self) -> None:
@@ -176,23 +195,28 @@ class Library:
         return IngestPipeline(self.store, self.blobs, self.embedder,
                               max_pixels=self.settings.max_image_pixels, **kwargs)
 
+    def _recorded(self, report: IngestReport) -> IngestReport:
+        if report.added and not self.active_model.recorded:
+            self._record_model()
+        return report
+
     def ingest_paths(self, paths: Iterable[str | Path], *, tags: Iterable[str] = (),
                      on_progress=None, **pipeline_options) -> IngestReport:
         files, missing = collect_sources(paths)
-        return self._pipeline(**pipeline_options).run(files, tags=tags, on_progress=on_progress,
-                                                      pre_rejected=missing)
+        return self._recorded(self._pipeline(**pipeline_options).run(files, tags=tags, on_progress=on_progress,
+                                                                     pre_rejected=missing))
 
     def ingest_uploads(self, uploads: Sequence[Upload], *, tags: Iterable[str] = (),
                        on_progress=None) -> IngestReport:
-        return self._pipeline().run(list(uploads), tags=tags, on_progress=on_progress)
+        return self._recorded(self._pipeline().run(list(uploads), tags=tags, on_progress=on_progress))
 
     def save_generated(self, data: bytes, mime: str, provenance: Provenance, *,
                        tags: Iterable[str] = (), name: str | None = None) -> Asset:
         """Store a generated image like any upload, with source 'generated' and its provenance."""
         extension = EXTENSION_BY_MIME.get(mime, ".png")
         filename = name or f"generated-{provenance.model}{extension}"
-        report = self._pipeline().run([Upload(filename, data)], tags=tags, source=SOURCE_GENERATED,
-                                      provenance=provenance)
+        report = self._recorded(self._pipeline().run([Upload(filename, data)], tags=tags, source=SOURCE_GENERATED,
+                                                     provenance=provenance))
         if report.rejected:
             from ragkit.errors import InvalidImageError
             raise InvalidImageError(f"The generated image could not be saved: {report.rejected[0].reason}")
@@ -240,9 +264,9 @@ class Library:
         return [h for h in hits if h.asset.sha256 != similar][:k]
 
     @property
-    def keyword_search(self) -> str:
+    def keyword_search_unavailable(self) -> str:
         """'' when text queries also match words; otherwise why not (for the UI and `stats`)."""
-        if self.store.version < 2:
+        if not schemas.has_keywords_field(self.store.version):
             return "this library was made by an older ragkit: run `python -m ragkit upgrade`"
         if not self.store.full_text:
             return "this Milvus has no full-text search (it needs Milvus 2.5 or later, or Milvus Lite)"
@@ -271,6 +295,26 @@ class Library:
         if asset is None:
             raise AssetNotFoundError(f"No asset {sha256[:12]}… in the library (was it deleted?).")
         return asset
+
+    def find(self, sha256: str) -> Asset | None:
+        """The asset, or None if it is not in the library (a link to a deleted image)."""
+        return self.store.get(sha256)
+
+    def matching_ids(self, **filters) -> list[str]:
+        """Every id the filters match, newest first (Select all N)."""
+        return self.store.matching_ids(**filters)
+
+    def has_original(self, sha256: str) -> bool:
+        return self.blobs.original_path(sha256).is_file()
+
+    @property
+    def collection(self) -> str:
+        """The Milvus collection the library reads and writes now."""
+        return self.store.collection
+
+    def other_collections(self):
+        """Libraries indexed with other models (to explain an empty library after a model change)."""
+        return self.store.other_collections()
 
     def get_many(self, sha256s: Sequence[str]) -> list[Asset]:
         return self.store.get_many(sha256s)
@@ -302,9 +346,11 @@ class Library:
     @property
     def has_trash(self) -> bool:
         """False for a library of schema 1: there, deleting is for good until it is upgraded."""
-        return self.store.version >= 2
+        return self.store.has_trash
 
-    has_rights = has_trash  # the same schema brought both
+    @property
+    def has_rights(self) -> bool:
+        return self.store.has_rights
 
     def trash(self, sha256s: Iterable[str], now: int | None = None) -> BulkResult:
         """Move assets to the trash: out of every view, restorable exactly as they were."""
@@ -324,6 +370,10 @@ class Library:
     def trashed(self) -> list[Asset]:
         return self.store.trashed()
 
+    def trashed_ids(self) -> list[str]:
+        """Ids in the trash, most recently trashed first."""
+        return self.store.trashed_ids()
+
     def trashed_page(self, offset: int = 0, limit: int = 24) -> Page:
         """One page of the trash, most recently trashed first."""
         return self.store.trashed_page(offset, limit)
@@ -335,11 +385,13 @@ class Library:
         """Delete for good (the trash's Empty; a schema-1 library's delete): files first, then rows.
         A crash in between leaves a row without its original, which `doctor --repair` finishes
         deleting; so an orphan *file* always means an interrupted ingest, and doctor can safely
-        adopt it instead of guessing."""
+        adopt it instead of guessing. Files and rows go under the row lock, so an edit of these assets
+        in another process waits and then finds them gone, instead of writing their rows back."""
         ids = list(sha256s)
-        for sha in ids:
-            self.blobs.delete(sha)
-        return self.store.delete(ids)
+        with self.store.rows_locked():
+            for sha in ids:
+                self.blobs.delete(sha)
+            return self.store.delete(ids)
 
     def thumbnail_bytes(self, sha256: str) -> bytes:
         try:
@@ -375,7 +427,7 @@ class Library:
 
 
 def _live_only(asset: Asset) -> str | None:
-    return trash_bin.IN_TRASH if asset.trashed else None
+    return trash_bin.SKIP_IN_TRASH if asset.trashed else None
 
 
 __all__ = ["Library", "LibraryStats", "Upload", "Provenance", "IngestProgress", "SOURCE_UPLOAD",

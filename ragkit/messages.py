@@ -4,10 +4,12 @@ The CLI's main(), the pages' show_error and the Studio all turn exceptions into 
 """
 from __future__ import annotations
 
+import os
 from typing import Iterable
 
 from ragkit.config import Settings, mask_secrets
 from ragkit.errors import RagkitError
+from ragkit.storage.files import is_disk_full, is_read_only
 
 MAX_DETAIL_CHARS = 500
 
@@ -25,6 +27,8 @@ def user_message(exc: BaseException, settings: Settings | None, *, action: str =
     extra = tuple(extra_secrets)
     if isinstance(exc, RagkitError):
         return _masked(str(exc), settings, extra)
+    if disk_problem := _disk_message(exc, settings):
+        return _masked(disk_problem, settings, extra)
     doing = f" while {action}" if action else ""
     said = str(exc).strip()
     shown = f" ({_masked(said, settings, extra)[:MAX_DETAIL_CHARS]})" if detail and said else ""
@@ -33,3 +37,17 @@ def user_message(exc: BaseException, settings: Settings | None, *, action: str =
 
 def _masked(text: str, settings: Settings | None, extra_secrets: tuple[str, ...]) -> str:
     return settings.scrub(text, extra_secrets) if settings else mask_secrets(text, extra_secrets)
+
+
+def _disk_message(exc: BaseException, settings: Settings | None) -> str:
+    """A full or read-only disk, said as such with where (never "unexpected"): the same everywhere."""
+    if not isinstance(exc, OSError) or not (is_disk_full(exc) or is_read_only(exc)):
+        return ""
+    where = exc.filename or (settings.data_dir if settings else None)
+    folder = f" {os.path.dirname(str(where)) if exc.filename else where}" if where else ""
+    if is_disk_full(exc):
+        return (f"The disk is full: ragkit could not write{f' {where}' if where else ''}. What was saved before it "
+                f"filled is kept. Free some space on the disk holding{folder or ' the data folder'} (`df -h` shows "
+                "it) and run the same command again: it finishes the rest.")
+    return (f"ragkit can't write{f' {where}' if where else ''}: the folder{folder} is read-only ({exc.strerror}). "
+            "Make it writable for the user running ragkit (or mount it read-write), then try again.")

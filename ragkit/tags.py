@@ -22,6 +22,11 @@ def normalise_tag(tag: str) -> str:
     return truncate_utf8(cleaned, MAX_TAG_CHARS).strip()
 
 
+def parse_tag_list(text: str) -> tuple[str, ...]:
+    """Tags typed as one comma-separated line ("summer, campaign"), normalised."""
+    return normalise_tags(text.split(","))
+
+
 def normalise_tags(tags: Iterable[str]) -> tuple[str, ...]:
     """Each tag normalised, empties and repeats dropped, first MAX_TAGS kept, in order."""
     seen: dict[str, None] = {}

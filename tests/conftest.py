@@ -28,7 +28,10 @@ GEMINI_TEST_KEY = "sk-test-9f8e7d6c5b4a39281706"  # the tests' Gemini key: it mu
 
 @pytest.fixture
 def fake_gemini() -> Iterator[FakeGemini]:
-    """A running local Gemini-format server (devtools/fake_gemini.py) on a free loopback port."""
+    """A running local Gemini-format server (devtools/fake_gemini.py) on a free loopback port. The
+    process's cached model lists are dropped first: each test's server offers its own models."""
+    from ragkit.studio import discovery
+    discovery.forget()
     with FakeGemini(tags=False) as server:
         yield server
 

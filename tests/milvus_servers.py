@@ -4,13 +4,15 @@ The real engine is the standalone binary that PyPI's `milvus` package ships (Go 
 embedded etcd and local storage): `milvus-server --data DIR --proxy-port PORT`. Facts that shape
 this module (measured here, DESIGN.md):
 - Besides the proxy port it binds fixed ports (etcd 2379/2380, 9091, 53100, 19529, 19531,
-  21121-21124, 13333), so ONE runs per machine: the test session starts one and shares it.
+  21121-21124, 13333), so ONE runs per machine: the test session starts one and shares it, and a
+  session (or benchmark) that finds it taken waits on the machine-wide lock MACHINE_LOCK.
 - SIGTERM to the launcher left the binary (DIR/bin/milvus) serving minutes later, so we stop the
   binary by its own pid, with SIGKILL after a grace period.
 - It is ready some seconds after the proxy port opens; we wait until a collection can be made.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -22,6 +24,8 @@ from pathlib import Path
 
 REAL_MILVUS_USER, REAL_MILVUS_PASSWORD = "root", "Milvus"  # the engine's default account
 FIXED_PORTS = (2379, 9091)  # two of the real engine's fixed ports: busy means one already runs
+MACHINE_LOCK = "/tmp/ragkit-real-milvus.lock"  # held by whoever runs the real engine on this machine
+MACHINE_WAIT_SECONDS = float(os.environ.get("RAGKIT_REAL_MILVUS_WAIT", "480"))
 
 
 @dataclass(frozen=True)
@@ -133,10 +137,12 @@ class RealMilvus:
     """The real Milvus standalone engine from PyPI's `milvus` package, with authentication on."""
 
     def __init__(self, data_dir: Path, startup_timeout: float = 180) -> None:
-        busy = [p for p in FIXED_PORTS if port_busy(p)]
-        if busy:
-            raise RuntimeError(f"port(s) {busy} are in use: another Milvus (or etcd) runs on this machine, "
-                               "and the real engine binds fixed ports, so only one can run. Stop it first.")
+        self._machine_lock = _take_machine_lock()  # held until stop(): the engine's ports are ours
+        try:
+            _wait_for_free_ports()
+        except BaseException:
+            _release(self._machine_lock)
+            raise
         exe = Path(sys.executable).with_name("milvus-server")
         self.data_dir = data_dir
         self.port = free_port()
@@ -185,6 +191,44 @@ class RealMilvus:
         except ProcessLookupError:
             pass
         self.process.wait(timeout=10)
+        deadline = time.monotonic() + 30  # the next holder of the machine lock finds the ports free
+        while time.monotonic() < deadline and any(port_busy(p) for p in FIXED_PORTS):
+            time.sleep(0.5)
+        _release(self._machine_lock)
+
+
+def _take_machine_lock() -> int:
+    """One real engine per machine: a session that wants it waits for the one that has it (another
+    engineer's test run, a benchmark) instead of failing; the kernel frees the lock if its holder dies."""
+    fd = os.open(MACHINE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    deadline = time.monotonic() + MACHINE_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise RuntimeError(f"the real Milvus engine stayed in use by another process for "
+                                   f"{MACHINE_WAIT_SECONDS:.0f}s ({MACHINE_LOCK} is held)") from None
+            time.sleep(1)
+
+
+def _wait_for_free_ports() -> None:
+    """An engine started without the machine lock (older code) still holds the fixed ports: wait for it too."""
+    deadline = time.monotonic() + MACHINE_WAIT_SECONDS
+    while busy := [p for p in FIXED_PORTS if port_busy(p)]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"port(s) {busy} are in use: another Milvus (or etcd) runs on this machine, "
+                               "and the real engine binds fixed ports, so only one can run. Stop it first.")
+        time.sleep(1)
+
+
+def _release(fd: int) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -41,3 +41,33 @@ def test_required_sign_in_without_a_provider_explains_the_fix(app_env, monkeypat
     assert "[auth]" in errors and "secrets.toml" in errors
     assert not [b for b in at.button if b.label == "Sign in"]
     assert "Images in the library" not in all_text(at)
+
+
+def signed_in(monkeypatch, **claims):
+    """The app as a signed-in visitor with these OIDC claims, the allow-list set to @yourstudio.com."""
+    monkeypatch.setenv("RAGKIT_REQUIRE_LOGIN", "true")
+    monkeypatch.setenv("RAGKIT_ALLOWED_EMAILS", "@yourstudio.com")
+    at = new_app()
+    at.secrets["auth"] = AUTH
+    at.user = {"is_logged_in": True, "name": "Mallory", **claims}
+    return run(at)
+
+
+def test_an_unverified_email_on_the_allow_list_is_not_let_in(app_env, seed, monkeypatch):
+    seed([Upload("hero.jpg", jpeg_bytes(1))])
+    at = signed_in(monkeypatch, email="mallory@yourstudio.com", email_verified=False)  # was: the Library
+    errors = " ".join(e.value for e in at.error)
+    assert "does not say that" in errors and "is verified" in errors
+    assert "Images in the library" not in all_text(at) and not at.get("image")
+    at = signed_in(monkeypatch, email="mallory@yourstudio.com")  # no claim at all: not trusted either
+    assert "Images in the library" not in all_text(at) and not at.get("image")
+
+
+def test_a_verified_email_gets_in_by_the_standard_claim_or_entra_s(app_env, seed, monkeypatch):
+    seed([Upload("hero.jpg", jpeg_bytes(1))])
+    for claims in ({"email_verified": True}, {"email_verified": "true"}, {"xms_edov": True}):
+        at = signed_in(monkeypatch, email="ann@yourstudio.com", **claims)
+        assert "Library" in [t.value for t in at.title] and at.get("image"), [e.value for e in at.error]
+        assert not any("verified" in e.value or "not allowed" in e.value for e in at.error)
+    at = signed_in(monkeypatch, email="eve@elsewhere.com", email_verified=True)
+    assert "is not allowed into this library" in " ".join(e.value for e in at.error)

@@ -65,7 +65,7 @@ def test_a_batch_runs_in_the_background_shows_progress_elsewhere_and_is_reviewed
     at.segmented_control(key="batch.variations").set_value(2)
     run(at)
     summary = " ".join(texts(at.caption))
-    assert "3 products × 2 = **6 requests**, each with 2 references (of 3)" in summary and "about $0.2" in summary
+    assert "3 products × 2 = **6 requests**, each with 2 references (of 14)" in summary and "about $0.2" in summary
     at.number_input(key="batch.concurrency").set_value(1)
     run(at)
     at.button(key="batch.start").click()
@@ -131,9 +131,62 @@ def test_an_interrupted_job_is_resumed_from_the_tab_and_only_the_rest_is_sent(wi
         (settings.data_dir / "originals" / p[:2] / p).read_bytes() for p in products[1:]}
 
 
+def test_a_damaged_job_is_shown_as_damaged_and_the_other_jobs_and_new_batch_still_work(with_key, catalogue, settings,
+                                                                                      tiny_embedder):
+    import json
+    from ragkit.library import Library
+    products, _ = catalogue
+    library = Library.open(settings, embedder=tiny_embedder)
+    try:
+        store = batch.job_store(settings)
+        good = store.create(batch.plan_batch(library, BRIEF, ref_each=products))
+    finally:
+        library.close()
+    state = json.loads((store.job_folder(good.id) / "state.json").read_text())
+    store.job_folder("0123456789").mkdir(parents=True)
+    (store.job_folder("0123456789") / "state.json").write_text(
+        json.dumps({**state, "id": "0123456789", "created_at": "yesterday"}))
+
+    at = open_tab("Batch")
+    text = all_text(at)
+    assert "Something unexpected" not in text
+    assert "batch job 0123456789" in text and "is damaged" in text  # listed as damaged, with what to do
+    assert at.session_state["batch.job"] == good.id and at.text_area(key="batch.brief")  # the rest works
+    at.button(key="batch.delete-damaged.0123456789").click()
+    run(at)
+    assert "is damaged" not in all_text(at) and not store.job_folder("0123456789").exists()
+
+
+def test_half_price_next_to_now_sends_one_gemini_batch_and_the_results_land_in_review(with_key, catalogue, settings,
+                                                                                      monkeypatch):
+    from ragkit.studio import half_price
+    monkeypatch.setattr(half_price.HalfPriceRunner, "poll_s", 0.05)
+    fake = with_key
+    at = open_tab("Batch")
+    at.text_area(key="batch.brief").set_value(BRIEF)
+    at.selectbox(key="batch.tag").set_value("spring")
+    at.segmented_control(key="batch.variations").set_value(1)
+    run(at)
+    now = " ".join(texts(at.caption))
+    at.segmented_control(key="batch.when").set_value("Half price, results within a day")
+    run(at)
+    half = " ".join(texts(at.caption))
+    import re
+    now_usd, half_usd = (float(re.search(r"about \$([0-9.]+)", text)[1]) for text in (now, half))
+    assert half_usd == pytest.approx(now_usd / 2, rel=0.05)  # the estimate at the batch price
+    at.button(key="batch.start").click()
+    run(at)
+    wait_until(at, lambda page: "3 of 3 images" in progress_text(page))
+    assert len(fake.batches.created) == 1 and len(fake.requests) == 3  # one batch, no direct requests
+    job = batch.job_store(settings).load(at.session_state["batch.job"])
+    assert job.spec.half_price and job.counts()["done"] == 3
+
+
 def test_kit_editor_creates_edits_and_refuses_to_overwrite_someone_else_s_save(app_env, catalogue, settings):
     _, brand = catalogue
     at = open_tab("Brand kits", tray=brand)
+    new_kit = at.selectbox(key="kits.open").options[0]
+    assert new_kit == "+ New kit" and new_kit.isascii()  # issue 21.10: "➕" drew as a missing glyph (⊠)
     at.text_input(key="kits.name._new.0").set_value("Acme summer")
     at.text_area(key="kits.style._new.0").set_value("pastel, flat light")
     at.text_input(key="kits.avoid._new.0").set_value("text, watermarks")
@@ -168,6 +221,8 @@ def test_a_kit_in_generate_counts_against_the_limit_and_says_what_is_wrong(with_
     products, brand = catalogue
     kits.kit_store(settings).save(kits.make_kit("Acme", reference_ids=brand))
     at = open_tab("Generate", tray=products[:1])
+    at.selectbox(key="studio.model").set_value("gemini-3.1-flash-lite-image")  # takes 3
+    run(at)
     assert "2 slots left for references" in texts(at.caption)
     at.selectbox(key="studio.kit").set_value("Acme")
     run(at)
@@ -175,5 +230,38 @@ def test_a_kit_in_generate_counts_against_the_limit_and_says_what_is_wrong(with_
     assert "No slot left for references" in texts(at.caption)
     at.session_state[TRAY_KEY] = products[:2]
     run(at)
-    assert any("With the kit's 2 references: Nano Banana takes at most 3" in shown(w) for w in texts(at.warning))
+    assert any("With the kit's 2 references: Nano Banana 2 Lite takes at most 3" in shown(w) for w in texts(at.warning))
     assert at.button(key="studio.generate").disabled
+
+
+HOSTILE_ASPECT = "![a](http://127.0.0.1:9/aspect.png)"
+
+
+def test_an_aspect_the_model_does_not_offer_is_refused_before_a_job_exists(with_key, catalogue, settings,
+                                                                           tiny_embedder):
+    from ragkit.errors import BatchError
+    from ragkit.library import Library
+    products, _ = catalogue
+    library = Library.open(settings, embedder=tiny_embedder)
+    try:
+        with pytest.raises(BatchError, match=r"does not offer aspect ratio !\[a\]\(http://127\.0\.0\.1:9/asp"):
+            batch.plan_batch(library, BRIEF, ref_each=products, aspect=HOSTILE_ASPECT)  # was: a job, every take failing
+        assert batch.job_store(settings).list() == []
+        assert batch.plan_batch(library, BRIEF, ref_each=products, aspect="4:5").aspect == "4:5"
+    finally:
+        library.close()
+
+
+def test_a_job_card_shows_a_stored_aspect_as_text_not_an_image(with_key, catalogue, settings, tiny_embedder):
+    from ragkit.library import Library
+    products, _ = catalogue
+    library = Library.open(settings, embedder=tiny_embedder)
+    try:  # a job saved by an older ragkit, before the aspect was checked
+        spec = dataclasses.replace(batch.plan_batch(library, BRIEF, ref_each=products), aspect=HOSTILE_ASPECT)
+        batch.job_store(settings).create(spec)
+    finally:
+        library.close()
+    at = open_tab("Batch")
+    card = [c for c in texts(at.caption) if c.startswith("Job ")]
+    assert card and all("![a](" not in c and "](http" not in c for c in card), card
+    assert any("aspect \\!\\[a\\]" in c for c in card), card

@@ -77,3 +77,38 @@ def test_an_upload_with_describe_ticked_captions_the_new_images(with_key):
     assert any("Described 2 of 2 images" in s for s in texts(at.success)), texts(at.success)
     from ragkit.ui import state
     assert all(a.caption for a in state.library().page(0, 10).assets)
+
+
+HOSTILE_TAGS = ["![s](http://127.0.0.1:9/sugg.png)", "$q^2$", ":material/home: home", "[click](http://x.io)"]
+
+
+def test_suggested_tags_are_shown_as_text_never_as_an_image_a_formula_or_an_icon(with_key, seed):
+    from ragkit.tags import normalise_tag
+    from ragkit.ui.markdown import md_escape
+    [(_, asset)] = seed([Upload("shot.jpg", jpeg_bytes(1))]).added
+    with_key.always(caption_reply("A kite.", HOSTILE_TAGS))
+    at = run(new_app())
+    at.button(key="library.describe-all").click()
+    finish_describe(run(at))
+    at.button(key=f"library.open.{asset.sha256}").click()
+    run(at)
+    [pills] = [g for g in at.get("button_group") if g.key == f"library.suggested.{asset.sha256}"]
+    labels = [option.content for option in pills.proto.options]
+    assert labels == [md_escape(normalise_tag(tag)) for tag in HOSTILE_TAGS]  # was: the raw Markdown
+    for label in labels:
+        assert "![" not in label and "](" not in label and ":material/" not in label
+        assert "$" not in label.replace("\\$", "")
+def test_a_gone_caption_model_shows_one_line_and_switches_in_one_click(with_key, seed, monkeypatch):
+    monkeypatch.setenv("RAGKIT_CAPTION_MODEL", "gemini-2.5-flash")  # shut down on 2026-06-17
+    seed([Upload("shot.jpg", jpeg_bytes(5))])
+    at = run(new_app())
+    errors = [shown(e) for e in texts(at.error) if "Random weights" not in e]
+    assert len(errors) == 1 and "gemini-2.5-flash is no longer offered" in errors[0]
+    assert at.button(key="library.describe-all").disabled
+    at.button(key="captions.switch-model").click()
+    run(at)
+    assert not [e for e in texts(at.error) if "Random weights" not in e]
+    assert not at.button(key="library.describe-all").disabled
+    at.button(key="library.describe-all").click()
+    finish_describe(run(at))
+    assert [r.model for r in with_key.requests] == ["gemini-3.5-flash-lite"]

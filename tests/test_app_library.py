@@ -56,6 +56,7 @@ def test_upload_of_good_and_bad_files_reports_each_outcome(app_env, tmp_path):
                        "broken.jpg": "Rejected", "notes.txt": "Rejected"}
     why = dict(zip(rows["File"], rows["Why"]))
     assert why["broken.jpg"] and why["notes.txt"]  # a reason a person can read
+    assert why["shot-0 copy.jpg"] == "same picture as shot-0.jpg (in this upload)"  # a name, not a hash
     assert rows["Result"].tolist()[:2] == ["Rejected", "Rejected"]  # what needs attention first
 
     # The drop zone is empty again; the grid shows the new images, newest first; the sidebar counts them.
@@ -405,3 +406,16 @@ def test_an_error_quoting_a_secret_shows_without_it(app_env, seed, monkeypatch):
     errors = shown(" ".join(texts(at.error)))
     assert "Milvus refused token *** while listing assets" in errors
     assert "s3cret-token" not in all_text(at)
+
+
+def test_tiles_keep_codes_readable_show_the_full_name_on_hover_and_the_tags(app_env, seed):
+    """Issue 21.6: "watch_silver_SK…" hid the SKU code, and tiles showed no tags."""
+    long_name = "watch_silver_on_marble_studio_shot_final_SKU-88231-B.jpg"
+    seed([Upload(long_name, jpeg_bytes(140))], tags=["watches", "silver", "hero", "summer"])
+    seed([Upload("mug.jpg", jpeg_bytes(141))])
+    at = run(new_app())
+    name = next(c for c in at.caption if "watch" in c.value)
+    assert shown(name.value).endswith("_SKU-88231-B.jpg") and "…" in name.value  # the end, with the code, stays
+    assert shown(name.proto.help) == long_name  # the whole name on hover
+    tags = [c.value for c in at.caption if ":material/sell:" in c.value]
+    assert len(tags) == 1 and tags[0].count(" · ") == 3 and tags[0].endswith("· +1"), tags  # the mug: no line

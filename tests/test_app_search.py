@@ -155,6 +155,31 @@ def test_more_like_this_and_clear(app_env, library_of_ten):
     assert at.segmented_control(key="search.mode").value == "Words"
 
 
+def test_more_like_this_starts_fresh_keeping_only_this_searchs_filters(app_env, library_of_ten):
+    """Issue 21.8: More like this carried over the words of an earlier composed search."""
+    at = search_page()
+    text_search(at, "shoes")
+    at.button(key=f"search.more.{hit_ids(at)[0]}").click()
+    run(at)
+    at.text_input(key="search.with").set_value("in blue")
+    at.text_input(key="search.not").set_value("text")
+    run(at)
+    assert "in blue" in all_text(at)  # the composed search's heading
+    at.segmented_control(key="search.source").set_value("Uploaded")  # set on this search: kept
+    run(at)
+    at.button(key=f"search.more.{hit_ids(at)[0]}").click()
+    run(at)
+    assert at.text_input(key="search.with").value == "" and at.text_input(key="search.not").value == ""
+    assert "in blue" not in all_text(at) and "“text”" not in all_text(at)
+    assert at.segmented_control(key="search.source").value == "Uploaded"
+    assert all(library_of_ten_sources(library_of_ten, hit_ids(at)))
+
+
+def library_of_ten_sources(assets, ids):
+    by_id = {a.sha256: a for a in assets.values()}
+    return [not by_id[i].is_generated for i in ids]
+
+
 def test_pick_references_into_the_tray_across_pages(app_env, library_of_ten):
     at = search_page()
     text_search(at, "hero shot")

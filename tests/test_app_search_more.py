@@ -277,7 +277,7 @@ def test_duplicates_view_keeps_the_chosen_copy_and_deletes_the_others_after_conf
     small, original = copies["shot-1-small.jpg"].sha256, copies["shot-1.jpg"].sha256
     at.button(key=f"library.dup-keep.{original}.{small}").click()  # the group's suggestion is the bigger one
     run(at)
-    assert any("move the other 1 to the trash" in w for w in texts(at.warning))
+    assert any("Move **the other 1** to the trash" in w for w in texts(at.warning))
     assert settings.data_dir.joinpath("originals").exists()
     at.button(key=f"library.dup-yes.{original}").click()
     run(at)
@@ -290,4 +290,52 @@ def test_duplicates_view_keeps_the_chosen_copy_and_deletes_the_others_after_conf
         assert library.trash_count() == 1  # restorable from the Trash view until it is emptied
     finally:
         library.close()
+    no_streamlit_warnings(at, streamlit_warnings)
+
+
+def test_duplicates_not_duplicates_is_remembered_and_one_copy_can_go(app_env, copies, settings, streamlit_warnings):
+    """"Not duplicates" hides a group for good (a file in the data folder; a damaged one is one line and
+    the view still works); "Remove this one" trashes only that copy; the toast says what happened."""
+    def duplicates_page():
+        at = run(new_app())
+        at.segmented_control(key="library.view").set_value("duplicates")
+        run(at)
+        at.number_input(key="library.dup-threshold").set_value(0.998)
+        at.button(key="library.dup-find").click()
+        return run(at)
+
+    at = duplicates_page()
+    assert len(group_rows(at)) == 3
+    shot0, shot0_small = copies["shot-0.jpg"].sha256, copies["shot-0-small.jpg"].sha256
+    at.button(key=f"library.dup-dismiss.{shot0}").click()
+    run(at)
+    assert len(group_rows(at)) == 2
+    assert f"library.dup-dismiss.{shot0}" not in [b.key for b in at.button]
+    assert settings.data_dir.joinpath("duplicates-dismissed.json").is_file()
+
+    at = duplicates_page()  # a new session, a new look: the answer is remembered
+    assert len(group_rows(at)) == 2
+    assert f"library.dup-dismiss.{shot0}" not in [b.key for b in at.button]
+
+    shot2, shot2_small = copies["shot-2.jpg"].sha256, copies["shot-2-small.jpg"].sha256
+    at.button(key=f"library.dup-drop.{shot2}.{shot2_small}").click()
+    run(at)
+    assert any(w.startswith("Move **shot\\-2\\-small") and "to the trash?" in w for w in texts(at.warning))
+    at.button(key=f"library.dup-yes.{shot2}").click()
+    run(at)
+    assert [t.value for t in at.toast] == ["Moved 1 image to the trash"]
+    assert len(group_rows(at)) == 1  # a group of one is no group
+    from ragkit.library import Library
+    library = Library.open(settings)
+    try:
+        assert library.store.get(shot2_small).trashed and not library.store.get(shot2).trashed
+        assert not library.store.get(shot0_small).trashed  # dismissing deletes nothing
+    finally:
+        library.close()
+
+    settings.data_dir.joinpath("duplicates-dismissed.json").write_text('{"groups": [[')  # damaged
+    at = duplicates_page()
+    damaged = [w for w in texts(at.warning) if "is damaged" in w]
+    assert len(damaged) == 1 and "Delete the file" in damaged[0] and "dismissed" in damaged[0]
+    assert len(group_rows(at)) == 2  # every group shown again, the view still works
     no_streamlit_warnings(at, streamlit_warnings)

@@ -113,9 +113,9 @@ def test_too_many_references_for_the_model_are_refused_before_anything_is_sent(l
     products = add(lib, (20, 21))
     brand = add(lib, (92, 93, 94), name="brand")
     kit = kits.KitStore(lib.settings.data_dir).save(kits.make_kit("Big", reference_ids=brand))
-    with pytest.raises(BatchError, match="4 references.*Nano Banana takes at most 3.*Remove 1"):
-        batch.plan_batch(lib, BRIEF, ref_each=products, kit=kit)
-    spec = batch.plan_batch(lib, BRIEF, ref_each=products, kit=kit, model="gemini-3-pro-image-preview")
+    with pytest.raises(BatchError, match="4 references.*Nano Banana 2 Lite takes at most 3.*Remove 1"):
+        batch.plan_batch(lib, BRIEF, ref_each=products, kit=kit, model="gemini-3.1-flash-lite-image")
+    spec = batch.plan_batch(lib, BRIEF, ref_each=products, kit=kit, model="gemini-3-pro-image")
     assert len(spec.references_for(products[0])) == 4
     assert fake_gemini.requests == []
 
@@ -189,15 +189,17 @@ def test_costs_add_up_per_take_per_job_in_the_ledger_and_in_stats(tmp_path, lib,
         prompt=20, text=10, reference_images=len(request.images))))
     job = run(lib, batch.plan_batch(lib, BRIEF, ref_each=products, variations=2))
 
-    # Nano Banana: $0.30 per 1M tokens in (20 + 258 for the product), $2.50 per 1M text out, $30 per 1M image out.
-    per_take = (278 * 0.30 + 10 * 2.50 + 1290 * 30.00) / 1e6
+    # Nano Banana 2.1: $1.50 per 1M tokens in (20 + 258 for the product), $7.50 per 1M text out, $30 per 1M
+    # image out (1120 tokens a 1K image).
+    per_take = (278 * 1.50 + 10 * 7.50 + 1120 * 30.00) / 1e6
     assert [t.cost_usd for t in job.takes] == [pytest.approx(per_take)] * 6
     assert job.cost_usd == pytest.approx(6 * per_take)
     assert batch.job_report(job)["cost_usd"] == pytest.approx(6 * per_take)
     ledger = CostLedger(lib.settings.data_dir).totals()
     assert (ledger.generations, ledger.images) == (6, 6) and ledger.cost_usd == pytest.approx(6 * per_take)
 
-    # A model without a price: its cost is unknown, never $0, and the ledger counts it apart.
+    # A model without a price (a new one the API lists): its cost is unknown, never $0, and the ledger counts it apart.
+    fake_gemini.offer("gemini-9-image-lab")
     unpriced = run(lib, batch.plan_batch(lib, BRIEF, ref_each=products[:1], model="gemini-9-image-lab"))
     assert unpriced.takes[0].cost_usd is None and unpriced.cost_usd is None
     lib.close()
@@ -209,7 +211,7 @@ def test_costs_add_up_per_take_per_job_in_the_ledger_and_in_stats(tmp_path, lib,
 
 
 def test_an_unknown_price_is_unknown_in_the_cli(tmp_path, gemini_env, fake_gemini):
-    env = {**gemini_env, "RAGKIT_PRICES": '{"gemini-2.5-flash-image": null}'}
+    env = {**gemini_env, "RAGKIT_PRICES": '{"gemini-nano-banana-2.1": null}'}
     ingest = run_cli_inprocess(["ingest", str(_folder(tmp_path, 2)), "--json"], env, tmp_path)
     ids = [a["sha256"] for a in json.loads(ingest.stdout)["added"]]
     result = run_cli_inprocess(["batch", "--brief", BRIEF, "--ref-each", *ids, "--json"], env, tmp_path)

@@ -59,7 +59,7 @@ def test_the_request_carries_the_image_and_asks_for_json_with_the_schema(lib, fa
     outcome = run(lib, ids=[sha])
 
     [request] = fake_gemini.requests
-    assert request.model == "gemini-2.5-flash"  # RAGKIT_CAPTION_MODEL's default
+    assert request.model == "gemini-3.5-flash-lite"  # RAGKIT_CAPTION_MODEL's default
     [(mime, data)] = request.images
     with Image.open(io.BytesIO(data)) as sent, Image.open(io.BytesIO(lib.original_bytes(sha))) as original:
         assert mime == "image/jpeg" and sent.size == original.size
@@ -79,13 +79,13 @@ def test_the_request_carries_the_image_and_asks_for_json_with_the_schema(lib, fa
 
 
 def test_a_caption_model_setting_is_what_is_asked(tmp_path, gemini_env, fake_gemini, tiny_embedder):
-    env = {**gemini_env, "RAGKIT_CAPTION_MODEL": "gemini-2.5-flash-lite"}
+    env = {**gemini_env, "RAGKIT_CAPTION_MODEL": "gemini-3.1-flash-lite"}
     library = Library.open(Settings.load(env=env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
     try:
         run(library, ids=add(library, [2]))
     finally:
         library.close()
-    assert fake_gemini.requests[0].model == "gemini-2.5-flash-lite"
+    assert fake_gemini.requests[0].model == "gemini-3.1-flash-lite"
 
 
 # ----------------------------------------------------------------------------- search by caption
@@ -157,7 +157,7 @@ def test_a_refusal_is_recorded_the_asset_still_works_and_all_skips_it_until_retr
 
 def test_a_429_storm_backs_off_for_the_server_delay_and_finishes(lib, fake_gemini):
     ids = add(lib, range(40, 44))
-    fake_gemini.enqueue(quota_reply(0.3, model="gemini-2.5-flash"), quota_reply(0.3, model="gemini-2.5-flash"))
+    fake_gemini.enqueue(quota_reply(0.3, model="gemini-3.5-flash-lite"), quota_reply(0.3, model="gemini-3.5-flash-lite"))
     started = time.monotonic()
     outcome = run(lib, ids=ids)
     assert outcome.counts()["done"] == 4

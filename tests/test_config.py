@@ -12,7 +12,7 @@ def test_defaults_put_everything_under_data(tmp_path):
     assert settings.milvus_uri == str(tmp_path / "data" / "ragkit.db")
     assert settings.is_embedded_db
     assert settings.clip_model == "ViT-B-32" and settings.clip_pretrained == "laion2b_s34b_b79k"
-    assert settings.gemini_model == "gemini-2.5-flash-image"
+    assert settings.gemini_model == "gemini-nano-banana-2.1"
 
 
 def test_environment_wins_over_secrets_file(tmp_path):

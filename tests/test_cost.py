@@ -13,13 +13,13 @@ from ragkit.studio.cost import CostLedger, PriceTable, format_usd, prices_for
 from devtools.fake_gemini import image_reply, usage_metadata
 
 KEY = "cost-test-key-55aa01"
-FLASH, PRO = "gemini-2.5-flash-image", "gemini-3-pro-image-preview"
+FLASH, PRO = "gemini-nano-banana-2.1", "gemini-3-pro-image"
 
 
 def test_default_prices_give_google_s_per_image_prices():
     table = PriceTable.from_setting("")
-    one_image = {"image_tokens": 1290, "images": 1}
-    assert table.cost(FLASH, one_image) == pytest.approx(0.0387)            # "$0.039 per image"
+    one_image = {"image_tokens": 1120, "images": 1}
+    assert table.cost(FLASH, one_image) == pytest.approx(0.0336)            # "$0.0336 per 1K image"
     assert table.cost(PRO, {"image_tokens": 1120}) == pytest.approx(0.1344)  # "$0.134 per 1K/2K image"
     assert table.cost("models/" + FLASH, one_image) == table.cost(FLASH, one_image)
     assert table.cost("gemini-9-image-lab", one_image) is None
@@ -27,26 +27,29 @@ def test_default_prices_give_google_s_per_image_prices():
 
 
 def test_prices_can_be_overridden_by_json_or_a_file(tmp_path):
-    table = PriceTable.from_setting('{"gemini-2.5-flash-image": {"output_image": 60}, '
+    table = PriceTable.from_setting('{"gemini-nano-banana-2.1": {"output_image": 60}, '
                                     '"my-image-model": {"input": 1, "output_text": 2, "output_image": 3}, '
-                                    '"gemini-3-pro-image-preview": null}')
-    assert table.cost(FLASH, {"image_tokens": 1_000_000, "prompt_tokens": 1_000_000}) == pytest.approx(60.30)
+                                    '"gemini-3-pro-image": null}')
+    assert table.cost(FLASH, {"image_tokens": 1_000_000, "prompt_tokens": 1_000_000}) == pytest.approx(61.50)
     assert table.cost("my-image-model", {"text_tokens": 1_000_000}) == pytest.approx(2)
     assert table.cost(PRO, {"image_tokens": 1}) is None
     file = tmp_path / "prices.json"
-    file.write_text('{"gemini-2.5-flash-image": {"input": 0}}')
+    file.write_text('{"gemini-nano-banana-2.1": {"input": 0}}')
     settings = Settings.load(env={"RAGKIT_PRICES": str(file)}, cwd=tmp_path, secrets_files=[])
     assert prices_for(settings).cost(FLASH, {"prompt_tokens": 10**6}) == 0
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("{oops", "RAGKIT_PRICES is not valid JSON"),
+    ("{oops", "RAGKIT_PRICES is damaged \\(not valid JSON"),
+    ("[" * 100_000, "RAGKIT_PRICES is damaged \\(nested too deeply"),                # was RecursionError
+    ('{"gemini-2.5-flash-image": {"input": NaN}}', "NaN is not a number ragkit writes"),
+    ("/dev/zero", "/dev/zero .* is not a regular file"),                              # was MemoryError
     ("[1, 2]", "must be a JSON object"),
-    ('{"gemini-2.5-flash-image": {"input": -1}}', "input must be a number of USD per 1M tokens, 0 or more"),
-    ('{"gemini-2.5-flash-image": {"input": "cheap"}}', "input must be a number"),
-    ('{"gemini-2.5-flash-image": {"inptu": 1}}', "keys input, output_text, output_image"),
+    ('{"gemini-nano-banana-2.1": {"input": -1}}', "input must be a number of USD per 1M tokens, 0 or more"),
+    ('{"gemini-nano-banana-2.1": {"input": "cheap"}}', "input must be a number"),
+    ('{"gemini-nano-banana-2.1": {"inptu": 1}}', "keys input, output_text, output_image"),
     ('{"new-model": {"input": 1}}', "give output_text, output_image too"),
-    ("/nonexistent/prices.json", "names the file /nonexistent/prices.json, which can't be read"),
+    ("/nonexistent/prices.json", "names the file /nonexistent/prices.json, which does not exist"),
 ])
 def test_a_malformed_price_setting_says_what_to_fix(setting, message):
     with pytest.raises(ConfigError, match=message):
@@ -59,12 +62,12 @@ def test_usage_is_read_per_modality_and_priced(fake_gemini):
                                            "totalTokenCount": 1310}))  # no details: image rate, never less
     generator = ImageGenerator(KEY, base_url=fake_gemini.url, sleep=lambda s: None)
     detailed = generator.generate("a lamp").usage
-    assert detailed == {"prompt_tokens": 30 + 516, "output_tokens": 12 + 1290, "total_tokens": 546 + 1302 + 100,
-                        "text_tokens": 12, "image_tokens": 1290, "thoughts_tokens": 100, "images": 1}
+    assert detailed == {"prompt_tokens": 30 + 516, "output_tokens": 12 + 1120, "total_tokens": 546 + 1132 + 100,
+                        "text_tokens": 12, "image_tokens": 1120, "thoughts_tokens": 100, "images": 1}
     plain = generator.generate("a lamp").usage
     assert (plain["image_tokens"], plain["text_tokens"]) == (1300, 0)
     table = PriceTable.from_setting("")
-    assert table.cost(PRO, detailed) == pytest.approx((546 * 2 + 112 * 12 + 1290 * 120) / 1e6)
+    assert table.cost(PRO, detailed) == pytest.approx((546 * 2 + 112 * 12 + 1120 * 120) / 1e6)
 
 
 def test_the_ledger_adds_up_reads_incrementally_and_survives_a_torn_line(tmp_path):

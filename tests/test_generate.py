@@ -17,6 +17,7 @@ from PIL import Image
 from ragkit.config import Settings
 from ragkit.errors import (
     GenerationError,
+    ModelGoneError,
     GenerationServerError,
     GenerationTimeoutError,
     InvalidApiKeyError,
@@ -43,7 +44,7 @@ from devtools.fake_gemini import (
 )
 
 KEY = "AIzaSy-test-KEY-5f3a9c0e1d"  # distinctive, so a leak anywhere is easy to spot
-FLASH, PRO = "gemini-2.5-flash-image", "gemini-3-pro-image-preview"
+FLASH, PRO, LITE = "gemini-nano-banana-2.1", "gemini-3-pro-image", "gemini-3.1-flash-lite-image"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -138,9 +139,9 @@ def test_request_carries_brief_references_config_and_key(make_generator, fake_ge
     assert len(result.images) == 1 and result.images[0].mime == "image/png"
     assert decode(result.images[0].data).size == (77, 96)  # the fake honours 4:5: a real picture
     assert result.text.startswith("Generated for: a red bicycle")
-    # Usage as Gemini reports it (fake: a token per word, 258 per reference image, 1290 per image out).
-    assert result.usage == {"prompt_tokens": 6 + 2 * 258, "output_tokens": 8 + 1290, "total_tokens": 522 + 1298,
-                            "text_tokens": 8, "image_tokens": 1290, "thoughts_tokens": 0, "images": 1}
+    # Usage as Gemini reports it (fake: a token per word, 258 per reference image, 1120 per 1K image out).
+    assert result.usage == {"prompt_tokens": 6 + 2 * 258, "output_tokens": 8 + 1120, "total_tokens": 522 + 1128,
+                            "text_tokens": 8, "image_tokens": 1120, "thoughts_tokens": 0, "images": 1}
     assert result.seconds > 0 and result.warnings == []
     assert_key_never_shown(None, capture_all_logs, [repr(result)])
 
@@ -228,7 +229,7 @@ def test_variations_run_concurrently_in_order(make_generator, fake_gemini):
     assert elapsed < 1.2, f"4 x 0.4 s requests took {elapsed:.2f} s: not concurrent"
     assert [(d, t) for d, t, _ in progress] == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
     assert {name for _, _, name in progress} == {threading.current_thread().name}  # UI-safe thread
-    assert result.usage["images"] == 4 and result.usage["image_tokens"] == 4 * 1290  # summed over variations
+    assert result.usage["images"] == 4 and result.usage["image_tokens"] == 4 * 1120  # summed over variations
 
 
 def test_some_variations_fail_the_rest_are_returned_with_warnings(make_generator, fake_gemini, capture_all_logs):
@@ -300,7 +301,8 @@ ERROR_CASES: dict[str, ErrorCase] = {
     "permission 403": (lambda f: f.always(error_reply(403)), InvalidApiKeyError, ["403", "PERMISSION_DENIED"]),
     "other 4xx": (lambda f: f.always(error_reply(400, "Request payload size exceeds the limit.", "INVALID_ARGUMENT")),
                   GenerationError, ["Request payload size exceeds the limit."]),
-    "unknown model 404": (lambda f: f.always(error_reply(404)), GenerationError, ["404", "RAGKIT_GEMINI_MODEL"]),
+    "unknown model 404": (lambda f: f.always(error_reply(404)), ModelGoneError,
+                          ["no longer offered", "RAGKIT_GEMINI_MODEL", "gemini-nano-banana-2.1"]),
     "key echoed by server": (lambda f: f.always(error_reply(400, f"Bad key {API_KEY_PLACEHOLDER} for project",
                                                             "INVALID_ARGUMENT")),
                              GenerationError, ["Bad key *** for project"]),
@@ -376,8 +378,8 @@ def test_from_settings_uses_model_and_base_url(fake_gemini):
 def test_too_many_references_is_refused_before_any_request(make_generator, fake_gemini):
     refs = [ReferenceImage(png_bytes((8, 8)), "image/png")] * 4
     with pytest.raises(TooManyReferencesError) as caught:
-        make_generator().generate("a collage", refs)
-    assert "Nano Banana" in str(caught.value) and "at most 3" in str(caught.value)
+        make_generator().generate("a collage", refs, model=LITE)
+    assert "Nano Banana 2 Lite" in str(caught.value) and "at most 3" in str(caught.value)
     with pytest.raises(TooManyReferencesError, match="Nano Banana Pro takes at most 14"):
         make_generator().generate("a collage", refs * 4, model=PRO)
     assert fake_gemini.requests == []
@@ -396,9 +398,9 @@ def test_invalid_requests_fail_fast(kwargs, make_generator, fake_gemini):
 
 # ----------------------------------------------------------------------------- models and repr
 def test_models_and_unknown_model_default():
-    assert model_info(FLASH).label == "Nano Banana" and model_info(FLASH).max_references == 3
+    assert model_info(FLASH).label == "Nano Banana 2.1" and model_info(FLASH).max_references == 14
     assert model_info(PRO).label == "Nano Banana Pro" and model_info(PRO).max_references == 14
-    assert set(MODELS) == {FLASH, PRO}
+    assert set(MODELS) == {FLASH, PRO, LITE, "gemini-3.1-flash-image"}
     for info in MODELS.values():
         assert {"1:1", "16:9", "9:16", "21:9", "4:5"} <= set(info.aspect_ratios)
     custom = model_info("my-tuned-image-model")

@@ -31,8 +31,8 @@ def _fill(library, with_code_last: bool = False):
 
 
 def test_a_code_in_a_file_name_comes_first(any_library):
-    if any_library.keyword_search:  # the real Milvus 2.3 engine: no full-text search there
-        pytest.skip(any_library.keyword_search)
+    if any_library.keyword_search_unavailable:  # the real Milvus 2.3 engine: no full-text search there
+        pytest.skip(any_library.keyword_search_unavailable)
     _fill(any_library)
     hits = any_library.search_text("SKU-4471", k=5)
     assert hits[0].asset.filename == "SKU-4471 red cape.jpg"
@@ -143,7 +143,7 @@ def test_a_milvus_without_full_text_search_says_so_and_still_searches(real_milvu
     library = Library.open(Settings.load(env=env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
     try:
         library.ingest_paths([image_folder])
-        assert "Milvus 2.5" in library.keyword_search
+        assert "Milvus 2.5" in library.keyword_search_unavailable
         hits = library.search_text("photo_3", k=3)
         assert len(hits) == 3 and all(h.routes == (ROUTE_CLIP,) for h in hits)
     finally:

@@ -129,12 +129,14 @@ def test_cli_set_list_delete(tmp_path, ragkit_env, image_folder):
                     "--avoid", "text", "--aspect", "4:5", "--json"], ragkit_env, tmp_path)
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["version"] == 1 and b"version 1" in made.stderr
-    changed = run_cli_inprocess(["brand-kit", "set", "acme", "--aspect", "1:1", "--json"], ragkit_env, tmp_path)
+    folded = run_cli_inprocess(["brand-kit", "set", "acme", "--aspect", "1:1"], ragkit_env, tmp_path)
+    assert folded.returncode == 1 and b"give its name exactly as 'Acme'" in folded.stderr  # never a silent rename
+    changed = run_cli_inprocess(["brand-kit", "set", "Acme", "--aspect", "1:1", "--json"], ragkit_env, tmp_path)
     kit = json.loads(changed.stdout)
     assert (kit["version"], kit["aspect"], kit["style"], kit["reference_ids"]) == (2, "1:1", "pastel, flat light",
                                                                                   [logo, palette])
     listed = json.loads(run_cli_inprocess(["brand-kit", "list", "--json"], ragkit_env, tmp_path).stdout)
-    assert [(k["name"], k["version"], k["problems"]) for k in listed["kits"]] == [("acme", 2, [])]
+    assert [(k["name"], k["version"], k["problems"]) for k in listed["kits"]] == [("Acme", 2, [])]
 
     run_cli_inprocess(["delete", logo], ragkit_env, tmp_path)  # to the trash: the kit says where it went
     human = run_cli_inprocess(["brand-kit", "list"], ragkit_env, tmp_path)

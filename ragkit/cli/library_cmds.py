@@ -137,8 +137,8 @@ def cmd_search(args, settings: Settings) -> int:
         hits = library.search_similar(args.similar, args.k, **filters)
     else:
         hits = library.search_text(args.text or "", args.k, keywords=not args.no_keywords, **filters)
-        if not args.no_keywords and library.keyword_search and not args.json:
-            err(f"note: words in names and tags are not searched: {library.keyword_search}")
+        if not args.no_keywords and library.keyword_search_unavailable and not args.json:
+            err(f"note: words in names and tags are not searched: {library.keyword_search_unavailable}")
     if args.json:
         print(json.dumps({"query": args.text or args.image or args.similar,
                           "hits": [hit.to_dict() for hit in hits]}, ensure_ascii=False))
@@ -171,7 +171,8 @@ def cmd_stats(args, settings: Settings) -> int:
     spent = CostLedger(settings.data_dir).totals()
     if args.json:
         print(json.dumps({**stats.to_dict(), "generation_cost_usd": spent.known_cost,
-                          "generations": spent.generations, "generations_unpriced": spent.unpriced},
+                          "generations": spent.generations, "generations_unpriced": spent.unpriced,
+                          "ledger_damaged_lines": spent.damaged, "ledger_problem": spent.problem},
                          ensure_ascii=False))
         return EXIT_OK
     out(f"assets     {stats.assets}")
@@ -179,8 +180,7 @@ def cmd_stats(args, settings: Settings) -> int:
     out(f"model      {stats.model}{'  (RANDOM WEIGHTS: demo/test only)' if stats.random_weights else ''}")
     out(f"database   {stats.db_uri}  (collection {stats.collection})")
     out(f"files      {stats.data_dir}")
-    unpriced = f" + {spent.unpriced} at an unknown price" if spent.unpriced and spent.known_cost is not None else ""
-    out(f"generated  {spent.generations} time(s) in the Studio, cost {format_usd(spent.known_cost)}{unpriced}")
+    out(f"generated  {spent.generations} time(s) in the Studio, cost {format_usd(spent.known_cost)}{spent.summary()}")
     if stats.advice:
         out(f"advice     {stats.advice}")
     _print_models(stats)

@@ -4,17 +4,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ragkit.cli import common
+from ragkit.cli import common, models_cmd
 from ragkit.cli.common import (EXIT_FAILURE, EXIT_OK, EXIT_PARTIAL, CountProgress, add_json_flag, err, out,
                                whole_number)
 from ragkit.config import Settings
 from ragkit.errors import InvalidInputError
+from ragkit.text import printable
+
+SIZE_HELP = "output size: 512, 1K, 2K or 4K, as the model offers (default: the model's, 1K)"
 
 
 def register(commands) -> None:
     add_generate(commands)
     add_brand_kit(commands)
     add_batch(commands)
+    models_cmd.register(commands)  # `models` comes between batch and describe in --help
     add_describe(commands)
 
 
@@ -24,26 +28,45 @@ def add_generate(commands) -> None:
     generate.add_argument("--ref", action="append", default=[], metavar="SHA256",
                           help="a library asset to use as reference (repeatable)")
     generate.add_argument("--model", default=None,
-                          help="gemini-2.5-flash-image (Nano Banana, default) or gemini-3-pro-image-preview (Pro)")
+                          help="an image model id (default RAGKIT_GEMINI_MODEL); `python -m ragkit models` lists them")
     generate.add_argument("--aspect", default=None, help="aspect ratio, e.g. 1:1, 16:9, 9:16")
+    generate.add_argument("--size", default=None, metavar="SIZE", help=SIZE_HELP)
     generate.add_argument("-n", type=int, default=1, choices=range(1, 9), metavar="N",
                           help="number of variations, 1-8 (requested concurrently)")
     generate.add_argument("--save", action="store_true", help="also save the images into the library")
     generate.add_argument("--tag", action="append", default=[], help="tags for saved images (repeatable)")
     generate.add_argument("--out", default="out", metavar="DIR", help="where image files are written (default out/)")
+    generate.add_argument("--edit", default=None, metavar="SHA256",
+                          help="edit this library asset instead: BRIEF is the change ('make the background blue'); "
+                               "the new version is saved with its parent in its provenance")
     generate.set_defaults(handler=cmd_generate)
     add_json_flag(generate)
+
+
+def _check_model(settings: Settings, model: str | None, aspect: str | None, size: str | None) -> None:
+    """Before any job or request: the model is offered for this key (ModelGoneError: one line with the
+    live replacements), and takes this aspect ratio and size."""
+    from ragkit.studio.discovery import require_offered
+    from ragkit.studio.models import check_output, default_model, model_info, normalise_size
+    chosen = default_model(model or settings.gemini_model)
+    require_offered(settings, chosen, "image", "--model" if model else "RAGKIT_GEMINI_MODEL")
+    if problem := check_output(model_info(chosen), aspect, normalise_size(size)):
+        raise InvalidInputError(problem)
 
 
 def cmd_generate(args, settings: Settings) -> int:
     from ragkit.ingest.images import EXTENSION_BY_MIME
     from ragkit.studio import ImageGenerator, generate_from, save_generated_image
+    if args.edit:
+        from ragkit.cli.edit import cmd_edit
+        return cmd_edit(args, settings, common.open_library)
     generator = ImageGenerator.from_settings(settings)  # no key -> a clear error before anything loads
+    _check_model(settings, args.model, args.aspect, args.size)
     library = common.open_library(settings)
     err(f"generating {args.n} image(s) with {args.model or settings.gemini_model} "
         f"from {len(args.ref)} reference(s)…")
     generation = generate_from(library, generator, args.brief, args.ref, model=args.model,
-                               aspect_ratio=args.aspect, variations=args.n)
+                               aspect_ratio=args.aspect, variations=args.n, size=args.size)
     for warning in generation.warnings:
         err(f"warning: {warning}")
     out_dir = Path(args.out)
@@ -60,7 +83,7 @@ def cmd_generate(args, settings: Settings) -> int:
         err(f"wrote {path}" + (f" (saved to library as {entry['sha256'][:12]})" if args.save else ""))
     if args.json:
         print(json.dumps({"images": images, "text": generation.text, "model": generation.model,
-                          "usage": generation.usage, "seconds": round(generation.seconds, 2),
+                          "size": generation.size, "usage": generation.usage, "seconds": round(generation.seconds, 2),
                           "warnings": generation.warnings}, ensure_ascii=False))
     elif generation.text:
         out(generation.text, keep_newlines=True)
@@ -94,12 +117,17 @@ def cmd_brand_kit(args, settings: Settings) -> int:
     if args.action == "list":
         return _list_kits(args, store, common.open_library(settings))
     if args.action == "delete":
+        damaged = store.damaged_file(args.name) if store.find(args.name) is None else None
         if not store.delete(args.name):
-            raise kits.KitNotFoundError(f"No brand kit named {kits.clean_name(args.name)!r}; "
+            raise kits.KitNotFoundError(f"No brand kit named {printable(args.name)!r}; "
                                         "`python -m ragkit brand-kit list` shows the kits.")
-        err(f"deleted brand kit {kits.clean_name(args.name)!r}; images made with it keep its name")
+        err(f"deleted the damaged brand kit file {damaged.path.name}" if damaged else
+            f"deleted brand kit {kits.clean_name(args.name)!r}; images made with it keep its name")
         return EXIT_OK
     library = common.open_library(settings)
+    damaged = store.damaged_file(args.name)
+    if damaged is not None and damaged.path == store.path_for(args.name):
+        err(f"the kit's file {damaged.path.name} was damaged ({damaged.reason}): it is replaced")
     current = store.find(args.name)
     kit = kits.make_kit(args.name,
                         args.style if args.style is not None else (current.style if current else ""),
@@ -116,20 +144,23 @@ def cmd_brand_kit(args, settings: Settings) -> int:
 
 def _check_kit_references(library, kit) -> None:
     """A kit's references must be in the library (a usable one, or it can't be sent)."""
-    from ragkit.studio.kits import reference_problems
-    problems = reference_problems(library, kit)
-    if problems:
-        raise InvalidInputError(f"Can't save the brand kit {kit.name!r}: {'; '.join(problems)}.")
+    from ragkit.studio.kits import check_usable
+    check_usable(library, kit, saving=True)
 
 
 def _list_kits(args, store, library) -> int:
     from ragkit.studio.kits import reference_problems
-    listed = [(kit, reference_problems(library, kit)) for kit in store.list()]
+    found, damaged = store.scan()
+    listed = [(kit, reference_problems(library, kit)) for kit in found]
+    status = EXIT_FAILURE if damaged else EXIT_OK
     if args.json:
-        print(json.dumps({"kits": [{**kit.to_dict(), "problems": problems} for kit, problems in listed]},
+        print(json.dumps({"kits": [{**kit.to_dict(), "problems": problems} for kit, problems in listed],
+                          "damaged": [{"file": str(d.path), "name": d.name, "reason": d.reason} for d in damaged]},
                          ensure_ascii=False))
-        return EXIT_OK
-    if not listed:
+        return status
+    for entry in damaged:
+        err(f"damaged: {printable(entry.describe())}")
+    if not listed and not damaged:
         err("no brand kits yet: `python -m ragkit brand-kit set NAME --style TEXT [--ref SHA]`")
     for kit, problems in listed:
         out(f"{kit.name}  (version {kit.version}, {len(kit.reference_ids)} reference(s), "
@@ -140,7 +171,7 @@ def _list_kits(args, store, library) -> int:
             out(f"    avoid: {', '.join(kit.avoid)}")
         for problem in problems:
             out(f"    can't be used: {problem}")
-    return EXIT_OK
+    return status
 
 
 def add_batch(commands) -> None:
@@ -161,13 +192,18 @@ def add_batch(commands) -> None:
     batch.add_argument("--brand-kit", default=None, metavar="NAME", help="add this kit's style, references and words to avoid")
     batch.add_argument("-n", type=whole_number(1, 8), default=1, metavar="N", help="variations per product, 1-8 (default 1)")
     batch.add_argument("--model", default=None,
-                       help="gemini-2.5-flash-image (Nano Banana, default) or gemini-3-pro-image-preview (Pro)")
+                       help="an image model id (default RAGKIT_GEMINI_MODEL); `python -m ragkit models` lists them")
     batch.add_argument("--aspect", default=None, help="aspect ratio, e.g. 1:1, 4:5, 9:16 (default: the kit's, or auto)")
+    batch.add_argument("--size", default=None, metavar="SIZE", help=SIZE_HELP)
     batch.add_argument("--concurrency", type=whole_number(1, 16), default=4, metavar="C",
                        help="requests at a time, 1-16 (default 4)")
     batch.add_argument("--approve", action="store_true", help="save every image to the library (no review)")
     batch.add_argument("--retry-failed", action="store_true", help="send the requests that failed again, too")
     batch.add_argument("--new", action="store_true", help="a new job even if these parameters made one before")
+    batch.add_argument("--half-price", action="store_true",
+                       help="through Gemini's Batch API at half the price, results within a day (the command waits; "
+                            "stop it any time: --resume ID polls the same batch later)")
+    products.add_argument("--cancel", default=None, metavar="ID", help="cancel the half-price batch of this job")
     batch.set_defaults(handler=cmd_batch)
     add_json_flag(batch)
 
@@ -176,14 +212,23 @@ def cmd_batch(args, settings: Settings) -> int:
     from ragkit.studio import ImageGenerator, batch
     from ragkit.studio.cost import format_usd
     ImageGenerator.from_settings(settings).close()  # no key -> a clear error before anything loads
+    if not args.resume:
+        _check_model(settings, args.model, args.aspect, args.size)
     library = common.open_library(settings)
     store = batch.job_store(settings)
+    if args.cancel:
+        from ragkit.studio import half_price
+        job = half_price.cancel(store, args.cancel, library)
+        err(f"batch job {job.id}: the half-price batch was cancelled; --resume {job.id} --retry-failed sends it again")
+        return EXIT_OK
     job = store.load(args.resume) if args.resume else store.create(_plan_batch(args, library, settings))
     for skipped in job.spec.skipped:
         err(f"skipped: {skipped['reference'][:12]}…: {skipped['reason']}")
     pending = job.counts()[batch.PENDING] + (job.counts()[batch.FAILED] if args.retry_failed else 0)
     err(f"batch job {job.id}: {len(job.spec.products)} product(s) x {job.spec.variations} with "
-        f"{job.spec.model}; {pending} request(s) to send, {args.concurrency} at a time")
+        f"{job.spec.model}; {pending} request(s) to send, "
+        + ("as one half-price Gemini batch (results within a day; Ctrl-C is safe, --resume polls it again)"
+           if job.spec.half_price else f"{args.concurrency} at a time"))
     progress = CountProgress("finished", unit="image")
     try:
         job = batch.run_batch(store, job.id, library, concurrency=args.concurrency, approve=args.approve,
@@ -214,7 +259,8 @@ def _plan_batch(args, library, settings: Settings):
         raise InvalidInputError("Give the brief with --brief TEXT (or --resume ID to finish a job).")
     kit = kits.kit_store(settings).get(args.brand_kit) if args.brand_kit else None
     return batch.plan_batch(library, args.brief, tag=args.tag, ref_each=args.ref_each, with_refs=args.with_ref,
-                            kit=kit, variations=args.n, model=args.model, aspect=args.aspect, new=args.new)
+                            kit=kit, variations=args.n, model=args.model, aspect=args.aspect, new=args.new,
+                            half_price=args.half_price, size=args.size)
 
 
 def add_describe(commands) -> None:

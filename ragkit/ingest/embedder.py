@@ -6,12 +6,13 @@ only sees ``dim`` and ``model_id`` (which names the collection the vectors live 
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
+import pickle
 import socket
 import threading
+import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +21,10 @@ import numpy as np
 
 from ragkit.config import Settings
 from ragkit.errors import ModelUnavailableError
+from ragkit.ingest.cpu import configure_torch
+from ragkit.ingest.model_worker import BULK, QUERY, shared_worker
+from ragkit.ingest.weights_cache import CACHE_FOLDER, fast_checkpoint
+from ragkit.storage import collections
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,9 @@ RANDOM_WEIGHTS = "none"
 # can say loudly that the model is not a real one, even when loaded from a file.
 RANDOM_MARKER_KEY = "ragkit_random_weights"
 RANDOM_SEED = 0
+# Bulk image work (ingest, reindex) reaches the model in chunks of this many images, so that a
+# search queued meanwhile waits for one chunk (~0.5 s for ViT-B-32 on 2 cores), not a whole batch.
+BULK_CHUNK = 8
 _CONFIG_DIR = Path(__file__).with_name("model_configs")
 _configs_registered = False
 
@@ -36,12 +44,14 @@ def _register_bundled_configs() -> None:
     """Make ragkit's own small architectures (e.g. ``ragkit-tiny``) known to open_clip."""
     global _configs_registered
     if not _configs_registered:
+        configure_torch()  # before open_clip imports torch: OpenMP reads its waiting policy then
         import open_clip
         open_clip.add_model_config(_CONFIG_DIR)
         _configs_registered = True
 
 
 def resolve_device(requested: str) -> str:
+    configure_torch()
     import torch
     if requested != "auto":
         return requested
@@ -55,12 +65,47 @@ def resolve_device(requested: str) -> str:
 def _checkpoint_is_random(path: str) -> bool:
     if path.endswith((".safetensors", ".npz", ".npy")):
         return False
+    marked = peek_random_marker(path)
+    if marked is not None:
+        return marked
+    configure_torch()
     import torch
     try:
         # mmap keeps this cheap even for a 600 MB checkpoint: only the dict keys are read.
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - any format we can't peek into is simply not ours
         return False
+    return isinstance(checkpoint, dict) and bool(checkpoint.get(RANDOM_MARKER_KEY, False))
+
+
+class _PeekUnpickler(pickle.Unpickler):
+    """Reads a torch checkpoint's top-level structure without torch: tensors come back as None."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) == ("collections", "OrderedDict"):
+            return OrderedDict
+        return _nothing
+
+    def persistent_load(self, pid):
+        return None
+
+
+def _nothing(*args, **kwargs):
+    return None
+
+
+def peek_random_marker(path: str) -> bool | None:
+    """Whether a torch zip checkpoint carries RANDOM_MARKER_KEY, read without importing torch
+    (`stats` and the pages must not pay seconds of torch import for it). None: can't tell here."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            if len(names) != 1:
+                return None
+            with archive.open(names[0]) as stream:
+                checkpoint = _PeekUnpickler(stream).load()
+    except Exception:  # noqa: BLE001 - not a zip checkpoint, or an unusual pickle: torch decides
+        return None
     return isinstance(checkpoint, dict) and bool(checkpoint.get(RANDOM_MARKER_KEY, False))
 
 
@@ -84,11 +129,11 @@ def model_identity(model_name: str, pretrained: str) -> str:
     return f"{model_name}/{pretrained}"
 
 
-def collection_name_for(model_id: str) -> str:
-    """Milvus collection names allow [A-Za-z0-9_]; keep it readable and unique per model."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", model_id.split("/")[0]).strip("_")[:40]
-    digest = hashlib.sha1(model_id.encode()).hexdigest()[:10]
-    return f"ragkit_{slug}_{digest}"
+def unknown_architecture(model_name: str) -> ModelUnavailableError:
+    """The one message for an architecture open_clip doesn't know."""
+    return ModelUnavailableError(
+        f"Unknown CLIP architecture {model_name!r}. Set RAGKIT_CLIP_MODEL to an open_clip model name such as "
+        "ViT-B-32 (python -c 'import open_clip; print(open_clip.list_models())').")
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -165,7 +210,9 @@ class ModelDescription:
 class ClipEmbedder:
     """An open_clip model loaded once; thread-safe encode calls."""
 
-    def __init__(self, model_name: str, pretrained: str, device: str = "auto") -> None:
+    def __init__(self, model_name: str, pretrained: str, device: str = "auto",
+                 cache_dir: Path | None = None) -> None:
+        """cache_dir: where a fast-loading copy of a .pt/.bin checkpoint is kept (weights_cache)."""
         _register_bundled_configs()
         import open_clip
         import torch
@@ -175,9 +222,7 @@ class ClipEmbedder:
         self.pretrained = pretrained
         self.model_id = model_identity(model_name, pretrained)
         if model_name not in open_clip.list_models():
-            raise ModelUnavailableError(
-                f"Unknown CLIP architecture {model_name!r}. Set RAGKIT_CLIP_MODEL to an open_clip "
-                "model name such as ViT-B-32 (python -c 'import open_clip; print(open_clip.list_models())').")
+            raise unknown_architecture(model_name)
         if _is_checkpoint_path(pretrained) and not os.path.isfile(pretrained):
             raise ModelUnavailableError(
                 f"RAGKIT_CLIP_PRETRAINED points at {pretrained}, which is not a file. "
@@ -193,11 +238,17 @@ class ClipEmbedder:
             # Loading by path skips the tag's preprocessing settings; pass them on explicitly.
             preprocess_overrides = {f"image_{k}": tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode")
                                     if tag_cfg.get(k) is not None}
+        if load_from and _is_checkpoint_path(load_from):
+            load_from = fast_checkpoint(load_from, cache_dir)
         torch.manual_seed(RANDOM_SEED)
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=load_from, device=self.device, **preprocess_overrides)
+        except AssertionError as exc:  # open_clip asserts while resizing a tower of another width
+            raise _misfit(model_name, load_from, exc) from None
         except RuntimeError as exc:
+            if _is_checkpoint_path(str(load_from)) and "size mismatch" in str(exc):
+                raise _misfit(model_name, load_from, exc) from None
             if "download" in str(exc).lower() or "not a known tag" in str(exc):
                 raise ModelUnavailableError(
                     f"Cannot load the {model_name} weights {pretrained!r}: {exc}. Without network access, "
@@ -213,6 +264,7 @@ class ClipEmbedder:
         self._preprocess = preprocess
         self._tokenizer = open_clip.get_tokenizer(model_name)
         self._lock = threading.Lock()
+        self._worker = shared_worker()
         self.image_size = int(getattr(model.visual, "image_size", (224, 224))[0]
                               if isinstance(getattr(model.visual, "image_size", 224), (tuple, list))
                               else getattr(model.visual, "image_size", 224))
@@ -223,7 +275,8 @@ class ClipEmbedder:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "ClipEmbedder":
-        return cls(settings.clip_model, settings.clip_pretrained, settings.device)
+        return cls(settings.clip_model, settings.clip_pretrained, settings.device,
+                   cache_dir=Path(settings.data_dir) / CACHE_FOLDER)
 
     def describe(self) -> ModelDescription:
         return ModelDescription(self.model_name, self.pretrained, self.model_id, self.dim,
@@ -231,32 +284,47 @@ class ClipEmbedder:
 
     @property
     def collection_name(self) -> str:
-        return collection_name_for(self.model_id)
+        return collections.base_name(self.model_id)
 
     def preprocess(self, image) -> "torch.Tensor":  # noqa: F821 - torch imported lazily
         """PIL RGB image -> model input tensor (runs in ingest worker threads)."""
         return self._preprocess(image)
 
-    def embed_tensors(self, batch) -> np.ndarray:
+    def embed_tensors(self, batch, *, priority: int = BULK) -> np.ndarray:
+        """Preprocessed images -> unit vectors, on the process's model worker (model_worker).
+        Bulk work is cut into chunks of BULK_CHUNK so a search waits for one chunk at most."""
+        if priority != BULK or len(batch) <= BULK_CHUNK:
+            return self._worker.call(lambda: self._forward_images(batch), priority=priority)
+        futures = [self._worker.submit(lambda part=batch[i:i + BULK_CHUNK]: self._forward_images(part),
+                                       priority=priority) for i in range(0, len(batch), BULK_CHUNK)]
+        return np.concatenate([future.result() for future in futures])
+
+    def _forward_images(self, batch) -> np.ndarray:
         import torch
         with self._lock, torch.inference_mode():
             features = self._model.encode_image(batch.to(self.device))
             features = torch.nn.functional.normalize(features.float(), dim=-1)
         return features.cpu().numpy().astype(np.float32, copy=False)
 
-    def embed_images(self, images: Sequence) -> np.ndarray:
+    def embed_images(self, images: Sequence, *, priority: int = QUERY) -> np.ndarray:
         import torch
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.embed_tensors(torch.stack([self.preprocess(img) for img in images]))
+        return self.embed_tensors(torch.stack([self.preprocess(img) for img in images]), priority=priority)
 
-    def embed_texts(self, texts: Sequence[str], *, trim: bool = True) -> np.ndarray:
+    def embed_texts(self, texts: Sequence[str], *, trim: bool = True, priority: int = QUERY) -> np.ndarray:
         """Texts -> unit vectors. The text transformer runs only up to the longest text's
         end-of-text token when that gives the same vectors (see _text_tower_trims): a query of
-        a few words costs ~10 of the 77 positions. trim=False runs all positions (the reference)."""
-        import torch
+        a few words costs ~10 of the 77 positions. trim=False runs all positions (the reference).
+        Queries from several sessions waiting at once share one forward (model_worker)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        rows = self._worker.call_batch((id(self), trim), lambda batch: self._forward_texts(batch, trim),
+                                       list(texts), priority=priority)
+        return np.stack(rows).astype(np.float32, copy=False)
+
+    def _forward_texts(self, texts: list[str], trim: bool) -> np.ndarray:
+        import torch
         with self._lock, torch.inference_mode():
             tokens = self._tokenizer(list(texts)).to(self.device)
             if trim and self.trims_text:
@@ -289,6 +357,34 @@ class ClipEmbedder:
             else:
                 x = x @ model.text_projection
         return x
+
+
+def _misfit(model_name: str, path: str, exc: BaseException) -> ModelUnavailableError:
+    """A checkpoint saved for another architecture: say so, naming the file and both sizes we can read."""
+    found, wanted = _checkpoint_embed_dim(path), _config_embed_dim(model_name)
+    sizes = (f" (the file holds {found}-d embeddings; {model_name} makes {wanted}-d ones)"
+             if found and wanted and found != wanted else "")
+    return ModelUnavailableError(
+        f"The checkpoint {path} does not fit the architecture {model_name}: it was saved for another "
+        f"open_clip model{sizes}. Give the architecture the file was made for (--model / RAGKIT_CLIP_MODEL), "
+        f"or a checkpoint of {model_name} (--pretrained / RAGKIT_CLIP_PRETRAINED).")
+
+
+def _checkpoint_embed_dim(path: str) -> int | None:
+    import torch
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else {}
+        projection = next(v for k, v in state.items() if k.removeprefix("module.") == "text_projection")
+        return int(projection.shape[-1])
+    except Exception:  # noqa: BLE001 - only a detail of the message
+        return None
+
+
+def _config_embed_dim(model_name: str) -> int | None:
+    import open_clip
+    config = open_clip.get_model_config(model_name) or {}
+    return config.get("embed_dim")
 
 
 def make_random_checkpoint(model_name: str, path: Path) -> Path:

@@ -248,8 +248,3 @@ def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE, quality: int 
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=quality, optimize=True)
     return buffer.getvalue()
-
-
-def open_rgb(data: bytes, max_pixels: int = 150_000_000) -> Image.Image:
-    """Convenience: decode bytes to an upright RGB image (used for query images)."""
-    return decode_image(data, max_pixels=max_pixels).image

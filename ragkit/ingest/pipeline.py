@@ -13,7 +13,6 @@ A pipeline of small stages, in the spirit of clip-retrieval's reader -> mapper -
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import stat
@@ -28,7 +27,8 @@ from typing import Callable, Iterable, Iterator, Sequence, Union
 import numpy as np
 
 from ragkit.storage.blobs import BlobStore
-from ragkit.errors import InvalidImageError
+from ragkit.errors import DiskFullError, InvalidImageError
+from ragkit.storage.files import is_disk_full
 from ragkit.ingest.images import decode_image, make_thumbnail
 from ragkit.records import SOURCE_UPLOAD, Asset, IngestReport, Rejected
 from ragkit.storage.store import AssetStore
@@ -411,8 +411,7 @@ class IngestPipeline:
         provenance); the ids that came back."""
         if not trashed:
             return set()
-        back = self.store.update_many(sorted(trashed), lambda asset: dataclasses.replace(asset, trashed_at=0),
-                                      applies=lambda asset: None if asset.trashed else "not in the trash")
+        back = self.store.restore_from_trash(sorted(trashed), lambda sha: self.blobs.original_path(sha).is_file())
         return {asset.sha256 for asset in back.done}
 
     def run(self, sources: Sequence[Source], *, tags: Iterable[str] = (), source: str = SOURCE_UPLOAD,
@@ -437,21 +436,39 @@ class IngestPipeline:
                 return
             import torch
             vectors = self.embedder.embed_tensors(torch.stack([p.tensor for p in batch]))
-            assets = []
+            assets, full = [], None
             for prepared in batch:
-                if prepared.loaded.stored is None:  # a re-embedded asset has its files
-                    self.blobs.put(prepared.asset.sha256, prepared.loaded.data, prepared.thumbnail)
+                try:
+                    if prepared.loaded.stored is None:  # a re-embedded asset has its files
+                        self.blobs.put(prepared.asset.sha256, prepared.loaded.data, prepared.thumbnail)
+                except OSError as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    full = exc  # keep what landed: the images stored so far get their rows below
+                    break
                 created_at = prepared.asset.created_at or _clock.next()  # imports keep their date
                 assets.append(Asset(**{**prepared.asset.__dict__, "created_at": created_at}))
-            self.store.upsert(assets, vectors)
+            if full is not None:
+                del batch[len(assets):]
+                vectors = vectors[:len(assets)]
+            if assets:
+                self.store.upsert(assets, vectors)
             written = [a.sha256 for a in assets]
             _claims.release(scope, written, owner)  # stored: runs waiting on these find duplicates
             held.difference_update(written)
             report.added.extend((p.loaded.label, a) for p, a in zip(batch, assets))
             done += len(batch)
-            last = batch[-1].loaded.filename
+            last = batch[-1].loaded.filename if batch else ""
             batch.clear()
             progress(last)
+            if full is not None:
+                if report.added:
+                    self.store.flush()
+                raise DiskFullError(
+                    f"The disk holding {self.blobs.root} is full ({full.filename or 'writing an image'}): "
+                    f"{len(report.added)} image(s) were added before it filled and are kept; the rest were not. "
+                    "Free some space and run the same command again: it adds the rest (those already added "
+                    "count as duplicates).")
 
         to_do: list[Source] = list(sources)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="ragkit-ingest") as pool:

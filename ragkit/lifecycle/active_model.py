@@ -18,8 +18,9 @@ by two writes that are not atomic together). The collections still carry what be
 
 Precedence, the one rule:
 1. The recorded active model is the library's model, whatever RAGKIT_CLIP_MODEL says.
-2. RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED choose the model of a *new* library (recorded at its
-   first open). When they name the recorded model, RAGKIT_CLIP_PRETRAINED is where its weights are
+2. RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED choose the model of a *new* library, recorded once
+   its collection holds a vector (not at its first open: a first upload that fails for want of
+   weights must not pin the library to them). An empty library follows the configured model. When they name the recorded model, RAGKIT_CLIP_PRETRAINED is where its weights are
    on this machine (a checkpoint may sit in another folder on each machine; a model is identified by
    its architecture and the file's name). When they name another model, `stats` and the sidebar say
    so: `python -m ragkit reindex` is how a library changes model.
@@ -33,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ragkit.storage.blobs import write_atomic
+from ragkit.storage.files import read_json_file
 from ragkit.config import Settings
 from ragkit.ingest.embedder import _is_checkpoint_path, model_identity
 from ragkit.errors import ConfigError, ModelMismatchError, ModelUnavailableError
@@ -95,22 +97,54 @@ def record_path(data_dir: Path) -> Path:
 def read_record(data_dir: Path) -> ModelRecord:
     """The library's record; an empty one for a library that has none yet."""
     path = record_path(data_dir)
+    fix = ("It records which embedding model the library uses: restore it from a backup, or delete it (the "
+           "library then uses RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED).")
+    check_data_folder(data_dir)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        active = data.get("active")
-        reindex = data.get("reindex")
-        return ModelRecord(
-            active=ModelChoice(active["model"], active["pretrained"]) if active else None,
-            reindex=ReindexState(ModelChoice(reindex["model"], reindex["pretrained"]), reindex["from"],
-                                 int(reindex["started_at"]), int(reindex.get("done", 0)),
-                                 int(reindex.get("total", 0)), int(reindex.get("updated_at", 0)))
-            if reindex else None)
+        data = read_json_file(path, what="the library's model record", fix=fix, max_bytes=64 * 1024)
     except FileNotFoundError:
         return ModelRecord()
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{path} can't be read ({exc}). It records which embedding model the library uses: "
-                          "restore it from a backup, or delete it (the library then uses RAGKIT_CLIP_MODEL / "
-                          "RAGKIT_CLIP_PRETRAINED).") from None
+    try:
+        if not isinstance(data, dict):
+            raise ValueError(f"it holds a JSON {type(data).__name__}, not an object")
+        active, reindex = data.get("active"), data.get("reindex")
+        return ModelRecord(
+            active=_choice_from(active, "active") if active else None,
+            reindex=ReindexState(_choice_from(reindex, "reindex"), _text(reindex, "from", "reindex"),
+                                 _count(reindex, "started_at"), _count(reindex, "done"),
+                                 _count(reindex, "total"), _count(reindex, "updated_at"))
+            if reindex else None)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{path} can't be read ({exc}). {fix}") from None
+
+
+def check_data_folder(data_dir: Path) -> None:
+    """RAGKIT_DATA_DIR must be a folder (or not exist yet): a regular file there is named as such."""
+    folder = Path(data_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"The data folder RAGKIT_DATA_DIR={folder} is a file, not a folder. Point "
+                          "RAGKIT_DATA_DIR at a folder (ragkit creates it if it does not exist), or move the "
+                          "file away.")
+
+
+def _choice_from(entry: object, key: str) -> ModelChoice:
+    if not isinstance(entry, dict):
+        raise ValueError(f"its {key!r} entry is not an object")
+    return ModelChoice(_text(entry, "model", key), _text(entry, "pretrained", key))
+
+
+def _text(entry: dict, field: str, key: str) -> str:
+    value = entry[field]
+    if not isinstance(value, str):
+        raise ValueError(f"{key}.{field} is {type(value).__name__} {value!r:.40}, not a string")
+    return value
+
+
+def _count(entry: dict, field: str) -> int:
+    value = entry.get(field, 0)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"reindex.{field} is not a whole number")
+    return value
 
 
 def _serialise(record: ModelRecord, since: int | None = None) -> bytes:
@@ -128,10 +162,10 @@ def write_record(data_dir: Path, record: ModelRecord) -> None:
     since = None
     if path.is_file():  # keep the date the active model became active
         try:
-            old = json.loads(path.read_text(encoding="utf-8")).get("active") or {}
+            old = read_json_file(path, what="the model record", fix="", max_bytes=64 * 1024).get("active") or {}
             if record.active and old.get("model_id") == record.active.model_id:
                 since = old.get("since")
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError, ConfigError):
             pass  # a damaged old record is being replaced anyway
     write_atomic(path, _serialise(record, since))
 
@@ -163,6 +197,7 @@ class ActiveModel:
     choice: ModelChoice
     configured: ModelChoice
     recorded: bool  # the choice comes from the library's record
+    replaces: ModelChoice | None = None  # a recorded model set aside: its collection holds no vector
 
     @property
     def model_id(self) -> str:
@@ -206,17 +241,28 @@ def resolve(settings: Settings) -> ActiveModel:
     return ActiveModel(recorded, configured, recorded=True)
 
 
-def record_new_library(library) -> None:
-    """Record the model of a library that has no record yet, at its first open.
+def unpinned(active: ActiveModel) -> ActiveModel:
+    """The configured model in place of a recorded one whose collection holds no vector."""
+    return ActiveModel(active.configured, active.configured, recorded=False, replaces=active.choice)
 
-    Not when its model's collection is empty while another model's holds assets: that is a library
-    made by an older ragkit whose RAGKIT_CLIP_MODEL was changed. Recording the empty model would hide
-    the assets for good; unrecorded, setting the variable back finds them (`stats` says so)."""
-    store = library.store
-    others = [c for c in store.other_collections() if c.model_id != store.model_id and c.count]
-    if others and not store.count():
-        return
-    record_if_absent(library.settings.data_dir, library.active_model.choice)
+
+def record_new_library(library) -> bool:
+    """Record the model of a library that has no record yet, once its collection holds a vector
+    (at an open, after an ingest). True if the library's model is recorded now.
+
+    Only then: a first upload that fails (no weights yet) must not pin the library to a model it
+    never used, or doing what the message says (set RAGKIT_CLIP_PRETRAINED, restart) would fail
+    the same way. An empty library follows the configured model. This also leaves alone a library
+    made by an older ragkit whose RAGKIT_CLIP_MODEL was changed (its model's collection is empty,
+    another's holds the assets): setting the variable back finds them (`stats` says so)."""
+    if library.store.is_empty():
+        return False
+    data_dir, model = library.settings.data_dir, library.active_model.choice
+    stale = library.active_model.replaces
+    if stale is not None and read_record(data_dir).active == stale:
+        write_record(data_dir, ModelRecord(active=model))  # the record of a model that never held a vector
+        return True
+    return record_if_absent(data_dir, model) or read_record(data_dir).active == model
 
 
 def describe(library) -> dict:

@@ -37,7 +37,9 @@ from typing import Callable, Iterable, Sequence
 from ragkit.lifecycle import active_model as records
 from ragkit.storage import schema as schemas
 from ragkit.lifecycle.active_model import ModelChoice, ReindexState
-from ragkit.ingest.embedder import ClipEmbedder, collection_name_for
+from ragkit.ingest.embedder import ClipEmbedder
+from ragkit.ingest.weights_cache import CACHE_FOLDER
+from ragkit.storage import collections
 from ragkit.errors import ReindexError
 from ragkit.ingest.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, IngestPipeline, Reembed, embed_query_image
 from ragkit.lifecycle.migrate import all_ids
@@ -271,7 +273,8 @@ def reindex(library, model: str, pretrained: str, *, embedder=None, on_progress:
     if source.version < schemas.LATEST:
         raise ReindexError("This library was made by an older ragkit: run `python -m ragkit upgrade` first, "
                            "then the reindex.")
-    embedder = embedder or ClipEmbedder(wanted.model, wanted.pretrained, library.settings.device)
+    embedder = embedder or ClipEmbedder(wanted.model, wanted.pretrained, library.settings.device,
+                                        cache_dir=library.settings.data_dir / CACHE_FOLDER)
     target = _open_target(library, wanted, embedder)
     _refuse_to_empty(source, target)
     if source.superseded_by():  # a kill mid-switch left it refusing writes; it is still the library's
@@ -326,10 +329,9 @@ def _rejected_error(rejected: list[Rejected], model_id: str) -> ReindexError:
 
 def _open_target(library, wanted: ModelChoice, embedder) -> AssetStore:
     """The new model's collection at the current schema: made, or reopened to resume."""
-    name = schemas.collection_name(collection_name_for(wanted.model_id), schemas.LATEST)
+    name = collections.versioned_name(collections.base_name(wanted.model_id), schemas.LATEST)
     source = library.store
-    target = AssetStore(library._client, name, embedder.dim, wanted.model_id, index=source._index,  # noqa: SLF001
-                        embedded=source.embedded, complete=False)
+    target = source.sibling(name, embedder.dim, wanted.model_id, complete=False)
     target.mark_filling()
     return target
 
@@ -342,15 +344,16 @@ def _refuse_to_empty(source: AssetStore, target: AssetStore) -> None:
             f"{target.count()} assets; a reindex would empty it. Nothing was changed.")
 
 
-def drop_old_collections(library, active: AssetStore) -> list[str]:
-    """Drop the collections of models other than that of `active` (the library's collection), except
+def drop_old_collections(library, active: AssetStore | None = None) -> list[str]:
+    """Drop the collections of models other than that of `active` (default: the library's collection), except
     that of a reindex in progress. Older-schema collections of the active model are `upgrade --drop-old`'s."""
+    active = active or library.store
     in_progress = records.read_record(library.settings.data_dir).reindex
     keep = {active.model_id, in_progress.target.model_id if in_progress else "", "?"}
     dropped = []
     for other in active.other_collections():
         if other.model_id not in keep:
-            library._client.drop_collection(other.name)  # noqa: SLF001
+            active.drop_other(other.name)
             dropped.append(other.name)
     return dropped
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from ragkit.storage import collections
 from ragkit.storage import schema as schemas
 from ragkit.lifecycle.migrate import COPY_BATCH, copy_assets
 from ragkit.storage.store import AssetStore
@@ -43,17 +44,17 @@ def open_store(client, base: str, dim: int, model_id: str, *, index: dict | None
     """The library's collection for this model: the newest complete one; a new library is made at
     the latest schema."""
     for version in range(schemas.LATEST, 0, -1):
-        name = schemas.collection_name(base, version)
+        name = collections.versioned_name(base, version)
         if client.has_collection(name):
             store = AssetStore(client, name, dim, model_id, index=index, embedded=embedded)
             if store.complete or not _older_exists(client, base, version):
                 return store
-    return AssetStore(client, schemas.collection_name(base, schemas.LATEST), dim, model_id, index=index,
+    return AssetStore(client, collections.versioned_name(base, schemas.LATEST), dim, model_id, index=index,
                       embedded=embedded)
 
 
 def _older_exists(client, base: str, version: int) -> bool:
-    return any(client.has_collection(schemas.collection_name(base, v)) for v in range(1, version))
+    return any(client.has_collection(collections.versioned_name(base, v)) for v in range(1, version))
 
 
 def upgrade(library, on_progress: Callable[[int, int], None] | None = None, drop_old: bool = False,
@@ -61,12 +62,11 @@ def upgrade(library, on_progress: Callable[[int, int], None] | None = None, drop
     """Bring the library's collection to the latest schema (see the module docstring)."""
     old: AssetStore = library.store
     base = old.collection if old.version == 1 else old.collection.rsplit("_s", 1)[0]
-    target_name = schemas.collection_name(base, schemas.LATEST)
+    target_name = collections.versioned_name(base, schemas.LATEST)
     if old.version >= schemas.LATEST:
         dropped = _drop_older(library, base) if drop_old else False
         return UpgradeReport(old.version, old.version, 0, old.count(), old.collection, dropped)
-    target = AssetStore(library._client, target_name, old.dim, old.model_id, index=old._index,  # noqa: SLF001
-                        embedded=old.embedded, complete=False)
+    target = old.sibling(target_name, old.dim, old.model_id, complete=False)
     copied = 0
     for _ in range(MAX_PASSES):  # until a pass finds nothing new (others may be adding meanwhile)
         report = copy_assets(old, target, on_progress, batch)
@@ -84,11 +84,7 @@ def upgrade(library, on_progress: Callable[[int, int], None] | None = None, drop
 
 def _drop_older(library, base: str) -> bool:
     """Drop the collections of older schemas of this model, once the latest is complete."""
-    client = library._client  # noqa: SLF001
     dropped = False
     for version in range(1, schemas.LATEST):
-        name = schemas.collection_name(base, version)
-        if client.has_collection(name):
-            client.drop_collection(name)
-            dropped = True
+        dropped = library.store.drop_other(collections.versioned_name(base, version)) or dropped
     return dropped

@@ -17,14 +17,19 @@ Python), plus a second, wider one for the few assets that have a near neighbour 
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ragkit.errors import AssetNotFoundError, InvalidInputError
+from ragkit.errors import AssetNotFoundError, InvalidInputError, StateFileError
+from ragkit.storage.blobs import write_atomic
+from ragkit.storage.files import read_json_file
 from ragkit.storage.filters import validate_sha256
+from ragkit.lifecycle import trash as trash_bin
 from ragkit.records import Asset
 
 # From practice with CLIP ViT-B-32 image embeddings, not measured here (no real weights on this
@@ -38,6 +43,9 @@ SCORE_TOLERANCE = 1e-6    # float32 cosines of identical pictures come back as 0
 PAIRWISE_BLOCK = 1024     # rows per block when computing a group's lowest pairwise similarity
 EXACT_MIN_SCORE_UP_TO = 4096  # members; above, min_score is a bound (m² dot products take minutes)
 ROWS_PER_READ = 1000      # group members read back per call
+
+MAX_DISMISSED = 10_000     # "not duplicates" sets remembered; the oldest go first
+DISMISSED_FILE = "duplicates-dismissed.json"
 
 ProgressCallback = Callable[[int, int], None]  # (assets scanned, assets in all)
 
@@ -121,9 +129,67 @@ def resolve_group(library, keep: str, group: DuplicateGroup) -> int:
         raise AssetNotFoundError(
             f"The asset to keep ({keep[:12]}…) is no longer in the library, so nothing was deleted. "
             "Look for duplicates again.")
-    if library.has_trash:
-        return len(library.trash(group.others(keep)).done)
-    return library.delete(group.others(keep))
+    return len(trash_bin.remove(library, group.others(keep)).done)
+
+
+def remove_copy(library, sha256: str, group: DuplicateGroup) -> int:
+    """Remove one copy of a group (to the trash where there is one), keeping the others. Refuses
+    when it is not in the group, or when it is the group's last copy still in the library."""
+    sha256 = validate_sha256(sha256)
+    if sha256 not in group.sha256s:
+        raise InvalidInputError(f"Asset {sha256[:12]}… is not in this group.")
+    left = [asset for asset in library.store.get_many(group.others(sha256)) if not asset.trashed]
+    if not left:
+        raise AssetNotFoundError("The other copies of this group are no longer in the library, so nothing was "
+                                 "deleted. Look for duplicates again.")
+    return len(trash_bin.remove(library, [sha256]).done)
+
+
+# --- "not duplicates", remembered in the data folder ------------------------------------------
+_DISMISSED_FIX = ("Delete the file to forget every \"Not duplicates\" answer (those groups are shown again); "
+                  "nothing else is lost.")
+
+
+def dismissed_path(data_dir: Path | str) -> Path:
+    return Path(data_dir) / DISMISSED_FILE
+
+
+def read_dismissed(data_dir: Path | str) -> list[frozenset[str]]:
+    """The sets of assets a person said are not duplicates ([] if none). A damaged file raises one
+    StateFileError naming it; the caller shows it and goes on as if there were none."""
+    path = dismissed_path(data_dir)
+    try:
+        data = read_json_file(path, what='the "Not duplicates" answers', fix=_DISMISSED_FIX)
+    except FileNotFoundError:
+        return []
+    if not isinstance(data, dict) or not isinstance(data.get("groups"), list):
+        raise StateFileError(f"{path} (the \"Not duplicates\" answers) is damaged (not the shape ragkit writes). "
+                             f"{_DISMISSED_FIX}")
+    sets = []
+    for members in data["groups"]:
+        if isinstance(members, list) and all(isinstance(m, str) for m in members):
+            try:
+                sets.append(frozenset(validate_sha256(m) for m in members))
+            except InvalidInputError:
+                continue  # one bad entry is skipped, the rest still count
+    return sets
+
+
+def dismiss_group(data_dir: Path | str, group: DuplicateGroup) -> None:
+    """Remember that this group's assets are not duplicates (a damaged file is replaced)."""
+    try:
+        sets = read_dismissed(data_dir)
+    except StateFileError:
+        sets = []
+    sets = [s for s in sets if not s <= set(group.sha256s)] + [frozenset(group.sha256s)]
+    payload = {"groups": [sorted(s) for s in sets[-MAX_DISMISSED:]]}
+    write_atomic(dismissed_path(data_dir), json.dumps(payload).encode())
+
+
+def without_dismissed(groups: Iterable[DuplicateGroup], dismissed: Sequence[frozenset[str]]) -> list[DuplicateGroup]:
+    """The groups not dismissed: one whose members all lie in a dismissed set is left out (a new
+    copy joining it brings it back)."""
+    return [g for g in groups if not any(set(g.sha256s) <= s for s in dismissed)]
 
 
 # --- the graph ------------------------------------------------------------------------------

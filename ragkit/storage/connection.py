@@ -38,6 +38,8 @@ def connect(uri: str, token: str = ""):
         # the next client with GOAWAY "Too many pings".
         return MilvusClient(uri=uri, token=token, dedicated=True) if token else MilvusClient(uri=uri, dedicated=True)
     except Exception as exc:  # noqa: BLE001 - pymilvus raises many types; we translate them all
+        if embedded and (read_only := milvus_lite.read_only_reason(uri)):
+            raise milvus_lite.read_only_error(uri, read_only) from None
         if embedded and milvus_lite.is_locked_error(str(exc)):
             raise milvus_lite.locked_error(uri) from None
         raise _connect_error(exc, uri, token) from None

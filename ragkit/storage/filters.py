@@ -41,7 +41,7 @@ def validate_sha256(value: str) -> str:
 
 
 LIVE = "trashed_at == 0"       # schema 2: in the library, not in the trash
-IN_TRASH = "trashed_at > 0"
+IN_TRASH_FILTER = "trashed_at > 0"
 
 
 def asset_filter(tags: Iterable[str] = (), source: str | None = None, live: bool = False) -> str:

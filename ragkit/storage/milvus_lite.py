@@ -15,6 +15,7 @@ The store speaks Milvus; this module holds the embedded engine's quirks, measure
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from ragkit.errors import StoreLockedError
+from ragkit.errors import ReadOnlyDataError, StoreLockedError
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,46 @@ def is_locked_error(text: str) -> bool:
 
 
 def locked_error(path: str) -> StoreLockedError:
+    from ragkit.storage.app_record import running_app_url
+    url = running_app_url(path)
+    if url:
+        return StoreLockedError(
+            f"The library database {path} is open in the app running at {url}. Do it there (to add a folder "
+            "of images: Library › Import a folder), or stop the app and run this command again. To use both "
+            f"at once, share one server: run `milvus-lite server --data-dir {Path(path).parent} --port 19530` "
+            "and set RAGKIT_MILVUS_URI=http://127.0.0.1:19530 for every process.")
     return StoreLockedError(
         f"The library database {path} is open in another process (a running app or CLI). "
         "Stop that process, or share one server between them: run "
         f"`milvus-lite server --data-dir {Path(path).parent} --port 19530` and set "
         "RAGKIT_MILVUS_URI=http://127.0.0.1:19530 for every process.")
+
+
+def read_only_reason(path: str) -> str:
+    """Why the embedded database at `path` can't be written ('' if it can): the engine opens its LOCK
+    file for writing even to read, so a read-only folder looks like "open in another process"."""
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    probe = folder / "LOCK" if (folder / "LOCK").exists() else folder / f".ragkit-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return exc.strerror or "read-only"
+        return ""
+    os.close(fd)
+    if probe.name.startswith(".ragkit-probe-"):
+        probe.unlink(missing_ok=True)
+    return ""
+
+
+def read_only_error(path: str, reason: str) -> ReadOnlyDataError:
+    folder = Path(path).parent
+    return ReadOnlyDataError(
+        f"The library's data folder {folder} is read-only ({reason}), so its embedded database {path} can't "
+        "be opened: the engine writes to it even to read. Make the folder writable for the user running ragkit "
+        "(or mount it read-write); to look into a read-only copy, copy the folder somewhere writable first.")
 
 
 class RecentWrites:

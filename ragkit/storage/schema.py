@@ -23,6 +23,23 @@ from ragkit.records import Asset
 from ragkit.tags import MAX_TAG_CHARS, MAX_TAGS, normalise_tags, truncate_utf8
 
 LATEST = 2
+
+# What each schema version brought. Callers ask for a feature by name, never compare versions.
+TRASH_SINCE = 2     # trashed_at: deleting is reversible until the trash is emptied
+RIGHTS_SINCE = 2    # usage rights (licence, expiry, no-reference)
+KEYWORDS_SINCE = 2  # the keywords text that full-text (BM25) search reads
+
+
+def has_trash(version: int) -> bool:
+    return version >= TRASH_SINCE
+
+
+def has_rights(version: int) -> bool:
+    return version >= RIGHTS_SINCE
+
+
+def has_keywords_field(version: int) -> bool:
+    return version >= KEYWORDS_SINCE
 MAX_REFERENCES = 16
 MAX_FILENAME_BYTES = 512
 MAX_PROMPT_BYTES = 8192
@@ -42,11 +59,6 @@ PROP_VERSION = "ragkit.schema_version"
 PROP_KEYWORDS = "ragkit.keywords"          # "bm25" or "none"
 PROP_COMPLETE = "ragkit.complete"          # "0" while an upgrade is still copying into it
 PROP_SUPERSEDED_BY = "ragkit.superseded_by"  # on an old collection: the one that replaced it
-
-
-def collection_name(base: str, version: int) -> str:
-    """Version 1 kept the model's base name; later versions get their own, so both can coexist."""
-    return base if version == 1 else f"{base}_s{version}"
 
 
 def build_schema(version: int, dim: int, full_text: bool):

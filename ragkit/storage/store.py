@@ -24,19 +24,19 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ragkit.storage import lite_reads
+from ragkit.storage import collections, lite_reads
 from ragkit.storage import schema as schemas
 from ragkit.storage.listing import FIELDS as LISTING_FIELDS, Listing, entry_of
 from ragkit.storage.connection import short
-from ragkit.errors import AssetNotFoundError, ModelMismatchError, StoreError, StoreSupersededError
-from ragkit.storage.filters import (IN_TRASH, LIVE, Filters, as_filters, ids_filter, rights_filter, rights_matcher,
+from ragkit.errors import AssetNotFoundError, ModelMismatchError, ReadOnlyDataError, StoreError, StoreSupersededError
+from ragkit.storage.filters import (IN_TRASH_FILTER, LIVE, Filters, as_filters, ids_filter, rights_filter, rights_matcher,
                       validate_sha256)
 from ragkit.storage.milvus_lite import RecentWrites
+from ragkit.storage.row_lock import RowLock
 from ragkit.records import Asset, BulkResult, Page, SearchHit
+from ragkit.limits import MAX_HITS, QUERY_WINDOW  # larger scans go through query_iterator
 from ragkit.tags import normalise_tags
 
-# Milvus caps offset+limit of a single query; larger scans go through query_iterator.
-QUERY_WINDOW = 16384
 # Index choice, measured by bench/ (docs/performance.md): HNSW. In Milvus Lite every search
 # also pays a per-row Python pass over all rows, so HNSW and IVF_FLAT search alike (~90 ms at
 # 100k vs ~250 ms for FLAT) with recall@10 >= 0.999; HNSW needs no training (IVF's k-means on
@@ -60,6 +60,11 @@ class CollectionInfo:
     model_id: str
     count: int
     complete: bool = True  # False while an upgrade or a reindex is still filling it
+
+
+NOT_IN_TRASH = "not in the trash"
+FILE_GONE = ("its original was already deleted by an emptying of the trash that did not finish; "
+             "`python -m ragkit doctor --repair` completes it")
 
 
 class AssetStore:
@@ -87,10 +92,21 @@ class AssetStore:
                                 refresh_seconds=None if embedded else LISTING_REFRESH_SECONDS)
         self._recent = RecentWrites() if embedded else None  # Lite's stale reads (existing())
         self._write_lock = threading.Lock()  # a write and its note in the listing stay in order
+        # Read-modify-write of rows, across processes: the Library gives its data folder's lock
+        # (ragkit.storage.row_lock); without one, only this process's threads are ordered.
+        self.row_lock = RowLock(None)
         self._ensure_collection(complete)
         self.fields = schemas.OUTPUT_FIELDS[self.version]
-        self._live = LIVE if self.version >= 2 else ""  # what every read of the library keeps
-        self._listing_fields = [*LISTING_FIELDS] + (["trashed_at"] if self.version >= 2 else [])
+        self._live = LIVE if self.has_trash else ""  # what every read of the library keeps
+        self._listing_fields = [*LISTING_FIELDS] + (["trashed_at"] if self.has_trash else [])
+
+    @property
+    def has_trash(self) -> bool:
+        return schemas.has_trash(self.version)
+
+    @property
+    def has_rights(self) -> bool:
+        return schemas.has_rights(self.version)
 
     # --- set-up -------------------------------------------------------------------------
     def _call(self, what: str, fn, *args, **kwargs):
@@ -99,6 +115,13 @@ class AssetStore:
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001
+            if "No space left on device" in str(exc):  # the embedded engine's own write: say it plainly
+                raise StoreError(f"Milvus could not {what}: the disk holding the library's database is full. "
+                                 "What was stored before is kept. Free some space (`df -h` on the data folder) and run "
+                                 "the same command again.") from None
+            if "Read-only file system" in str(exc):
+                raise ReadOnlyDataError(f"Milvus could not {what}: the library's database is on a read-only "
+                                        "file system. Make the data folder writable, then try again.") from None
             raise StoreError(f"Milvus could not {what}: {short(str(exc))}") from None
 
     def _ensure_collection(self, complete: bool) -> None:
@@ -126,7 +149,7 @@ class AssetStore:
         """Make the collection in one call, its properties included: another process that finds it a
         moment later must read the same schema version (two first uploads at once, on a server)."""
         client = self._client
-        full_text = self.version >= 2 and self._engine_has_full_text()
+        full_text = schemas.has_keywords_field(self.version) and self._engine_has_full_text()
         index_params = client.prepare_index_params()
         index_params.add_index("vector", metric_type="COSINE", **self._index)
         if full_text:
@@ -178,11 +201,31 @@ class AssetStore:
                 "Vectors of two models can't be compared: set RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED "
                 "back, or re-ingest your images under the new model.")
 
+    @property
+    def index(self) -> dict:
+        """The vector index parameters this collection was opened with."""
+        return self._index
+
+    def sibling(self, name: str, dim: int, model_id: str, complete: bool = False) -> "AssetStore":
+        """Another ragkit collection on the same Milvus, with the same index and engine (an upgrade's
+        or a reindex's target)."""
+        return AssetStore(self._client, name, dim, model_id, index=self._index, embedded=self.embedded,
+                          complete=complete)
+
+    def drop_other(self, name: str) -> bool:
+        """Drop another ragkit collection of this Milvus, if it exists (never this one's)."""
+        if name == self.collection or not collections.is_ragkit_collection(name):
+            raise ValueError(f"refusing to drop {name!r}")
+        if not self._call("look for a collection", self._client.has_collection, name):
+            return False
+        self._call("drop a collection", self._client.drop_collection, name)
+        return True
+
     def other_collections(self) -> list[CollectionInfo]:
         """Libraries indexed with other models (to explain an empty library after a model change)."""
         found = []
         for name in self._call("list collections", self._client.list_collections):
-            if name == self.collection or not name.startswith("ragkit_"):
+            if name == self.collection or not collections.is_ragkit_collection(name):
                 continue
             props = self._client.describe_collection(name).get("properties") or {}
             found.append(CollectionInfo(name, props.get(schemas.PROP_MODEL, "?"), self._rows_in(name),
@@ -230,11 +273,16 @@ class AssetStore:
         if self.embedded:
             self._call("flush the asset collection", self._client.flush, self.collection)
 
+    def rows_locked(self):
+        """Hold the row lock (ragkit.storage.row_lock): no other writer of the library, in any process,
+        reads-and-rewrites or deletes rows meanwhile. Reads that decide a write pass `latest=True`."""
+        return self.row_lock.held()
+
     def delete(self, sha256s: Iterable[str]) -> int:
         ids = [validate_sha256(s) for s in sha256s]
         if not ids:
             return 0
-        with self._write_lock:
+        with self.rows_locked(), self._write_lock:
             self._refuse_if_superseded()
             result = self._call("delete assets", self._client.delete, self.collection, ids=ids)
             if not self.embedded:
@@ -247,18 +295,28 @@ class AssetStore:
                 self._recent.forget(ids)
         return int(result.get("delete_count", len(ids))) if isinstance(result, dict) else len(ids)
 
+    def restore_from_trash(self, sha256s: Iterable[str], original_exists: Callable[[str], bool]) -> BulkResult:
+        """The one restore rule: rows come back from the trash exactly as they were (tags, provenance),
+        unless they are not in the trash or their original was deleted by an unfinished emptying."""
+        def applies(asset: Asset) -> str | None:
+            if not asset.trashed:
+                return NOT_IN_TRASH
+            return None if original_exists(asset.sha256) else FILE_GONE
+        return self.update_many(sha256s, lambda asset: dataclasses.replace(asset, trashed_at=0), applies)
+
     def update_many(self, sha256s: Iterable[str], change: Callable[[Asset], Asset],
                     applies: Callable[[Asset], str | None] = lambda asset: None) -> BulkResult:
         """Change many assets, UPDATE_BATCH at a time: read their rows (vectors included: Milvus has
         no partial update), apply `change`, upsert the step's rows at once. `applies(asset)` is None
         for an asset the change is for, else why not (it is skipped). Read and write of a step hold
-        the write lock, so two changes in this process never undo each other."""
+        the row lock and read every writer's last write, so two changes never undo each other, in one
+        process or several (ragkit.storage.row_lock)."""
         ids = list(dict.fromkeys(validate_sha256(s) for s in sha256s))
         result = BulkResult()
         for start in range(0, len(ids), UPDATE_BATCH):
             step = ids[start:start + UPDATE_BATCH]
-            with self._write_lock:
-                rows = {row["sha256"]: row for row in self._get_rows(step, with_vector=True)}
+            with self.rows_locked(), self._write_lock:
+                rows = {row["sha256"]: row for row in self._get_rows(step, with_vector=True, latest=True)}
                 changed, vectors = [], []
                 for sha in step:
                     row = rows.get(sha)
@@ -298,21 +356,23 @@ class AssetStore:
     def _asset(self, row: dict) -> Asset:
         return schemas.row_asset(row)
 
-    def _get_rows(self, sha256s: Sequence[str], with_vector: bool = False) -> list[dict]:
+    def _get_rows(self, sha256s: Sequence[str], with_vector: bool = False, latest: bool = False) -> list[dict]:
+        """`latest`: every process's last write (Strong on a server), for a read that decides a write."""
         ids = [validate_sha256(s) for s in sha256s]
         if not ids:
             return []
         fields = self.fields + (["vector"] if with_vector else [])
         return list(self._call("read assets", self._client.get, self.collection, ids=ids,
-                               output_fields=fields, **self._read))
+                               output_fields=fields, **(self._dedup_read if latest else self._read)))
 
     def get(self, sha256: str) -> Asset | None:
         rows = self._get_rows([sha256])
         return self._asset(rows[0]) if rows else None
 
-    def get_many(self, sha256s: Sequence[str]) -> list[Asset]:
-        """Assets in the order asked for; unknown ids are skipped."""
-        by_id = {row["sha256"]: self._asset(row) for row in self._get_rows(list(dict.fromkeys(sha256s)))}
+    def get_many(self, sha256s: Sequence[str], latest: bool = False) -> list[Asset]:
+        """Assets in the order asked for; unknown ids are skipped. `latest`: see _get_rows."""
+        by_id = {row["sha256"]: self._asset(row)
+                 for row in self._get_rows(list(dict.fromkeys(sha256s)), latest=latest)}
         return [by_id[s] for s in sha256s if s in by_id]
 
     def existing(self, sha256s: Sequence[str]) -> set[str]:
@@ -363,9 +423,13 @@ class AssetStore:
         known = self._listing.count_if_current(total)
         if known is not None:
             return known
-        trashed = self._call("count the trash", self._client.query, self.collection, filter=IN_TRASH,
+        trashed = self._call("count the trash", self._client.query, self.collection, filter=IN_TRASH_FILTER,
                              output_fields=["count(*)"], **self._read)
         return total - (int(trashed[0]["count(*)"]) if trashed else 0)
+
+    def is_empty(self) -> bool:
+        """No row at all, not even in the trash."""
+        return self._rows() == 0
 
     def _rows(self) -> int:
         """Every row, the trash included."""
@@ -385,11 +449,11 @@ class AssetStore:
         With `usable_at` (epoch ms), only assets within their usage rights then; with `for_reference`,
         only assets that may be sent as references (not marked "do not use as a reference")."""
         filters = as_filters(filters, tags, source)
-        k = max(1, min(int(k), 1024))
+        k = max(1, min(int(k), MAX_HITS))
         query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
         if query.shape[1] != self.dim:
             raise ModelMismatchError(f"query vector is {query.shape[1]}-d, the collection is {self.dim}-d")
-        rights = rights_filter(usable_at, for_reference) if self.version >= 2 else ""
+        rights = rights_filter(usable_at, for_reference) if self.has_rights else ""
         if filters and self.embedded:  # Milvus Lite's own tag filters are slow (ragkit.storage.lite_reads)
             matching, total = self._listing_view(filters)
             found = lite_reads.filtered_search(lambda e, limit, ef: self._search_raw(query, _both(self._live, rights, e),
@@ -454,7 +518,7 @@ class AssetStore:
         expr = _both(self._live if post_filter else self._expr(filters), rights)
         results = self._call("search by words", self._client.search, self.collection,
                              data=[schemas.keyword_query(text)], anns_field=schemas.KEYWORDS_SPARSE,
-                             limit=max(1, min(int(limit), 1024)), filter=expr,
+                             limit=max(1, min(int(limit), MAX_HITS)), filter=expr,
                              output_fields=[*self.fields, "keywords", "vector"],
                              search_params={"metric_type": "BM25"}, **self._read)
         rows = [hit["entity"] for hit in results[0]]
@@ -546,7 +610,7 @@ class AssetStore:
 
     def trashed_ids(self) -> list[str]:
         """Ids in the trash, most recently trashed first."""
-        if self.version < 2:
+        if not self.has_trash:
             return []
         return self._listing.trashed(self._rows())
 
@@ -557,36 +621,36 @@ class AssetStore:
                     limit=limit)
 
     def trash_count(self) -> int:
-        if self.version < 2:
+        if not self.has_trash:
             return 0
         if self.embedded:  # Milvus Lite counts through a filter by building every matching row (see count)
             known = self._listing.trashed_if_current(self._rows())
             if known is not None:
                 return len(known)
-        rows = self._call("count the trash", self._client.query, self.collection, filter=IN_TRASH,
+        rows = self._call("count the trash", self._client.query, self.collection, filter=IN_TRASH_FILTER,
                           output_fields=["count(*)"], **self._read)
         return int(rows[0]["count(*)"]) if rows else 0
 
     def trashed_before(self, cutoff_ms: int) -> list[str]:
         """Ids moved to the trash before `cutoff_ms` (epoch ms): one filtered query, usually empty."""
-        if self.version < 2:
+        if not self.has_trash:
             return []
         if self.embedded:  # the listing knows, once built (a long-running app asks on every Trash view)
             known = self._listing.trashed_if_current(self._rows(), before=int(cutoff_ms))
             if known is not None:
                 return known
-        return [row["sha256"] for row in self.scan(f"{IN_TRASH} and trashed_at < {int(cutoff_ms)}", ["trashed_at"])]
+        return [row["sha256"] for row in self.scan(f"{IN_TRASH_FILTER} and trashed_at < {int(cutoff_ms)}", ["trashed_at"])]
 
     def trashed_among(self, sha256s: Sequence[str]) -> set[str]:
         """Which of these (stored) ids are in the trash; read like a duplicate check (every write seen)."""
-        if self.version < 2 or not sha256s:
+        if not self.has_trash or not sha256s:
             return set()
         found: set[str] = set()
         ids = list(dict.fromkeys(sha256s))
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
             rows = self._call("look in the trash", self._client.query, self.collection,
-                              filter=f"{ids_filter(chunk)} and {IN_TRASH}", output_fields=["sha256"],
+                              filter=f"{ids_filter(chunk)} and {IN_TRASH_FILTER}", output_fields=["sha256"],
                               limit=len(chunk), **self._dedup_read)
             found.update(row["sha256"] for row in rows)
         return found
@@ -654,7 +718,7 @@ class AssetStore:
         queries = np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if not len(queries):
             return []
-        k = max(1, min(int(k), 1024))
+        k = max(1, min(int(k), MAX_HITS))
         params = self._search_params(k)
         if "ef" in params:
             params["ef"] = max(self.NEIGHBOUR_EF, k)

@@ -41,11 +41,11 @@ __all__ = [
 def generate_from(library, generator: ImageGenerator, brief: str, reference_ids: Sequence[str], *,
                   model: str | None = None, aspect_ratio: str | None = None, variations: int = 1,
                   on_progress: Callable[[int, int], None] | None = None, kit: Kit | None = None,
-                  source: str = "studio") -> Generation:
+                  source: str = "studio", size: str | None = None) -> Generation:
     """Load the picked library assets as references (in order, then the kit's), generate from them and
     the brief (with the kit's style and words to avoid), and record what it cost in the ledger.
 
-    The kit's default aspect ratio applies when none is given. The Generation's `details` carry the
+    The kit's default aspect ratio applies when none is given; `size` is sent as image_config.image_size. The Generation's `details` carry the
     provenance to save with its images: the kit's name and version, the brief as typed, usage and cost.
     """
     prices = prices_for(library.settings)  # a malformed RAGKIT_PRICES stops here, before anything is paid
@@ -54,10 +54,12 @@ def generate_from(library, generator: ImageGenerator, brief: str, reference_ids:
     references = load_references(library, references_with_kit(reference_ids, kit))
     generation = generator.generate(kit.prompt_for(brief) if kit else brief, references, model=model,
                                     aspect_ratio=aspect_ratio or (kit.aspect if kit else None),
-                                    variations=variations, on_progress=on_progress)
+                                    variations=variations, on_progress=on_progress, size=size)
     cost = record_generation(library.settings, prices, generation.model, generation.usage, source=source,
-                             kit=kit.name if kit else None)
+                             kit=kit.name if kit else None, size=generation.size)
     generation.details.update({"usage": dict(generation.usage), "cost_usd": cost})
+    if generation.size:
+        generation.details["size"] = generation.size
     if kit is not None:
         generation.details.update({**kit.provenance(), "brief": brief.strip()})
     return generation

@@ -21,58 +21,41 @@ a kill between the save and the state write, never stores the image twice (an as
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import io
 import json
-import logging
-import shutil
-import threading
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
-from ragkit.storage.blobs import write_atomic
-from ragkit.errors import (AssetNotFoundError, BatchError, GenerationError, InvalidApiKeyError, InvalidImageError,
-                      MissingApiKeyError)
-from ragkit.storage.filters import validate_sha256
-from ragkit.ingest.images import EXTENSION_BY_MIME
-from ragkit.ingest.pipeline import Provenance
-from ragkit.messages import user_message
+from ragkit.errors import AssetNotFoundError, BatchError, InvalidImageError
+from ragkit.ingest.images import EXTENSION_BY_MIME, decode_image
+from ragkit.ingest.pipeline import MAX_FILE_BYTES, Provenance
+from ragkit.jobs.resumable import (BACKOFF_S, DEFAULT_CONCURRENCY, DONE, FAILED, MAX_CONCURRENCY, PENDING,
+                                   RETRIES as BATCH_RETRIES, JobRun, JobStore as _JobStore, ResumableJob,
+                                   ResumableRunner, RunRegistry, checked, mark, status_counts)
+from ragkit.limits import MAX_VARIATIONS
 from ragkit.records import Asset
-from ragkit.studio.cost import PriceTable, prices_for, record_generation, sum_costs
-from ragkit.studio.generation import ImageGenerator, ReferenceImage
+from ragkit.storage.blobs import write_atomic
+from ragkit.storage.filters import validate_sha256
+from ragkit.studio.cost import record_generation
+from ragkit.studio.generation import GeneratedImage, ImageGenerator, ReferenceImage
 from ragkit.studio.kits import Kit, check_usable, references_with_kit
-from ragkit.studio.models import default_model, model_info, too_many_references
+from ragkit.studio.models import check_output, default_model, model_info, normalise_size, too_many_references
 from ragkit.studio.references import load_references
 from ragkit.studio.usability import not_usable_reason
 
-log = logging.getLogger(__name__)
+__all__ = ["BACKOFF_S", "BATCH_RETRIES", "DEFAULT_CONCURRENCY", "DONE", "FAILED", "MAX_CONCURRENCY", "PENDING",
+           "BatchRun", "JobStore", "status_counts"]
 
 JOBS_DIR = "jobs"
-STATE_FILE = "state.json"
 FORMAT = 1
-DEFAULT_CONCURRENCY = 4
-MAX_CONCURRENCY = 16
 MAX_PRODUCTS = 1000
-MAX_VARIATIONS = 8
-BATCH_RETRIES = 5       # per take, on 429 / 5xx / dropped connections
-BACKOFF_S = 1.0         # first back-off without a server delay (then doubled, up to a minute)
 
-PENDING, DONE, FAILED = "pending", "done", "failed"
 APPROVED, REJECTED = "approved", "rejected"
-
-
-def status_counts(entries: Sequence[Any]) -> dict[str, int]:
-    """How many of a job's entries (takes, describe items: anything with a `status`) are in each state."""
-    counts = {PENDING: 0, DONE: 0, FAILED: 0}
-    for entry in entries:
-        counts[entry.status] += 1
-    return counts
+BatchRun = JobRun   # the live run of a batch job (ragkit.jobs.resumable)
 
 
 # ----------------------------------------------------------------------------- records
@@ -90,11 +73,17 @@ class BatchSpec:
     kit: dict | None = None          # the kit as it was when the job was made (Kit.to_dict())
     skipped: tuple[dict, ...] = ()   # products left out: {"reference", "reason"}
     salt: str = ""                   # set by --new: a job of its own, even with the same parameters
+    half_price: bool = False         # through Gemini's Batch API (ragkit.studio.half_price): results within a day
+    size: str | None = None          # image_config.image_size (None: the model's default)
 
     def identity(self) -> str:
         key = {"brief": self.brief, "selector": self.selector, "with_refs": list(self.with_refs),
                "kit": (self.kit or {}).get("name"), "variations": self.variations, "model": self.model,
                "aspect": self.aspect, "salt": self.salt}
+        if self.half_price:  # only then: the ids of jobs made before stay the same
+            key["half_price"] = True
+        if self.size:  # absent from older jobs' keys: their ids stay the same
+            key["size"] = self.size
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:10]
 
     @property
@@ -127,13 +116,15 @@ class Take:
 
 
 @dataclass
-class BatchJob:
+class BatchJob(ResumableJob):
     id: str
     spec: BatchSpec
     takes: list[Take]
     created_at: int
     error: str = ""                # why the last run stopped early (e.g. the key was refused)
     folder: Path = Path()
+    remote_batch: str = ""         # half price: the Gemini batch ("batches/…") its pending takes are in
+    ENTRIES = "takes"
 
     @property
     def tag(self) -> str:
@@ -146,18 +137,6 @@ class BatchJob:
                 return take
         raise BatchError(f"Job {self.id} has no variation {variation + 1} of product {product[:12]}….")
 
-    def counts(self) -> dict[str, int]:
-        return status_counts(self.takes)
-
-    @property
-    def finished(self) -> bool:
-        return all(take.status != PENDING for take in self.takes)
-
-    @property
-    def cost_usd(self) -> float | None:
-        """What the done takes cost; None (unknown) when the model has no price."""
-        return sum_costs([t.cost_usd for t in self.takes if t.status == DONE])
-
     def products(self) -> list[tuple[str, list[Take]]]:
         """Takes grouped by product, in the job's order."""
         return [(product, [t for t in self.takes if t.product == product]) for product in self.spec.products]
@@ -167,17 +146,30 @@ class BatchJob:
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "id": self.id, "created_at": self.created_at, "error": self.error,
+                "remote_batch": self.remote_batch,
                 "spec": {**asdict(self.spec), "products": list(self.spec.products),
                          "with_refs": list(self.spec.with_refs), "skipped": list(self.spec.skipped)},
                 "takes": [asdict(t) for t in self.takes]}
 
 
 def _job_from_dict(data: dict, folder: Path) -> BatchJob:
+    """The job in state.json, every field checked (JobStore.load turns an error into a clear line)."""
     spec = data["spec"]
     spec = BatchSpec(**{**spec, "products": tuple(spec["products"]), "with_refs": tuple(spec["with_refs"]),
                         "skipped": tuple(spec.get("skipped", ()))})
-    return BatchJob(id=data["id"], spec=spec, takes=[Take(**t) for t in data["takes"]],
-                    created_at=int(data["created_at"]), error=data.get("error", ""), folder=folder)
+    for name in ("brief", "prompt", "model"):
+        if not isinstance(getattr(spec, name), str):
+            raise ValueError(f"spec.{name} is not text")
+    if not all(isinstance(sha, str) for sha in (*spec.products, *spec.with_refs)):
+        raise ValueError("spec.products holds something that is not an asset id")
+    takes = [checked(Take(**t)) for t in data["takes"]]
+    for take in takes:
+        if take.review not in ("", APPROVED, REJECTED):
+            raise ValueError(f"review {take.review!r} is not approved, rejected or empty")
+        if take.image and Path(take.image).name != take.image:
+            raise ValueError(f"image {take.image!r} is not a file name")
+    return checked(BatchJob(id=data["id"], spec=spec, takes=takes, created_at=data["created_at"],
+                            error=data.get("error", ""), folder=folder, remote_batch=data.get("remote_batch", "")))
 
 
 def item_status(takes: Sequence[Take]) -> str:
@@ -189,111 +181,18 @@ def item_status(takes: Sequence[Take]) -> str:
 
 
 # ----------------------------------------------------------------------------- on disk
-class JobStore:
-    """The batch jobs of one library: RAGKIT_DATA_DIR/jobs/<id>/.
-
-    Other resumable jobs (ragkit.studio.describe) subclass it with their own folder, noun and record."""
+class JobStore(_JobStore):
+    """The batch jobs of one library: RAGKIT_DATA_DIR/jobs/<id>/ (ragkit.jobs.resumable.JobStore)."""
     SUBDIR = JOBS_DIR
     NOUN = "batch job"
     COMMAND = "batch"
 
-    def __init__(self, data_dir: Path) -> None:
-        self.folder = Path(data_dir) / self.SUBDIR
-
-    @staticmethod
-    def _from_dict(data: dict, folder: Path):
+    def _from_dict(self, data: dict, folder: Path) -> BatchJob:
         return _job_from_dict(data, folder)
 
-    def job_folder(self, job_id: str) -> Path:
-        if not (len(job_id) == 10 and all(c in "0123456789abcdef" for c in job_id)):
-            raise BatchError(f"{job_id!r} is not a {self.NOUN} id (10 hex characters, as `{self.COMMAND}` prints).")
-        return self.folder / job_id
-
-    @contextlib.contextmanager
-    def _flock(self, job_id: str, name: str, blocking: bool = True) -> Iterator[bool]:
-        """An advisory lock file of the job; yields False if not blocking and someone holds it."""
-        folder = self.job_folder(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / name, "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def exists(self, job_id: str) -> bool:
-        return (self.job_folder(job_id) / STATE_FILE).is_file()
-
-    def load(self, job_id: str) -> BatchJob:
-        path = self.job_folder(job_id) / STATE_FILE
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise BatchError(f"No {self.NOUN} {job_id} in {self.folder} (was it deleted?).") from None
-        except ValueError as exc:
-            raise BatchError(f"The state of {self.NOUN} {job_id} ({path}) is damaged ({exc}). Delete the folder "
-                             "to start the job again.") from None
-        return self._from_dict(data, path.parent)
-
-    def list(self) -> list[BatchJob]:
-        """Every job, newest first; a damaged one is skipped (and logged)."""
-        jobs = []
-        for path in self.folder.glob(f"*/{STATE_FILE}") if self.folder.is_dir() else []:
-            try:
-                jobs.append(self.load(path.parent.name))
-            except (BatchError, KeyError, TypeError) as exc:
-                log.warning("skipping the %s in %s: %s", self.NOUN, path.parent, exc)
-        return sorted(jobs, key=lambda job: job.created_at, reverse=True)
-
-    def create(self, spec: BatchSpec) -> BatchJob:
-        """The job for `spec`: the existing one if these parameters made one before, else a new one."""
-        job_id = spec.identity()
-        with self._flock(job_id, "state.lock"):
-            if self.exists(job_id):
-                return self.load(job_id)
-            takes = [Take(product, v) for product in spec.products for v in range(spec.variations)]
-            job = BatchJob(job_id, spec, takes, int(time.time() * 1000), folder=self.job_folder(job_id))
-            self._write(job)
-            return job
-
-    def update(self, job_id: str, change: Callable[[BatchJob], Any]) -> BatchJob:
-        """Apply `change` to the job as it is on disk now, and write it back atomically (under the lock,
-        so the runner, a reviewer in the app and one in another process never overwrite each other)."""
-        with self._flock(job_id, "state.lock"):
-            job = self.load(job_id)
-            change(job)
-            self._write(job)
-            return job
-
-    def _write(self, job: BatchJob) -> None:
-        data = json.dumps(job.to_dict(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        write_atomic(job.folder / STATE_FILE, data)
-
-    def is_running(self, job_id: str) -> bool:
-        """True while some process (this one included) runs the job."""
-        if not self.exists(job_id):
-            return False
-        with self._flock(job_id, "run.lock", blocking=False) as free:
-            return not free
-
-    @contextlib.contextmanager
-    def running(self, job_id: str) -> Iterator[None]:
-        """Hold the job's run lock, or refuse: one runner per job, across processes."""
-        with self._flock(job_id, "run.lock", blocking=False) as acquired:
-            if not acquired:
-                raise BatchError(f"{self.NOUN.capitalize()} {job_id} is already running (in the app or another command). "
-                                 "Wait for it to finish, or stop it there first.")
-            yield
-
-    def delete(self, job_id: str) -> None:
-        """Remove a job and its result images (approved ones stay in the library)."""
-        if self.is_running(job_id):
-            raise BatchError(f"{self.NOUN.capitalize()} {job_id} is running; stop it before deleting it.")
-        shutil.rmtree(self.job_folder(job_id), ignore_errors=False)
+    def _new(self, job_id: str, spec: BatchSpec, folder: Path) -> BatchJob:
+        takes = [Take(product, v) for product in spec.products for v in range(spec.variations)]
+        return BatchJob(job_id, spec, takes, int(time.time() * 1000), folder=folder)
 
 
 def job_store(settings) -> JobStore:
@@ -304,7 +203,7 @@ def job_store(settings) -> JobStore:
 def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequence[str] = (),
                with_refs: Sequence[str] = (), kit: Kit | None = None, variations: int = 1,
                model: str | None = None, aspect: str | None = None, new: bool = False,
-               now_ms: int | None = None) -> BatchSpec:
+               now_ms: int | None = None, size: str | None = None, half_price: bool = False) -> BatchSpec:
     """The job's parameters, checked before anything is sent: products that exist and may be used
     (the others are listed as skipped), references within the model's limit, a usable kit."""
     brief = (brief or "").strip()
@@ -320,6 +219,9 @@ def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequenc
         check_usable(library, kit)
     _check_shared_references(library, with_refs, now_ms)
     refs_per_request = len(references_with_kit(["product", *with_refs], kit))
+    size, aspect = normalise_size(size), aspect or (kit.aspect if kit else None)
+    if problem := check_output(model_info(model), aspect, size):
+        raise BatchError(problem)
     if too_many := too_many_references(refs_per_request, model_info(model)):
         raise BatchError(f"Each request would carry {refs_per_request} references (the product, "
                          f"{len(with_refs)} added and {len(kit.reference_ids) if kit else 0} from the kit): {too_many}")
@@ -335,10 +237,11 @@ def plan_batch(library, brief: str, *, tag: str | None = None, ref_each: Sequenc
                          "--ref-each.")
     return BatchSpec(brief=brief, prompt=kit.prompt_for(brief) if kit else brief, products=tuple(products),
                      with_refs=with_refs, variations=variations, model=model,
-                     aspect=aspect or (kit.aspect if kit else None),
+                     aspect=aspect, size=size,
                      selector={"tag": tag} if tag else {"ref_each": list(candidates)},
                      kit=kit.to_dict() if kit else None, skipped=tuple(skipped),
-                     salt=hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:8] if new else "")
+                     salt=hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:8] if new else "",
+                     half_price=half_price)
 
 
 def _check_shared_references(library, with_refs: Sequence[str], now_ms: int | None) -> None:
@@ -367,71 +270,9 @@ def _usable_products(library, candidates: Sequence[str], now_ms: int | None) -> 
 
 
 # ----------------------------------------------------------------------------- running a job
-class Backoff:
-    """Shared by a job's workers: a 429's retry delay pauses them all (the generator's `sleep`)."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self._until = 0.0
-        self._lock = threading.Lock()
-        self._stop = stop
-
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._until = max(self._until, time.monotonic() + seconds)
-        self.wait()
-
-    def wait(self) -> None:
-        """Return once no back-off is pending (or the job is being stopped)."""
-        while (remaining := self._until - time.monotonic()) > 0 and not self._stop.is_set():
-            self._stop.wait(min(remaining, 0.5))
-
-
-@dataclass
-class BatchRun:
-    """A job being run in this process: live numbers for the progress display, and a stop switch."""
-    job_id: str
-    total: int
-    to_do: int                     # takes pending when this run started
-    started_at: float = field(default_factory=time.monotonic)
-    finished_this_run: int = 0
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    done: bool = False
-    _sending: set[tuple[str, int]] = field(default_factory=set)  # the takes whose request is on its way
-    _sending_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def sending(self) -> frozenset[tuple[str, int]]:
-        """The takes whose request is on its way now (the others pending are queued)."""
-        with self._sending_lock:
-            return frozenset(self._sending)
-
-    def mark_sending(self, take: "Take", on_its_way: bool) -> None:
-        with self._sending_lock:
-            (self._sending.add if on_its_way else self._sending.discard)(take.key)
-
-    def stop(self) -> None:
-        """Send no more requests; those in flight finish and are kept."""
-        self.stop_event.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self.stop_event.is_set() and not self.done
-
-    def eta_s(self) -> float | None:
-        """Seconds left at this run's pace; None until a take has finished."""
-        if not self.finished_this_run:
-            return None
-        pace = (time.monotonic() - self.started_at) / self.finished_this_run
-        return max(0.0, (self.to_do - self.finished_this_run) * pace)
-
-
-_runs: dict[str, BatchRun] = {}   # the jobs this process runs now
-_runs_lock = threading.Lock()
-
-
 def live_run(job_id: str) -> BatchRun | None:
     """The run of this job in this process, if there is one."""
-    with _runs_lock:
-        return _runs.get(job_id)
+    return BatchRunner.registry.get(job_id)
 
 
 def batch_generator(settings, sleep: Callable[[float], None], backoff_s: float = BACKOFF_S) -> ImageGenerator:
@@ -447,128 +288,103 @@ def run_batch(store: JobStore, job_id: str, library, *, concurrency: int = DEFAU
     """Send the job's unfinished takes (and, with retry_failed, the failed ones) and wait for them.
 
     Completed takes are never sent again. With `approve` (the CLI's --approve), the job's images not yet
-    approved or rejected are saved to the library once the takes are sent; otherwise they wait for review. `on_run` gets the live BatchRun
-    (to stop it). Raises BatchError if another process runs the job, or its references can't be sent.
+    approved or rejected are saved to the library once the takes are sent; otherwise they wait for review.
+    `on_run` gets the live BatchRun (to stop it). Raises BatchError if another process runs the job, or its
+    references can't be sent.
     """
-    if not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise BatchError(f"Run 1 to {MAX_CONCURRENCY} requests at a time (got {concurrency}).")
-    settings = library.settings
-    prices = prices_for(settings)  # a malformed RAGKIT_PRICES stops here, before anything is paid
-    with store.running(job_id):
-        if retry_failed:
-            store.update(job_id, _reset_failed)
-        job = store.update(job_id, lambda j: setattr(j, "error", ""))
-        to_do = [t for t in job.takes if t.status == PENDING]
-        run = BatchRun(job_id, len(job.takes), len(to_do))
-        if on_run:
-            on_run(run)
-        with _runs_lock:
-            _runs[job_id] = run
+    runner_class = BatchRunner
+    if store.load(job_id).spec.half_price:
+        from ragkit.studio.half_price import HalfPriceRunner
+        runner_class = HalfPriceRunner
+    runner = runner_class(store, library, concurrency=concurrency, backoff_s=backoff_s, on_progress=on_progress,
+                          on_run=on_run, approve=approve)
+    return runner.run(job_id, retry_failed=retry_failed)
+
+
+class BatchRunner(ResumableRunner):
+    """One take: the product first, the job's shared references after it; the answer checked like an upload."""
+    KIND = "batch"
+    registry = RunRegistry()
+
+    def __init__(self, *args: Any, approve: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.approve = approve
+        self.shared: list[ReferenceImage] = []
+
+    def client(self, job: BatchJob, sleep: Callable[[float], None]) -> ContextManager[ImageGenerator]:
+        return batch_generator(self.settings, sleep, self.backoff_s)
+
+    def prepare(self, job: BatchJob) -> None:
+        self.shared = _load_shared(self.library, job.spec)
+
+    def process(self, job: BatchJob, take: Take, generator: ImageGenerator) -> dict[str, Any]:
+        spec = job.spec
+        # Usage rights may have changed since the job was made (or since the take failed): ask again.
+        if blocked := _blocked_reference(self.library, spec.references_for(take.product)):
+            return {"status": FAILED, "reason": blocked}
+        product = load_references(self.library, [take.product])
+        others = [ref for ref in self.shared if ref.sha256 != take.product]  # as spec.references_for(product)
+        generation = generator.generate(spec.prompt, [*product, *others], model=spec.model,
+                                        aspect_ratio=spec.aspect, variations=1, size=spec.size)
+        return self.answered(job, take, generation.model, generation.images[0], generation.usage)
+
+    SOURCE, RATE = "batch", 1.0   # what the ledger calls it, and the share of the list price paid
+
+    def answered(self, job: BatchJob, take: Take, model: str, image: GeneratedImage,
+                 usage: dict[str, int]) -> dict[str, Any]:
+        """A take's answer recorded: its cost in the ledger, its image checked and kept; the take's changes."""
+        cost = record_generation(self.settings, self.prices, model, usage, source=self.SOURCE, job=job.id,
+                                 kit=(job.spec.kit or {}).get("name"), rate=self.RATE,
+                                 size=job.spec.size)
+        answered = {"usage": dict(usage), "cost_usd": cost}
         try:
-            if to_do:
-                _send(store, job, to_do, library, prices, run, concurrency, backoff_s, on_progress)
-            if approve:
-                approve_all(store, job_id, library)
-        finally:
-            run.done = True
-            with _runs_lock:
-                _runs.pop(job_id, None)
-    return store.load(job_id)
+            mime = check_answer(image.data, self.settings.max_image_pixels)
+        except InvalidImageError as exc:  # answered (and billed) but unusable: failed, like a refusal
+            return {**answered, "status": FAILED, "reason": f"The answer is not a usable image: {exc}."}
+        name = f"{take.product[:12]}-{take.variation + 1}{EXTENSION_BY_MIME.get(mime, '.png')}"
+        write_atomic(job.folder / "images" / name, image.data)  # before the state says done: a kill re-sends it
+        return {**answered, "status": DONE, "image": name, "mime": mime}
+
+    def after(self, job_id: str) -> None:
+        if self.approve:
+            approve_all(self.store, job_id, self.library)
 
 
-def _reset_failed(job: BatchJob) -> None:
-    for take in job.takes:
-        if take.status == FAILED:
-            take.status, take.reason = PENDING, ""
+def check_answer(data: bytes, max_pixels: int) -> str:
+    """The MIME type of a generated image that passes what an upload must pass (size, a format Pillow
+    reads, no decompression bomb, no sliver); InvalidImageError with the reason otherwise. The bytes
+    decide the type, not what the answer claimed."""
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidImageError(f"{len(data) / 2**20:.0f} MiB, over the {MAX_FILE_BYTES // 2**20} MiB limit")
+    decoded = decode_image(data, max_pixels=max_pixels)
+    if decoded.mime not in EXTENSION_BY_MIME:
+        raise InvalidImageError(f"a {decoded.mime} file, not an image format the library keeps")
+    return decoded.mime
 
 
-def _send(store: JobStore, job: BatchJob, to_do: list[Take], library, prices: PriceTable, run: BatchRun,
-          concurrency: int, backoff_s: float, on_progress: Callable[[int, int], None] | None) -> None:
-    spec = job.spec
-    shared = _load_shared(library, spec)
-    backoff = Backoff(run.stop_event)
-    finished = [len(job.takes) - len(to_do)]
-    lock = threading.Lock()
-    progress = on_progress or (lambda done, total: None)
-    progress(finished[0], len(job.takes))
-
-    def one(take: Take) -> None:
-        if run.stop_event.is_set():
-            return
-        backoff.wait()
-        if run.stop_event.is_set():
-            return
-        run.mark_sending(take, True)
-        ended = False
-        try:
-            ended = _run_take(store, job, take, library, generator, prices, shared, run)
-        finally:
-            run.mark_sending(take, False)
-            with lock:
-                if ended:
-                    run.finished_this_run += 1
-                    finished[0] += 1
-                    progress(finished[0], len(job.takes))
-
-    with batch_generator(library.settings, backoff.pause, backoff_s) as generator, \
-            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"batch-{job.id}") as pool:
-        futures = [pool.submit(one, take) for take in to_do]
-        try:
-            wait(futures)
-        except BaseException:  # Ctrl-C: send nothing more; what is in flight finishes and is kept
-            run.stop()
-            raise
-        for future in futures:
-            if future.exception() is not None:
-                raise future.exception()  # a bug in our own code: not a take's failure
+def _blocked_reference(library, references: Sequence[str], now_ms: int | None = None) -> str | None:
+    """Why one of a request's references may not be sent now (usage rights, trash, gone); None if all may."""
+    found = {a.sha256: a for a in library.get_many(list(references))}
+    for sha in references:
+        asset = found.get(sha)
+        reason = ("it is not in the library" if asset is None else "it is in the trash" if asset.trashed
+                  else not_usable_reason(asset, now_ms))
+        if reason:
+            return f"The reference {sha[:12]}… can't be sent any more: {reason}. Nothing was sent."
+    return None
 
 
 def _load_shared(library, spec: BatchSpec) -> list[ReferenceImage]:
-    """The references every request carries (after its product), read once per run."""
+    """The references every request carries (after its product), checked and read once per run."""
+    shared = list(dict.fromkeys([*spec.with_refs, *spec.kit_references]))
+    if blocked := _blocked_reference(library, shared):
+        raise BatchError(f"{blocked} It is added to every request of this job (--with-ref or the brand kit); the "
+                         "job is kept: allow the image again, or start a new batch without it.")
     try:
-        return load_references(library, list(dict.fromkeys([*spec.with_refs, *spec.kit_references])))
+        return load_references(library, shared)
     except (AssetNotFoundError, InvalidImageError) as exc:
         raise BatchError(f"The references added to every request can't be read any more: {exc} The job is "
                          "kept; restore the image, or start a new batch without it.") from None
-
-
-_FATAL = (InvalidApiKeyError, MissingApiKeyError)  # every other take would fail the same way
-
-
-def _run_take(store: JobStore, job: BatchJob, take: Take, library, generator: ImageGenerator,
-              prices: PriceTable, shared: list[ReferenceImage], run: BatchRun) -> bool:
-    """Send one take and record its outcome; False if it stays pending (the whole job had to stop)."""
-    spec = job.spec
-    started = time.monotonic()
-    try:
-        product = load_references(library, [take.product])
-        others = [ref for ref in shared if ref.sha256 != take.product]  # as spec.references_for(product)
-        generation = generator.generate(spec.prompt, [*product, *others], model=spec.model,
-                                        aspect_ratio=spec.aspect, variations=1)
-    except _FATAL as exc:
-        run.stop()  # the take stays pending: fixed key, Resume finishes the job
-        store.update(job.id, lambda j: setattr(j, "error", user_message(exc, library.settings)))
-        return False
-    except (GenerationError, AssetNotFoundError, InvalidImageError) as exc:
-        reason = user_message(exc, library.settings)
-        store.update(job.id, lambda j: _mark(j, take, status=FAILED, reason=reason,
-                                             seconds=time.monotonic() - started))
-        return True
-    image = generation.images[0]
-    name = f"{take.product[:12]}-{take.variation + 1}{EXTENSION_BY_MIME.get(image.mime, '.png')}"
-    write_atomic(job.folder / "images" / name, image.data)  # before the state says done: a kill re-sends it
-    cost = record_generation(library.settings, prices, generation.model, generation.usage, source="batch",
-                             job=job.id, kit=(spec.kit or {}).get("name"))
-    store.update(job.id, lambda j: _mark(j, take, status=DONE, image=name, mime=image.mime,
-                                         usage=dict(generation.usage), cost_usd=cost,
-                                         seconds=time.monotonic() - started))
-    return True
-
-
-def _mark(job: BatchJob, take: Take, **changes: Any) -> None:
-    current = job.take(*take.key)
-    for name, value in changes.items():
-        setattr(current, name, value)
 
 
 # ----------------------------------------------------------------------------- review
@@ -585,15 +401,24 @@ def approve(store: JobStore, job_id: str, product: str, variation: int, library)
                          f"({take.reason or take.review or take.status}).")
     asset = library.save_generated(job.image_path(take).read_bytes(), take.mime, _provenance(job, take),
                                    tags=[job.tag], name=_saved_name(library, job, take))
-    store.update(job_id, lambda j: _mark(j, take, review=APPROVED, saved=asset.sha256))
+    store.update(job_id, lambda j: mark(j, take.key, {"review": APPROVED, "saved": asset.sha256}))
     return asset
 
 
 def approve_all(store: JobStore, job_id: str, library) -> list[Asset]:
-    """Approve every image not yet approved or rejected."""
+    """Approve every image not yet approved or rejected. One that can't be saved (not a usable image, its
+    file gone) doesn't stop the others: its take becomes failed with the reason, which the report shows."""
     job = store.load(job_id)
-    return [approve(store, job_id, t.product, t.variation, library)
-            for t in job.takes if t.status == DONE and not t.saved and t.review != REJECTED]
+    saved = []
+    for take in [t for t in job.takes if t.status == DONE and not t.saved and t.review != REJECTED]:
+        try:
+            saved.append(approve(store, job_id, take.product, take.variation, library))
+        except (InvalidImageError, OSError) as exc:
+            reason = (str(exc) if isinstance(exc, InvalidImageError) else
+                      f"The image file {job.image_path(take)} can't be read ({exc.strerror or exc}); run the take again "
+                      "with --retry-failed")
+            store.update(job_id, lambda j, key=take.key, why=reason: mark(j, key, {"status": FAILED, "reason": why}))
+    return saved
 
 
 def reject(store: JobStore, job_id: str, product: str, variation: int) -> None:
@@ -610,6 +435,8 @@ def _provenance(job: BatchJob, take: Take) -> Provenance:
     spec = job.spec
     details = {"job": job.id, "brief": spec.brief, "variation": take.variation + 1,
                "usage": dict(take.usage), "cost_usd": take.cost_usd}
+    if spec.size:
+        details["size"] = spec.size
     if spec.kit:
         details.update({"kit": spec.kit["name"], "kit_version": spec.kit["version"]})
     return Provenance(spec.prompt, spec.model, tuple(spec.references_for(take.product)), details=details)

@@ -94,12 +94,12 @@ class Captioner:
 
     @classmethod
     def from_settings(cls, settings: Any, *, max_retries: int = 3, backoff_s: float = 2.0,
-                      sleep: Callable[[float], None] | None = None) -> "Captioner":
+                      sleep: Callable[[float], None] | None = None, model: str | None = None) -> "Captioner":
         """MissingApiKeyError (with the how-to) when no key is configured."""
         import time
         transport = ImageGenerator(getattr(settings, "gemini_api_key", ""), base_url=settings.gemini_base_url or None,
                                    max_retries=max_retries, backoff_s=backoff_s, sleep=sleep or time.sleep)
-        return cls(transport, settings.caption_model)
+        return cls(transport, model or settings.caption_model)
 
     def close(self) -> None:
         self.transport.close()

@@ -5,22 +5,14 @@ model's input price, generated text and "thinking" at its text output price, and
 its image output price (one 1024 px image of Nano Banana is 1,290 tokens, $0.039). Every answer carries
 its usage metadata; ``generation._usage`` turns it into the counts priced here.
 
-Default prices (USD per 1M tokens, paid tier, standard, not batch mode), read on 2026-12-02 from
-Google's Gemini Developer API pricing page, https://ai.google.dev/gemini-api/docs/pricing (as quoted in
-its transcription of 2026-09-20 and in the pricing pages that cite it):
-
-===========================  =======  ===================  ==============================
-model                        input    text and thinking    images
-===========================  =======  ===================  ==============================
-gemini-2.5-flash-image       0.30     2.50                 30.00 ($0.039 per 1K image)
-gemini-3-pro-image-preview   2.00     12.00                120.00 ($0.134 per 1K/2K image)
-gemini-2.5-flash             0.30     2.50                 (makes no images)
-===========================  =======  ===================  ==============================
-
-(2.5 Flash Image's text output is listed with Gemini 2.5 Flash. Gemini 2.5 Flash is the text model that
-writes captions, ragkit.studio.captions: an image in is 258 tokens per tile at the input price.) Prices change: ``RAGKIT_PRICES``
+Default prices (USD per 1M tokens, paid tier, standard, not batch mode) come from the model table,
+ragkit.studio.models (read 2026-12-07; each entry says where its numbers come from and whether Google's
+pricing page, https://ai.google.dev/gemini-api/docs/pricing, confirmed them). The price of an image
+depends on its size (``image_size``): a 4K image is billed more image tokens than a 1K one, so a real
+answer's usage prices it exactly, and an estimate made before sending uses the table's tokens per size.
+Prices change: ``RAGKIT_PRICES``
 overrides them, as JSON or as the path of a JSON file, e.g.
-``{"gemini-3-pro-image-preview": {"input": 2, "output_text": 12, "output_image": 120}}``; a model set
+``{"gemini-3-pro-image": {"input": 2, "output_text": 12, "output_image": 120}}``; a model set
 to ``null`` has no price. A model without a price costs "unknown", never $0.
 
 The ledger (``RAGKIT_DATA_DIR/usage/ledger.jsonl``) gets one line per generation request that
@@ -35,16 +27,18 @@ import logging
 import math
 import os
 import threading
+from stat import S_ISREG
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from ragkit.errors import ConfigError
-from ragkit.studio.models import bare_id
+from ragkit.errors import ConfigError, StateFileError
+from ragkit.storage.files import MAX_LINE_BYTES, open_state_file, parse_json, read_json_file
+from ragkit.studio.models import MODELS, MODELS_READ_ON, TEXT_MODELS, Price, bare_id, model_info
 
 log = logging.getLogger(__name__)
-PRICES_READ_ON = "2026-12-02"
+PRICES_READ_ON = MODELS_READ_ON
 PRICES_SOURCE = "https://ai.google.dev/gemini-api/docs/pricing"
 MILLION = 1_000_000
 LEDGER_NAME = "usage/ledger.jsonl"
@@ -52,31 +46,11 @@ USAGE_KEYS = ("prompt_tokens", "output_tokens", "total_tokens", "text_tokens", "
               "thoughts_tokens", "images")
 
 
-@dataclass(frozen=True)
-class Price:
-    """USD per 1M tokens of one model."""
-    input: float
-    output_text: float   # generated text and thinking
-    output_image: float  # generated images
+DEFAULT_PRICES: dict[str, Price] = {mid: info.price for mid, info in {**MODELS, **TEXT_MODELS}.items()
+                                     if info.price is not None}
 
-    def cost(self, usage: Mapping[str, int]) -> float:
-        """The cost of one generation's usage (see generation._usage for the counts)."""
-        text_out = int(usage.get("text_tokens", 0)) + int(usage.get("thoughts_tokens", 0))
-        return (int(usage.get("prompt_tokens", 0)) * self.input + text_out * self.output_text
-                + int(usage.get("image_tokens", 0)) * self.output_image) / MILLION
-
-
-DEFAULT_PRICES: dict[str, Price] = {
-    "gemini-2.5-flash-image": Price(0.30, 2.50, 30.00),
-    "gemini-2.5-flash-image-preview": Price(0.30, 2.50, 30.00),
-    "gemini-3-pro-image-preview": Price(2.00, 12.00, 120.00),
-    # Captions (a text model): it bills no image output; any output token is at its output price.
-    "gemini-2.5-flash": Price(0.30, 2.50, 2.50),
-}
-
-# Tokens per generated 1K image (Google's price list: 1,290 for 2.5 Flash Image, 1,120 for 3 Pro Image up
-# to 2K), per reference image (one tile), and a brief's text: only for estimates made before sending.
-IMAGE_TOKENS = {"gemini-2.5-flash-image": 1290, "gemini-3-pro-image-preview": 1120}
+# Tokens per reference image (one tile) and a brief's text: only for estimates made before sending.
+FALLBACK_IMAGE_TOKENS = 1120  # a 1K image of every 3.x image model
 REFERENCE_TOKENS = 258
 BRIEF_TOKENS = 100
 
@@ -95,11 +69,13 @@ class PriceTable:
             prices[bare_id(model)] = _price_from(model, override, prices.get(bare_id(model)))
         return cls(prices)
 
-    def estimate(self, model: str, references: int, images: int = 1) -> float | None:
+    def estimate(self, model: str, references: int, images: int = 1, size: str | None = None) -> float | None:
         """About what `images` requests with `references` images each will cost (before sending them):
-        a 1K image's tokens out, a tile per reference and a brief's worth of text in."""
-        usage = {"prompt_tokens": BRIEF_TOKENS + REFERENCE_TOKENS * references,
-                 "image_tokens": IMAGE_TOKENS.get(bare_id(model), IMAGE_TOKENS["gemini-2.5-flash-image"])}
+        an image of this size's tokens out (the model's default size when None), a tile per reference
+        and a brief's worth of text in."""
+        info = model_info(model)
+        tokens = info.image_tokens.get(size or info.default_size, FALLBACK_IMAGE_TOKENS)
+        usage = {"prompt_tokens": BRIEF_TOKENS + REFERENCE_TOKENS * references, "image_tokens": tokens}
         cost = self.cost(model, usage)
         return None if cost is None else round(cost * images, 9)
 
@@ -107,9 +83,11 @@ class PriceTable:
         return self._prices.get(bare_id(model))
 
     def cost(self, model: str, usage: Mapping[str, int]) -> float | None:
-        """USD for this usage, or None when the model's price is unknown."""
+        """USD for this usage, or None when the model's price is unknown or the usage impossible."""
         price = self.price(model)
-        return None if price is None else round(price.cost(usage), 9)
+        if price is None or usage_problem(usage):
+            return None
+        return round(price.cost(usage), 9)
 
 
 def prices_for(settings: Any) -> PriceTable:
@@ -121,21 +99,18 @@ def _read_override(setting: str) -> dict[str, Any]:
     text = setting.strip()
     if not text:
         return {}
+    fix = ("Give JSON such as {\"gemini-nano-banana-2.1\": {\"input\": 0.3, \"output_text\": 2.5, "
+           "\"output_image\": 30}} or the path of such a file, or unset RAGKIT_PRICES to use the default prices.")
     source = "RAGKIT_PRICES"
-    if not text.startswith(("{", "[")):
+    if text.startswith(("{", "[")):
+        data = parse_json(text, source=source, fix=fix)
+    else:
         path = Path(text).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"RAGKIT_PRICES names the file {path}, which can't be read ({exc.strerror}). "
-                              "Give JSON such as {\"gemini-2.5-flash-image\": {\"input\": 0.3, "
-                              "\"output_text\": 2.5, \"output_image\": 30}} or the path of such a file.") from None
         source = f"RAGKIT_PRICES file {path}"
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{source} is not valid JSON ({exc.msg} at line {exc.lineno}). Fix it, or unset "
-                          "RAGKIT_PRICES to use the default prices.") from None
+        try:
+            data = read_json_file(path, what="the prices named by RAGKIT_PRICES", fix=fix, max_bytes=1024 * 1024)
+        except FileNotFoundError:
+            raise ConfigError(f"RAGKIT_PRICES names the file {path}, which does not exist. {fix}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a JSON object of model id -> prices per 1M tokens.")
     return data
@@ -176,9 +151,34 @@ def sum_costs(costs: list[float | None]) -> float | None:
     return round(sum(costs), 9)  # type: ignore[arg-type]
 
 
-def usage_of(data: Mapping[str, Any] | None) -> dict[str, int]:
-    """A usage mapping (from a file, from a Generation) as the known integer counts."""
-    data = data or {}
+MAX_TOKENS = 2 ** 24  # ~16.7M: far above any one request (a 4K image is ~2,000 tokens, a context ~1M)
+
+
+def usage_problem(usage: Any) -> str | None:
+    """Why these usage counts can't be true (negative, not a whole number, absurdly large), or None.
+    An answer's usage comes from the network (a proxy, a bug): impossible usage is counted as an
+    unknown cost, never priced into a negative or astronomical bill."""
+    if usage is None:
+        return None
+    if not isinstance(usage, Mapping):
+        return f"its usage is a {type(usage).__name__}, not counts"
+    for key in USAGE_KEYS:
+        value = usage.get(key, 0)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not value.is_integer()):
+            return f"{key} is {value!r:.30}, not a count"
+        if not 0 <= value <= MAX_TOKENS:
+            return f"{key} is {value:,.0f}, an impossible count"
+    return None
+
+
+def usage_of(data: Any) -> dict[str, int]:
+    """A usage mapping (from a file, from a Generation) as the known integer counts; all zero when the
+    counts are impossible (usage_problem says why)."""
+    if not data or usage_problem(data):
+        return dict.fromkeys(USAGE_KEYS, 0)
     return {key: int(data.get(key) or 0) for key in USAGE_KEYS}
 
 
@@ -188,18 +188,40 @@ class LedgerTotals:
     generations: int = 0     # requests that answered
     images: int = 0
     cost_usd: float = 0.0    # over the generations whose model has a price
-    unpriced: int = 0        # generations whose model had no price
+    unpriced: int = 0        # generations whose model had no price (or whose usage was impossible)
+    damaged: int = 0         # lines that are not a generation's record: skipped, and said so
+    problem: str = ""        # the ledger itself can't be read (a folder, a device): what to do
 
     @property
     def known_cost(self) -> float | None:
         """The cost to report: None (unknown) when nothing priced ran but something unpriced did."""
+        if self.problem:
+            return None
         return None if self.unpriced and self.generations == self.unpriced else round(self.cost_usd, 9)
 
-    def add(self, entry: Mapping[str, Any]) -> "LedgerTotals":
+    def add(self, entry: Any) -> "LedgerTotals":
+        """One line's entry counted; a damaged one (not an object, impossible usage or cost) is skipped."""
+        if not isinstance(entry, dict) or usage_problem(entry.get("usage")):
+            return replace(self, damaged=self.damaged + 1)
         cost = entry.get("cost_usd")
         priced = isinstance(cost, (int, float)) and not isinstance(cost, bool)
-        return LedgerTotals(self.generations + 1, self.images + int(usage_of(entry.get("usage"))["images"]),
-                            self.cost_usd + (float(cost) if priced else 0.0), self.unpriced + (not priced))
+        if priced and not (math.isfinite(cost) and 0 <= cost < 1e6):
+            return replace(self, damaged=self.damaged + 1)
+        return replace(self, generations=self.generations + 1,
+                       images=self.images + usage_of(entry.get("usage"))["images"],
+                       cost_usd=self.cost_usd + (float(cost) if priced else 0.0),
+                       unpriced=self.unpriced + (not priced))
+
+    def summary(self) -> str:
+        """What to add after a cost: the unpriced generations, the skipped lines, a ledger that can't be read."""
+        notes = []
+        if self.unpriced and self.known_cost is not None:
+            notes.append(f"+ {self.unpriced} at an unknown price")
+        if self.damaged:
+            notes.append(f"{self.damaged} damaged line{'s' if self.damaged != 1 else ''} of the ledger skipped")
+        if self.problem:
+            notes.append(self.problem)
+        return f" ({'; '.join(notes)})" if notes else ""
 
 
 class CostLedger:
@@ -212,15 +234,19 @@ class CostLedger:
         self.path = Path(data_dir) / LEDGER_NAME
 
     def record(self, model: str, usage: Mapping[str, int], cost_usd: float | None, *, source: str,
-               job: str | None = None, kit: str | None = None) -> None:
+               job: str | None = None, kit: str | None = None, size: str | None = None) -> None:
         """Append one generation. One os.write of one line: appends from several processes don't mix.
         After a torn last line (a process killed mid-write, a full disk) the new line starts afresh."""
         entry = {"at": int(time.time() * 1000), "model": bare_id(model), "usage": usage_of(usage),
                  "cost_usd": cost_usd, "source": source}
+        if problem := usage_problem(usage):
+            entry["usage_problem"] = problem[:200]  # counted at an unknown cost
         if job:
             entry["job"] = job
         if kit:
             entry["kit"] = kit
+        if size:
+            entry["size"] = size
         line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
@@ -233,45 +259,75 @@ class CostLedger:
             os.close(fd)
 
     def totals(self) -> LedgerTotals:
-        """Every generation so far; reads only what was appended since the last call in this process."""
+        """Every generation so far; reads only what was appended since the last call in this process.
+        A damaged line is skipped and counted; a ledger that is not a file is said so, not raised."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
             return LedgerTotals()
+        except OSError as exc:
+            return LedgerTotals(problem=f"the cost ledger {self.path} can't be read ({exc.strerror})")
         with self._cache_lock:
             inode, offset, totals = self._cache.get(self.path, (stat.st_ino, 0, LedgerTotals()))
             if inode != stat.st_ino or stat.st_size < offset:  # replaced or truncated: start over
                 offset, totals = 0, LedgerTotals()
-            if stat.st_size > offset:
-                offset, totals = self._read_from(offset, totals)
+            if stat.st_size > offset or totals.problem or not S_ISREG(stat.st_mode):  # a folder, a device: say so
+                try:
+                    offset, totals = self._read_from(offset, replace(totals, problem=""))
+                except (StateFileError, OSError) as exc:
+                    return LedgerTotals(problem=_ledger_problem(exc))
             self._cache[self.path] = (stat.st_ino, offset, totals)
             return totals
 
     def _read_from(self, offset: int, totals: LedgerTotals) -> tuple[int, LedgerTotals]:
-        with open(self.path, "rb") as handle:
+        fix = "Move it away (a new ledger starts; the costs it recorded are then not counted)."
+        with open_state_file(self.path, what="the cost ledger", fix=fix) as handle:
             handle.seek(offset)
-            for line in handle:
+            while True:
+                line = handle.readline(MAX_LINE_BYTES + 1)
+                if not line:
+                    break
+                if len(line) > MAX_LINE_BYTES:  # no generation's line is this long: skip to the next one
+                    while line and not line.endswith(b"\n"):
+                        offset += len(line)
+                        line = handle.readline(MAX_LINE_BYTES + 1)
+                    offset += len(line)
+                    totals = replace(totals, damaged=totals.damaged + 1)
+                    continue
                 if not line.endswith(b"\n"):
                     break  # a line still being written: read it next time
                 offset += len(line)
+                if not line.strip():
+                    continue
                 try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue  # a damaged line (a disk that filled up) costs nothing to skip
-                if isinstance(entry, dict):
-                    totals = totals.add(entry)
+                    entry = json.loads(line, parse_constant=_not_a_number)
+                except (ValueError, RecursionError):
+                    entry = None  # a damaged line (a disk that filled up): skipped and counted
+                totals = totals.add(entry)
         return offset, totals
 
 
+def _not_a_number(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _ledger_problem(exc: Exception) -> str:
+    text = str(exc) if isinstance(exc, StateFileError) else f"the cost ledger can't be read ({exc})"
+    return text.split(" Move it away")[0].rstrip(".") + ": costs are unknown until it is moved away"
+
+
 def record_generation(settings: Any, prices: PriceTable, model: str, usage: Mapping[str, int], *, source: str,
-                      job: str | None = None, kit: str | None = None) -> float | None:
+                      job: str | None = None, kit: str | None = None, rate: float = 1.0,
+                      size: str | None = None) -> float | None:
     """Price one generation's usage and append it to the library's ledger; its cost (None: unknown).
 
     The generation was paid for whatever happens here: a ledger that can't be written (a full disk)
-    is logged, and the images are still handed back."""
+    is logged, and the images are still handed back. `rate`: 0.5 for the Batch API's half price."""
     cost = prices.cost(model, usage)
+    if cost is not None and rate != 1.0:
+        cost = round(cost * rate, 9)
     try:
-        CostLedger(settings.data_dir).record(model, usage, cost, source=source, job=job, kit=kit)
+        CostLedger(settings.data_dir).record(model, usage, cost, source=source, job=job, kit=kit, size=size)
     except OSError as exc:
         log.warning("could not write the cost ledger %s: %s", CostLedger(settings.data_dir).path, exc)
     return cost

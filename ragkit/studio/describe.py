@@ -1,9 +1,10 @@
 """Describe: a caption and suggested tags for many images, in the background, resumable after a kill.
 
-Built on the batch jobs' core (ragkit.studio.batch): the same on-disk job state (``JobStore``, here in
-``RAGKIT_DATA_DIR/captions/<id>/state.json``, one runner per job across processes), the same shared
-429 back-off (``Backoff``: a RetryInfo delay pauses every worker), the same live run (``BatchRun``) and
-the same cost ledger (one line per answered request, source "describe").
+Built on the one resumable-job runner (ragkit.jobs.resumable): the same on-disk job state (``JobStore``,
+here in ``RAGKIT_DATA_DIR/captions/<id>/state.json``, one runner per job across processes), the same
+shared 429 back-off (a RetryInfo delay pauses every worker; a stop ends it), the same live run and the
+same cost ledger (one line per answered request, source "describe"). ``DescribeRunner.process`` is what
+one item does.
 
 What to describe:
 
@@ -28,29 +29,27 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Sequence
 
-from ragkit.errors import (AssetNotFoundError, BatchError, GenerationError, InvalidApiKeyError, InvalidImageError,
-                      MissingApiKeyError)
-from ragkit.storage.filters import LIVE, validate_sha256
+from ragkit.errors import AssetNotFoundError, BatchError
+from ragkit.jobs.resumable import (BACKOFF_S, DEFAULT_CONCURRENCY, DONE, FAILED, PENDING, RETRIES, JobRun,
+                                   JobStore, ResumableJob, ResumableRunner, RunRegistry, checked, status_counts)
 from ragkit.messages import user_message
 from ragkit.records import Asset
-from ragkit.tags import normalise_tags
-from ragkit.studio.batch import (BACKOFF_S, BATCH_RETRIES, DONE, FAILED, MAX_CONCURRENCY, PENDING, Backoff, BatchRun, JobStore,
-                    status_counts)
+from ragkit.storage.filters import LIVE, validate_sha256
 from ragkit.studio.captions import CAPTION_MAX_SIDE, CaptionProblem, Captioner, Description
-from ragkit.studio.cost import PriceTable, prices_for, record_generation, sum_costs
+from ragkit.studio.cost import record_generation, sum_costs
 from ragkit.studio.models import bare_id
 from ragkit.studio.references import prepare_reference
+from ragkit.tags import normalise_tags
+
+BatchRun = JobRun
 
 CAPTIONS_DIR = "captions"
 FORMAT = 1
-DEFAULT_CONCURRENCY = 4
 JOB_SIZE = 500
 DETAILS_KEY = "describe"             # asset.details[...]: how its caption came about (or why not)
 SUGGESTED_KEY = "suggested_tags"     # asset.details[...]: tags offered, not applied
@@ -81,37 +80,27 @@ class Item:
     cost_usd: float | None = None
     seconds: float = 0.0
 
+    @property
+    def key(self) -> str:
+        return self.sha256
+
     def to_report(self) -> dict:
         return {"sha256": self.sha256, "status": self.status, "caption": self.caption or None,
                 "suggested_tags": self.suggested_tags, "reason": self.reason or None, "cost_usd": self.cost_usd}
 
 
 @dataclass
-class DescribeJob:
+class DescribeJob(ResumableJob):
     id: str
     spec: DescribeSpec
     items: list[Item]
     created_at: int
     error: str = ""                  # why the last run stopped early (e.g. the key was refused)
     folder: Path = Path()
+    ENTRIES = "items"
 
     def item(self, sha256: str) -> Item:
-        for item in self.items:
-            if item.sha256 == sha256:
-                return item
-        raise BatchError(f"Describe job {self.id} has no asset {sha256[:12]}….")
-
-    def counts(self) -> dict[str, int]:
-        return status_counts(self.items)
-
-    @property
-    def finished(self) -> bool:
-        return all(item.status != PENDING for item in self.items)
-
-    @property
-    def cost_usd(self) -> float | None:
-        """What its answered requests cost (failed answers were billed too); None when unpriced."""
-        return sum_costs([i.cost_usd for i in self.items if i.status != PENDING and i.usage])
+        return self.entry(sha256)
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "id": self.id, "created_at": self.created_at, "error": self.error,
@@ -120,29 +109,26 @@ class DescribeJob:
 
 
 def _job_from_dict(data: dict, folder: Path) -> DescribeJob:
+    """The job in state.json, every field checked (JobStore.load turns an error into a clear line)."""
     spec = data["spec"]
     spec = DescribeSpec(**{**spec, "assets": tuple(spec["assets"]), "skipped": tuple(spec.get("skipped", ()))})
-    return DescribeJob(data["id"], spec, [Item(**i) for i in data["items"]], int(data["created_at"]),
-                       data.get("error", ""), folder)
+    if not isinstance(spec.model, str) or not all(isinstance(sha, str) for sha in spec.assets):
+        raise ValueError("spec.model or spec.assets is not text")
+    items = [checked(Item(**i)) for i in data["items"]]
+    return checked(DescribeJob(data["id"], spec, items, data["created_at"], data.get("error", ""), folder))
 
 
 class DescribeStore(JobStore):
-    """The describe jobs of one library: RAGKIT_DATA_DIR/captions/<id>/ (the batch jobs' store)."""
+    """The describe jobs of one library: RAGKIT_DATA_DIR/captions/<id>/ (ragkit.jobs.resumable.JobStore)."""
     SUBDIR = CAPTIONS_DIR
     NOUN = "describe job"
     COMMAND = "describe"
-    _from_dict = staticmethod(_job_from_dict)
 
-    def create(self, spec: DescribeSpec) -> DescribeJob:  # type: ignore[override]
-        """The job for `spec`: the one these parameters made before (finished or not), else a new one."""
-        job_id = spec.identity()
-        with self._flock(job_id, "state.lock"):
-            if self.exists(job_id):
-                return self.load(job_id)
-            job = DescribeJob(job_id, spec, [Item(sha) for sha in spec.assets], int(time.time() * 1000),
-                              folder=self.job_folder(job_id))
-            self._write(job)
-            return job
+    def _from_dict(self, data: dict, folder: Path) -> DescribeJob:
+        return _job_from_dict(data, folder)
+
+    def _new(self, job_id: str, spec: DescribeSpec, folder: Path) -> DescribeJob:
+        return DescribeJob(job_id, spec, [Item(sha) for sha in spec.assets], int(time.time() * 1000), folder=folder)
 
 
 def describe_store(settings) -> DescribeStore:
@@ -161,14 +147,15 @@ class Plan:
 
 
 def plan_describe(library, *, everything: bool = False, tag: str | None = None, ids: Sequence[str] = (),
-                  retry_failed: bool = False, new: bool = False) -> Plan:
-    """What to describe: every asset without a caption, those with a tag and no caption, or these ids."""
+                  retry_failed: bool = False, new: bool = False, model: str | None = None) -> Plan:
+    """What to describe: every asset without a caption, those with a tag and no caption, or these ids
+    (with `model`, or RAGKIT_CAPTION_MODEL)."""
     if sum((bool(everything), bool(tag), bool(ids))) != 1:
         raise BatchError("Say what to describe: --all, --tag TAG, or asset ids (one of them).")
     if library.needs_upgrade:
         raise BatchError("This library was made by an older ragkit and has no room for captions: run "
                          "`python -m ragkit upgrade` first.")
-    model = bare_id(library.settings.caption_model)
+    model = bare_id(model or library.settings.caption_model)
     if ids:
         chosen, skipped = _explicit(library, list(dict.fromkeys(validate_sha256(s) for s in ids)))
         selector: dict = {"ids": True}
@@ -214,14 +201,9 @@ def _without_caption(library, tag: str | None, retry_failed: bool) -> tuple[list
 
 
 # ----------------------------------------------------------------------------- running
-_runs: dict[str, BatchRun] = {}   # the describe jobs this process runs now
-_runs_lock = threading.Lock()
-
-
 def live_runs() -> list[BatchRun]:
     """The describe jobs running in this process (the app shows their progress)."""
-    with _runs_lock:
-        return list(_runs.values())
+    return DescribeRunner.registry.all()
 
 
 @dataclass
@@ -276,110 +258,42 @@ def run_describe(store: DescribeStore, job_id: str, library, *, concurrency: int
                  on_progress: Callable[[int, int], None] | None = None,
                  on_run: Callable[[BatchRun], None] | None = None) -> DescribeJob:
     """Describe the job's pending assets (and, with retry_failed, the failed ones); never one that is done."""
-    if not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise BatchError(f"Describe 1 to {MAX_CONCURRENCY} images at a time (got {concurrency}).")
-    prices = prices_for(library.settings)  # a malformed RAGKIT_PRICES stops here, before anything is paid
-    with store.running(job_id):
-        job = store.update(job_id, lambda j: _start_run(j, retry_failed))
-        to_do = [item for item in job.items if item.status == PENDING]
-        run = BatchRun(job_id, len(job.items), len(to_do))
-        if on_run:
-            on_run(run)
-        with _runs_lock:
-            _runs[job_id] = run
+    runner = DescribeRunner(store, library, concurrency=concurrency, backoff_s=backoff_s, on_progress=on_progress,
+                            on_run=on_run)
+    return runner.run(job_id, retry_failed=retry_failed)
+
+
+class DescribeRunner(ResumableRunner):
+    """One item: the asset's picture to the caption model; the caption lands on the asset at once."""
+    KIND = "describe"
+    registry = RunRegistry()
+
+    def client(self, job: DescribeJob, sleep: Callable[[float], None]) -> ContextManager[Captioner]:
+        return Captioner.from_settings(self.settings, max_retries=RETRIES, backoff_s=self.backoff_s, sleep=sleep,
+                                       model=job.spec.model)
+
+    def cleanup(self) -> None:
+        self.library.store.flush()  # Milvus Lite searches unsealed rows slowly
+
+    def process(self, job: DescribeJob, item: Item, captioner: Captioner) -> dict[str, Any]:
+        settings, started = self.settings, time.monotonic()
         try:
-            if to_do:
-                _send(store, job, to_do, library, prices, run, concurrency, backoff_s, on_progress)
-        finally:
-            run.done = True
-            with _runs_lock:
-                _runs.pop(job_id, None)
-            library.store.flush()  # Milvus Lite searches unsealed rows slowly
-    return store.load(job_id)
-
-
-def _start_run(job: DescribeJob, retry_failed: bool) -> None:
-    job.error = ""
-    for item in job.items:
-        if retry_failed and item.status == FAILED:
-            item.status, item.reason = PENDING, ""
-
-
-def _send(store: DescribeStore, job: DescribeJob, to_do: list[Item], library, prices: PriceTable, run: BatchRun,
-          concurrency: int, backoff_s: float, on_progress: Callable[[int, int], None] | None) -> None:
-    backoff = Backoff(run.stop_event)
-    finished = [len(job.items) - len(to_do)]
-    lock = threading.Lock()
-    progress = on_progress or (lambda done, total: None)
-    progress(finished[0], len(job.items))
-
-    def one(item: Item) -> None:
-        backoff.wait()
-        if run.stop_event.is_set():
-            return
-        ended = False
+            description = captioner.describe(_load_image(self.library, item.sha256))
+        except CaptionProblem as problem:  # answered, and billed, but no caption: recorded on the asset too
+            reason, usage = user_message(problem, settings), dict(problem.usage)
+            cost = record_generation(settings, self.prices, captioner.model, usage, source="describe", job=job.id)
+            _update_asset(self.library, item.sha256, lambda a: _failed(a, reason, captioner.model, usage, cost))
+            return {"status": FAILED, "reason": reason, "usage": usage, "cost_usd": cost}
+        cost = record_generation(settings, self.prices, description.model, description.usage, source="describe",
+                                 job=job.id)
+        answered = {"usage": dict(description.usage), "cost_usd": cost}
         try:
-            ended = _describe_item(store, job, item, library, captioner, prices, run)
-        finally:
-            with lock:
-                if ended:
-                    run.finished_this_run += 1
-                    finished[0] += 1
-                    progress(finished[0], len(job.items))
-
-    with Captioner.from_settings(library.settings, max_retries=BATCH_RETRIES, backoff_s=backoff_s,
-                                 sleep=backoff.pause) as captioner, \
-            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"describe-{job.id}") as pool:
-        futures = [pool.submit(one, item) for item in to_do]
-        try:
-            wait(futures)
-        except BaseException:  # Ctrl-C: send nothing more; what is in flight finishes and is kept
-            run.stop()
-            raise
-        for future in futures:
-            if future.exception() is not None:
-                raise future.exception()  # a bug in our own code: not an item's failure
-
-
-_FATAL = (InvalidApiKeyError, MissingApiKeyError)  # every other item would fail the same way
-
-
-def _describe_item(store: DescribeStore, job: DescribeJob, item: Item, library, captioner: Captioner,
-                   prices: PriceTable, run: BatchRun) -> bool:
-    """Describe one asset and record the outcome; False if it stays pending (the whole job had to stop)."""
-    started = time.monotonic()
-    settings = library.settings
-    try:
-        image = _load_image(library, item.sha256)
-        description = captioner.describe(image)
-    except _FATAL as exc:
-        run.stop()  # the item stays pending: with the key fixed, a re-run finishes the job
-        store.update(job.id, lambda j: setattr(j, "error", user_message(exc, settings)))
-        return False
-    except CaptionProblem as problem:  # answered, and billed, but no caption: recorded on the asset too
-        reason = user_message(problem, settings)
-        cost = record_generation(settings, prices, captioner.model, problem.usage, source="describe", job=job.id)
-        _update_asset(library, item.sha256, lambda a: _failed(a, reason, captioner.model, problem.usage, cost))
-        store.update(job.id, lambda j: _mark(j, item, status=FAILED, reason=reason, usage=dict(problem.usage),
-                                             cost_usd=cost, seconds=time.monotonic() - started))
-        return True
-    except (GenerationError, AssetNotFoundError, InvalidImageError) as exc:  # not answered: nothing billed
-        reason = user_message(exc, settings)
-        store.update(job.id, lambda j: _mark(j, item, status=FAILED, reason=reason,
-                                             seconds=time.monotonic() - started))
-        return True
-    cost = record_generation(settings, prices, description.model, description.usage, source="describe", job=job.id)
-    try:
-        described = library.store.update(item.sha256, lambda a: _described(a, description, cost))
-    except AssetNotFoundError:  # deleted while it was being described
-        store.update(job.id, lambda j: _mark(j, item, status=FAILED, reason="deleted while it was being described",
-                                             usage=dict(description.usage), cost_usd=cost))
-        return True
-    suggested = list(described.details.get(SUGGESTED_KEY) or [])
-    store.update(job.id, lambda j: _mark(j, item, status=DONE, caption=description.caption, suggested_tags=suggested,
-                                         usage=dict(description.usage), cost_usd=cost,
-                                         seconds=time.monotonic() - started))
-    return True
+            described = self.library.store.update(item.sha256, lambda a: _described(a, description, cost))
+        except AssetNotFoundError:  # deleted while it was being described
+            return {**answered, "status": FAILED, "reason": "deleted while it was being described"}
+        return {**answered, "status": DONE, "caption": description.caption,
+                "suggested_tags": list(described.details.get(SUGGESTED_KEY) or []),
+                "seconds": time.monotonic() - started}
 
 
 def _load_image(library, sha256: str):
@@ -396,12 +310,6 @@ def _update_asset(library, sha256: str, change: Callable[[Asset], Asset]) -> Non
         library.store.update(sha256, change)
     except AssetNotFoundError:
         pass  # deleted meanwhile: the job still records the outcome
-
-
-def _mark(job: DescribeJob, item: Item, **changes: Any) -> None:
-    current = job.item(item.sha256)
-    for name, value in changes.items():
-        setattr(current, name, value)
 
 
 # ----------------------------------------------------------------------------- on the asset

@@ -35,19 +35,22 @@ from ragkit.errors import (
     GenerationTimeoutError,
     InvalidApiKeyError,
     MissingApiKeyError,
+    ModelGoneError,
     NoImageReturnedError,
     PromptBlockedError,
     QuotaExceededError,
     SafetyStopError,
     TooManyReferencesError,
 )
-from ragkit.studio.models import DEFAULT_MODEL, MODELS, ModelInfo, model_info, too_many_references
+from ragkit.limits import MAX_VARIATIONS
+from ragkit.studio.cost import usage_problem
+from ragkit.studio.models import (DEFAULT_MODEL, ModelInfo, check_output, model_info, normalise_size,
+                                  too_many_references)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"  # the image models' documented endpoint; the SDK's own default is v1
-MAX_VARIATIONS = 8
 MAX_BACKOFF_S = 60.0
 ACCEPTED_REFERENCE_MIMES = frozenset({"image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"})
 
@@ -83,6 +86,7 @@ class Generation:
     usage: dict[str, int]  # token and image counts, summed over variations (see _usage)
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    size: str | None = None  # image_config.image_size as sent (None: the model's default)
     details: dict[str, Any] = field(default_factory=dict)  # provenance beyond the brief: kit, cost, ...
 
 
@@ -202,7 +206,7 @@ class ImageGenerator:
     # -- public
     def generate(self, brief: str, references: Sequence[ReferenceImage] = (), *, model: str | None = None,
                  aspect_ratio: str | None = None, variations: int = 1,
-                 on_progress: Callable[[int, int], None] | None = None) -> Generation:
+                 on_progress: Callable[[int, int], None] | None = None, size: str | None = None) -> Generation:
         """Generate `variations` images for one brief (one request each, run concurrently).
 
         on_progress(done, total) is called from the calling thread (Streamlit widgets
@@ -210,20 +214,25 @@ class ImageGenerator:
         """
         started = time.monotonic()
         info = model_info(model or self.model)
-        prompt = self._validate(brief, references, info, aspect_ratio, variations)
+        size = normalise_size(size)
+        prompt = self._validate(brief, references, info, aspect_ratio, variations, size)
         contents: list[Any] = [prompt, *(types.Part.from_bytes(data=r.data, mime_type=r.mime) for r in references)]
+        image_config = (types.ImageConfig(aspect_ratio=aspect_ratio or None, image_size=size)
+                        if aspect_ratio or size else None)
         config = types.GenerateContentConfig(
             response_modalities=["TEXT", "IMAGE"],
-            image_config=types.ImageConfig(aspect_ratio=aspect_ratio) if aspect_ratio else None,
+            image_config=image_config,
             automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),  # no tools here
         )
         outcomes = self._run_variations(lambda: self._generate_one(info, contents, config), variations, on_progress)
-        return self._combine(outcomes, prompt, info, references, aspect_ratio, started)
+        generation = self._combine(outcomes, prompt, info, references, aspect_ratio, started)
+        generation.size = size
+        return generation
 
     # -- validation (before any network call)
     @staticmethod
     def _validate(brief: str, references: Sequence[ReferenceImage], info: ModelInfo,
-                  aspect_ratio: str | None, variations: int) -> str:
+                  aspect_ratio: str | None, variations: int, size: str | None = None) -> str:
         prompt = (brief or "").strip()
         if not prompt:
             raise GenerationError("The brief is empty. Describe the image you want (subject, setting, "
@@ -235,9 +244,8 @@ class ImageGenerator:
             if ref.mime not in ACCEPTED_REFERENCE_MIMES:
                 raise GenerationError(f"A reference image is {ref.mime}, which Gemini does not accept "
                                       "(PNG, JPEG, WebP, HEIC, HEIF). Pass it through prepare_reference() first.")
-        if aspect_ratio and info.id in MODELS and aspect_ratio not in info.aspect_ratios:
-            raise GenerationError(f"{info.label} does not offer aspect ratio {aspect_ratio}; "
-                                  f"choose one of {', '.join(info.aspect_ratios)}.")
+        if problem := check_output(info, aspect_ratio, size):
+            raise GenerationError(problem)
         if not 1 <= variations <= MAX_VARIATIONS:
             raise GenerationError(f"Ask for between 1 and {MAX_VARIATIONS} variations (got {variations}).")
         return prompt
@@ -287,22 +295,34 @@ class ImageGenerator:
 
     # -- one request, with bounded retry
     def _generate_one(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig) -> _Answer:
-        response = self.send(info, contents, config)
-        try:
-            return _read_response(response, info)
-        except GenerationError as exc:  # refusal texts come from the server: scrub them too
-            raise type(exc)(self._scrub(str(exc))) from None
+        return self.read(self.send(info, contents, config), info)
 
     def send(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig, *,
              model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
         """One request with the bounded retry (429s wait for the server's delay, through `sleep`): the
         answer as the SDK read it, or a typed GenerationError. Also what captions (ragkit.studio.captions)
         send; `model_setting` is the setting a 404 tells the person to check."""
+        return self.request(info, lambda: self._client.models.generate_content(
+            model=info.id, contents=contents, config=config), model_setting=model_setting)
+
+    def request(self, info: ModelInfo, call: Callable[[], types.GenerateContentResponse], *,
+                model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
+        """Any SDK call that answers like generate_content (a chat's send_message too: ragkit.studio.edit),
+        with the bounded retry and the typed, scrubbed errors. `call` must be safe to repeat: a chat
+        records a turn only when it succeeded."""
+        return self._retrying(lambda: self._sdk(call, info, model_setting))
+
+    def call_api(self, call: Callable[[genai.Client], Any], model: str | None = None) -> Any:
+        """Another SDK call (the Batch API, file uploads) with the same bounded retry and typed errors."""
+        info = model_info(model or self.model)
+        return self._retrying(lambda: self._sdk(lambda: call(self._client), info))
+
+    def _retrying(self, attempt: Callable[[], Any]) -> Any:
         started = time.monotonic()
         retries = 0
         while True:
             try:
-                return self._call(info, contents, config, model_setting)
+                return attempt()
             except _Retryable as failure:
                 if retries >= self.max_retries:
                     raise failure.final(retries, time.monotonic() - started) from None
@@ -311,11 +331,22 @@ class ImageGenerator:
                 log.info("Gemini busy or rate-limited; retry %d of %d in %.1f s", retries, self.max_retries, delay)
                 self._sleep(delay)
 
-    def _call(self, info: ModelInfo, contents: list[Any], config: types.GenerateContentConfig,
-              model_setting: str = "RAGKIT_GEMINI_MODEL") -> types.GenerateContentResponse:
+    def chat(self, info: ModelInfo, config: types.GenerateContentConfig, history: list[types.Content]) -> Any:
+        """A google-genai chat on this client: it sends the whole history (thought signatures included)
+        with each message, and records a turn only when the answer was valid."""
+        return self._client.chats.create(model=info.id, config=config, history=list(history))
+
+    def read(self, response: types.GenerateContentResponse, info: ModelInfo) -> "_Answer":
+        """Images, text and usage from an answer, or the typed (scrubbed) error for a refusal."""
+        try:
+            return _read_response(response, info)
+        except GenerationError as exc:  # refusal texts come from the server: scrub them too
+            raise type(exc)(self._scrub(str(exc))) from None
+
+    def _sdk(self, call: Callable[[], Any], info: ModelInfo, model_setting: str = "RAGKIT_GEMINI_MODEL") -> Any:
         """One SDK call; every SDK/transport failure becomes a GenerationError or _Retryable."""
         try:
-            return self._client.models.generate_content(model=info.id, contents=contents, config=config)
+            return call()
         except genai_errors.APIError as exc:
             raise self._http_error(exc, info, model_setting) from None
         except _TIMEOUT_ERRORS:
@@ -360,8 +391,11 @@ class ImageGenerator:
             return _Retryable(lambda n, s: GenerationServerError(
                 f"Gemini had a server problem ({detail}); {_retried(n, s)}. The service may be overloaded: "
                 "try again in a few minutes."))
-        hint = f" Check the model name ({info.id}, set by {model_setting})." if code == 404 else ""
-        return GenerationError(f"Gemini rejected the request ({detail}).{hint}")
+        if code == 404:  # a shut-down or unknown model id: say so, with what the key can use instead
+            from ragkit.studio.discovery import gone_message, live_ids_or_known
+            kind = "text" if model_setting == "RAGKIT_CAPTION_MODEL" else "image"
+            return ModelGoneError(gone_message(info.id, kind, live_ids_or_known(self._client, kind), model_setting))
+        return GenerationError(f"Gemini rejected the request ({detail}).")
 
     def _scrub(self, text: str) -> str:
         """The key never leaves this module inside a message: not every message it writes (its
@@ -404,12 +438,17 @@ def _enum_name(value: Any) -> str:
     return str(getattr(value, "value", value) or "")
 
 
+def read_answer(response: types.GenerateContentResponse, model: str) -> _Answer:
+    """Images, text and usage of an answer that came some other way (the Batch API); typed error for a refusal."""
+    return _read_response(response, model_info(model))
+
+
 def _read_response(response: types.GenerateContentResponse, info: ModelInfo) -> _Answer:
     """Images, text and usage from one answer, or the typed error for a refusal / no image."""
     feedback = response.prompt_feedback
     if feedback and feedback.block_reason:
         reason = _enum_name(feedback.block_reason)
-        extra = f" {feedback.block_reason_message}" if feedback.block_reason_message else ""
+        extra = f" {model_message(feedback.block_reason_message)}" if feedback.block_reason_message else ""
         raise PromptBlockedError(f"Gemini blocked the brief before generating anything (reason: {reason}).{extra} "
                                  "Rephrase the brief or use different reference images.")
     candidate = response.candidates[0] if response.candidates else None
@@ -417,9 +456,9 @@ def _read_response(response: types.GenerateContentResponse, info: ModelInfo) -> 
     visible = [p for p in parts if not p.thought]  # Pro "thinks" in text and draft images first
     images = [GeneratedImage(p.inline_data.data, p.inline_data.mime_type or "image/png")
               for p in visible if p.inline_data and p.inline_data.data]
-    text = "".join(p.text for p in visible if p.text).strip()
-    finish = _enum_name(candidate.finish_reason) if candidate else ""
-    finish_message = (candidate.finish_message or "") if candidate else ""
+    text = model_message("".join(p.text for p in visible if p.text).strip(), MAX_MODEL_TEXT)
+    finish = model_message(_enum_name(candidate.finish_reason), 60) if candidate else ""
+    finish_message = model_message(candidate.finish_message or "") if candidate else ""
     notes: list[str] = []
     if finish in _SAFETY_FINISH:
         if not images:
@@ -429,7 +468,22 @@ def _read_response(response: types.GenerateContentResponse, info: ModelInfo) -> 
         notes.append(f"{info.label} flagged part of the output ({finish}); some images may be missing.")
     if not images:
         raise NoImageReturnedError(_no_image_message(info, text, finish))
-    return _Answer(images, text, _usage(response.usage_metadata, len(images)), notes)
+    usage = _usage(response.usage_metadata, len(images))
+    if problem := usage_problem(usage):
+        notes.append(f"Gemini reported usage that can't be true ({problem}): this generation's cost is counted "
+                     "as unknown.")
+    return _Answer(images, text, usage, notes)
+
+
+MAX_MODEL_MESSAGE = 1000   # characters of a finish or block message kept and shown
+MAX_MODEL_TEXT = 4000      # characters of the model's text answer kept
+
+
+def model_message(text: object, limit: int = MAX_MODEL_MESSAGE) -> str:
+    """A message from the model (finish message, block message, text answer), bounded: a proxy or a
+    bug can send megabytes, which would be stored in every job's state and printed whole."""
+    text = str(text or "")
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit:,} more characters not shown)"
 
 
 def _no_image_message(info: ModelInfo, text: str, finish: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from ragkit.config import Settings
+from ragkit.signin import refusal
 from ragkit.ui.markdown import md_escape
 
 
@@ -36,12 +37,19 @@ def require_sign_in(settings: Settings) -> None:
         st.button("Sign in", type="primary", icon=":material/login:", on_click=st.login)
         st.stop()
     email = st.user.get("email")
-    if not settings.email_allowed(email):
-        st.error(f"**{md_escape(email or 'This account')}** is not allowed into this library. Ask an admin to "
+    why = refusal(settings, st.user.to_dict())
+    if why == "not_listed":
+        st.error(f"**{md_escape(str(email or 'This account'))}** is not allowed into this library. Ask an admin to "
                  "add it to `RAGKIT_ALLOWED_EMAILS`, or sign in with another account.", icon=":material/block:")
+    elif why == "unverified":
+        st.error(f"Your identity provider does not say that **{md_escape(str(email))}** is verified, so this "
+                 "library can't trust it. Verify the address with your provider (or sign in with an account "
+                 "whose email it verifies), then sign in again. Admins: see README › Sign-in for team "
+                 "deployments for the claim each provider sends.", icon=":material/block:")
+    if why:
         st.button("Sign out", on_click=st.logout)
         st.stop()
     with st.sidebar:
-        st.caption(f"Signed in as {md_escape(st.user.get('name') or email or '')}")
+        st.caption(f"Signed in as {md_escape(str(st.user.get('name') or email or ''))}")
         st.button("Sign out", key="auth.sign-out", on_click=st.logout, type="tertiary",
                   icon=":material/logout:")

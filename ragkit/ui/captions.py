@@ -22,6 +22,7 @@ from ragkit.records import Asset, IngestReport
 from ragkit.studio import describe
 from ragkit.studio.batch import BatchRun
 from ragkit.studio.captions import Captioner
+from ragkit.ui import models as models_ui
 from ragkit.studio.cost import format_usd
 from ragkit.ui import state
 from ragkit.ui.errors import guard, show_error
@@ -69,12 +70,12 @@ def key_problem(library: Library) -> str:
     return ""
 
 
-def start(library: Library, ids: Sequence[str] = (), *, new: bool = False) -> Describing:
+def start(library: Library, ids: Sequence[str] = (), *, new: bool = False, model: str | None = None) -> Describing:
     """Describe these assets (none: every one without a caption) in the background. BatchError if a
     Describe of this library still runs, or there is nothing to describe; MissingApiKeyError without a key."""
     if problem := key_problem(library):
         raise MissingApiKeyError(problem)
-    plan = describe.plan_describe(library, everything=not ids, ids=ids, new=new)
+    plan = describe.plan_describe(library, everything=not ids, ids=ids, new=new, model=model)
     if not plan.assets:
         raise BatchError("Every image already has a caption" + (f" ({len(plan.skipped)} failed before)."
                                                                 if plan.skipped else "."))
@@ -129,11 +130,12 @@ def library_panel(library: Library) -> None:
         if found is not None:
             _outcome(library, found)
         problem = key_problem(library)
+        gone = not problem and models_ui.caption_gone_notice(library.settings)
         if st.button("Describe all without a caption", key="library.describe-all", icon=":material/subtitles:",
-                     disabled=bool(problem), help=problem or "Ask Gemini for a caption and suggested tags for every "
-                     "image that has none yet; it goes on while you browse."):
+                     disabled=bool(problem) or gone, help=problem or "Ask Gemini for a caption and suggested tags "
+                     "for every image that has none yet; it goes on while you browse."):
             with guard("starting Describe"):
-                start(library)
+                start(library, model=models_ui.caption_model(library.settings))
                 st.rerun()
         if problem:  # the whole how-to is the button's help
             st.caption("Describe needs a Gemini API key: set `GEMINI_API_KEY` (or add it to "
@@ -193,7 +195,7 @@ def details_section(library: Library, asset: Asset) -> None:
         if st.button("Describe again" if asset.caption else "Describe", key="library.describe-one",
                      icon=":material/subtitles:", disabled=bool(problem), help=problem or None):
             with guard("describing the image"):
-                start(library, [asset.sha256], new=True)
+                start(library, [asset.sha256], new=True, model=models_ui.caption_model(library.settings))
                 st.rerun()
     _suggested_tags(library, asset)
 
@@ -211,7 +213,9 @@ def _suggested_tags(library: Library, asset: Asset) -> None:
     suggested = describe.suggested_tags(asset)
     if not suggested:
         return
+    # A pill's label is Markdown: the model's words must not become an image, a formula or an icon.
     chosen = st.pills("Suggested tags", suggested, selection_mode="multi", key=f"library.suggested.{asset.sha256}",
+                      format_func=md_escape,
                       help="Gemini's suggestions: pick the ones that fit and add them; none is applied on its own.")
     with st.container(horizontal=True, gap="small"):
         if st.button("Add selected tags", key="library.accept-tags", icon=":material/done_all:", disabled=not chosen):

@@ -1,10 +1,16 @@
 """The Library's Duplicates view: groups of near-duplicate pictures (ragkit.search.duplicates) as rows of
-thumbnails; keep one of a group and delete the others, after a confirmation."""
+thumbnails; keep one of a group and delete the others, or remove one copy, after a confirmation; or
+mark a group "Not duplicates" (remembered in the data folder, so it is not shown again)."""
 from __future__ import annotations
 
 import streamlit as st
 
-from ragkit.search.duplicates import DEFAULT_THRESHOLD, DuplicateGroup, find_duplicate_groups, resolve_group
+from dataclasses import replace
+
+from ragkit.errors import StateFileError
+from ragkit.lifecycle.trash import removal_done, removal_question
+from ragkit.search.duplicates import (DEFAULT_THRESHOLD, DuplicateGroup, dismiss_group, find_duplicate_groups,
+                                      read_dismissed, remove_copy, resolve_group, without_dismissed)
 from ragkit.library import Library
 from ragkit.ui import state, tray
 from ragkit.ui.errors import guard
@@ -13,7 +19,8 @@ from ragkit.ui.markdown import md_escape
 
 K_THRESHOLD = "library.dup-threshold"
 K_FOUND = "library.dup-found"      # (threshold, library revision, groups) of the last look
-K_CONFIRM = "library.dup-confirm"  # (group's keeper, the asset chosen to keep) awaiting a yes
+K_CONFIRM = "library.dup-confirm"  # (group's keeper, the asset chosen, KEEP or DROP) awaiting a yes
+KEEP, DROP = "keep", "drop"        # keep this copy and remove the others / remove only this copy
 MIN_THRESHOLD = 0.5
 MAX_GROUPS_SHOWN = 50              # a page of rows; resolving some shows the next ones
 THUMB_PX = 132
@@ -41,7 +48,7 @@ def show(library: Library) -> None:
     if found[1] != state.revision(library):  # the library changed since: the groups may be stale
         st.info("The library has changed since these groups were found; look again to refresh them.",
                 icon=":material/refresh:")
-    groups = found[2]
+    groups = _not_dismissed(library, found[2])
     if not groups:
         st.success(f"No near-duplicates at similarity ≥ {threshold:.4f}.", icon=":material/check_circle:")
         return
@@ -52,6 +59,16 @@ def show(library: Library) -> None:
         group_row(library, number, group)
     if len(groups) > MAX_GROUPS_SHOWN:
         st.caption(f"{len(groups) - MAX_GROUPS_SHOWN:,} more groups: resolve these to see them.")
+
+
+def _not_dismissed(library: Library, groups: list[DuplicateGroup]) -> list[DuplicateGroup]:
+    """The groups minus those a person marked "Not duplicates"; a damaged record is one line, and
+    every group is shown."""
+    try:
+        return without_dismissed(groups, read_dismissed(library.settings.data_dir))
+    except StateFileError as exc:
+        st.warning(md_escape(str(exc)), icon=":material/report:")
+        return groups
 
 
 def _look(library: Library, threshold: float):
@@ -69,59 +86,115 @@ def _look(library: Library, threshold: float):
 
 def group_row(library: Library, number: int, group: DuplicateGroup) -> None:
     with st.container(border=True, key=f"library-dup-group-{group.keep}"):
-        st.markdown(f"**Group {number}** · {len(group.assets)} pictures · lowest similarity "
-                    f"{group.min_score:.4f}")
-        with st.container(horizontal=True, gap="small"):
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.markdown(f"**Group {number}** · {len(group.assets)} pictures · lowest similarity "
+                        f"{group.min_score:.4f}", width="stretch")
+            st.button("Not duplicates", key=f"library.dup-dismiss.{group.keep}", on_click=_dismiss,
+                      args=(library, group), type="tertiary", icon=":material/visibility_off:",
+                      help="These pictures are different: don't show this group again.")
+        with st.container(horizontal=True, gap="small", vertical_alignment="top"):
             for asset, score in zip(group.assets, group.scores):
-                with st.container(width=THUMB_PX + 40, gap="xsmall"):
-                    data = thumbnail_bytes(library, asset.sha256)
-                    if data:
-                        st.image(data, width=THUMB_PX)
-                    badge = (":green-badge[suggested]" if asset.sha256 == group.keep
-                             else f":orange-badge[{score:.4f}]")
-                    st.markdown(badge, help="Suggested: the most pixels, then the biggest file. "
-                                            "Otherwise: similarity to the suggested one.")
-                    st.caption(f"{md_escape(short_name(asset.filename, 18))}  \n{asset.width}×{asset.height} · "
-                               f"{human_size(asset.size_bytes)}")
-                    st.button("Keep this one", key=f"library.dup-keep.{group.keep}.{asset.sha256}",
-                              on_click=_ask, args=(group.keep, asset.sha256), type="tertiary",
-                              icon=":material/check:")
+                _tile(library, group, asset, score)
         confirm = st.session_state.get(K_CONFIRM)
         if confirm and confirm[0] == group.keep:
-            _confirm(library, group, confirm[1])
+            _confirm(library, group, confirm[1], confirm[2])
 
 
-def _ask(group_key: str, keep: str) -> None:
-    st.session_state[K_CONFIRM] = (group_key, keep)
+def _tile(library: Library, group: DuplicateGroup, asset, score: float) -> None:
+    """One copy: its picture in a fixed square (so every tile's text and buttons line up), then the
+    same lines for every copy."""
+    with st.container(width=THUMB_PX + 40, gap="xsmall"):
+        with st.container(height=THUMB_PX, border=False, horizontal_alignment="center",
+                          vertical_alignment="center", gap=None):
+            data = thumbnail_bytes(library, asset.sha256)
+            if data:
+                st.image(data, width=_fit_width(asset.width, asset.height), alt=asset.filename)
+            else:
+                st.caption(":material/broken_image: no thumbnail")
+        badge = (":green-badge[suggested]" if asset.sha256 == group.keep
+                 else f":orange-badge[{score:.4f}]")
+        st.markdown(badge, help="Suggested: the most pixels, then the biggest file. "
+                                "Otherwise: similarity to the suggested one.")
+        st.caption(f"{md_escape(short_name(asset.filename, 18))}  \n{asset.width}×{asset.height} · "
+                   f"{human_size(asset.size_bytes)}")
+        st.button("Keep this one", key=f"library.dup-keep.{group.keep}.{asset.sha256}",
+                  on_click=_ask, args=(group.keep, asset.sha256, KEEP), type="tertiary",
+                  icon=":material/check:", help="Keep this copy and remove the others.")
+        st.button("Remove this one", key=f"library.dup-drop.{group.keep}.{asset.sha256}",
+                  on_click=_ask, args=(group.keep, asset.sha256, DROP), type="tertiary",
+                  icon=":material/delete:", help="Remove only this copy; the others stay.")
 
 
-def _confirm(library: Library, group: DuplicateGroup, keep: str) -> None:
-    kept = next(a for a in group.assets if a.sha256 == keep)
-    others = len(group.assets) - 1
-    if library.has_trash:
-        st.warning(f"Keep **{md_escape(kept.filename)}** and move the other {others} to the trash? You can "
-                   "restore them from Library › Trash until it is emptied.", icon=":material/delete:")
-    else:  # a library made by an older ragkit has no trash
-        st.warning(f"Keep **{md_escape(kept.filename)}** and delete the other {others} for good? Their originals "
-                   "and thumbnails are removed from disk.", icon=":material/delete_forever:")
+def _fit_width(width: int, height: int) -> int:
+    """The display width that fits a picture of this shape into a THUMB_PX square."""
+    if width <= 0 or height <= 0 or width >= height:
+        return THUMB_PX
+    return max(16, round(THUMB_PX * width / height))
+
+
+def _ask(group_key: str, sha256: str, action: str) -> None:
+    st.session_state[K_CONFIRM] = (group_key, sha256, action)
+
+
+def _dismiss(library: Library, group: DuplicateGroup) -> None:
+    with guard("remembering \"Not duplicates\""):
+        dismiss_group(library.settings.data_dir, group)
+        _forget(library, group)
+        st.toast(f"Group of {len(group.assets)} marked as not duplicates: it won't be shown again.",
+                 icon=":material/visibility_off:")
+
+
+def _confirm(library: Library, group: DuplicateGroup, chosen: str, action: str) -> None:
+    asset = next((a for a in group.assets if a.sha256 == chosen), None)
+    if asset is None:
+        st.session_state.pop(K_CONFIRM, None)
+        return
+    if action == DROP:
+        count, question = 1, removal_question(library, md_escape(asset.filename))
+        yes = "Yes, remove it"
+    else:
+        count = len(group.assets) - 1
+        question = f"Keep **{md_escape(asset.filename)}**. " + removal_question(library, f"the other {count}")
+        yes = f"Yes, remove {count}"
+    st.warning(question, icon=":material/delete:" if library.has_trash else ":material/delete_forever:")
     with st.container(horizontal=True, gap="small"):
-        if st.button(f"Yes, remove {others}", key=f"library.dup-yes.{group.keep}", type="primary",
-                     icon=":material/delete:"):
+        if st.button(yes, key=f"library.dup-yes.{group.keep}", type="primary", icon=":material/delete:"):
             with guard("deleting the duplicates"):
-                deleted = resolve_group(library, keep, group)
-                for sha in group.others(keep):
+                if action == DROP:
+                    removed, gone = remove_copy(library, chosen, group), [chosen]
+                else:
+                    removed, gone = resolve_group(library, chosen, group), group.others(chosen)
+                for sha in gone:
                     tray.remove(sha)
                 state.mark_changed(library)
-                _forget(library, group)
-                where = "moved to the trash" if library.has_trash else "deleted"
-                st.toast(f"Kept {md_escape(kept.filename)}, {where} {deleted}", icon=":material/delete:")
+                _forget(library, group, gone if action == DROP else None)
+                st.toast(removal_done(library, removed), icon=":material/delete:")
                 st.rerun()
         st.button("Cancel", key=f"library.dup-cancel.{group.keep}",
                   on_click=lambda: st.session_state.pop(K_CONFIRM, None))
 
 
-def _forget(library: Library, group: DuplicateGroup) -> None:
-    """The resolved group leaves the list; the others stay as found (our own delete needs no new look)."""
+def _forget(library: Library, group: DuplicateGroup, removed: list[str] | None = None) -> None:
+    """The group leaves the list (or, with `removed`, just those copies: a group still of two or more
+    stays); the others stay as found (our own delete needs no new look)."""
     threshold, _, groups = st.session_state[K_FOUND]
-    st.session_state[K_FOUND] = (threshold, state.revision(library), [g for g in groups if g.keep != group.keep])
+    kept = []
+    for g in groups:
+        if g.keep == group.keep:
+            if removed is None:
+                continue
+            g = _without(g, set(removed))
+            if g is None:
+                continue
+        kept.append(g)
+    st.session_state[K_FOUND] = (threshold, state.revision(library), kept)
     st.session_state.pop(K_CONFIRM, None)
+
+
+def _without(group: DuplicateGroup, removed: set[str]) -> DuplicateGroup | None:
+    """The group minus some copies (None under two). Its key (the first asset) stays the same
+    when the suggested copy stays; scores and lowest similarity are kept as found."""
+    pairs = [(a, s) for a, s in zip(group.assets, group.scores) if a.sha256 not in removed]
+    if len(pairs) < 2:
+        return None
+    return replace(group, assets=tuple(a for a, _ in pairs), scores=tuple(s for _, s in pairs))

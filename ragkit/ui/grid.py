@@ -17,6 +17,8 @@ T = TypeVar("T")
 
 PREVIEW_SIDE = 1024
 GRID_MIN_COLUMN_PX = 150
+TILE_NAME_CHARS = 48  # two lines of a tile; longer names are cut in the middle (whole on hover)
+TILE_TAGS = 3
 
 # Square tiles with the whole picture visible (contain, not crop) keep a grid of mixed
 # portrait and landscape shots tidy. Scoped to ragkit grids by their key class.
@@ -28,7 +30,7 @@ div[class*="st-key-ragkit-tray"] [data-testid="stImage"] img {
   background: var(--st-secondary-background-color, #F1EEE8); border-radius: 6px;
 }
 div[class*="st-key-ragkit-grid"] [data-testid="stCaptionContainer"] p {
-  overflow: hidden; text-overflow: ellipsis; white-space: nowrap;
+  overflow-wrap: anywhere;
 }
 </style>
 """
@@ -135,4 +137,29 @@ def score_label(score: float) -> str:
 
 def short_name(name: str, limit: int = 28) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def middle_name(name: str, limit: int = TILE_NAME_CHARS) -> str:
+    """A long file name cut in the middle: its start and its end (where SKU codes and the
+    extension are) stay readable, "watch_silver_SK…U-88231-blue.jpg" rather than "watch_silver_SK…"."""
+    if len(name) <= limit:
+        return name
+    tail = (limit - 1) // 2
+    return name[: limit - 1 - tail] + "…" + name[-tail:]
+
+
+def name_caption(asset: Asset, prefix: str = "", limit: int = TILE_NAME_CHARS) -> None:
+    """A tile's file name: wrapped (not cut) up to `limit` characters, cut in the middle beyond,
+    and the whole name on hover of its (?)."""
+    name = asset.filename
+    st.caption(prefix + md_escape(middle_name(name, limit)), help=md_escape(name) if len(name) > limit else None)
+
+
+def tags_caption(asset: Asset, shown: int = TILE_TAGS) -> None:
+    """A tile's tags, the first few and how many more (nothing for an untagged image)."""
+    if not asset.tags:
+        return
+    more = len(asset.tags) - shown
+    text = " · ".join(md_escape(t) for t in asset.tags[:shown]) + (f" · +{more}" if more > 0 else "")
+    st.caption(f":material/sell: {text}", help=md_escape(", ".join(asset.tags)) if more > 0 else None)
 

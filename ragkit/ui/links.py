@@ -77,7 +77,7 @@ def apply_search_link(library: Library, page: SearchPage) -> None:
     mode = link.mode
     session.pop(state.SIMILAR_TO, None)
     if link.similar:
-        asset = library.store.get(link.similar)
+        asset = library.find(link.similar)
         if asset is None or asset.trashed:
             warnings.append(f"the image this link searches like ({link.similar[:12]}…) is no longer in the library")
             mode = "words"
@@ -126,7 +126,7 @@ def apply_asset_link(library: Library) -> None:
         return
     sha256, warnings = parse_asset(params)
     if sha256:
-        asset = library.store.get(sha256)
+        asset = library.find(sha256)
         if asset is None:
             st.warning(f"The image this link points to ({sha256[:12]}…) is no longer in the library: it was "
                        "deleted, or the link comes from another library.", icon=":material/link_off:")

@@ -39,3 +39,13 @@ def md_escape(text: str) -> str:
     text = _TYPOGRAPHY.sub(r"\1" + WORD_JOINER, text)
     return "".join("\\" + ch if ch in _ASCII_PUNCTUATION else ch for ch in text)
 
+
+
+def md_code(text: str) -> str:
+    """`text` as an inline code span, shown exactly as written: no backslash escapes (inside a code
+    span they would show), fenced by more backticks than any run of them in the text."""
+    text = " ".join(_CONTROL_CHARACTERS.sub(" ", text).split())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

@@ -13,12 +13,16 @@ K_WITH = "search.with"            # composed: the words that move the example
 K_WEIGHT = "search.weight"        # composed: 0 = the picture only .. 1 = the words only
 K_NOT = "search.not"              # composed: move away from this
 DEFAULT_WEIGHT = 0.5
+# The Search page's filters (app_pages/search.py uses these keys).
+K_TAGS = "search.tags"
+K_SOURCE = "search.source"
+K_MIN_SCORE = "search.min-score"
 
 
 def words_too_toggle(library: Library) -> bool:
     """On (the default): a text query also finds words in names, tags, briefs and captions."""
     st.session_state.setdefault(K_WORDS_TOO, True)
-    reason = library.keyword_search
+    reason = library.keyword_search_unavailable
     on = st.toggle("Words too", key=K_WORDS_TOO, persist_state="session", disabled=bool(reason),
                    help=(f"Not available: {md_escape(reason)}." if reason else
                          "On: also find the words in file names, tags, briefs and captions (codes like "
@@ -63,3 +67,14 @@ def composed_description(base: str, compose: dict) -> str:
 
 def is_composed(compose: dict | None) -> bool:
     return bool(compose and (compose["text"] or compose["not_text"]))
+
+
+def start_fresh(*, keep_filters: bool) -> None:
+    """A new "images like this" search: without the words of an earlier composed query, and without
+    its filters unless the person set them on the search it starts from (More like this on a result)."""
+    session = st.session_state
+    session[K_WITH], session[K_WEIGHT], session[K_NOT] = "", DEFAULT_WEIGHT, ""
+    if not keep_filters:
+        from ragkit.ui import filter_controls
+        session[K_TAGS], session[K_SOURCE], session[K_MIN_SCORE] = [], "All", 0.0
+        filter_controls.clear("search")

@@ -10,6 +10,7 @@ import streamlit as st
 
 from ragkit.library import Library
 from ragkit.ingest.portable import export_library
+from ragkit.lifecycle.trash import remove, removal_done, removal_question
 from ragkit.rights import blocked_as_reference, now_ms, rights_change
 from ragkit.tags import normalise_tags
 from ragkit.ui import selection, state, tray
@@ -187,27 +188,16 @@ def download_zip(scope: str) -> None:
 
 
 def confirm_delete(library: Library, scope: str, chosen: list[str], noun: str) -> None:
-    days = library.settings.trash_days
-    if library.has_trash:
-        st.warning(f"Move **{len(chosen):,} {noun}** to the trash? You can restore them from the Library's Trash "
-                   f"for {days} days; after that they are deleted for good.", icon=":material/delete:")
-    else:
-        st.warning(f"Delete **{len(chosen):,} {noun}** for good? This library has no trash yet (run `python -m "
-                   "ragkit upgrade` to get one): their originals and thumbnails are removed from disk.",
-                   icon=":material/delete_forever:")
+    st.warning(removal_question(library, f"{len(chosen):,} {noun}"),
+               icon=":material/delete:" if library.has_trash else ":material/delete_forever:")
     with st.container(horizontal=True, gap="small"):
         if st.button("Yes, move to the trash" if library.has_trash else "Yes, delete for good",
                      key=_key(scope, "delete-confirm"), type="primary"):
             with guard("deleting the images"), st.spinner(f"Moving {len(chosen):,} images…"):
-                if library.has_trash:
-                    moved = len(library.trash(chosen).done)
-                else:
-                    moved = library.delete([a.sha256 for a in library.get_many(chosen)])
+                moved = len(remove(library, chosen).done)
                 for sha in chosen:
                     tray.remove(sha)
                 selection.forget(chosen)
                 _ask(scope, None)
-                where = "to the trash" if library.has_trash else "for good"
-                _done(library, f"Moved {moved:,} images {where}" if library.has_trash else f"Deleted {moved:,} images {where}",
-                      ":material/delete:")
+                _done(library, removal_done(library, moved), ":material/delete:")
         st.button("Cancel", key=_key(scope, "delete-cancel"), on_click=_ask, args=(scope, None))

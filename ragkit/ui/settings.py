@@ -18,7 +18,7 @@ from ragkit.library import Library
 from ragkit.lifecycle.reindex import ReindexReport, drop_old_collections, reindex
 from ragkit.ui import state
 from ragkit.ui.errors import show_error
-from ragkit.ui.markdown import md_escape
+from ragkit.ui.markdown import md_code, md_escape
 
 REFRESH_S = 1.0
 K_OLD_INDEXES = "settings.old-indexes"  # (library state, the other models' collections) last asked
@@ -55,15 +55,20 @@ def render(library: Library) -> None:
     current = job(library)
     recorded = model_record.read_record(library.settings.data_dir).reindex
     if library.active_model.differs:
-        st.caption(f":material/info: RAGKIT_CLIP_MODEL names `{md_escape(library.active_model.configured.model_id)}`; "
-                   "this library uses the model recorded in its data folder (Settings › re-index to change it).")
+        used = library.active_model.choice
+        st.caption(f":material/info: RAGKIT_CLIP_MODEL / RAGKIT_CLIP_PRETRAINED name "
+                   f"{md_code(library.active_model.configured.model_id)}, but this library's images are indexed "
+                   f"with {md_code(library.model_id)} (recorded in model.json in its data folder). To search "
+                   f"them with the new model, re-index in Settings below; to keep the current one, set "
+                   f"{md_code('RAGKIT_CLIP_MODEL=' + used.model)} and "
+                   f"{md_code('RAGKIT_CLIP_PRETRAINED=' + used.pretrained)} and restart.")
     if recorded is not None and (current is None or current.done):
         state = "stopped" if recorded.stalled else "running"
-        st.caption(f":material/sync: Re-index with `{md_escape(recorded.target.model_id)}` {state}: "
+        st.caption(f":material/sync: Re-index with {md_code(recorded.target.model_id)} {state}: "
                    f"{recorded.done:,} of {recorded.total:,}.")
     with st.expander("Settings", icon=":material/settings:", expanded=current is not None and not current.done):
         st.markdown("**Embedding model**")
-        st.caption(f"This library searches with `{md_escape(library.model_id)}` "
+        st.caption(f"This library searches with {md_code(library.model_id)} "
                    f"({library.dim}-d vectors).")
         if current is not None and not current.done:
             st.fragment(_progress, run_every=REFRESH_S)(library)
@@ -95,8 +100,8 @@ def _outcome(library: Library, finished: Job[ReindexReport]) -> None:
         st.caption("What was embedded is kept: re-index again to resume.")
         return
     if report.switched:
-        st.success(f"The library now uses `{md_escape(report.model)}` ({report.assets:,} images, "
-                   f"{report.images_per_second:.1f} images/s). The index of `{md_escape(report.previous)}` is kept "
+        st.success(f"The library now uses {md_code(report.model)} ({report.assets:,} images, "
+                   f"{report.images_per_second:.1f} images/s). The index of {md_code(report.previous)} is kept "
                    "until `python -m ragkit reindex --drop-old`.", icon=":material/check_circle:")
     if st.button("Dismiss", key="settings.dismiss", type="tertiary", icon=":material/close:"):
         with _jobs_lock:
@@ -109,19 +114,20 @@ def _recorded_reindex(library: Library) -> None:
     state = model_record.read_record(library.settings.data_dir).reindex
     if state is None:
         return
-    target = md_escape(state.target.model_id)
+    target = md_code(state.target.model_id)
     if not state.stalled:
-        st.info(f"Another process is re-indexing with `{target}`: {state.done:,} of {state.total:,}.",
+        st.info(f"Another process is re-indexing with {target}: {state.done:,} of {state.total:,}.",
                 icon=":material/sync:")
         return
-    st.warning(f"A re-index with `{target}` stopped at {state.done:,} of {state.total:,}.", icon=":material/pause:")
+    st.warning(f"A re-index with {target} stopped at {state.done:,} of {state.total:,}.", icon=":material/pause:")
     if st.button("Resume", key="settings.resume", icon=":material/play_arrow:"):
         start(library, state.target.model, state.target.pretrained)
         st.rerun()
 
 
 def _form(library: Library) -> None:
-    with st.form("settings.reindex", border=False):
+    # enter_to_submit=False: Enter in a field must not start hours of re-indexing; only the button does.
+    with st.form("settings.reindex", border=False, enter_to_submit=False):
         model = st.text_input("Architecture", value=library.settings.clip_model, key="settings.model",
                               help="An open_clip architecture, e.g. ViT-B-16 (see docs/models.md).")
         pretrained = st.text_input("Weights", value="", key="settings.weights",
@@ -145,10 +151,10 @@ def _old_indexes(library: Library) -> None:
     filling = in_progress.target.model_id if in_progress else ""
     # Asked once per state of the library, not on every rerun of every page (the sidebar draws this):
     # on a server each other collection costs a describe and a Strong count.
-    key = (library.store.collection, filling, state.revision(library))
+    key = (library.collection, filling, state.revision(library))
     cached = st.session_state.get(K_OLD_INDEXES)
     if cached is None or cached[0] != key:
-        cached = (key, [c for c in library.store.other_collections()
+        cached = (key, [c for c in library.other_collections()
                         if c.model_id not in (library.model_id, "?", filling)])
         st.session_state[K_OLD_INDEXES] = cached
     old = cached[1]
@@ -156,9 +162,9 @@ def _old_indexes(library: Library) -> None:
         return
     with st.popover("Remove old indexes", icon=":material/delete:"):
         for other in old:
-            st.caption(f"`{md_escape(other.model_id)}`: {other.count:,} images")
+            st.caption(f"{md_code(other.model_id)}: {other.count:,} images")
         st.caption("Switching back to one of these models would then embed every image again.")
         if st.button("Remove them", key="settings.drop-old", type="primary"):
-            drop_old_collections(library, library.store)
+            drop_old_collections(library)
             st.session_state.pop(K_OLD_INDEXES, None)
             st.rerun()

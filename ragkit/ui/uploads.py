@@ -10,6 +10,7 @@ other pages says how far it got.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable
 
 import streamlit as st
@@ -32,10 +33,14 @@ class PendingUpload:
     files: int
     job: Job[IngestReport] = field(init=False)
     latest: IngestProgress | None = None  # the ingest's last progress report (set by the job's thread)
+    folder: str = ""                      # an imported folder on the server (files: counted as it goes)
 
     @property
     def noun(self) -> str:
-        return f"{self.files} image{'s' if self.files != 1 else ''}"
+        files = self.latest.total if self.folder and self.latest else self.files
+        if self.folder and not self.latest:
+            return f"the images of {self.folder}"
+        return f"{files} image{'s' if files != 1 else ''}"
 
     @property
     def done_count(self) -> int:
@@ -72,6 +77,28 @@ def start(library: Library, uploads: list[Upload], tags: Iterable[str],
     return pending
 
 
+def start_folder(library: Library, folder: Path, tags: Iterable[str]) -> PendingUpload:
+    """Import the images of a folder on the server's disk in a background job: the CLI's `ingest FOLDER`
+    (Library.ingest_paths: the same checks and limits), with the same progress and report as an upload.
+    Run it again after a stop: the images already stored are recognised and skipped."""
+    pending = PendingUpload(0, folder=str(folder))
+    tags = list(tags)
+
+    def work(progress) -> IngestReport:
+        def on_progress(update: IngestProgress) -> None:
+            pending.latest = update
+            pending.files = update.total
+            progress(update.done, update.total)
+
+        try:
+            return library.ingest_paths([folder], tags=tags, on_progress=on_progress)
+        finally:
+            state.mark_changed(library)
+
+    pending.job = Job.start(work, name="ragkit-import-folder")
+    return pending
+
+
 def get() -> PendingUpload | None:
     return st.session_state.get(K_UPLOAD)
 
@@ -94,7 +121,7 @@ def progress_text(pending: PendingUpload) -> str:
     """'32 of 60 · 30 added · 1 already there · 1 rejected · blue-mug.jpg' (Markdown)."""
     p = pending.latest
     if p is None:
-        return f"Adding {pending.noun}…"
+        return f"Adding {md_escape(pending.noun)}…"
     return (f"{p.done} of {p.total} · {p.added} added · {p.duplicates} already there · {p.rejected} rejected · "
             f"{md_escape(short_name(p.current, 40))}")
 
@@ -125,7 +152,7 @@ def _running_note() -> None:
         return
     if pending.job.done:
         st.rerun()  # the whole app: the outcome replaces this self-refreshing note
-    st.info(f"Adding {pending.noun}: {pending.done_count} done… You can browse on; the upload goes on.",
+    st.info(f"Adding {md_escape(pending.noun)}: {pending.done_count} done… You can browse on; the upload goes on.",
             icon=":material/upload:")
     st.page_link(state.LIBRARY_PAGE, label="Watch it in the Library", icon=":material/arrow_forward:")
 
@@ -134,7 +161,7 @@ def _finished_note(pending: PendingUpload) -> None:
     try:
         report = pending.job.outcome()
     except Exception:  # noqa: BLE001 - the Library shows the error itself, with the details
-        st.warning(f"Adding {pending.noun} stopped after {pending.done_count} with an error.",
+        st.warning(f"Adding {md_escape(pending.noun)} stopped after {pending.done_count} with an error.",
                    icon=":material/report:")
     else:
         st.success(f"Upload finished: {outcome_text(report)}", icon=":material/check_circle:")

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ragkit.config import Settings
-from ragkit.ingest.embedder import collection_name_for, model_identity
+from ragkit.ingest.embedder import model_identity
+from ragkit.storage.collections import base_name as collection_name_for
 from ragkit.records import Asset
 from ragkit.storage.connection import connect, disconnect
 from ragkit.storage.store import AssetStore
