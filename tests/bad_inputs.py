@@ -10,7 +10,6 @@ import os
 import resource
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from tests.images_factory import encode, jpeg_bytes, picture
+from tests.support.cli import cli_command, cli_env
 
 
 @dataclass(frozen=True)
@@ -159,18 +159,6 @@ def files_outside(root: Path, allowed: list[Path]) -> list[Path]:
 # RLIMIT_AS would have to sit above the ~6 GiB of address space torch and Milvus Lite reserve,
 # which also grows with the number of cores (thread stacks, malloc arenas).
 MEMORY_CAP_BYTES = 4 * 2**30
-
-
-def cli_command(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "ragkit", *args]
-
-
-def cli_env(env: dict[str, str]) -> dict[str, str]:
-    """The environment tests.conftest.run_cli gives the CLI: this checkout, only the test's RAGKIT_*."""
-    from tests.conftest import REPO
-
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGKIT_", "GEMINI_", "GOOGLE_"))}
-    return {**full_env, **env, "PYTHONPATH": str(REPO)}
 
 
 @dataclass

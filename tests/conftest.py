@@ -1,10 +1,8 @@
 """Shared fixtures: a tiny real open_clip model from a checkpoint file, real Milvus Lite in temp dirs."""
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -18,10 +16,14 @@ from ragkit.library import Library
 from devtools.fake_gemini import FakeGemini
 from tests.images_factory import jpeg_bytes
 from tests.milvus_servers import LiteServer, MilvusTarget, RealMilvus, free_port  # noqa: F401 - free_port for other test modules
+from tests.support.cli import run_cli  # noqa: F401 - a subprocess; most tests want tests.support.cli.run_cli_inprocess
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = "ragkit-tiny"
 
+
+
+GEMINI_TEST_KEY = "sk-test-9f8e7d6c5b4a39281706"  # the tests' Gemini key: it must never be shown
 
 
 @pytest.fixture
@@ -66,6 +68,20 @@ def library(settings, tiny_embedder):
     lib = Library.open(settings, embedder=tiny_embedder)
     yield lib
     lib.close()
+
+
+@pytest.fixture
+def gemini_env(ragkit_env, fake_gemini) -> dict[str, str]:
+    """ragkit_env plus a Gemini key and the fake Gemini server's address: the Studio and Describe work."""
+    return {**ragkit_env, "GEMINI_API_KEY": GEMINI_TEST_KEY, "RAGKIT_GEMINI_BASE_URL": fake_gemini.url}
+
+
+@pytest.fixture
+def gemini_library(tmp_path, gemini_env, tiny_embedder):
+    """A fresh library whose settings reach the fake Gemini server with a key."""
+    library = Library.open(Settings.load(env=gemini_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
+    yield library
+    library.close()
 
 
 @pytest.fixture
@@ -157,11 +173,19 @@ def server_env(tmp_path, tiny_checkpoint, server) -> dict[str, str]:
     return make_env(tmp_path / "data", tiny_checkpoint, **server.env)
 
 
-def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120,
-            input_bytes: bytes | None = None) -> subprocess.CompletedProcess:
-    """Run `python -m ragkit ...` in a subprocess like a user would."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGKIT_", "GEMINI_", "GOOGLE_"))}
-    full_env.update(env)
-    full_env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "ragkit", *args], env=full_env, cwd=cwd,
-                          capture_output=True, timeout=timeout, input=input_bytes)
+
+
+# --- lanes: `pytest -m "not browser and not server and not slow"` is the quick loop (README) -------
+_SERVER_FIXTURES = {"server", "real_milvus", "lite_server", "server_env"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Mark what needs a Milvus server engine (`server`) and what drives app.py in AppTest (`app`),
+    from the fixtures and file names, so a new test gets its lane without remembering a marker.
+    `browser` (Chromium) and `slow` are marked in the test modules."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if _SERVER_FIXTURES & set(item.fixturenames) or params.get("any_engine") in SERVER_ENGINES:
+            item.add_marker(pytest.mark.server)
+        if item.path.name.startswith("test_app_"):
+            item.add_marker(pytest.mark.app)

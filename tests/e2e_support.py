@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import shutil
@@ -180,6 +181,41 @@ def app_env(monkeypatch, tmp_path, ragkit_env) -> dict[str, str]:
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)  # no .streamlit/secrets.toml of the repo or a developer
     return ragkit_env
+
+
+def open_buttons(at):
+    return [b for b in at.button if b.key and b.key.startswith("library.open.")]
+
+
+@pytest.fixture
+def streamlit_warnings(monkeypatch):
+    """Everything Streamlit's widget-policy checks log (e.g. "created with a default value but also had
+    its value set via the Session State API"). Streamlit logs that one once per process, so re-arm it."""
+    from streamlit.elements.lib import policies
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level=logging.WARNING)
+    handler.emit = records.append
+    policies._LOGGER.addHandler(handler)  # noqa: SLF001 - streamlit's loggers don't propagate
+    try:
+        yield records
+    finally:
+        policies._LOGGER.removeHandler(handler)  # noqa: SLF001
+
+
+def no_streamlit_warnings(at, records) -> None:
+    logged = [r.getMessage() for r in records]
+    assert not logged, logged
+    assert not any("Session State API" in w for w in texts(at.warning)), texts(at.warning)
+
+
+@pytest.fixture
+def with_key(app_env, fake_gemini, monkeypatch):
+    """The app gets a Gemini key (tests.conftest.GEMINI_TEST_KEY) and talks to the local fake Gemini server."""
+    from tests.conftest import GEMINI_TEST_KEY
+    monkeypatch.setenv("GEMINI_API_KEY", GEMINI_TEST_KEY)
+    monkeypatch.setenv("RAGKIT_GEMINI_BASE_URL", fake_gemini.url)
+    return fake_gemini
 
 
 @pytest.fixture
@@ -487,3 +523,49 @@ if __name__ == "__main__":
         print(f"wrote 16 pictures to {target}")
     else:
         print(__doc__)
+
+
+# --- screenshots and images in the browser tests ----------------------------------------------------
+ARTIFACTS = REPO / "test-artifacts" / "e2e"
+DOCS_SHOTS = REPO / "docs" / "screenshots"
+GRID_IMAGES = '[class*="st-key-ragkit-grid-{}"] [data-testid="stImage"] img'
+
+
+def shot(page, name: str, height: int | None = None, top=None) -> Path:
+    """Screenshot the viewport (Streamlit scrolls inside the page: a taller viewport shows more),
+    optionally scrolled so that the locator `top` is at the top."""
+    if height:
+        page.set_viewport_size({"width": 1440, "height": height})
+        wait_for_app_idle(page)
+    if top is not None:
+        top.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(200)
+    path = ARTIFACTS / f"{name}.png"
+    page.mouse.move(2, 2)  # no hover effects or tooltips in the picture
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(path))
+    if height:
+        page.set_viewport_size({"width": 1440, "height": 1000})
+        wait_for_app_idle(page)
+    if os.environ.get("RAGKIT_UPDATE_SCREENSHOTS") == "1":
+        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, DOCS_SHOTS / path.name)
+    return path
+
+
+def images_loaded(page, selector: str, count: int | None = None) -> int:
+    """Wait until the images matching selector (at least `count`) have loaded; how many there are."""
+    page.wait_for_function(
+        "([s, n]) => { const i = [...document.querySelectorAll(s)];"
+        " return i.length >= n && i.every(x => x.complete && x.naturalWidth > 0); }",
+        arg=[selector, count or 1])
+    return page.locator(selector).count()
+
+
+def image_sizes(page, selector: str, count: int) -> list[dict]:
+    """naturalWidth/Height of the images matching selector, once exactly `count` of them have loaded."""
+    page.wait_for_function(
+        "([s, n]) => { const imgs = [...document.querySelectorAll(s)];"
+        " return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+        arg=[selector, count], timeout=60_000)
+    return page.eval_on_selector_all(selector, "els => els.map(i => ({w: i.naturalWidth, h: i.naturalHeight}))")

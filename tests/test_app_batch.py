@@ -11,20 +11,12 @@ from ragkit.ingest.pipeline import Upload
 from ragkit.studio import batch, kits
 from ragkit.studio.cost import format_usd
 from ragkit.ui.tray import TRAY_KEY
-from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
+from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts, with_key  # noqa: F401 - fixtures
 from devtools.fake_gemini import slow_reply
 from tests.images_factory import jpeg_bytes
 
-KEY = "sk-batch-apptest-41d2e9"
 STUDIO, LIBRARY = "app_pages/studio.py", "app_pages/library.py"
 BRIEF = "The product on a pastel podium"
-
-
-@pytest.fixture
-def with_key(app_env, fake_gemini, monkeypatch):
-    monkeypatch.setenv("GEMINI_API_KEY", KEY)
-    monkeypatch.setenv("RAGKIT_GEMINI_BASE_URL", fake_gemini.url)
-    return fake_gemini
 
 
 @pytest.fixture

@@ -5,18 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ragkit.ingest.pipeline import Upload
-from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
+from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts, with_key  # noqa: F401 - fixtures
 from devtools.fake_gemini import caption_reply
 from tests.images_factory import jpeg_bytes
 
-KEY = "app-caption-key-93b1"
-
-
-@pytest.fixture
-def with_key(app_env, fake_gemini, monkeypatch):
-    monkeypatch.setenv("GEMINI_API_KEY", KEY)
-    monkeypatch.setenv("RAGKIT_GEMINI_BASE_URL", fake_gemini.url)
-    return fake_gemini
 
 
 def finish_describe(at):

@@ -1,43 +1,17 @@
 """The Library page through streamlit's AppTest: the real app.py, real Milvus Lite, the tiny model."""
 from __future__ import annotations
 
-import logging
 import re
 
 import pytest
 
 from ragkit.ingest.pipeline import Provenance, Upload
 from ragkit.records import SOURCE_GENERATED
-from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
+from tests.e2e_support import (all_text, app_env, new_app, no_streamlit_warnings, open_buttons, run, seed,  # noqa: F401 - fixtures
+                               shown, streamlit_warnings, texts)
 from tests.images_factory import jpeg_bytes, png_bytes
 
 LIBRARY_SEEDS = range(100, 130)
-
-
-def open_buttons(at):
-    return [b for b in at.button if b.key and b.key.startswith("library.open.")]
-
-
-@pytest.fixture
-def streamlit_warnings(monkeypatch):
-    """Everything Streamlit's widget-policy checks log (e.g. "created with a default value but also had
-    its value set via the Session State API"). Streamlit logs that one once per process, so re-arm it."""
-    from streamlit.elements.lib import policies
-    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
-    records: list[logging.LogRecord] = []
-    handler = logging.Handler(level=logging.WARNING)
-    handler.emit = records.append
-    policies._LOGGER.addHandler(handler)  # noqa: SLF001 - streamlit's loggers don't propagate
-    try:
-        yield records
-    finally:
-        policies._LOGGER.removeHandler(handler)  # noqa: SLF001
-
-
-def no_streamlit_warnings(at, records) -> None:
-    logged = [r.getMessage() for r in records]
-    assert not logged, logged
-    assert not any("Session State API" in w for w in texts(at.warning)), texts(at.warning)
 
 
 def test_empty_library_tells_a_new_user_what_to_do(app_env):

@@ -6,8 +6,8 @@ import pytest
 
 from ragkit.ingest.pipeline import Upload
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
+from tests.e2e_support import no_streamlit_warnings, open_buttons, streamlit_warnings  # noqa: F401 - streamlit_warnings: a fixture
 from tests.images_factory import jpeg_bytes, png_bytes
-from tests.test_app_library import no_streamlit_warnings, open_buttons, streamlit_warnings  # noqa: F401
 
 SEARCH = "app_pages/search.py"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from ragkit.ingest.pipeline import Upload
 from ragkit.rights import DAY_MS, now_ms, rights_change
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
+from tests.e2e_support import no_streamlit_warnings, streamlit_warnings  # noqa: F401 - streamlit_warnings: a fixture
 from tests.images_factory import jpeg_bytes
-from tests.test_app_library import no_streamlit_warnings, streamlit_warnings  # noqa: F401 - a fixture
 
 SEEDS = range(300, 330)
 
@@ -366,8 +366,8 @@ def test_trash_expires_in_a_long_running_app(app_env, seed):
 
 
 def test_an_old_library_says_how_to_get_the_trash(app_env, settings, tiny_embedder):
-    from tests.test_upgrade import _old_library
-    assets, _ = _old_library(settings, tiny_embedder.dim, rows=3)
+    from tests.support.libraries import old_library
+    assets, _ = old_library(settings, tiny_embedder.dim, rows=3)
     at = run(new_app())
     at.segmented_control(key="library.view").set_value("trash")
     run(at)

@@ -8,11 +8,12 @@ from ragkit.ingest.pipeline import Upload
 from ragkit.studio import file_name_for, too_many_references
 from ragkit.ui import state
 from ragkit.ui.tray import TRAY_KEY
-from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts  # noqa: F401 - fixtures
+from tests.conftest import GEMINI_TEST_KEY
+from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts, with_key  # noqa: F401 - fixtures
 from devtools.fake_gemini import blocked_reply, error_reply, image_reply, make_png
 from tests.images_factory import jpeg_bytes
 
-KEY = "sk-test-9f8e7d6c5b4a39281706"
+KEY = GEMINI_TEST_KEY
 STUDIO = "app_pages/studio.py"
 LIBRARY = "app_pages/library.py"
 BRIEF = "A model wearing these sneakers on a sunny beach"
@@ -20,14 +21,6 @@ BRIEF = "A model wearing these sneakers on a sunny beach"
 K_BRIEF, K_MODEL, K_ASPECT = "studio.brief", "studio.model", "studio.aspect"
 K_VARIATIONS, K_SAVE_TAGS = "studio.variations", "studio.save-tags"
 LITE = "gemini-3.1-flash-lite-image"
-
-
-@pytest.fixture
-def with_key(app_env, fake_gemini, monkeypatch):
-    """The app gets a key and talks to the local fake Gemini server."""
-    monkeypatch.setenv("GEMINI_API_KEY", KEY)
-    monkeypatch.setenv("RAGKIT_GEMINI_BASE_URL", fake_gemini.url)
-    return fake_gemini
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 import json
 import re
 
+import pytest
+
 from ragkit.lifecycle import doctor
 from ragkit.library import Library
 from ragkit.ingest.pipeline import Upload
@@ -12,6 +14,7 @@ from tests.images_factory import jpeg_bytes
 TERMINAL_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
+@pytest.mark.slow
 def test_corpus_in_one_folder_ingest(tmp_path, ragkit_env, settings, tiny_embedder):
     """The whole corpus through the CLI, under a memory cap: memory bombs, /dev/zero, a FIFO and
     hostile names included. One run, so a regression fails here instead of taking the machine."""

@@ -6,10 +6,7 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -24,25 +21,20 @@ from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from ragkit.studio import batch, kits
 from ragkit.studio.cost import CostLedger, PriceTable
-from tests.conftest import REPO, run_cli
+from tests.conftest import GEMINI_TEST_KEY
+from tests.support.cli import popen_cli, run_cli_inprocess
 from devtools.fake_gemini import (FakeGemini, Reply, blocked_reply, error_reply, finish_reply, image_reply, make_png,
                                quota_reply, slow_reply, text_reply, usage_metadata)
 from tests.images_factory import jpeg_bytes
 
-KEY = "batch-test-key-7c1e9a2b4d"
+KEY = GEMINI_TEST_KEY
 BRIEF = "The product on a pastel podium, soft studio light"
 
 
 @pytest.fixture
-def studio_env(ragkit_env, fake_gemini) -> dict[str, str]:
-    return {**ragkit_env, "GEMINI_API_KEY": KEY, "RAGKIT_GEMINI_BASE_URL": fake_gemini.url}
-
-
-@pytest.fixture
-def lib(tmp_path, studio_env, tiny_embedder):
-    library = Library.open(Settings.load(env=studio_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
-    yield library
-    library.close()
+def lib(gemini_library):
+    """This module's name for the shared Gemini-backed library (tests/conftest.py)."""
+    return gemini_library
 
 
 def add(library, seeds, tag: str = "", name: str = "product") -> list[str]:
@@ -92,14 +84,14 @@ def test_four_products_two_variations_make_eight_requests_product_first_kit_afte
     assert len({job.image_path(t).read_bytes() for t in job.takes}) == 8  # a picture per request
 
 
-def test_cli_with_ref_follows_each_product_and_the_json_reports_every_item(lib, fake_gemini, studio_env, tmp_path,
+def test_cli_with_ref_follows_each_product_and_the_json_reports_every_item(lib, fake_gemini, gemini_env, tmp_path,
                                                                         monkeypatch, capsys):
     products = add(lib, (15, 16))
     extra = add(lib, (96,), name="backdrop")[0]
-    for name, value in studio_env.items():
+    for name, value in gemini_env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_open_library", lambda settings: lib)  # in process, on the test's library
+    monkeypatch.setattr("ragkit.cli.common.open_library", lambda settings: lib)  # in process, on the test's library
     # The second product is also added to every request: its own requests carry it once, first.
     code = cli.main(["batch", "--brief", BRIEF, "--ref-each", *products, "--with-ref", extra,
                      "--with-ref", products[1], "-n", "2", "--json"])
@@ -191,7 +183,7 @@ def test_a_refused_key_stops_the_job_and_resume_finishes_it(lib, fake_gemini):
 
 
 # ----------------------------------------------------------------------------- cost
-def test_costs_add_up_per_take_per_job_in_the_ledger_and_in_stats(tmp_path, lib, fake_gemini, studio_env):
+def test_costs_add_up_per_take_per_job_in_the_ledger_and_in_stats(tmp_path, lib, fake_gemini, gemini_env):
     products = add(lib, range(70, 73))
     fake_gemini.always(lambda request: image_reply("ok", make_png(str(request.at)), usage=usage_metadata(
         prompt=20, text=10, reference_images=len(request.images))))
@@ -211,21 +203,21 @@ def test_costs_add_up_per_take_per_job_in_the_ledger_and_in_stats(tmp_path, lib,
     unpriced = run(lib, batch.plan_batch(lib, BRIEF, ref_each=products[:1], model="gemini-9-image-lab"))
     assert unpriced.takes[0].cost_usd is None and unpriced.cost_usd is None
     lib.close()
-    stats = run_cli(["stats", "--json"], studio_env, tmp_path)
+    stats = run_cli_inprocess(["stats", "--json"], gemini_env, tmp_path)
     assert stats.returncode == 0, stats.stderr
     numbers = json.loads(stats.stdout)
     assert numbers["generation_cost_usd"] == pytest.approx(6 * per_take)
     assert (numbers["generations"], numbers["generations_unpriced"]) == (7, 1)
 
 
-def test_an_unknown_price_is_unknown_in_the_cli(tmp_path, studio_env, fake_gemini):
-    env = {**studio_env, "RAGKIT_PRICES": '{"gemini-nano-banana-2.1": null}'}
-    ingest = run_cli(["ingest", str(_folder(tmp_path, 2)), "--json"], env, tmp_path)
+def test_an_unknown_price_is_unknown_in_the_cli(tmp_path, gemini_env, fake_gemini):
+    env = {**gemini_env, "RAGKIT_PRICES": '{"gemini-nano-banana-2.1": null}'}
+    ingest = run_cli_inprocess(["ingest", str(_folder(tmp_path, 2)), "--json"], env, tmp_path)
     ids = [a["sha256"] for a in json.loads(ingest.stdout)["added"]]
-    result = run_cli(["batch", "--brief", BRIEF, "--ref-each", *ids, "--json"], env, tmp_path)
+    result = run_cli_inprocess(["batch", "--brief", BRIEF, "--ref-each", *ids, "--json"], env, tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["cost_usd"] is None and "cost unknown" in result.stderr.decode()
-    human = run_cli(["stats"], env, tmp_path)
+    human = run_cli_inprocess(["stats"], env, tmp_path)
     assert "cost unknown" in human.stdout.decode()
 
 
@@ -269,14 +261,6 @@ def _folder(tmp_path, count: int, start: int = 100):
     return folder
 
 
-def _popen_cli(args, env, cwd) -> subprocess.Popen:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGKIT_", "GEMINI_", "GOOGLE_"))}
-    full_env.update(env)
-    full_env["PYTHONPATH"] = str(REPO)
-    return subprocess.Popen([sys.executable, "-m", "ragkit", *args], env=full_env, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
 def _done_takes(data_dir) -> int:
     states = list((data_dir / "jobs").glob("*/state.json"))
     if not states:
@@ -284,16 +268,17 @@ def _done_takes(data_dir) -> int:
     return sum(t["status"] == "done" for t in json.loads(states[0].read_text())["takes"])
 
 
+@pytest.mark.slow
 def test_killed_mid_batch_the_same_command_sends_only_the_missing_requests_and_saves_each_image_once(
-        tmp_path, studio_env, fake_gemini, tiny_embedder):
+        tmp_path, gemini_env, fake_gemini, tiny_embedder):
     data_dir = tmp_path / "data"
-    ingest = run_cli(["ingest", str(_folder(tmp_path, 6)), "--json"], studio_env, tmp_path)
+    ingest = run_cli_inprocess(["ingest", str(_folder(tmp_path, 6)), "--json"], gemini_env, tmp_path)
     products = [a["sha256"] for a in json.loads(ingest.stdout)["added"]]
     fake_gemini.always(lambda request: slow_reply(0.4, distinct_image(request)))
     command = ["batch", "--brief", BRIEF, "--ref-each", *products, "-n", "2", "--concurrency", "2", "--approve",
                "--json"]
 
-    first = _popen_cli(command, studio_env, tmp_path)
+    first = popen_cli(command, gemini_env, tmp_path)
     deadline = time.monotonic() + 60
     while _done_takes(data_dir) < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -303,7 +288,7 @@ def test_killed_mid_batch_the_same_command_sends_only_the_missing_requests_and_s
     sent_before = len(fake_gemini.requests)
     assert 4 <= done_at_kill < 12, done_at_kill
 
-    second = run_cli(command, studio_env, tmp_path)
+    second = run_cli_inprocess(command, gemini_env, tmp_path)
     assert second.returncode == 0, second.stderr
     report = json.loads(second.stdout)
     resent = fake_gemini.requests[sent_before:]
@@ -312,9 +297,9 @@ def test_killed_mid_batch_the_same_command_sends_only_the_missing_requests_and_s
     saved = [image["sha256"] for item in report["items"] for image in item["images"]]
     assert len(set(saved)) == 12
 
-    third = run_cli(command, studio_env, tmp_path)  # all done: nothing is sent again
+    third = run_cli_inprocess(command, gemini_env, tmp_path)  # all done: nothing is sent again
     assert third.returncode == 0 and len(fake_gemini.requests) == sent_before + len(resent)
-    library = Library.open(Settings.load(env=studio_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
+    library = Library.open(Settings.load(env=gemini_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
     try:
         assert sorted(library.store.matching_ids(tags=[f"batch-{report['job']}"])) == sorted(saved)  # each once
         assert library.count(source="generated") == 12
@@ -322,20 +307,20 @@ def test_killed_mid_batch_the_same_command_sends_only_the_missing_requests_and_s
         library.close()
 
 
-def test_cli_exit_status_partial_and_total_failure(tmp_path, studio_env, fake_gemini):
-    ingest = run_cli(["ingest", str(_folder(tmp_path, 2)), "--json"], studio_env, tmp_path)
+def test_cli_exit_status_partial_and_total_failure(tmp_path, gemini_env, fake_gemini):
+    ingest = run_cli_inprocess(["ingest", str(_folder(tmp_path, 2)), "--json"], gemini_env, tmp_path)
     products = [a["sha256"] for a in json.loads(ingest.stdout)["added"]]
     fake_gemini.enqueue(blocked_reply("SAFETY"))
-    partial = run_cli(["batch", "--brief", BRIEF, "--ref-each", *products, "--concurrency", "1", "--json"],
-                      studio_env, tmp_path)
+    partial = run_cli_inprocess(["batch", "--brief", BRIEF, "--ref-each", *products, "--concurrency", "1", "--json"],
+                      gemini_env, tmp_path)
     assert partial.returncode == 3, partial.stderr
     assert [i["status"] for i in json.loads(partial.stdout)["items"]] == ["failed", "done"]
 
     fake_gemini.always(text_reply())
-    total = run_cli(["batch", "--brief", "another brief", "--ref-each", *products, "--json"], studio_env, tmp_path)
+    total = run_cli_inprocess(["batch", "--brief", "another brief", "--ref-each", *products, "--json"], gemini_env, tmp_path)
     assert total.returncode == 1
     assert all(i["status"] == "failed" for i in json.loads(total.stdout)["items"])
-    resumed = run_cli(["batch", "--resume", json.loads(total.stdout)["job"], "--retry-failed"], studio_env, tmp_path)
+    resumed = run_cli_inprocess(["batch", "--resume", json.loads(total.stdout)["job"], "--retry-failed"], gemini_env, tmp_path)
     assert resumed.returncode == 1 and len(fake_gemini.requests) == 2 + 2 + 2  # the failed ones, sent again
 
 

@@ -18,24 +18,18 @@ from ragkit.library import Library
 from ragkit.records import ROUTE_KEYWORDS
 from ragkit.studio import describe
 from ragkit.studio.cost import CostLedger
-from tests.conftest import run_cli
+from tests.conftest import GEMINI_TEST_KEY
+from tests.support.cli import popen_cli, run_cli_inprocess
 from devtools.fake_gemini import (caption_failure_reply, caption_for, caption_reply, quota_reply, slow_reply)
 from tests.images_factory import jpeg_bytes
-from tests.test_batch import _popen_cli
 
-KEY = "caption-test-key-5d2f8e1a"
-
-
-@pytest.fixture
-def caption_env(ragkit_env, fake_gemini) -> dict[str, str]:
-    return {**ragkit_env, "GEMINI_API_KEY": KEY, "RAGKIT_GEMINI_BASE_URL": fake_gemini.url}
+KEY = GEMINI_TEST_KEY
 
 
 @pytest.fixture
-def lib(tmp_path, caption_env, tiny_embedder):
-    library = Library.open(Settings.load(env=caption_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
-    yield library
-    library.close()
+def lib(gemini_library):
+    """This module's name for the shared Gemini-backed library (tests/conftest.py)."""
+    return gemini_library
 
 
 def add(library, seeds, tag: str = "") -> list[str]:
@@ -84,8 +78,8 @@ def test_the_request_carries_the_image_and_asks_for_json_with_the_schema(lib, fa
     assert lib.get(sha).caption == caption
 
 
-def test_a_caption_model_setting_is_what_is_asked(tmp_path, caption_env, fake_gemini, tiny_embedder):
-    env = {**caption_env, "RAGKIT_CAPTION_MODEL": "gemini-3.1-flash-lite"}
+def test_a_caption_model_setting_is_what_is_asked(tmp_path, gemini_env, fake_gemini, tiny_embedder):
+    env = {**gemini_env, "RAGKIT_CAPTION_MODEL": "gemini-3.1-flash-lite"}
     library = Library.open(Settings.load(env=env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
     try:
         run(library, ids=add(library, [2]))
@@ -199,9 +193,9 @@ def _captioned(data_dir) -> int:
     return sum(i["status"] == "done" for path in states for i in json.loads(path.read_text())["items"])
 
 
-def test_killed_mid_describe_the_same_command_describes_only_the_rest(tmp_path, caption_env, fake_gemini,
+def test_killed_mid_describe_the_same_command_describes_only_the_rest(tmp_path, gemini_env, fake_gemini,
                                                                       tiny_embedder):
-    library = Library.open(Settings.load(env=caption_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
+    library = Library.open(Settings.load(env=gemini_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
     try:
         add(library, range(60, 70))
     finally:
@@ -209,7 +203,7 @@ def test_killed_mid_describe_the_same_command_describes_only_the_rest(tmp_path, 
     fake_gemini.always(lambda request: slow_reply(0.3, caption_reply(*caption_for(request.images[0][1]))))
     command = ["describe", "--all", "--concurrency", "2", "--json"]
 
-    first = _popen_cli(command, caption_env, tmp_path)
+    first = popen_cli(command, gemini_env, tmp_path)
     deadline = time.monotonic() + 60
     while _captioned(tmp_path / "data") < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -217,20 +211,20 @@ def test_killed_mid_describe_the_same_command_describes_only_the_rest(tmp_path, 
     first.communicate(timeout=30)
     sent_before = len(fake_gemini.requests)
     # What the library holds is the record (a caption can land just before its job's state says so).
-    library = Library.open(Settings.load(env=caption_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
+    library = Library.open(Settings.load(env=gemini_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
     try:
         done_at_kill = sum(bool(asset.caption) for asset in library.page(0, 20).assets)
     finally:
         library.close()
     assert 3 <= done_at_kill < 10, done_at_kill
 
-    second = run_cli(command, caption_env, tmp_path)
+    second = run_cli_inprocess(command, gemini_env, tmp_path)
     assert second.returncode == 0, second.stderr
     report = json.loads(second.stdout)
     assert len(fake_gemini.requests) - sent_before == len(report["items"]) == 10 - done_at_kill
     assert report["counts"] == {"pending": 0, "done": 10 - done_at_kill, "failed": 0}
 
-    library = Library.open(Settings.load(env=caption_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
+    library = Library.open(Settings.load(env=gemini_env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
     try:
         assets = library.page(0, 20).assets
         assert len(assets) == 10 and all(asset.caption for asset in assets)
@@ -240,23 +234,23 @@ def test_killed_mid_describe_the_same_command_describes_only_the_rest(tmp_path, 
     assert CostLedger(tmp_path / "data").totals().generations >= len(fake_gemini.requests) - 2
 
 
-def test_ingest_describe_captions_the_added_images_and_a_missing_key_says_what_to_do(tmp_path, caption_env,
+def test_ingest_describe_captions_the_added_images_and_a_missing_key_says_what_to_do(tmp_path, gemini_env,
                                                                                      fake_gemini):
     folder = tmp_path / "new"
     folder.mkdir()
     for seed in (70, 71):
         (folder / f"new-{seed}.jpg").write_bytes(jpeg_bytes(seed))
-    no_key = {k: v for k, v in caption_env.items() if k != "GEMINI_API_KEY"}
-    refused = run_cli(["ingest", str(folder), "--describe"], no_key, tmp_path)
+    no_key = {k: v for k, v in gemini_env.items() if k != "GEMINI_API_KEY"}
+    refused = run_cli_inprocess(["ingest", str(folder), "--describe"], no_key, tmp_path)
     assert refused.returncode == 1 and "GEMINI_API_KEY" in refused.stderr.decode()
     assert not (tmp_path / "data" / "originals").exists() or not any((tmp_path / "data" / "originals").rglob("*.*"))
 
-    done = run_cli(["ingest", str(folder), "--describe", "--json"], caption_env, tmp_path)
+    done = run_cli_inprocess(["ingest", str(folder), "--describe", "--json"], gemini_env, tmp_path)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     captions = {item["sha256"]: item["caption"] for item in report["describe"]["items"]}
     assert set(captions) == {a["sha256"] for a in report["added"]} and all(captions.values())
     assert KEY not in done.stderr.decode() + done.stdout.decode()
 
-    shown = run_cli(["describe", next(iter(captions))], no_key, tmp_path)
+    shown = run_cli_inprocess(["describe", next(iter(captions))], no_key, tmp_path)
     assert shown.returncode == 1 and "GEMINI_API_KEY" in shown.stderr.decode()

@@ -8,7 +8,7 @@ from ragkit.lifecycle import doctor
 from ragkit.errors import InvalidInputError
 from ragkit.ingest.pipeline import Provenance
 from ragkit.ingest.portable import export_library, import_library
-from tests.conftest import run_cli
+from tests.support.cli import run_cli_inprocess
 from tests.images_factory import png_bytes
 
 
@@ -110,14 +110,14 @@ def test_import_refuses_foreign_and_tampered_archives(library, tmp_path, image_f
 
 
 def test_doctor_export_import_cli(tmp_path, ragkit_env, image_folder):
-    assert run_cli(["ingest", str(image_folder), "--tag", "a"], ragkit_env, tmp_path).returncode == 0
-    healthy = run_cli(["doctor", "--json"], ragkit_env, tmp_path)
+    assert run_cli_inprocess(["ingest", str(image_folder), "--tag", "a"], ragkit_env, tmp_path).returncode == 0
+    healthy = run_cli_inprocess(["doctor", "--json"], ragkit_env, tmp_path)
     assert healthy.returncode == 0 and json.loads(healthy.stdout)["healthy"] is True
     out = tmp_path / "all.zip"
-    exported = run_cli(["export", "--out", str(out), "--json"], ragkit_env, tmp_path)
+    exported = run_cli_inprocess(["export", "--out", str(out), "--json"], ragkit_env, tmp_path)
     assert exported.returncode == 0 and json.loads(exported.stdout)["assets"] == 8
     other_env = {**ragkit_env, "RAGKIT_DATA_DIR": str(tmp_path / "other")}
-    imported = run_cli(["import", str(out), "--json"], other_env, tmp_path)
+    imported = run_cli_inprocess(["import", str(out), "--json"], other_env, tmp_path)
     assert imported.returncode == 0, imported.stderr
     assert len(json.loads(imported.stdout)["added"]) == 8
 

@@ -19,6 +19,7 @@ from ragkit.search.duplicates import find_duplicate_groups, resolve_group, valid
 from ragkit.errors import AssetNotFoundError, InvalidInputError
 from ragkit.records import Asset
 from tests.conftest import run_cli
+from tests.support.cli import run_cli_inprocess
 from tests.near_duplicates import Sample, near_duplicate_set
 
 HOSTILE_THRESHOLDS = ["1.5", "-2", "nan", "NaN", "inf", "-inf", "0", "1e309", "abc", "", "0.95; rm -rf /",
@@ -247,7 +248,7 @@ def test_cli_json_lists_the_groups(library, tmp_path, ragkit_env):
     store_vectors(library, scene(library.dim))
     library.close()  # the CLI is another process: free the Lite file
 
-    out = run_cli(["duplicates", "--threshold", "0.95", "--json"], ragkit_env, tmp_path)
+    out = run_cli_inprocess(["duplicates", "--threshold", "0.95", "--json"], ragkit_env, tmp_path)
 
     assert out.returncode == 0, out.stderr
     document = json.loads(out.stdout)
@@ -263,7 +264,7 @@ def test_cli_json_lists_the_groups(library, tmp_path, ragkit_env):
 
 def test_cli_human_output_and_an_empty_library(library, tmp_path, ragkit_env):
     library.close()
-    empty = run_cli(["duplicates", "--threshold", "0.9", "--json"], ragkit_env, tmp_path)
+    empty = run_cli_inprocess(["duplicates", "--threshold", "0.9", "--json"], ragkit_env, tmp_path)
     assert empty.returncode == 0 and json.loads(empty.stdout)["groups"] == []
 
     reopened = type(library).open(library.settings, embedder=library.embedder)
@@ -271,7 +272,7 @@ def test_cli_human_output_and_an_empty_library(library, tmp_path, ragkit_env):
         store_vectors(reopened, scene(reopened.dim))
     finally:
         reopened.close()
-    human = run_cli(["duplicates", "--threshold", "0.95"], ragkit_env, tmp_path)
+    human = run_cli_inprocess(["duplicates", "--threshold", "0.95"], ragkit_env, tmp_path)
     assert human.returncode == 0, human.stderr
     text = human.stdout.decode()
     assert text.count("group ") == 2 and "keep" in text and "d.jpg" in text and "f.jpg" not in text
@@ -313,9 +314,9 @@ def test_copies_of_one_shot_group_and_other_pictures_do_not(tmp_path, ragkit_env
         if sample.variant in wanted.get(shot, ()):
             (folder / sample.name).write_bytes(sample.data)
             (copies if sample.shot == "red-sneaker" else apart).append(sample.name)
-    assert run_cli(["ingest", str(folder)], ragkit_env, tmp_path).returncode == 0
+    assert run_cli_inprocess(["ingest", str(folder)], ragkit_env, tmp_path).returncode == 0
 
-    out = run_cli(["duplicates", "--threshold", "0.999", "--json"], ragkit_env, tmp_path)
+    out = run_cli_inprocess(["duplicates", "--threshold", "0.999", "--json"], ragkit_env, tmp_path)
 
     assert out.returncode == 0, out.stderr
     [group] = json.loads(out.stdout)["groups"]

@@ -20,10 +20,9 @@ from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from ragkit.studio import kits
 from tests.conftest import free_port
-from tests.e2e_support import (chromium_page, product_jpeg, product_set, require_browser, streamlit_server,
-                               wait_for_app_idle)
+from tests.e2e_support import (ARTIFACTS, chromium_page, images_loaded, product_jpeg, product_set, require_browser,
+                               shot, streamlit_server, wait_for_app_idle)
 from devtools.fake_gemini import FakeGemini, image_reply, slow_reply, usage_metadata
-from tests.test_e2e_studio import ARTIFACTS, images_loaded, shot
 
 pytestmark = pytest.mark.browser
 

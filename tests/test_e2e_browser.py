@@ -6,48 +6,16 @@ test-artifacts/e2e/; with RAGKIT_UPDATE_SCREENSHOTS=1 they also replace docs/scr
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port
-from tests.e2e_support import (REPO, chromium_page, product_set, require_browser, streamlit_server,
-                               wait_for_app_idle)
+from tests.e2e_support import (ARTIFACTS, GRID_IMAGES, chromium_page, image_sizes, product_set,
+                               require_browser, shot, streamlit_server, wait_for_app_idle)
 
 pytestmark = pytest.mark.browser
-
-ARTIFACTS = REPO / "test-artifacts" / "e2e"
-DOCS_SHOTS = REPO / "docs" / "screenshots"
-GRID_IMAGES = '[class*="st-key-ragkit-grid-{}"] [data-testid="stImage"] img'
-
-
-def _images_loaded(page, selector: str, count: int) -> list[dict]:
-    """naturalWidth/Height of the images matching selector, once `count` of them have loaded."""
-    page.wait_for_function(
-        "([s, n]) => { const imgs = [...document.querySelectorAll(s)];"
-        " return imgs.length === n && imgs.every(i => i.complete && i.naturalWidth > 0); }",
-        arg=[selector, count], timeout=60_000)
-    return page.eval_on_selector_all(selector, "els => els.map(i => ({w: i.naturalWidth, h: i.naturalHeight}))")
-
-
-def _shot(page, name: str, height: int | None = None) -> Path:
-    """Screenshot the viewport (Streamlit scrolls inside the page, so a taller viewport shows more)."""
-    if height:
-        page.set_viewport_size({"width": 1440, "height": height})
-        wait_for_app_idle(page)
-    path = ARTIFACTS / f"{name}.png"
-    page.mouse.move(2, 2)  # no hover effects in the picture
-    page.screenshot(path=str(path))
-    if height:
-        page.set_viewport_size({"width": 1440, "height": 1000})
-    if os.environ.get("RAGKIT_UPDATE_SCREENSHOTS") == "1":
-        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS_SHOTS / path.name)
-    return path
 
 
 def test_upload_browse_search_and_pick_references_in_chromium(ragkit_env, tmp_path):
@@ -79,7 +47,7 @@ def _walk_through(page, url: str, products: list[tuple[str, bytes]]) -> None:
     page.get_by_text("Your library is empty").wait_for(timeout=90_000)
     wait_for_app_idle(page, 60)
     assert page.get_by_text("Demo model with random weights").is_visible()
-    _shot(page, "empty-library")
+    shot(page, "empty-library")
 
     # 2. Drag-and-drop is a file input underneath: twelve product shots and one text file.
     files = [{"name": name, "mimeType": "image/jpeg", "buffer": data} for name, data in products]
@@ -97,7 +65,7 @@ def _walk_through(page, url: str, products: list[tuple[str, bytes]]) -> None:
     assert page.locator('[class*="st-key-library-report"]').get_by_text("1 rejected").is_visible()
 
     # 3. The grid shows twelve thumbnails (never the 640-px originals), newest first.
-    sizes = _images_loaded(page, GRID_IMAGES.format("library"), 12)
+    sizes = image_sizes(page, GRID_IMAGES.format("library"), 12)
     assert len(sizes) == 12
     assert all(max(s["w"], s["h"]) <= 384 for s in sizes), sizes
     assert page.get_by_text("12 images, newest first").is_visible()
@@ -105,7 +73,7 @@ def _walk_through(page, url: str, products: list[tuple[str, bytes]]) -> None:
     assert captions.first.inner_text().strip() == products[-1][0]
     page.get_by_role("button", name="Dismiss").click()
     wait_for_app_idle(page)
-    _shot(page, "library", height=1300)
+    shot(page, "library", height=1300)
 
     # 4. Details open in a dialog; closing it keeps it closed on later reruns.
     page.get_by_role("button", name="Details").first.click()
@@ -115,8 +83,8 @@ def _walk_through(page, url: str, products: list[tuple[str, bytes]]) -> None:
     assert dialog.get_by_text(products[-1][0]).first.is_visible()
     assert dialog.get_by_role("button", name="Download original").is_visible()
     assert dialog.get_by_role("button", name="Find similar").is_visible()
-    _images_loaded(page, '[role="dialog"] [data-testid="stImage"] img', 1)
-    _shot(page, "details")
+    image_sizes(page, '[role="dialog"] [data-testid="stImage"] img', 1)
+    shot(page, "details")
     page.keyboard.press("Escape")
     dialog.wait_for(state="hidden")
     wait_for_app_idle(page)
@@ -131,7 +99,7 @@ def _walk_through(page, url: str, products: list[tuple[str, bytes]]) -> None:
     query.press("Enter")
     page.get_by_text("results for “a red sneaker”").wait_for(timeout=60_000)
     wait_for_app_idle(page)
-    _images_loaded(page, GRID_IMAGES.format("search"), 6)
+    image_sizes(page, GRID_IMAGES.format("search"), 6)
     grid_text = page.locator('[class*="st-key-ragkit-grid-search"]').inner_text()
     assert len(re.findall(r"^\s*-?\d\.\d\d\s*$", grid_text, re.M)) == 6, grid_text  # scores as 0.83
 
@@ -142,13 +110,13 @@ def _walk_through(page, url: str, products: list[tuple[str, bytes]]) -> None:
         wait_for_app_idle(page)
     sidebar = page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("References · 2").wait_for()
-    _images_loaded(page, '[class*="st-key-ragkit-tray-sidebar"] img', 2)
-    _shot(page, "search", height=1200)
+    image_sizes(page, '[class*="st-key-ragkit-tray-sidebar"] img', 2)
+    shot(page, "search", height=1200)
 
     # 7. Open Studio with the two references (the tray's grid, whatever else the Studio shows).
     sidebar.get_by_role("button", name="Open Studio").click()
     page.get_by_role("heading", name="Studio", exact=True).wait_for()
     wait_for_app_idle(page)
-    _images_loaded(page, GRID_IMAGES.format("tray-studio"), 2)
+    image_sizes(page, GRID_IMAGES.format("tray-studio"), 2)
     assert sidebar.get_by_role("button", name="Open Studio").count() == 0  # already there
-    _shot(page, "references-in-studio")
+    shot(page, "references-in-studio")

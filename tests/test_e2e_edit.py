@@ -19,7 +19,7 @@ from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from tests.conftest import free_port
 from tests.e2e_support import chromium_page, product_jpeg, product_picture, require_browser, streamlit_server, wait_for_app_idle
-from tests.test_e2e_studio import ARTIFACTS, images_loaded, shot
+from tests.e2e_support import ARTIFACTS, images_loaded, shot
 from devtools.fake_gemini import FakeGemini, image_reply, signs_thoughts
 
 pytestmark = pytest.mark.browser

@@ -10,10 +10,9 @@ import pytest
 
 from ragkit.ingest.pipeline import Upload
 from tests.conftest import free_port
-from tests.e2e_support import (chromium_browser, new_session_page, product_set, require_browser,
-                               streamlit_server, wait_for_app_idle)
+from tests.e2e_support import (ARTIFACTS, chromium_browser, image_sizes, new_session_page, product_set,
+                               require_browser, shot, streamlit_server, wait_for_app_idle)
 from tests.images_factory import encode, picture
-from tests.test_e2e_browser import ARTIFACTS, _images_loaded, _shot
 
 pytestmark = pytest.mark.browser
 GRID_CAPTIONS = '[class*="st-key-ragkit-grid-search"] [data-testid="stCaptionContainer"]'
@@ -64,8 +63,8 @@ def test_a_search_link_opens_the_same_results_in_another_browser_session(ragkit_
         # For the docs: "like this, but red" from a link, and the Duplicates view.
         second.goto(f"{url}/search?similar={ids['yellow-mug.jpg']}&with=red&weight=0.6&not=people&k=8")
         _results(second)
-        _images_loaded(second, '[class*="st-key-ragkit-grid-search"] [data-testid="stImage"] img', 8)
-        _shot(second, "composed-search", height=1250)
+        image_sizes(second, '[class*="st-key-ragkit-grid-search"] [data-testid="stImage"] img', 8)
+        shot(second, "composed-search", height=1250)
         second.goto(url)
         second.get_by_text("Duplicates", exact=True).wait_for(timeout=60_000)
         wait_for_app_idle(second)
@@ -78,8 +77,8 @@ def test_a_search_link_opens_the_same_results_in_another_browser_session(ragkit_
         second.get_by_role("button", name="Find duplicates").click()
         second.get_by_text("3 groups of near-duplicates").wait_for(timeout=60_000)
         wait_for_app_idle(second)
-        _images_loaded(second, '[class*="st-key-library-dup-group"] [data-testid="stImage"] img', 6)
-        _shot(second, "duplicates", height=1400)
+        image_sizes(second, '[class*="st-key-library-dup-group"] [data-testid="stImage"] img', 6)
+        shot(second, "duplicates", height=1400)
         for page in (first, second):
             assert page.locator('[data-testid="stException"]').count() == 0
     assert time.monotonic() - started < 120

@@ -12,17 +12,14 @@ replace docs/screenshots/studio-*.png (the convention of tests/test_e2e_browser.
 from __future__ import annotations
 
 import io
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from tests.conftest import free_port
-from tests.e2e_support import (REPO, chromium_page, product_set, require_browser, streamlit_server,
-                               wait_for_app_idle)
+from tests.e2e_support import (ARTIFACTS, GRID_IMAGES, chromium_page, images_loaded, product_set,
+                               require_browser, shot, streamlit_server, wait_for_app_idle)
 
 from devtools.fake_gemini import FakeGemini, blocked_reply, image_reply, slow_reply
 
@@ -30,9 +27,6 @@ pytestmark = pytest.mark.browser
 
 KEY = "sk-e2e-2b7c9d0e1f3a4b5c6d7e"
 BRIEF = "A model wearing these products on a sunny beach at golden hour"
-ARTIFACTS = REPO / "test-artifacts" / "e2e"
-DOCS_SHOTS = REPO / "docs" / "screenshots"
-GRID_IMAGES = '[class*="st-key-ragkit-grid-{}"] [data-testid="stImage"] img'
 
 
 def beach_png(references: list[bytes], size=(960, 540)) -> bytes:
@@ -58,37 +52,6 @@ def beach_png(references: list[bytes], size=(960, 540)) -> bytes:
     buffer = io.BytesIO()
     scene.save(buffer, "PNG")
     return buffer.getvalue()
-
-
-def shot(page, name: str, height: int | None = None, top=None) -> Path:
-    """Screenshot the viewport (Streamlit scrolls inside the page: a taller viewport shows more),
-    optionally scrolled so that the locator `top` is at the top."""
-    if height:
-        page.set_viewport_size({"width": 1440, "height": height})
-        wait_for_app_idle(page)
-    if top is not None:
-        top.evaluate("e => e.scrollIntoView({block: 'start'})")
-        page.wait_for_timeout(200)
-    path = ARTIFACTS / f"{name}.png"
-    page.mouse.move(2, 2)  # no hover effects or tooltips in the picture
-    page.wait_for_timeout(500)
-    page.screenshot(path=str(path))
-    if height:
-        page.set_viewport_size({"width": 1440, "height": 1000})
-        wait_for_app_idle(page)
-    if os.environ.get("RAGKIT_UPDATE_SCREENSHOTS") == "1":
-        DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS_SHOTS / path.name)
-    return path
-
-
-def images_loaded(page, selector: str, count: int | None = None) -> int:
-    """Wait until the images matching selector (at least `count`) have loaded; how many there are."""
-    page.wait_for_function(
-        "([s, n]) => { const i = [...document.querySelectorAll(s)];"
-        " return i.length >= n && i.every(x => x.complete && x.naturalWidth > 0); }",
-        arg=[selector, count or 1])
-    return page.locator(selector).count()
 
 
 def test_search_pick_generate_save_and_find_with_provenance(ragkit_env, tmp_path):

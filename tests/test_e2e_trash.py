@@ -12,9 +12,8 @@ from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from ragkit.rights import rights_change
 from tests.conftest import free_port
-from tests.e2e_support import (blob_counts, chromium_page, product_set, require_browser, streamlit_server,
-                               wait_for_app_idle)
-from tests.test_e2e_browser import ARTIFACTS, GRID_IMAGES, _images_loaded, _shot
+from tests.e2e_support import (ARTIFACTS, GRID_IMAGES, blob_counts, chromium_page, image_sizes, product_set,
+                               require_browser, shot, streamlit_server, wait_for_app_idle)
 
 pytestmark = pytest.mark.browser
 
@@ -68,7 +67,7 @@ def _walk_through(page, url: str) -> None:
     page.goto(url)
     page.get_by_text("12 images, newest first").wait_for(timeout=90_000)
     wait_for_app_idle(page, 60)
-    _images_loaded(page, GRID_IMAGES.format("library"), 12)
+    image_sizes(page, GRID_IMAGES.format("library"), 12)
     page.get_by_text("Expired 2025-08-31").first.wait_for()  # the badge on the oldest
 
     # 1. Select three tiles (the newest three): the bar counts them.
@@ -103,7 +102,7 @@ def _walk_through(page, url: str) -> None:
     page.get_by_text("3 selected").wait_for()
     _dismiss_toasts(page)
     page.evaluate("document.activeElement && document.activeElement.blur()")  # no focus ring in the picture
-    _shot(page, "selection", height=1000)
+    shot(page, "selection", height=1000)
 
     # 3. Delete them: a confirmation, then they are in the trash.
     bar.get_by_role("button", name="Delete…").click()
@@ -111,20 +110,20 @@ def _walk_through(page, url: str) -> None:
     page.get_by_role("button", name="Yes, move to the trash").click()
     page.get_by_text("9 images, newest first").wait_for()
     wait_for_app_idle(page)
-    _images_loaded(page, GRID_IMAGES.format("library"), 9)
+    image_sizes(page, GRID_IMAGES.format("library"), 9)
 
     # 4. The Trash view: three thumbnails with when they were deleted; restore one.
     page.get_by_text("Trash (3)", exact=True).click()
     page.get_by_text("3 images in the trash").wait_for()
     wait_for_app_idle(page)
-    _images_loaded(page, GRID_IMAGES.format("trash"), 3)
+    image_sizes(page, GRID_IMAGES.format("trash"), 3)
     badges = page.locator('[class*="st-key-ragkit-grid-trash"] [data-testid="stMarkdown"]')
     assert badges.filter(has_text="30 days left").count() == 3
     page.locator(TILE_CHECKBOXES.format("trash")).nth(1).click()  # the trash has its own selection bar
     page.locator('[class*="st-key-selection-bar-trash"]').get_by_text("1 selected").wait_for()
     wait_for_app_idle(page)
     _dismiss_toasts(page)
-    _shot(page, "trash", height=1000)
+    shot(page, "trash", height=1000)
     page.locator('[class*="st-key-ragkit-grid-trash"]').get_by_role("button", name="Restore").first.click()
     page.get_by_text("2 images in the trash").wait_for()
     wait_for_app_idle(page)

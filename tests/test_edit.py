@@ -136,7 +136,7 @@ def test_cli_generate_edit_saves_the_new_version_and_reports_its_parent(lib, fak
     for name, value in studio_env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli, "_open_library", lambda settings: lib)
+    monkeypatch.setattr("ragkit.cli.common.open_library", lambda settings: lib)
     code = cli.main(["generate", "--edit", original, "make the background blue", "--model", NB2, "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err

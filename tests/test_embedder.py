@@ -58,6 +58,7 @@ def test_trimmed_text_embeddings_equal_the_full_context_tiny(tiny_embedder):
     assert_trim_is_exact(tiny_embedder)
 
 
+@pytest.mark.slow
 def test_trimmed_text_embeddings_equal_the_full_context_vit_b_32():
     """The real text tower's size and config (random weights: same computation as trained ones)."""
     assert_trim_is_exact(ClipEmbedder("ViT-B-32", "none", "cpu"))

@@ -15,7 +15,7 @@ from ragkit.storage.filters import Filters, orientation_of
 from ragkit.ingest.portable import export_library
 from ragkit.records import Asset
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli_inprocess
 
 N, K = 400, 10
 DAY_MS = 86_400_000
@@ -154,12 +154,13 @@ def test_hostile_filter_values_are_refused_with_what_to_type(bad, message):
 def test_cli_filters_search_and_refuse_bad_values(tmp_path, ragkit_env, image_folder, library, capsys):
     """The flags through the real CLI: PNG and portrait pictures only; bad values are usage errors."""
     from PIL import Image
-    from ragkit.cli.main import _filters, build_parser
+    from ragkit.cli.common import filters_from as _filters
+    from ragkit.cli.main import build_parser
     Image.new("RGB", (120, 200), (200, 30, 30)).save(image_folder / "tall.png")
     Image.new("RGB", (200, 120), (30, 30, 200)).save(image_folder / "wide.png")
     assert library.ingest_paths([image_folder]).ok
     library.close()  # the CLI's process opens the file next
-    found = run_cli(["search", "a picture", "--type", "PNG", "--orientation", "portrait", "--since", "2000-01-01",
+    found = run_cli_inprocess(["search", "a picture", "--type", "PNG", "--orientation", "portrait", "--since", "2000-01-01",
                      "-k", "20", "--json"], ragkit_env, tmp_path)
     assert found.returncode == 0, found.stderr
     assert [h["filename"] for h in json.loads(found.stdout)["hits"]] == ["tall.png"]

@@ -26,7 +26,8 @@ from ragkit.ingest.pipeline import Provenance, Upload, collect_sources, read_ima
 from ragkit.library import Library
 from ragkit.studio import prepare_reference
 from ragkit.text import printable
-from tests.bad_inputs import cli_command, cli_env, run_cli_capped, unix_socket_file
+from tests.bad_inputs import run_cli_capped, unix_socket_file
+from tests.support.cli import cli_command, cli_env
 from tests.images_factory import encode, jpeg_bytes, picture
 
 MAX_PIXELS = 150_000_000
@@ -67,6 +68,7 @@ def test_studio_references_go_through_the_same_guard():
     assert prepare_reference(encode(picture(61, (4000, 200)), "PNG"), "image/png").data
 
 
+@pytest.mark.slow
 def test_search_by_a_strip_image_is_refused_under_a_memory_cap(tmp_path, ragkit_env):
     """`search --image` of a 1000000x1 PNG: a 64 x 64-million-px resize (12 GB) before the fix."""
     (tmp_path / "sliver.png").write_bytes(encode(Image.new("L", (1_000_000, 1)), "PNG", optimize=True))
@@ -140,6 +142,7 @@ def _many_images(folder: Path, count: int) -> None:
         (folder / f"img-{i:04d}.jpg").write_bytes(base + i.to_bytes(4, "big"))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_ctrl_c_stops_an_ingest_promptly(tmp_path, ragkit_env, settings, tiny_embedder):
     """Before the fix a FIFO in the folder blocked a reader thread, and Ctrl-C waited on it forever."""
@@ -204,6 +207,7 @@ def _without_root_override(probe_dir: Path) -> list[str]:
     return prefix
 
 
+@pytest.mark.slow
 def test_unlistable_folders_are_reported_not_skipped(tmp_path, ragkit_env):
     locked = tmp_path / "n" / "locked"
     inner = tmp_path / "n" / "open" / "sub"
@@ -267,7 +271,7 @@ def test_printable_keeps_the_lines_of_prose_only_when_asked():
 
 def _run_main(argv, library, monkeypatch, capsys) -> tuple[int, str, str]:
     """`python -m ragkit ...` in process, on the test's library (RAGKIT_DEBUG keeps logging as it is)."""
-    monkeypatch.setattr(cli, "_open_library", lambda settings: library)
+    monkeypatch.setattr("ragkit.cli.common.open_library", lambda settings: library)
     monkeypatch.setenv("RAGKIT_DEBUG", "1")
     code = cli.main(argv)
     out, err = capsys.readouterr()

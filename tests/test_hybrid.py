@@ -13,7 +13,7 @@ from ragkit.search import hybrid
 from ragkit.errors import InvalidInputError
 from ragkit.ingest.pipeline import Upload
 from ragkit.records import ROUTE_CLIP, ROUTE_KEYWORDS
-from tests.conftest import run_cli
+from tests.support.cli import run_cli_inprocess
 from tests.images_factory import jpeg_bytes
 
 
@@ -116,18 +116,18 @@ def test_cli_composed_and_keyword_flags(library, ragkit_env, tmp_path):
     library.close()
     photo = tmp_path / "example.jpg"
     photo.write_bytes(jpeg_bytes(401))
-    out = run_cli(["search", "in red", "--image", str(photo), "--text-weight", "0.3", "--not", "people", "-k", "3",
+    out = run_cli_inprocess(["search", "in red", "--image", str(photo), "--text-weight", "0.3", "--not", "people", "-k", "3",
                    "--json"], ragkit_env, tmp_path)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     assert len(json.loads(out.stdout)["hits"]) == 3
-    out = run_cli(["search", "SKU-4471", "--json"], ragkit_env, tmp_path)
+    out = run_cli_inprocess(["search", "SKU-4471", "--json"], ragkit_env, tmp_path)
     first = json.loads(out.stdout)["hits"][0]
     assert first["filename"] == "SKU-4471 red cape.jpg" and "keywords" in first["routes"]
-    out = run_cli(["search", "SKU-4471", "--no-keywords", "--json"], ragkit_env, tmp_path)
+    out = run_cli_inprocess(["search", "SKU-4471", "--no-keywords", "--json"], ragkit_env, tmp_path)
     assert all(hit["routes"] == ["clip"] for hit in json.loads(out.stdout)["hits"])
     for args in (["search", "x", "--image", str(photo), "--text-weight", "1.5"],
                  ["search", "x", "--not", "people"]):
-        bad = run_cli(args, ragkit_env, tmp_path)
+        bad = run_cli_inprocess(args, ragkit_env, tmp_path)
         assert bad.returncode == 2 and b"Traceback" not in bad.stderr, bad.stderr
 
 
@@ -148,5 +148,5 @@ def test_a_milvus_without_full_text_search_says_so_and_still_searches(real_milvu
         assert len(hits) == 3 and all(h.routes == (ROUTE_CLIP,) for h in hits)
     finally:
         library.close()
-    out = run_cli(["search", "photo_3"], env, tmp_path)
+    out = run_cli_inprocess(["search", "photo_3"], env, tmp_path)
     assert out.returncode == 0 and b"not searched" in out.stderr and b"Milvus 2.5" in out.stderr

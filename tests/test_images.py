@@ -76,6 +76,7 @@ def test_animated_gif_uses_first_frame():
     assert decoded.mime == "image/gif"
 
 
+@pytest.mark.slow
 def test_huge_jpeg_is_decoded_at_reduced_size():
     big = picture(4, (6000, 4000))  # 24 megapixels
     decoded = _decode(encode(big, "JPEG", quality=80))

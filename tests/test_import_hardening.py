@@ -21,7 +21,8 @@ from ragkit.errors import InvalidInputError
 from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from ragkit.ingest.portable import import_library
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO
+from tests.support.cli import run_cli_inprocess
 from tests.e2e_support import all_text, app_env, new_app, run  # noqa: F401 - app_env is a fixture
 from tests.hostile_zips import (BOMB_MEMBER_BYTES, Filler, honest_entry, lie_about_size, manifest,
                                 write_export)
@@ -55,6 +56,7 @@ def members_of(*contents: bytes | Filler) -> dict:
 
 
 # --- memory bombs ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_zero_member_listed_16_times_is_read_once_and_good_entries_land(tmp_path, ragkit_env):
     goods = good_pictures(2)
     bomb = Filler(BOMB_MEMBER_BYTES)
@@ -72,6 +74,7 @@ def test_a_zero_member_listed_16_times_is_read_once_and_good_entries_land(tmp_pa
     assert all("the same file as entry 3, which was not imported" in r for r in reasons[1:])
 
 
+@pytest.mark.slow
 def test_a_1_gib_metadata_json_is_refused_without_reading_it(tmp_path, ragkit_env):
     archive = write_export(tmp_path / "spaces.zip", metadata=Filler(2**30, b" "))
     assert archive.stat().st_size < 2 * 2**20
@@ -189,7 +192,7 @@ def test_bad_entries_make_the_cli_exit_3_and_say_why(tmp_path, ragkit_env):
     good = jpeg_bytes(530)
     entries = [honest_entry(good, "good.jpg"), honest_entry(jpeg_bytes(531), "summer.jpg", tags="summer")]
     archive = write_export(tmp_path / "x.zip", entries, members_of(good, jpeg_bytes(531)))
-    result = run_cli(["import", str(archive)], ragkit_env, tmp_path)
+    result = run_cli_inprocess(["import", str(archive)], ragkit_env, tmp_path)
     assert result.returncode == 3, result.stderr
     assert 'rejected: summer.jpg: metadata.json entry 2: "tags" must be a list of strings' in result.stderr.decode()
     assert "imported 1, duplicates 0, rejected 1" in result.stderr.decode()
@@ -253,14 +256,14 @@ def test_odd_stored_dates_break_no_search_export_or_import(tmp_path, settings, t
     finally:
         library.close()
 
-    found = run_cli(["search", "a picture", "-k", "10", "--json"], ragkit_env, tmp_path)
+    found = run_cli_inprocess(["search", "a picture", "-k", "10", "--json"], ragkit_env, tmp_path)
     assert found.returncode == 0, found.stderr
     dates = {hit["sha256"]: hit["created_at"] for hit in json.loads(found.stdout)["hits"]}
     assert set(odd) <= set(dates) and all(dates[sha] is None for sha in odd)
     assert sum(1 for d in dates.values() if d) == 1
 
     out = tmp_path / "all.zip"
-    exported = run_cli(["export", "--out", str(out), "--json"], ragkit_env, tmp_path)
+    exported = run_cli_inprocess(["export", "--out", str(out), "--json"], ragkit_env, tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert json.loads(exported.stdout)["assets"] == 5
     with zipfile.ZipFile(out) as archive:
@@ -268,7 +271,7 @@ def test_odd_stored_dates_break_no_search_export_or_import(tmp_path, settings, t
     assert all(written[sha] is None for sha in odd)
 
     other_env = {**ragkit_env, "RAGKIT_DATA_DIR": str(tmp_path / "other")}
-    imported = run_cli(["import", str(out), "--json"], other_env, tmp_path)
+    imported = run_cli_inprocess(["import", str(out), "--json"], other_env, tmp_path)
     assert imported.returncode == 0, imported.stderr
     added = {a["sha256"]: a["created_at"] for a in json.loads(imported.stdout)["added"]}
     assert len(added) == 5 and all(added[sha] and added[sha] >= "2020" for sha in odd)  # the import time

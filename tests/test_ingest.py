@@ -112,6 +112,7 @@ def test_generated_image_keeps_provenance(library, image_folder):
     assert [h.asset.sha256 for h in hits] == [asset.sha256]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after_files", [1, 24, 120])
 def test_killed_ingest_completes_on_rerun(tmp_path, ragkit_env, kill_after_files):
     """kill -9 early, in the middle and late in an ingest, run it again: nothing lost, nothing doubled."""

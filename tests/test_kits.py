@@ -9,15 +9,14 @@ import threading
 import pytest
 
 from ragkit import studio
-from ragkit.config import Settings
 from ragkit.errors import InvalidInputError, KitConflictError, KitNotFoundError
 from ragkit.ingest.pipeline import Upload
-from ragkit.library import Library
 from ragkit.studio import ImageGenerator, kits
-from tests.conftest import run_cli
+from tests.conftest import GEMINI_TEST_KEY
+from tests.support.cli import run_cli_inprocess
 from tests.images_factory import jpeg_bytes
 
-KEY = "kit-test-key-31f7c0de99"
+KEY = GEMINI_TEST_KEY
 
 
 @pytest.fixture
@@ -106,11 +105,9 @@ def test_the_prompt_carries_the_brief_the_style_and_what_to_avoid():
 
 # ----------------------------------------------------------------------------- generating with a kit
 @pytest.fixture
-def lib(tmp_path, ragkit_env, tiny_embedder, fake_gemini):
-    env = {**ragkit_env, "GEMINI_API_KEY": KEY, "RAGKIT_GEMINI_BASE_URL": fake_gemini.url}
-    library = Library.open(Settings.load(env=env, cwd=tmp_path, secrets_files=[]), embedder=tiny_embedder)
-    yield library
-    library.close()
+def lib(gemini_library):
+    """This module's name for the shared Gemini-backed library (tests/conftest.py)."""
+    return gemini_library
 
 
 def test_generating_with_a_kit_sends_it_and_records_its_name_and_version(lib, fake_gemini):
@@ -146,32 +143,32 @@ def test_a_kit_whose_reference_was_deleted_says_so_and_is_not_used(lib, fake_gem
 
 # ----------------------------------------------------------------------------- the command
 def test_cli_set_list_delete(tmp_path, ragkit_env, image_folder):
-    ingest = run_cli(["ingest", str(image_folder), "--json"], ragkit_env, tmp_path)
+    ingest = run_cli_inprocess(["ingest", str(image_folder), "--json"], ragkit_env, tmp_path)
     added = json.loads(ingest.stdout)["added"][:2]
     logo, palette = [a["sha256"] for a in added]
 
-    made = run_cli(["brand-kit", "set", "Acme", "--style", "pastel, flat light", "--ref", logo, "--ref", palette,
+    made = run_cli_inprocess(["brand-kit", "set", "Acme", "--style", "pastel, flat light", "--ref", logo, "--ref", palette,
                     "--avoid", "text", "--aspect", "4:5", "--json"], ragkit_env, tmp_path)
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["version"] == 1 and b"version 1" in made.stderr
-    folded = run_cli(["brand-kit", "set", "acme", "--aspect", "1:1"], ragkit_env, tmp_path)
+    folded = run_cli_inprocess(["brand-kit", "set", "acme", "--aspect", "1:1"], ragkit_env, tmp_path)
     assert folded.returncode == 1 and b"give its name exactly as 'Acme'" in folded.stderr  # never a silent rename
-    changed = run_cli(["brand-kit", "set", "Acme", "--aspect", "1:1", "--json"], ragkit_env, tmp_path)
+    changed = run_cli_inprocess(["brand-kit", "set", "Acme", "--aspect", "1:1", "--json"], ragkit_env, tmp_path)
     kit = json.loads(changed.stdout)
     assert (kit["version"], kit["aspect"], kit["style"], kit["reference_ids"]) == (2, "1:1", "pastel, flat light",
                                                                                   [logo, palette])
-    listed = json.loads(run_cli(["brand-kit", "list", "--json"], ragkit_env, tmp_path).stdout)
+    listed = json.loads(run_cli_inprocess(["brand-kit", "list", "--json"], ragkit_env, tmp_path).stdout)
     assert [(k["name"], k["version"], k["problems"]) for k in listed["kits"]] == [("Acme", 2, [])]
 
-    run_cli(["delete", logo], ragkit_env, tmp_path)  # to the trash: the kit says where it went
-    human = run_cli(["brand-kit", "list"], ragkit_env, tmp_path)
+    run_cli_inprocess(["delete", logo], ragkit_env, tmp_path)  # to the trash: the kit says where it went
+    human = run_cli_inprocess(["brand-kit", "list"], ragkit_env, tmp_path)
     assert f"can't be used: reference {added[0]['filename']} is in the trash" in human.stdout.decode()
-    run_cli(["trash", "empty"], ragkit_env, tmp_path)
-    human = run_cli(["brand-kit", "list"], ragkit_env, tmp_path)
+    run_cli_inprocess(["trash", "empty"], ragkit_env, tmp_path)
+    human = run_cli_inprocess(["brand-kit", "list"], ragkit_env, tmp_path)
     assert f"can't be used: reference {logo[:12]}… was deleted from the library" in human.stdout.decode()
-    missing = run_cli(["brand-kit", "set", "Other", "--ref", logo], ragkit_env, tmp_path)
+    missing = run_cli_inprocess(["brand-kit", "set", "Other", "--ref", logo], ragkit_env, tmp_path)
     assert missing.returncode == 1 and b"was deleted from the library" in missing.stderr
 
-    assert run_cli(["brand-kit", "delete", "ACME"], ragkit_env, tmp_path).returncode == 0
-    gone = run_cli(["brand-kit", "delete", "Acme"], ragkit_env, tmp_path)
+    assert run_cli_inprocess(["brand-kit", "delete", "ACME"], ragkit_env, tmp_path).returncode == 0
+    gone = run_cli_inprocess(["brand-kit", "delete", "Acme"], ragkit_env, tmp_path)
     assert gone.returncode == 1 and b"No brand kit named 'Acme'" in gone.stderr

@@ -35,7 +35,7 @@ def test_the_cli_masks_a_token_typed_on_its_command_line(monkeypatch, capsys, tm
     def refuse(settings):
         raise StoreError("Milvus refused token root:s3cret-typed")
 
-    monkeypatch.setattr(cli, "_open_library", refuse)
+    monkeypatch.setattr("ragkit.cli.common.open_library", refuse)
     code = cli.main(["migrate", "--to", "http://127.0.0.1:9", "--token", "root:s3cret-typed"])
     err = capsys.readouterr().err
     assert code == cli.EXIT_FAILURE

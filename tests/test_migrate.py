@@ -17,7 +17,8 @@ from ragkit.config import Settings
 from ragkit.ingest.pipeline import Provenance, Upload
 from ragkit.library import Library
 from ragkit.records import Asset
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO
+from tests.support.cli import run_cli_inprocess
 from tests.e2e_support import app_env, seed  # noqa: F401 - fixtures
 from tests.images_factory import jpeg_bytes
 
@@ -49,7 +50,7 @@ def test_migrate_copies_the_library_and_the_server_answers_the_same(server, ragk
     finally:
         embedded.close()
 
-    out = run_cli(["migrate", "--to", server.uri, *(["--token", server.token] if server.token else []), "--json"],
+    out = run_cli_inprocess(["migrate", "--to", server.uri, *(["--token", server.token] if server.token else []), "--json"],
                   ragkit_env, tmp_path)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     report = json.loads(out.stdout)
@@ -58,7 +59,7 @@ def test_migrate_copies_the_library_and_the_server_answers_the_same(server, ragk
     if server.token:
         assert server.token not in out.stdout.decode() + out.stderr.decode()
 
-    again = run_cli(["migrate", "--to", server.uri, *(["--token", server.token] if server.token else []), "--json"],
+    again = run_cli_inprocess(["migrate", "--to", server.uri, *(["--token", server.token] if server.token else []), "--json"],
                     ragkit_env, tmp_path)
     assert again.returncode == 0, again.stderr.decode()[-2000:]
     assert json.loads(again.stdout)["copied"] == 0 and json.loads(again.stdout)["already_there"] == 9
@@ -109,7 +110,7 @@ def test_a_killed_migration_is_completed_by_the_next_run(real_milvus, ragkit_env
     assert process.returncode == -signal.SIGKILL, "the migration finished before it could be killed"
     assert 0 < landed < rows
 
-    out = run_cli(["migrate", "--to", real_milvus.uri, "--token", real_milvus.token, "--json"], ragkit_env, tmp_path)
+    out = run_cli_inprocess(["migrate", "--to", real_milvus.uri, "--token", real_milvus.token, "--json"], ragkit_env, tmp_path)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     report = json.loads(out.stdout)
     assert report["already_there"] >= landed and report["copied"] + report["already_there"] == rows
@@ -138,7 +139,7 @@ def _collection(client) -> str:
 
 
 def test_migrating_onto_itself_is_refused(ragkit_env, tmp_path, settings):
-    out = run_cli(["migrate", "--to", settings.milvus_uri], ragkit_env, tmp_path)
+    out = run_cli_inprocess(["migrate", "--to", settings.milvus_uri], ragkit_env, tmp_path)
     assert out.returncode == 1 and "own database" in out.stderr.decode()
 
 

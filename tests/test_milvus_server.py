@@ -20,6 +20,7 @@ from ragkit.errors import StoreAuthError
 from ragkit.ingest.pipeline import Upload
 from ragkit.library import Library
 from tests.conftest import REPO, make_env, run_cli
+from tests.support.cli import run_cli_inprocess
 from tests.e2e_support import all_text, app_env, new_app, shown, texts  # noqa: F401 - app_env is a fixture
 from tests.images_factory import jpeg_bytes
 from tests.milvus_servers import REAL_MILVUS_PASSWORD, REAL_MILVUS_USER
@@ -94,12 +95,12 @@ def test_a_token_or_user_password_in_the_uri_both_work(real_milvus, tmp_path, ti
     real_milvus.drop_all_collections()
     by_token = make_env(tmp_path / "data", tiny_checkpoint, RAGKIT_MILVUS_URI=real_milvus.uri,
                         RAGKIT_MILVUS_TOKEN=f"{REAL_MILVUS_USER}:{REAL_MILVUS_PASSWORD}")
-    out = run_cli(["ingest", str(image_folder), "--json"], by_token, tmp_path)
+    out = run_cli_inprocess(["ingest", str(image_folder), "--json"], by_token, tmp_path)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     host = real_milvus.uri.split("//", 1)[1]
     in_uri = make_env(tmp_path / "data", tiny_checkpoint,
                       RAGKIT_MILVUS_URI=f"http://{REAL_MILVUS_USER}:{REAL_MILVUS_PASSWORD}@{host}")
-    out = run_cli(["stats", "--json"], in_uri, tmp_path)
+    out = run_cli_inprocess(["stats", "--json"], in_uri, tmp_path)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     stats = json.loads(out.stdout)
     assert stats["assets"] == 8 and stats["db_uri"] == real_milvus.uri
@@ -115,7 +116,7 @@ def test_wrong_or_missing_credentials_are_one_line_that_names_them(real_milvus, 
              "missing": {"RAGKIT_MILVUS_URI": real_milvus.uri}}[credentials]
     env = make_env(tmp_path / "data", tiny_checkpoint, **extra)
     for command in (["stats"], ["search", "red cape", "--json"]):
-        out = run_cli(command, env, tmp_path)
+        out = run_cli_inprocess(command, env, tmp_path)
         said = out.stdout.decode() + out.stderr.decode()
         assert out.returncode == 1, said
         lines = out.stderr.decode().strip().splitlines()
@@ -141,7 +142,7 @@ def test_a_server_that_is_not_there_says_so(tmp_path, tiny_checkpoint):
     from tests.milvus_servers import free_port
     env = make_env(tmp_path / "data", tiny_checkpoint, RAGKIT_MILVUS_URI=f"http://127.0.0.1:{free_port()}",
                    RAGKIT_MILVUS_TOKEN="root:s3cret-token")
-    out = run_cli(["stats"], env, tmp_path)
+    out = run_cli_inprocess(["stats"], env, tmp_path)
     assert out.returncode == 1
     line = out.stderr.decode().strip()
     assert "Cannot reach Milvus" in line and "Is it running" in line and "s3cret-token" not in line

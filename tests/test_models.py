@@ -49,7 +49,7 @@ def in_process(monkeypatch, env: dict[str, str], tmp_path, library=None) -> None
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     if library is not None:
-        monkeypatch.setattr(cli, "_open_library", lambda settings: library)
+        monkeypatch.setattr("ragkit.cli.common.open_library", lambda settings: library)
 
 
 # ----------------------------------------------------------------------------- the defaults work today

@@ -24,7 +24,8 @@ from ragkit.ingest.pipeline import Upload, embed_query_image
 from ragkit.library import Library
 from ragkit.lifecycle.migrate import all_ids
 from ragkit.lifecycle.reindex import _Reindex, reindex
-from tests.conftest import REPO, TINY_MODEL, run_cli
+from tests.conftest import REPO, TINY_MODEL
+from tests.support.cli import run_cli_inprocess
 from tests.images_factory import jpeg_bytes
 
 MODEL_B = "ragkit-tiny-b"
@@ -218,6 +219,7 @@ def _popen_reindex(env: dict, cwd, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+@pytest.mark.slow
 def test_a_killed_reindex_resumes_and_doubles_nothing(settings, ragkit_env, tmp_path, tiny_embedder, checkpoint_b,
                                                        embedder_b):
     ASSETS = 120  # noqa: N806 - enough that the kill lands mid-way (about 100 writes still to go)
@@ -235,7 +237,7 @@ def test_a_killed_reindex_resumes_and_doubles_nothing(settings, ragkit_env, tmp_
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL, "the reindex finished before it could be killed"
 
-    stats = json.loads(run_cli(["stats", "--json"], ragkit_env, tmp_path).stdout)
+    stats = json.loads(run_cli_inprocess(["stats", "--json"], ragkit_env, tmp_path).stdout)
     assert stats["model"] == model_identity(TINY_MODEL, settings.clip_pretrained) and stats["assets"] == ASSETS
     assert stats["reindex"]["model_id"] == model_identity(MODEL_B, str(checkpoint_b))
     assert stats["reindex"]["done"] < stats["reindex"]["total"] == ASSETS  # the record's progress, every 2 s
@@ -280,11 +282,11 @@ def test_drop_old_removes_the_previous_index_only(settings, ragkit_env, tmp_path
         _add(library, range(5))
     finally:
         library.close()
-    out = run_cli(["reindex", "--model", MODEL_B, "--pretrained", str(checkpoint_b)], ragkit_env, tmp_path)
+    out = run_cli_inprocess(["reindex", "--model", MODEL_B, "--pretrained", str(checkpoint_b)], ragkit_env, tmp_path)
     assert out.returncode == 0 and b"reindex --drop-old" in out.stderr, out.stderr.decode()[-2000:]
     with closing(Library.open(settings)) as switched:
         assert len(switched.stats().other_collections) == 1
-    out = run_cli(["reindex", "--drop-old", "--json"], ragkit_env, tmp_path)
+    out = run_cli_inprocess(["reindex", "--drop-old", "--json"], ragkit_env, tmp_path)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     assert not json.loads(out.stdout)["switched"] and len(json.loads(out.stdout)["dropped"]) == 1
     with closing(Library.open(settings)) as dropped:
@@ -295,8 +297,8 @@ def test_drop_old_removes_the_previous_index_only(settings, ragkit_env, tmp_path
 
 
 def test_reindex_usage_errors(ragkit_env, tmp_path):
-    assert run_cli(["reindex", "--model", MODEL_B], ragkit_env, tmp_path).returncode == 2
-    assert run_cli(["reindex"], ragkit_env, tmp_path).returncode == 2
+    assert run_cli_inprocess(["reindex", "--model", MODEL_B], ragkit_env, tmp_path).returncode == 2
+    assert run_cli_inprocess(["reindex"], ragkit_env, tmp_path).returncode == 2
 
 
 def test_a_recorded_checkpoint_found_elsewhere_on_another_machine(library, checkpoint_b, embedder_b, tmp_path):

@@ -12,7 +12,7 @@ from ragkit.ingest.pipeline import Upload
 from ragkit.rights import (DAY_MS, blocked_as_reference, describe, expiry_of, now_ms, rights_change, usable)
 from ragkit.storage.schema import MAX_LICENCE_BYTES
 from ragkit.studio.references import suggest_references
-from tests.conftest import run_cli
+from tests.support.cli import run_cli_inprocess
 from tests.images_factory import jpeg_bytes
 
 
@@ -123,8 +123,8 @@ def test_words_in_a_name_do_not_bring_back_what_the_rights_leave_out(library):
 
 def test_a_library_of_schema_1_has_no_rights_yet(settings, tiny_embedder):
     from ragkit.library import Library
-    from tests.test_upgrade import _old_library
-    assets, _ = _old_library(settings, tiny_embedder.dim, rows=3)
+    from tests.support.libraries import old_library
+    assets, _ = old_library(settings, tiny_embedder.dim, rows=3)
     library = Library.open(settings, embedder=tiny_embedder)
     try:
         with pytest.raises(UpgradeNeededError, match="ragkit upgrade"):
@@ -137,35 +137,35 @@ def test_a_library_of_schema_1_has_no_rights_yet(settings, tiny_embedder):
 def test_rights_and_search_usable_in_the_cli(tmp_path, ragkit_env):
     for i in range(3):
         (tmp_path / f"p{i}.jpg").write_bytes(jpeg_bytes(950 + i))
-    added = json.loads(run_cli(["ingest", str(tmp_path), "--json"], ragkit_env, tmp_path).stdout)["added"]
+    added = json.loads(run_cli_inprocess(["ingest", str(tmp_path), "--json"], ragkit_env, tmp_path).stdout)["added"]
     ids = [a["sha256"] for a in added]
 
-    set_ = run_cli(["rights", ids[0], ids[1], "--until", "2020-01-31", "--note", "Getty #123, web only",
+    set_ = run_cli_inprocess(["rights", ids[0], ids[1], "--until", "2020-01-31", "--note", "Getty #123, web only",
                     "--no-reference", "--json"], ragkit_env, tmp_path)
     assert set_.returncode == 0, set_.stderr
     shown = json.loads(set_.stdout)["assets"]
     assert [(a["usable_until"], a["licence"], a["no_reference"]) for a in shown] == \
         [("2020-01-31", "Getty #123, web only", True)] * 2
 
-    human = run_cli(["rights", ids[0], ids[2]], ragkit_env, tmp_path)  # no options: show them
+    human = run_cli_inprocess(["rights", ids[0], ids[2]], ragkit_env, tmp_path)  # no options: show them
     lines = human.stdout.decode().splitlines()
     assert lines == [f"{ids[0][:12]}  expired after 2020-01-31 · not as a reference · Getty #123, web only",
                      f"{ids[2][:12]}  (no usage rights recorded)"]
 
-    usable_hits = json.loads(run_cli(["search", "x", "--usable", "-k", "10", "--json"], ragkit_env, tmp_path).stdout)["hits"]
+    usable_hits = json.loads(run_cli_inprocess(["search", "x", "--usable", "-k", "10", "--json"], ragkit_env, tmp_path).stdout)["hits"]
     assert [h["sha256"] for h in usable_hits] == [ids[2]]
-    assert len(json.loads(run_cli(["search", "x", "-k", "10", "--json"], ragkit_env, tmp_path).stdout)["hits"]) == 3
+    assert len(json.loads(run_cli_inprocess(["search", "x", "-k", "10", "--json"], ragkit_env, tmp_path).stdout)["hits"]) == 3
 
-    cleared = run_cli(["rights", ids[0], "--no-until", "--allow-reference", "--note", "", "--json"], ragkit_env, tmp_path)
+    cleared = run_cli_inprocess(["rights", ids[0], "--no-until", "--allow-reference", "--note", "", "--json"], ragkit_env, tmp_path)
     assert [(a["usable_until"], a["licence"], a["no_reference"])
             for a in json.loads(cleared.stdout)["assets"]] == [(None, "", False)]
 
-    bad_date = run_cli(["rights", ids[0], "--until", "2026-02-30"], ragkit_env, tmp_path)
+    bad_date = run_cli_inprocess(["rights", ids[0], "--until", "2026-02-30"], ragkit_env, tmp_path)
     assert bad_date.returncode == 1 and b"not a day of the calendar" in bad_date.stderr
     assert b"Traceback" not in bad_date.stderr and len(bad_date.stderr.strip().splitlines()) == 1
-    both = run_cli(["rights", ids[0], "--until", "2026-01-01", "--no-until"], ragkit_env, tmp_path)
+    both = run_cli_inprocess(["rights", ids[0], "--until", "2026-01-01", "--no-until"], ragkit_env, tmp_path)
     assert both.returncode == 2
-    escape = run_cli(["rights", ids[0], "--note", "a\x1b[2Jb"], ragkit_env, tmp_path)
+    escape = run_cli_inprocess(["rights", ids[0], "--note", "a\x1b[2Jb"], ragkit_env, tmp_path)
     assert escape.returncode == 1 and b"control characters" in escape.stderr and b"\x1b" not in escape.stderr
-    unknown = run_cli(["rights", ids[0], "e" * 64, "--note", "ok"], ragkit_env, tmp_path)
+    unknown = run_cli_inprocess(["rights", ids[0], "e" * 64, "--note", "ok"], ragkit_env, tmp_path)
     assert unknown.returncode == 3 and f"not found: {'e' * 64}".encode() in unknown.stderr

@@ -8,7 +8,7 @@ from PIL import Image
 from ragkit import studio
 from ragkit.studio import ImageGenerator
 from ragkit.ingest.pipeline import Upload
-from tests.conftest import run_cli
+from tests.support.cli import run_cli_inprocess
 from devtools.fake_gemini import blocked_reply, error_reply
 from tests.images_factory import jpeg_bytes
 
@@ -46,9 +46,9 @@ def test_presets_are_real_briefs():
 
 def test_cli_generate_writes_saves_and_reports(tmp_path, ragkit_env, image_folder, fake_gemini):
     env = {**ragkit_env, "GEMINI_API_KEY": KEY, "RAGKIT_GEMINI_BASE_URL": fake_gemini.url}
-    ingest = run_cli(["ingest", str(image_folder), "--json"], env, tmp_path)
+    ingest = run_cli_inprocess(["ingest", str(image_folder), "--json"], env, tmp_path)
     refs = [a["sha256"] for a in json.loads(ingest.stdout)["added"][:2]]
-    out = run_cli(["generate", "a model wearing these on the beach", "--ref", refs[0], "--ref", refs[1],
+    out = run_cli_inprocess(["generate", "a model wearing these on the beach", "--ref", refs[0], "--ref", refs[1],
                    "--aspect", "9:16", "-n", "2", "--save", "--out", str(tmp_path / "out"), "--json"],
                   env, tmp_path)
     assert out.returncode == 0, out.stderr
@@ -60,24 +60,24 @@ def test_cli_generate_writes_saves_and_reports(tmp_path, ragkit_env, image_folde
     assert fake_gemini.requests[0].aspect_ratio == "9:16"
     assert fake_gemini.requests[0].headers.get("x-goog-api-key") == KEY
     assert KEY.encode() not in out.stderr and KEY.encode() not in out.stdout
-    found = run_cli(["search", "beach", "--source", "generated", "-k", "5", "--json"], env, tmp_path)
+    found = run_cli_inprocess(["search", "beach", "--source", "generated", "-k", "5", "--json"], env, tmp_path)
     hits = json.loads(found.stdout)["hits"]
     assert {h["sha256"] for h in hits} == {i["sha256"] for i in result["images"]}
     assert all(h["prompt"] == "a model wearing these on the beach" for h in hits)
 
 
 def test_cli_generate_failures_are_one_clear_line(tmp_path, ragkit_env, fake_gemini):
-    no_key = run_cli(["generate", "anything"], ragkit_env, tmp_path)
+    no_key = run_cli_inprocess(["generate", "anything"], ragkit_env, tmp_path)
     assert no_key.returncode == 1 and b"GEMINI_API_KEY" in no_key.stderr
     assert len(no_key.stderr.strip().splitlines()) == 1
 
     env = {**ragkit_env, "GEMINI_API_KEY": KEY, "RAGKIT_GEMINI_BASE_URL": fake_gemini.url}
     fake_gemini.enqueue(blocked_reply("PROHIBITED_CONTENT"))
-    blocked = run_cli(["generate", "something forbidden", "--json"], env, tmp_path)
+    blocked = run_cli_inprocess(["generate", "something forbidden", "--json"], env, tmp_path)
     assert blocked.returncode == 1 and blocked.stdout == b""
     assert b"PROHIBITED_CONTENT" in blocked.stderr and b"Traceback" not in blocked.stderr
 
     fake_gemini.enqueue(error_reply(400, "API key not valid: {api_key}", "INVALID_ARGUMENT"))
-    invalid = run_cli(["generate", "x"], env, tmp_path)
+    invalid = run_cli_inprocess(["generate", "x"], env, tmp_path)
     assert invalid.returncode == 1 and KEY.encode() not in invalid.stderr
     assert b"Traceback" not in invalid.stderr

@@ -225,8 +225,8 @@ def test_bulk_operations_refuse_a_bad_id_before_changing_anything(library):
 
 
 def test_a_library_of_schema_1_has_no_trash(settings, tiny_embedder):
-    from tests.test_upgrade import _old_library
-    assets, _ = _old_library(settings, tiny_embedder.dim, rows=3)
+    from tests.support.libraries import old_library
+    assets, _ = old_library(settings, tiny_embedder.dim, rows=3)
     library = Library.open(settings, embedder=tiny_embedder)
     try:
         assert not library.has_trash

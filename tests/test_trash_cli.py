@@ -17,7 +17,8 @@ import pytest
 from ragkit.config import Settings
 from ragkit.library import Library
 from ragkit.records import Asset
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO
+from tests.support.cli import run_cli_inprocess
 from tests.images_factory import jpeg_bytes
 
 
@@ -26,13 +27,13 @@ def _ingest(tmp_path: Path, env: dict, count: int) -> list[str]:
     folder.mkdir()
     for i in range(count):
         (folder / f"p{i}.jpg").write_bytes(jpeg_bytes(1200 + i))
-    out = run_cli(["ingest", str(folder), "--tag", "shoot", "--json"], env, tmp_path)
+    out = run_cli_inprocess(["ingest", str(folder), "--tag", "shoot", "--json"], env, tmp_path)
     assert out.returncode == 0, out.stderr
     return [a["sha256"] for a in json.loads(out.stdout)["added"]]
 
 
 def _json(args: list[str], env: dict, cwd: Path, code: int = 0) -> dict:
-    out = run_cli([*args, "--json"], env, cwd)
+    out = run_cli_inprocess([*args, "--json"], env, cwd)
     assert out.returncode == code, (out.returncode, out.stderr)
     assert b"Traceback" not in out.stderr
     return json.loads(out.stdout)
@@ -59,7 +60,7 @@ def test_delete_tag_and_trash_take_many_ids(tmp_path, ragkit_env):
     listed = _json(["trash"], ragkit_env, tmp_path)
     assert listed["count"] == 3 and {a["sha256"] for a in listed["assets"]} == set(ids[:3])
     assert all(a["trashed_at"] for a in listed["assets"]) and listed["trash_days"] == 30
-    human = run_cli(["trash"], ragkit_env, tmp_path)
+    human = run_cli_inprocess(["trash"], ragkit_env, tmp_path)
     assert human.stdout.decode().count("deleted ") == 3 and b"30 days" in human.stderr
     assert all(sha in human.stdout.decode() for sha in ids[:3])  # whole ids: what `trash restore` takes
 
@@ -75,7 +76,7 @@ def test_delete_tag_and_trash_take_many_ids(tmp_path, ragkit_env):
     health = _json(["doctor"], ragkit_env, tmp_path)
     assert health["healthy"] and health["rows"] == 3 and health["files"] == 3
 
-    bad = run_cli(["trash", "restore", "../etc/passwd"], ragkit_env, tmp_path)
+    bad = run_cli_inprocess(["trash", "restore", "../etc/passwd"], ragkit_env, tmp_path)
     assert bad.returncode == 1 and b"not an asset id" in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
@@ -86,7 +87,7 @@ def test_the_cli_empties_expired_trash_when_it_opens_the_library(tmp_path, ragki
         library.trash([ids[0]], now=int(time.time() * 1000) - 3 * 86_400_000)
     finally:
         library.close()
-    out = run_cli(["stats", "--json"], {**ragkit_env, "RAGKIT_TRASH_DAYS": "2"}, tmp_path)
+    out = run_cli_inprocess(["stats", "--json"], {**ragkit_env, "RAGKIT_TRASH_DAYS": "2"}, tmp_path)
     assert out.returncode == 0 and json.loads(out.stdout)["assets"] == 1
     assert b"emptied 1 asset(s) from the trash" in out.stderr and b"RAGKIT_TRASH_DAYS" in out.stderr
     assert _json(["trash"], ragkit_env, tmp_path)["count"] == 0
@@ -94,13 +95,13 @@ def test_the_cli_empties_expired_trash_when_it_opens_the_library(tmp_path, ragki
 
 def test_delete_in_a_library_of_schema_1_is_for_good_and_says_how_to_get_the_trash(tmp_path, ragkit_env, settings,
                                                                                    tiny_embedder):
-    from tests.test_upgrade import _old_library
-    assets, _ = _old_library(settings, tiny_embedder.dim, rows=3)
-    out = run_cli(["delete", assets[0].sha256, "--json"], ragkit_env, tmp_path)
+    from tests.support.libraries import old_library
+    assets, _ = old_library(settings, tiny_embedder.dim, rows=3)
+    out = run_cli_inprocess(["delete", assets[0].sha256, "--json"], ragkit_env, tmp_path)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"deleted": 1, "to_trash": False, "not_found": [], "already_in_trash": []}
     assert b"for good" in out.stderr and b"python -m ragkit upgrade" in out.stderr
-    trash = run_cli(["trash"], ragkit_env, tmp_path)
+    trash = run_cli_inprocess(["trash"], ragkit_env, tmp_path)
     assert trash.returncode == 1 and b"python -m ragkit upgrade" in trash.stderr
 
 
@@ -200,6 +201,7 @@ def _state(library: Library, ids: list[str]) -> dict[str, str]:
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("action", ["empty", "delete", "restore"])
 def test_a_kill_in_the_middle_loses_nothing_and_doctor_sorts_it_out(action, tmp_path, ragkit_env, settings,
                                                                    tiny_embedder):
@@ -236,7 +238,7 @@ def test_a_kill_in_the_middle_loses_nothing_and_doctor_sorts_it_out(action, tmp_
     finally:
         library.close()
     # Running the command again finishes the job.
-    rerun = run_cli(args, ragkit_env, tmp_path)
+    rerun = run_cli_inprocess(args, ragkit_env, tmp_path)
     assert rerun.returncode in (0, 3), rerun.stderr
     library = Library(settings)
     try:

@@ -11,39 +11,15 @@ import sys
 import numpy as np
 import pytest
 
-from ragkit.config import Settings
-from ragkit.storage.connection import connect, disconnect
-from ragkit.ingest.embedder import model_identity
-from ragkit.storage.collections import base_name as collection_name_for
 from ragkit.errors import StoreSupersededError
 from ragkit.library import Library
-from ragkit.records import Asset
-from ragkit.storage.store import AssetStore
-from tests.conftest import REPO, TINY_MODEL, run_cli
-
-
-def _old_library(settings: Settings, dim: int, rows: int = 40) -> tuple[list[Asset], np.ndarray]:
-    """What ragkit before schema 2 left on disk: the model's collection under its base name, schema 1."""
-    rng = np.random.default_rng(5)
-    vectors = rng.standard_normal((rows, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    assets = [Asset(sha256=f"{i:064x}", filename=f"old-{i}.jpg", mime="image/jpeg", width=10, height=10,
-                    size_bytes=100, tags=("old", f"t{i % 3}"), source="generated" if i % 4 == 0 else "upload",
-                    created_at=1_000 + i, prompt="a brief" if i % 4 == 0 else "",
-                    model="gemini-2.5-flash-image" if i % 4 == 0 else "") for i in range(rows)]
-    model_id = model_identity(settings.clip_model, settings.clip_pretrained)
-    client = connect(settings.milvus_uri)
-    try:
-        store = AssetStore(client, collection_name_for(model_id), dim, model_id, version=1)
-        store.upsert(assets, vectors)
-        store.flush()
-    finally:
-        disconnect(client, settings.milvus_uri)
-    return assets, vectors
+from tests.conftest import REPO, TINY_MODEL
+from tests.support.cli import run_cli_inprocess
+from tests.support.libraries import old_library
 
 
 def test_an_old_library_works_and_upgrades_in_place(settings, tiny_embedder):
-    assets, vectors = _old_library(settings, tiny_embedder.dim)
+    assets, vectors = old_library(settings, tiny_embedder.dim)
     library = Library.open(settings, embedder=tiny_embedder)
     try:
         assert library.needs_upgrade and library.store.version == 1
@@ -69,7 +45,7 @@ def test_an_old_library_works_and_upgrades_in_place(settings, tiny_embedder):
 
 
 def test_a_process_still_on_the_old_collection_is_refused_then_follows(settings, tiny_embedder):
-    assets, vectors = _old_library(settings, tiny_embedder.dim, rows=10)
+    assets, vectors = old_library(settings, tiny_embedder.dim, rows=10)
     stale = Library.open(settings, embedder=tiny_embedder)
     upgrader = Library.open(settings, embedder=tiny_embedder)
     try:
@@ -85,7 +61,7 @@ def test_a_process_still_on_the_old_collection_is_refused_then_follows(settings,
 
 
 def test_a_killed_upgrade_loses_nothing_and_the_next_run_completes_it(settings, ragkit_env, tmp_path, tiny_embedder):
-    assets, _ = _old_library(settings, tiny_embedder.dim, rows=3000)
+    assets, _ = old_library(settings, tiny_embedder.dim, rows=3000)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAGKIT_", "GEMINI_", "GOOGLE_"))}
     env.update(ragkit_env, PYTHONPATH=str(REPO))
     process = subprocess.Popen([sys.executable, "-m", "ragkit", "upgrade", "--batch-size", "20", "--json"],
@@ -101,7 +77,7 @@ def test_a_killed_upgrade_loses_nothing_and_the_next_run_completes_it(settings, 
         assert library.store.version == 1 and library.count() == 3000  # still the old, whole library
     finally:
         library.close()
-    out = run_cli(["upgrade", "--json"], ragkit_env, tmp_path, timeout=300)
+    out = run_cli_inprocess(["upgrade", "--json"], ragkit_env, tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     report = json.loads(out.stdout)
     assert report["to_version"] == 2 and report["assets"] == 3000
