@@ -265,15 +265,18 @@ def review_actions(library: Library, store: batch.JobStore, job: batch.BatchJob)
     waiting = [t for t in job.takes if t.status == batch.DONE and not t.saved and t.review != batch.REJECTED]
     approved = [t for t in job.takes if t.review == batch.APPROVED]
     with st.container(horizontal=True, gap="small", key="batch-review-actions"):
-        if st.button(f"Approve all ({len(waiting)})", key="batch.approve-all", icon=":material/done_all:",
+        # No counts in these labels: a tile's Approve / Reject redraws that tile only, not this bar.
+        if st.button("Approve all the rest", key="batch.approve-all", icon=":material/done_all:",
                      disabled=not waiting, help="Save every image not yet approved or rejected to the library."):
             with guard("approving the images"):
-                with st.spinner(f"Saving {len(waiting)} images…"):
-                    batch.approve_all(store, job.id, library)
-                saved_changed(library, f"Saved {len(waiting)} images with the tag {job.tag}")
-        st.download_button(f"Download approved ({len(approved)}) as zip", data=lambda: batch.approved_zip(store.load(job.id)),
+                with st.spinner("Saving the images…"):
+                    saved = batch.approve_all(store, job.id, library)
+                saved_changed(library, f"Saved {len(saved)} image{'s' if len(saved) != 1 else ''} with the "
+                                       f"product's tags and the tag {job.tag}")
+        st.download_button("Download the approved as zip", data=lambda: batch.approved_zip(store.load(job.id)),
                            file_name=f"{job.tag}.zip", mime="application/zip", key="batch.zip", on_click="ignore",
-                           icon=":material/folder_zip:", disabled=not approved)
+                           icon=":material/folder_zip:", help="The images approved so far, and a manifest.json.",
+                           disabled=not approved and not any(t.status == batch.DONE for t in job.takes))
 
 
 def product_tiles(library: Library, store: batch.JobStore, job: batch.BatchJob, live: bool,
@@ -308,10 +311,11 @@ def product_tile(library: Library, store: batch.JobStore, job_id: str, product: 
             done = [t.cost_usd for t in takes if t.status == batch.DONE]
             cost = f" :small[{format_usd(sum_costs(done))}]" if done else ""
             st.markdown(f"**{name}**  \n{badge}{cost}", help=md_escape(asset.filename) if asset else None)
-        cells = st.grid(min(RESULT_COLUMNS, max(1, len(takes))), gap="small", key=f"batch-grid-{product[:12]}")
-        for take in takes:
-            with cells.cell():
-                take_cell(library, store, job, take, live, sending)
+        with st.container(gap="small", key=f"batch-grid-{product[:12]}"):
+            for first in range(0, len(takes), RESULT_COLUMNS):  # columns: they stay side by side in a tile
+                for cell, take in zip(st.columns(RESULT_COLUMNS, gap="small"), takes[first:first + RESULT_COLUMNS]):
+                    with cell:
+                        take_cell(library, store, job, take, live, sending)
 
 
 def pending_badge(takes: list[batch.Take], live: bool, sending: frozenset | None) -> str:
