@@ -267,7 +267,8 @@ def test_details_edit_tags_download_and_delete(app_env, seed):
     text = all_text(at)
     assert "shot\\-2\\.jpg" in text and "320 × 240 px" in text and newest.sha256 in text
     assert at.get("download_button")[0].label == "Download original"
-    assert len(at.image) == 4  # three thumbnails and the larger preview (in the dialog)
+    assert len(at.image) == 3  # the three thumbnails; the viewer draws the picture itself, at full resolution
+    assert sum("ragkit-viewer-frame" in h.value and "<img" in h.value for h in at.html) == 1
 
     # Tags: add one, remove one, save.
     tags = at.multiselect(key=f"library.edit-tags.{newest.sha256}")
