@@ -4,7 +4,8 @@ A part of app_pages/studio.py, not a page of its own.
 Top to bottom: "New batch" (the brief, the products: a tag or the tray, a brand kit, model, aspect,
 variations, requests at a time, and what it will send and about cost, then Start); the job picker;
 the picked job: what it makes, Stop / Resume / Retry failed / Delete, the progress (overall, ETA,
-cost so far) and the results as a grid per product with Approve / Reject, Approve all and a zip
+cost so far) and the results as a dense grid of product tiles (the product's shot, its variations) with Approve /
+Reject / Undo (each tile reruns on its own), Approve all and a zip
 of the approved ones.
 
 The job runs in a background thread (ragkit.ui.batches) and writes its state to disk after every
@@ -52,7 +53,9 @@ SOURCE_TRAY = "The reference tray"
 AUTO = "auto"
 POLL_S = 1.0                     # how often a running job's progress is redrawn
 PREVIEW_SIDE = 384
-RESULT_COLUMNS = 4               # variations side by side (more wrap to the next row)
+RESULT_COLUMNS = 2               # a tile's variations side by side (more wrap to the next row)
+TILE_COLUMNS = 3                 # product tiles a row
+PRODUCT_THUMB = 56               # the product's own shot at the top of its tile
 
 
 # --- a new batch ---------------------------------------------------------------------------------
@@ -255,47 +258,64 @@ def progress_and_review(library: Library, store: batch.JobStore, job_id: str, wa
     review_actions(library, store, job)
     inject_css()
     sending = run.sending() if run else None  # one snapshot per redraw: at most C "Drawing…"
-    for product, takes in job.products():
-        product_row(library, store, job, product, takes, live, sending)
+    product_tiles(library, store, job, live, sending)
 
 
 def review_actions(library: Library, store: batch.JobStore, job: batch.BatchJob) -> None:
     waiting = [t for t in job.takes if t.status == batch.DONE and not t.saved and t.review != batch.REJECTED]
     approved = [t for t in job.takes if t.review == batch.APPROVED]
     with st.container(horizontal=True, gap="small", key="batch-review-actions"):
-        if st.button(f"Approve all ({len(waiting)})", key="batch.approve-all", icon=":material/done_all:",
+        # No counts in these labels: a tile's Approve / Reject redraws that tile only, not this bar.
+        if st.button("Approve all the rest", key="batch.approve-all", icon=":material/done_all:",
                      disabled=not waiting, help="Save every image not yet approved or rejected to the library."):
             with guard("approving the images"):
-                with st.spinner(f"Saving {len(waiting)} images…"):
-                    batch.approve_all(store, job.id, library)
-                saved_changed(library, f"Saved {len(waiting)} images with the tag {job.tag}")
-        st.download_button(f"Download approved ({len(approved)}) as zip", data=lambda: batch.approved_zip(store.load(job.id)),
+                with st.spinner("Saving the images…"):
+                    saved = batch.approve_all(store, job.id, library)
+                saved_changed(library, f"Saved {len(saved)} image{'s' if len(saved) != 1 else ''} with the "
+                                       f"product's tags and the tag {job.tag}")
+        st.download_button("Download the approved as zip", data=lambda: batch.approved_zip(store.load(job.id)),
                            file_name=f"{job.tag}.zip", mime="application/zip", key="batch.zip", on_click="ignore",
-                           icon=":material/folder_zip:", disabled=not approved)
+                           icon=":material/folder_zip:", help="The images approved so far, and a manifest.json.",
+                           disabled=not approved and not any(t.status == batch.DONE for t in job.takes))
 
 
-def product_row(library: Library, store: batch.JobStore, job: batch.BatchJob, product: str,
-                takes: list[batch.Take], live: bool, sending: frozenset | None) -> None:
-    """One product: its shot, name, state and cost on the left; its variations in a row on the right."""
+def product_tiles(library: Library, store: batch.JobStore, job: batch.BatchJob, live: bool,
+                  sending: frozenset | None) -> None:
+    """The products as a dense grid of tiles (TILE_COLUMNS a row): 10 products fit on a screen or two."""
+    cells = st.grid(TILE_COLUMNS, gap="small", key="batch-tiles")
+    for product, _ in job.products():
+        with cells.cell():
+            # A fragment per tile: Approve / Reject / Undo redraw this tile only, not the page.
+            st.fragment(product_tile)(library, store, job.id, product, live, sending)
+
+
+def product_tile(library: Library, store: batch.JobStore, job_id: str, product: str, live: bool,
+                 sending: frozenset | None) -> None:
+    """One product: a small shot, its name, state and cost, then its variations side by side."""
+    try:
+        job = store.load(job_id)  # re-read: this tile reruns on its own after a click
+    except RagkitError as exc:
+        show_error(exc)
+        return
+    takes = dict(job.products()).get(product, [])
     asset = next(iter(library.get_many([product])), None)
     status = batch.item_status(takes)
     badge = {"done": ":green-badge[Done]", "failed": ":red-badge[Failed]", "partial": ":orange-badge[Partly]",
              "pending": pending_badge(takes, live, sending)}[status]
     with st.container(border=True, key=f"batch-item-{product[:12]}"):
-        left, right = st.columns([1, 5], gap="medium")
-        with left:
+        with st.container(horizontal=True, gap="small", vertical_alignment="center"):
             data = thumbnail_bytes(library, product) if asset else None
             if data:
-                st.image(data, width="stretch", alt=asset.filename)
-            name = md_escape(short_name(asset.filename if asset else product[:12], 24))
+                st.image(data, width=PRODUCT_THUMB, alt=asset.filename)
+            name = md_escape(short_name(asset.filename if asset else product[:12], 32))
             done = [t.cost_usd for t in takes if t.status == batch.DONE]
             cost = f" :small[{format_usd(sum_costs(done))}]" if done else ""
-            st.markdown(f"**{name}**  \n{badge}{cost}")
-        with right:
-            cells = st.grid(RESULT_COLUMNS, gap="small", key=f"batch-grid-{product[:12]}")
-            for take in takes:
-                with cells.cell():
-                    take_cell(library, store, job, take, live, sending)
+            st.markdown(f"**{name}**  \n{badge}{cost}", help=md_escape(asset.filename) if asset else None)
+        with st.container(gap="small", key=f"batch-grid-{product[:12]}"):
+            for first in range(0, len(takes), RESULT_COLUMNS):  # columns: they stay side by side in a tile
+                for cell, take in zip(st.columns(RESULT_COLUMNS, gap="small"), takes[first:first + RESULT_COLUMNS]):
+                    with cell:
+                        take_cell(library, store, job, take, live, sending)
 
 
 def pending_badge(takes: list[batch.Take], live: bool, sending: frozenset | None) -> str:
@@ -318,6 +338,7 @@ def pending_caption(take: batch.Take, live: bool, sending: frozenset | None) -> 
 def take_cell(library: Library, store: batch.JobStore, job: batch.BatchJob, take: batch.Take, live: bool,
               sending: frozenset | None) -> None:
     key = f"{job.id}.{take.product[:12]}.{take.variation}"
+    which = (library, store, job.id, take.product, take.variation)
     if take.status == batch.PENDING:
         st.caption(pending_caption(take, live, sending))
         return
@@ -325,7 +346,11 @@ def take_cell(library: Library, store: batch.JobStore, job: batch.BatchJob, take
         st.caption(f":material/block: {md_escape(take.reason)}")
         return
     if take.review == batch.REJECTED:
-        st.caption(":material/delete: Rejected")
+        with st.container(horizontal=True, gap="xsmall", vertical_alignment="center"):
+            st.caption(f":material/delete: Rejected · {format_usd(take.cost_usd)}", width="content")
+            st.button("Undo", key=f"batch.restore.{key}", type="tertiary", icon=":material/undo:",
+                      on_click=review_click, args=("restore", *which),
+                      help="Bring it back to the review. A rejected image is kept until the job is deleted.")
         return
     preview = result_preview(library, job.image_path(take))
     if preview:
@@ -334,15 +359,28 @@ def take_cell(library: Library, store: batch.JobStore, job: batch.BatchJob, take
         if take.saved:
             st.caption(":material/check_circle: In the library", width="content")
         else:
-            if st.button("Approve", key=f"batch.approve.{key}", type="primary", icon=":material/check:"):
-                with guard("saving the image"):
-                    batch.approve(store, job.id, take.product, take.variation, library)
-                    saved_changed(library, "Saved to the library")
-            if st.button("Reject", key=f"batch.reject.{key}", type="tertiary", icon=":material/close:"):
-                with guard("rejecting the image"):
-                    batch.reject(store, job.id, take.product, take.variation)
-                    st.rerun(scope="fragment")
+            st.button("Approve", key=f"batch.approve.{key}", type="primary", icon=":material/check:",
+                      on_click=review_click, args=("approve", *which))
+            st.button("Reject", key=f"batch.reject.{key}", type="tertiary", icon=":material/close:",
+                      on_click=review_click, args=("reject", *which),
+                      help="Take it out of the review; Undo brings it back until the job is deleted.")
         st.caption(format_usd(take.cost_usd), width="content")
+
+
+def review_click(action: str, library: Library, store: batch.JobStore, job_id: str, product: str,
+                 variation: int) -> None:
+    """Approve / Reject / Undo, run before the rerun of its tile (a fragment), so the tile draws the new state."""
+    try:
+        if action == "approve":
+            batch.approve(store, job_id, product, variation, library)
+            state.mark_changed(library)
+            st.toast("Saved to the library", icon=":material/check:")
+        elif action == "reject":
+            batch.reject(store, job_id, product, variation)
+        else:
+            batch.restore(store, job_id, product, variation)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a message, never a traceback
+        st.toast(md_escape(f"{action.capitalize()} failed: {error_message(exc)}"), icon=":material/error:")
 
 
 def saved_changed(library: Library, message: str) -> None:

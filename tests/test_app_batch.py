@@ -98,7 +98,7 @@ def test_a_batch_runs_in_the_background_shows_progress_elsewhere_and_is_reviewed
     first.click()
     run(at)
     approve_all = at.button(key="batch.approve-all")
-    assert approve_all.label == "Approve all (5)"
+    assert approve_all.label == "Approve all the rest"
     approve_all.click()
     run(at)
     job = batch.job_store(settings).load(job_id)
@@ -106,7 +106,7 @@ def test_a_batch_runs_in_the_background_shows_progress_elsewhere_and_is_reviewed
     assert "In the library" in all_text(at)
     assert not any(b.key and b.key.startswith("batch.approve.") for b in at.button)
     download = at.get("download_button")[0]
-    assert download.proto.label == "Download approved (6) as zip"
+    assert download.proto.label == "Download the approved as zip" and not download.proto.disabled
 
 
 def test_an_interrupted_job_is_resumed_from_the_tab_and_only_the_rest_is_sent(with_key, catalogue, settings,
@@ -305,3 +305,41 @@ def test_a_job_card_shows_a_stored_aspect_as_text_not_an_image(with_key, catalog
     card = [c for c in texts(at.caption) if c.startswith("Job ")]
     assert card and all("![a](" not in c and "](http" not in c for c in card), card
     assert any("aspect \\!\\[a\\]" in c for c in card), card
+
+
+def test_review_tiles_reject_is_undone_and_an_approved_image_gets_the_product_s_tags(with_key, catalogue, settings,
+                                                                                   tiny_embedder):
+    from ragkit.library import Library
+    products, _ = catalogue
+    keyed = dataclasses.replace(settings, gemini_api_key=KEY, gemini_base_url=with_key.url)
+    library = Library.open(keyed, embedder=tiny_embedder)
+    try:  # a finished job: 3 products x 2 variations
+        store = batch.job_store(settings)
+        job = store.create(batch.plan_batch(library, BRIEF, ref_each=products, variations=2))
+        batch.run_batch(store, job.id, library, concurrency=2)
+    finally:
+        library.close()
+    at = open_tab("Batch")
+    # One tile per product, each with its shot and its two variations.
+    assert len([b for b in at.button if b.key and b.key.startswith("batch.approve.")]) == 6
+    key = f"{job.id}.{products[0][:12]}.0"
+    path = job.image_path(job.take(products[0], 0))
+
+    at.button(key=f"batch.reject.{key}").click()
+    run(at)
+    assert any("Rejected" in c for c in texts(at.caption))
+    assert not any(b.key == f"batch.approve.{key}" for b in at.button)
+    assert path.exists()  # the paid image is kept
+    at.button(key=f"batch.restore.{key}").click()
+    run(at)
+    assert not any("Rejected" in c for c in texts(at.caption))
+
+    at.button(key=f"batch.approve.{key}").click()
+    run(at)
+    saved = batch.job_store(settings).load(job.id).take(products[0], 0).saved
+    library = Library.open(settings, embedder=tiny_embedder)
+    try:
+        assert library.store.get(saved).tags == ("spring", job.tag)
+    finally:
+        library.close()
+    assert "In the library" in all_text(at)

@@ -223,7 +223,7 @@ def test_an_unknown_price_is_unknown_in_the_cli(tmp_path, gemini_env, fake_gemin
 
 # ----------------------------------------------------------------------------- review
 def test_approve_saves_once_with_provenance_reject_drops_and_zip_has_the_approved(lib, fake_gemini):
-    products = add(lib, (80, 81))
+    products = add(lib, (80, 81), tag="sneakers")
     logo = add(lib, (95,), name="logo")[0]
     kit = kits.KitStore(lib.settings.data_dir).save(kits.make_kit("Acme", style="bold", reference_ids=[logo]))
     job = run(lib, batch.plan_batch(lib, BRIEF, ref_each=products, kit=kit, variations=2))
@@ -232,14 +232,14 @@ def test_approve_saves_once_with_provenance_reject_drops_and_zip_has_the_approve
     asset = batch.approve(store, job.id, products[0], 0, lib)
     again = batch.approve(store, job.id, products[0], 0, lib)
     assert again.sha256 == asset.sha256
-    assert asset.tags == (job.tag,) and asset.source == "generated"
+    assert asset.tags == ("sneakers", job.tag) and asset.source == "generated"  # the product's tags too
     assert asset.prompt == job.spec.prompt and asset.prompt.startswith(BRIEF)
     assert list(asset.reference_ids) == [products[0], logo]
     take = job.take(products[0], 0)
     assert asset.details == {"job": job.id, "brief": BRIEF, "variation": 1, "kit": "Acme", "kit_version": 1,
                              "usage": take.usage, "cost_usd": take.cost_usd}
     batch.reject(store, job.id, products[0], 1)
-    assert not job.image_path(job.take(products[0], 1)).exists()
+    assert store.load(job.id).take(products[0], 1).review == batch.REJECTED
     saved = batch.approve_all(store, job.id, lib)
     assert len(saved) == 2  # the other product's two; not the approved one, not the rejected one
     assert lib.count(tags=[job.tag]) == 3
@@ -250,6 +250,31 @@ def test_approve_saves_once_with_provenance_reject_drops_and_zip_has_the_approve
         assert sorted(archive.namelist()) == sorted([*(i["file"] for i in manifest["images"]), "manifest.json"])
     assert {i["sha256"] for i in manifest["images"]} == {t.saved for t in job.takes if t.saved}
     assert manifest["kit"] == {"name": "Acme", "version": 1}
+
+
+def test_a_rejected_image_is_kept_until_the_job_is_deleted_and_restore_brings_it_back(lib, fake_gemini):
+    products = add(lib, (82,))
+    job = run(lib, batch.plan_batch(lib, BRIEF, ref_each=products, variations=1))
+    store = batch.job_store(lib.settings)
+    path = job.image_path(job.take(products[0], 0))
+    paid = path.read_bytes()
+
+    batch.reject(store, job.id, products[0], 0)
+    assert batch.approve_all(store, job.id, lib) == []  # rejected: out of the review
+    assert path.read_bytes() == paid                    # but the paid image is still on disk
+    batch.restore(store, job.id, products[0], 0)
+    assert store.load(job.id).take(products[0], 0).review == ""
+    asset = batch.approve(store, job.id, products[0], 0, lib)
+    assert lib.store.get(asset.sha256) is not None
+
+    other = run(lib, batch.plan_batch(lib, BRIEF + " again", ref_each=products, variations=1))
+    batch.reject(store, other.id, products[0], 0)
+    other.image_path(other.take(products[0], 0)).unlink()  # e.g. rejected by an older version, which deleted it
+    with pytest.raises(BatchError, match="can't be restored"):
+        batch.restore(store, other.id, products[0], 0)
+    assert store.load(other.id).take(products[0], 0).review == batch.REJECTED
+    store.delete(other.id)
+    assert not store.job_folder(other.id).exists() and path.exists()
 
 
 # ----------------------------------------------------------------------------- the command, killed and run again

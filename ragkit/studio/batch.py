@@ -389,7 +389,7 @@ def _load_shared(library, spec: BatchSpec) -> list[ReferenceImage]:
 
 # ----------------------------------------------------------------------------- review
 def approve(store: JobStore, job_id: str, product: str, variation: int, library) -> Asset:
-    """Save one take's image to the library with its provenance and the job's tag (once)."""
+    """Save one take's image to the library with its provenance, the product's tags and the job's tag (once)."""
     job = store.load(job_id)
     take = job.take(product, variation)
     if take.saved:
@@ -400,7 +400,7 @@ def approve(store: JobStore, job_id: str, product: str, variation: int, library)
         raise BatchError(f"Variation {variation + 1} of product {product[:12]}… has no image to approve "
                          f"({take.reason or take.review or take.status}).")
     asset = library.save_generated(job.image_path(take).read_bytes(), take.mime, _provenance(job, take),
-                                   tags=[job.tag], name=_saved_name(library, job, take))
+                                   tags=_saved_tags(library, job, take), name=_saved_name(library, job, take))
     store.update(job_id, lambda j: mark(j, take.key, {"review": APPROVED, "saved": asset.sha256}))
     return asset
 
@@ -422,13 +422,26 @@ def approve_all(store: JobStore, job_id: str, library) -> list[Asset]:
 
 
 def reject(store: JobStore, job_id: str, product: str, variation: int) -> None:
-    """Drop one take's image (an approved one stays in the library)."""
+    """Take one image out of the review (an approved one stays in the library). Its file is kept until the
+    job is deleted, so `restore` can bring it back: it was paid for."""
     def drop(job: BatchJob) -> None:
         take = job.take(product, variation)
         if take.status == DONE and not take.saved:
-            job.image_path(take).unlink(missing_ok=True)
             take.review = REJECTED
     store.update(job_id, drop)
+
+
+def restore(store: JobStore, job_id: str, product: str, variation: int) -> None:
+    """Undo a reject: the image is back in the review, waiting for Approve or Reject."""
+    job = store.load(job_id)
+    take = job.take(product, variation)
+    if take.review != REJECTED:
+        return
+    if not job.image_path(take).exists():
+        raise BatchError(f"Variation {variation + 1} of product {product[:12]}… can't be restored: its image file "
+                         f"{job.image_path(take)} is gone (rejected before images were kept). Retry the failed "
+                         "takes to draw it again.")
+    store.update(job_id, lambda j: mark(j, take.key, {"review": ""}))
 
 
 def _provenance(job: BatchJob, take: Take) -> Provenance:
@@ -440,6 +453,13 @@ def _provenance(job: BatchJob, take: Take) -> Provenance:
     if spec.kit:
         details.update({"kit": spec.kit["name"], "kit_version": spec.kit["version"]})
     return Provenance(spec.prompt, spec.model, tuple(spec.references_for(take.product)), details=details)
+
+
+def _saved_tags(library, job: BatchJob, take: Take) -> list[str]:
+    """The product's own tags (a sneaker's 'sneakers', 'spring-2026'), then the job's tag."""
+    product = library.store.get(take.product)
+    own = [t for t in (product.tags if product else ()) if t != job.tag]
+    return [*own, job.tag]
 
 
 def _saved_name(library, job: BatchJob, take: Take) -> str:
