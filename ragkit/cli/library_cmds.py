@@ -215,34 +215,23 @@ def add_delete(commands) -> None:
 
 
 def cmd_delete(args, settings: Settings) -> int:
+    """To the trash, or for good on a library that has no trash yet: the one rule, trash.remove."""
+    from ragkit.lifecycle.trash import remove
     library = common.open_library(settings)
-    ids = asset_ids(args.sha256)
-    if not library.has_trash:
-        return _delete_for_good(library, ids, args.json)
-    result = library.trash(ids)
+    to_trash = library.has_trash
+    result = remove(library, asset_ids(args.sha256))
     report_left_out(result)
     if args.json:
-        print(json.dumps({"deleted": len(result.done), "to_trash": True, "not_found": result.missing,
+        print(json.dumps({"deleted": len(result.done), "to_trash": to_trash, "not_found": result.missing,
                           "already_in_trash": list(result.skipped)}))
-    else:
+    elif to_trash:
         err(f"moved {len(result.done)} asset(s) to the trash; `python -m ragkit trash restore SHA...` brings "
             f"them back, `python -m ragkit trash empty` deletes them for good (so does time: after "
             f"{settings.trash_days} days)")
+    if not to_trash:
+        err(f"deleted {len(result.done)} asset(s) for good: this library has no trash yet; "
+            "`python -m ragkit upgrade` adds it (deleted images can then be restored)")
     return EXIT_OK if not result.missing else EXIT_PARTIAL
-
-
-def _delete_for_good(library, ids: list[str], as_json: bool) -> int:
-    """A library of schema 1 has no trash: delete as before, and say how to get the trash."""
-    found = {asset.sha256 for asset in library.get_many(ids)}
-    missing = [sha for sha in ids if sha not in found]
-    deleted = library.delete([sha for sha in ids if sha in found])
-    for sha in missing:
-        err(f"not found: {sha}")
-    err(f"deleted {deleted} asset(s) for good: this library has no trash yet; "
-        "`python -m ragkit upgrade` adds it (deleted images can then be restored)")
-    if as_json:
-        print(json.dumps({"deleted": deleted, "to_trash": False, "not_found": missing, "already_in_trash": []}))
-    return EXIT_OK if not missing else EXIT_PARTIAL
 
 
 def add_tag(commands) -> None:
