@@ -13,6 +13,7 @@ from ragkit.studio.cost import format_usd
 from ragkit.ui.tray import TRAY_KEY
 from tests.e2e_support import all_text, app_env, new_app, run, seed, shown, texts, with_key  # noqa: F401 - fixtures
 from devtools.fake_gemini import slow_reply
+from tests.conftest import GEMINI_TEST_KEY
 from tests.images_factory import jpeg_bytes
 
 STUDIO, LIBRARY = "app_pages/studio.py", "app_pages/library.py"
@@ -311,7 +312,7 @@ def test_review_tiles_reject_is_undone_and_an_approved_image_gets_the_product_s_
                                                                                    tiny_embedder):
     from ragkit.library import Library
     products, _ = catalogue
-    keyed = dataclasses.replace(settings, gemini_api_key=KEY, gemini_base_url=with_key.url)
+    keyed = dataclasses.replace(settings, gemini_api_key=GEMINI_TEST_KEY, gemini_base_url=with_key.url)
     library = Library.open(keyed, embedder=tiny_embedder)
     try:  # a finished job: 3 products x 2 variations
         store = batch.job_store(settings)
