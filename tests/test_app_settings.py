@@ -105,8 +105,8 @@ def test_settings_show_the_key_s_source_never_the_key_a_check_and_the_model_defa
     fake_gemini.retire(DEFAULT_MODEL)  # shut down since: the next Check asks again and says so
     at.sidebar.button(key="settings.check-key").click()
     run(at)
-    errors = shown("\n".join(texts(at.sidebar.error)))
-    assert f"The model {DEFAULT_MODEL} is no longer offered" in errors
+    notes = shown("\n".join(texts(at.sidebar.caption)))
+    assert f"The model {DEFAULT_MODEL} is no longer offered" in notes
     everything = "\n".join(markdown_sources(at)) + all_text(at)
     assert KEY not in everything and KEY[:8] not in everything and KEY[-6:] not in everything
 

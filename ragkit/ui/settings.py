@@ -205,9 +205,8 @@ def _gemini(settings: Settings) -> None:
         what = "Image model" if configured.kind == "image" else "Caption model"
         label = info.label if info.known else f"{configured.model} (not in ragkit's table)"
         line = f"{what}: {md_escape(label)} · {md_code(configured.setting + '=' + configured.model)}"
-        if configured.gone:
-            st.caption(line)
-            st.error(md_escape(configured.message), icon=":material/block:")
+        if configured.gone:  # a caption, not a second red box: the page using the model shows the one error line
+            st.caption(f"{line} · :red[{md_escape(configured.message)}]")
         else:
             st.caption(f"{line} · " + (":green[offered]" if found.live else "not shut down, as far as ragkit knows"))
     if not found.live and settings.gemini_api_key:
