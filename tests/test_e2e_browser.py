@@ -83,7 +83,7 @@ def _walk_through(page, url: str, products: list[tuple[str, bytes]]) -> None:
     assert dialog.get_by_text(products[-1][0]).first.is_visible()
     assert dialog.get_by_role("button", name="Download original").is_visible()
     assert dialog.get_by_role("button", name="Find similar").is_visible()
-    image_sizes(page, '[role="dialog"] [data-testid="stImage"] img', 1)
+    image_sizes(page, '[role="dialog"] .ragkit-viewer-frame img', 1)  # the viewer's full-resolution picture
     shot(page, "details")
     page.keyboard.press("Escape")
     dialog.wait_for(state="hidden")

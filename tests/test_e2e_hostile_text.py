@@ -73,7 +73,9 @@ PAGE_FACTS = """() => {
       href: a.getAttribute('href') || '', text: a.innerText,
       anchor: within(a, '[data-testid="stHeaderActionElements"]'),
       navigation: within(a, '[data-testid="stSidebarNav"], [data-testid="stPageLink"]')})),
-    images: [...document.querySelectorAll('img')].map(i => i.getAttribute('src') || ''),
+    // the viewer's own picture (ragkit/ui/viewer.py draws the original's bytes itself) is not user text
+    images: [...document.querySelectorAll('img')].filter(i => !i.closest('.ragkit-viewer-frame'))
+             .map(i => i.getAttribute('src') || ''),
     formulas: document.querySelectorAll('.katex, math').length,
     icons: [...document.querySelectorAll('[data-testid="stMarkdownContainer"] span[role="img"]')]
              .map(s => s.innerText),
