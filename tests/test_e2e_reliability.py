@@ -80,7 +80,8 @@ def screenshot_on_failure(pages: dict) -> None:
 
 # --- 1. several sessions at once ---------------------------------------------------------------
 SESSIONS = ("a", "b", "c")
-PER_SESSION = 24  # enough work per upload that overlapping ones show it for a good second
+PER_SESSION = 72  # enough work per upload that overlapping ones show it for a good second
+UPLOAD_SIZE = (1600, 1200)
 QUERIES = ["a blue mug", "a red sneaker", "a green watch", "a black handbag", "a yellow lamp",
            "a pink cap", "a teal bottle", "white sunglasses"]
 
@@ -89,7 +90,9 @@ def test_several_browser_sessions_upload_and_search_at_once(ragkit_env, tmp_path
     require_browser()
     started = time.monotonic()
     seed_files = distinct_pictures(4, start=0)
-    own = {s: distinct_pictures(PER_SESSION, start=4 + i * PER_SESSION) for i, s in enumerate(SESSIONS)}
+    # 72 larger pictures each: with the shared model worker, 24 small shots ingested in under a second,
+    # too briefly for the browser's poll to see two progress bars at once.
+    own = {s: distinct_pictures(PER_SESSION, start=4 + i * PER_SESSION, size=UPLOAD_SIZE) for i, s in enumerate(SESSIONS)}
     shared = distinct_pictures(1, start=4 + len(SESSIONS) * PER_SESSION)[0]
     shared = (f"shared-{shared[0]}", shared[1])
     uploads = {s: own[s][:PER_SESSION // 2] + [shared] + own[s][PER_SESSION // 2:] for s in SESSIONS}
