@@ -62,6 +62,20 @@ def test_a_damaged_draft_gives_one_clear_line_and_the_page_starts_empty(tmp_path
     assert store.load(me).brief == "new brief"
 
 
+def test_a_draft_linked_to_a_device_or_nested_too_deep_is_damaged_not_a_hang(tmp_path):
+    store = DraftStore(tmp_path)
+    me = owner_key("email:me@example.com")
+    store.save_work(me, "brief", [SHA])
+    record = tmp_path / "drafts" / me / "draft.json"
+    record.unlink()
+    record.symlink_to("/dev/zero")  # was: read_text() read without end, in save_work and load alike
+    store.save_work(me, "after the link", [])
+    assert store.load(me).brief == "after the link"
+    record.write_text("[" * 100_000, encoding="utf-8")  # was: RecursionError out of load()
+    draft = store.load(me)
+    assert draft.empty and "could not be read back" in draft.problem
+
+
 def test_one_damaged_result_does_not_sink_the_rest(tmp_path):
     store = DraftStore(tmp_path)
     me = owner_key("email:me@example.com")

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ragkit.errors import StateFileError
 from ragkit.ingest.images import EXTENSION_BY_MIME
+from ragkit.storage.files import read_json_file
 from ragkit.studio.generation import GeneratedImage, Generation
 
 log = logging.getLogger(__name__)
@@ -121,11 +123,8 @@ class DraftStore:
         if not path.is_file():
             return Draft()
         try:
-            if path.stat().st_size > MAX_RECORD_BYTES:
-                raise ValueError(f"it is larger than {MAX_RECORD_BYTES // 1024} KB")
-            record = json.loads(path.read_text(encoding="utf-8"))
-            return self._parse(folder, record)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            return self._parse(folder, _read_record(path))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, StateFileError) as exc:
             kept = self._set_aside(folder)
             log.warning("damaged Studio draft %s: %s", folder.name, exc)
             return Draft(problem=f"Your unsaved Studio work could not be read back ({_reason(exc)}); the page "
@@ -238,12 +237,11 @@ class DraftStore:
         why, and sets the damaged one aside, when the page asks)."""
         path = self._dir(owner) / RECORD
         try:
-            if path.stat().st_size <= MAX_RECORD_BYTES:
-                record = json.loads(path.read_text(encoding="utf-8"))
-                if isinstance(record, dict) and record.get("version") == 1:
-                    record["results"] = [r for r in record.get("results", []) if isinstance(r, dict)]
-                    return record
-        except (OSError, ValueError):
+            record = _read_record(path)
+            if isinstance(record, dict) and record.get("version") == 1:
+                record["results"] = [r for r in record.get("results", []) if isinstance(r, dict)]
+                return record
+        except (OSError, StateFileError):
             pass
         return {"version": 1, "brief": "", "tray": [], "results": []}
 
@@ -299,7 +297,20 @@ def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
         return {}
 
 
+def _read_record(path: Path) -> Any:
+    """A draft's record through the bounded state-file reader (a link to a device, a pipe, deep nesting
+    or an oversized file is a StateFileError, never a hang)."""
+    return read_json_file(path, what="a Studio draft", fix="", max_bytes=MAX_RECORD_BYTES)
+
+
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, StateFileError):  # its own text names the path: say why in the page's words
+        text = str(exc)
+        if "not valid JSON" in text:
+            return "the file is not valid JSON"
+        if "larger than" in text:
+            return f"it is larger than {MAX_RECORD_BYTES // 1024} KB"
+        return "the file is damaged"
     if isinstance(exc, json.JSONDecodeError):
         return "the file is not valid JSON"
     return str(exc) or type(exc).__name__
