@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 from ragkit.errors import (AssetNotFoundError, BatchError, GenerationError, InvalidApiKeyError, InvalidImageError,
-                           MissingApiKeyError, ModelGoneError)
+                           MissingApiKeyError, ModelGoneError, StateFileError)
 from ragkit.limits import MAX_CONCURRENCY
+from ragkit.storage.files import read_json_file
 from ragkit.messages import user_message
 from ragkit.storage.blobs import write_atomic
 from ragkit.studio.cost import PriceTable, prices_for, sum_costs
@@ -170,21 +171,14 @@ class JobStore(ABC):
 
     def load(self, job_id: str) -> Any:
         path = self.job_folder(job_id) / STATE_FILE
-        try:
-            if not path.is_file():
-                raise FileNotFoundError(path)
-            with open(path, "rb") as handle:
-                raw = handle.read(MAX_STATE_BYTES + 1)
+        if not path.exists() and not path.is_symlink():
+            raise BatchError(f"No {self.NOUN} {job_id} in {self.folder} (was it deleted?).")
+        try:  # the one bounded reader of state files: regular files only, size capped, JSON checked
+            data = read_json_file(path, what=f"the {self.NOUN}'s state", fix="", max_bytes=MAX_STATE_BYTES)
         except FileNotFoundError:
             raise BatchError(f"No {self.NOUN} {job_id} in {self.folder} (was it deleted?).") from None
-        except OSError as exc:
-            raise self._damaged(job_id, path, f"it can't be read: {exc.strerror or exc}") from None
-        if len(raw) > MAX_STATE_BYTES:
-            raise self._damaged(job_id, path, f"it is larger than {MAX_STATE_BYTES // 2**20} MiB")
-        try:
-            data = json.loads(raw.decode("utf-8"))
-        except (ValueError, RecursionError) as exc:
-            raise self._damaged(job_id, path, f"it is not valid JSON: {str(exc)[:120]}") from None
+        except StateFileError as exc:
+            raise self._damaged(job_id, path, str(exc).split(f"{path} (the {self.NOUN}'s state) ", 1)[-1].strip()[:200]) from None
         if not isinstance(data, dict):
             raise self._damaged(job_id, path, f"it holds a {type(data).__name__}, not a job")
         try:
