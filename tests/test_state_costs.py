@@ -4,11 +4,10 @@ a model's messages are bounded before they are stored or shown."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
-from ragkit.cli.main import main as cli_main
+from tests.support.cli import run_cli_captured as cli
 from ragkit.errors import PromptBlockedError
 from ragkit.studio import ImageGenerator
 from ragkit.studio.cost import CostLedger, PriceTable, usage_problem
@@ -31,14 +30,6 @@ DAMAGED_LINES = [
 ]
 
 
-def cli(argv, env, monkeypatch, capsys):
-    for key in [k for k in os.environ if k.startswith(("RAGKIT_", "GEMINI_"))]:
-        monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    code = cli_main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def damaged_ledger(data_dir) -> CostLedger:

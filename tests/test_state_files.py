@@ -9,20 +9,11 @@ import unicodedata
 
 import pytest
 
-from ragkit.cli.main import main as cli_main
+from tests.support.cli import run_cli_captured as run
 from ragkit.errors import KitConflictError, StateFileError
 from ragkit.studio import kits
 
 
-def run(argv, env, monkeypatch, capsys):
-    """The CLI in-process: (exit code, stdout, stderr)."""
-    for key in [k for k in os.environ if k.startswith(("RAGKIT_", "GEMINI_"))]:
-        monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    code = cli_main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -118,3 +118,15 @@ def popen_cli(args: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.
     """`python -m ragkit ...` started in the background (to interrupt or kill it), output piped."""
     return subprocess.Popen(cli_command(args), env=cli_env(env), cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
+
+
+def run_cli_captured(argv: list[str], env: Mapping[str, str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """The CLI in this process with only `env`'s RAGKIT_/GEMINI_ settings: (exit code, stdout, stderr) as text."""
+    for key in [k for k in os.environ if k.startswith(("RAGKIT_", "GEMINI_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    from ragkit.cli.main import main
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
